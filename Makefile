@@ -1,0 +1,47 @@
+# txzserver: `make up` runs the server with a Plone site, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip
+INSTANCE ?= instance
+LISTEN ?= 127.0.0.1:8080
+SITE ?= Plone
+
+.PHONY: help venv up run down test unit integration lint bench clean
+
+help:
+	@echo "make up | make test | make lint | make bench | make venv | make clean"
+
+venv: $(VENV)/.installed
+
+# The lock (constraints.txt) pins every package, for this venv and for the images.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt setuptools wheel
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[plone,test]'
+	touch $@
+
+$(INSTANCE)/etc/zope.conf: | venv
+	$(BIN)/txzserver mkinstance $(INSTANCE) --user admin --address $(LISTEN)
+
+# Until the compose stack exists, `make up` runs the server on this host.
+up run: venv $(INSTANCE)/etc/zope.conf
+	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
+
+test: venv
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+lint: venv
+	$(BIN)/python -m compileall -q src tests
+
+bench: venv
+	$(BIN)/python -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

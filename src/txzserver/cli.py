@@ -1,0 +1,81 @@
+"""The `txzserver` command: serve a zope.conf, or make an instance folder."""
+
+import argparse
+import sys
+
+
+def _cmd_serve(args):
+    from .config import ConfigError, load
+    try:
+        opts, settings = load(args.config)
+    except ConfigError as exc:
+        print(f"txzserver: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    site_factory = None
+    if args.site:
+        from .sitesetup import ensure_plone_site
+        site_factory = ensure_plone_site
+    from .server.runner import serve
+    return serve(opts, settings, site_id=args.site, site_factory=site_factory)
+
+
+def _cmd_mkinstance(args):
+    from .instance import InstanceError, make_instance
+    try:
+        conf, user, password = make_instance(args.directory, args.user, address=args.address,
+                                             threads=args.threads, zeo=args.zeo, force=args.force)
+    except InstanceError as exc:
+        print(f"txzserver: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {conf}")
+    if ":" not in args.user:
+        print(f"admin user {user} with generated password: {password}")
+    print(f"start it with: txzserver serve {conf}")
+    return 0
+
+
+def _cmd_checkconfig(args):
+    from .config import ConfigError, load
+    try:
+        _, settings = load(args.config)
+    except ConfigError as exc:
+        print(f"txzserver: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    for listener in settings.listeners:
+        print(f"{listener.kind} {listener.host or '*'}:{listener.port}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="txzserver", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run Zope with the Twisted server")
+    serve.add_argument("config", help="path to zope.conf")
+    serve.add_argument("--site", metavar="ID",
+                       help="create a Plone site (Classic UI) with this id on first start")
+    serve.set_defaults(func=_cmd_serve)
+
+    mk = commands.add_parser("mkinstance", help="create an instance folder")
+    mk.add_argument("directory")
+    mk.add_argument("--user", required=True, metavar="NAME[:PASSWORD]",
+                    help="initial Manager; the password is generated when not given")
+    mk.add_argument("--zeo", metavar="HOST:PORT", help="use a ZEO server instead of a FileStorage")
+    mk.add_argument("--address", default="8080", help="address of the <http-server> (default 8080)")
+    mk.add_argument("--threads", type=int, default=4, help="server-threads (default 4)")
+    mk.add_argument("--force", action="store_true", help="overwrite an existing etc/zope.conf")
+    mk.set_defaults(func=_cmd_mkinstance)
+
+    check = commands.add_parser("checkconfig", help="parse a zope.conf and list its listeners")
+    check.add_argument("config")
+    check.set_defaults(func=_cmd_checkconfig)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The reactor side of txzserver: listeners, protocols, limits, publishing hand-off, streaming."""

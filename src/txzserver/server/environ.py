@@ -1,0 +1,107 @@
+"""Build the WSGI environ Zope's publisher expects from a Twisted request (reactor thread)."""
+
+import ipaddress
+import sys
+from urllib.parse import unquote_to_bytes
+
+from .. import __version__
+
+SERVER_SOFTWARE = f"txzserver/{__version__}"
+FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO",
+                     "HTTP_X_FORWARDED_PORT", "HTTP_FORWARDED")
+
+
+def _latin1(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+class ProxyTrust:
+    """Which peers may set X-Forwarded-*: addresses (and networks) from ``trusted-proxy``."""
+
+    def __init__(self, entries=()):
+        self.networks = tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+
+    def __contains__(self, host):
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in net for net in self.networks)
+
+
+def header_environ(headers):
+    """HTTP_* keys from Twisted ``Headers``; names containing "_" are dropped.
+
+    A header "X_Forwarded_For" would otherwise become HTTP_X_FORWARDED_FOR just like the
+    real one (header spoofing through the CGI name mangling).
+    """
+    environ = {}
+    for name, values in headers.getAllRawHeaders():
+        if b"_" in name:
+            continue
+        key = "HTTP_" + _latin1(name).upper().replace("-", "_")
+        if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"):
+            continue
+        separator = "; " if key == "HTTP_COOKIE" else ", "
+        environ[key] = separator.join(_latin1(v) for v in values)
+    return environ
+
+
+def _split_host(value, default_port):
+    host, _, port = value.rpartition(":") if not value.endswith("]") else (value, "", "")
+    if not host or not port.isdigit():
+        return value, default_port
+    return host, port
+
+
+def build_environ(request, body, body_length, *, secure, trust, errors=sys.stderr):
+    """The environ for ``request`` whose complete body is the open file ``body``.
+
+    SERVER_PORT is the port the request arrived on (Zope compares it with the WebDAV
+    source port); X-Forwarded-* are honoured only from trusted proxies and removed
+    otherwise; REMOTE_ADDR is the peer (Zope itself resolves X-Forwarded-For).
+    """
+    raw_path, _, query = request.uri.partition(b"?")
+    local = request.getHost()
+    peer = request.getClientAddress()
+    environ = {
+        "REQUEST_METHOD": _latin1(request.method),
+        "SCRIPT_NAME": "",
+        "PATH_INFO": _latin1(unquote_to_bytes(raw_path)),
+        "QUERY_STRING": _latin1(query),
+        "SERVER_PROTOCOL": _latin1(request.clientproto),
+        "SERVER_SOFTWARE": SERVER_SOFTWARE,
+        "SERVER_PORT": str(getattr(local, "port", 0)),
+        "REMOTE_ADDR": getattr(peer, "host", ""),
+        "REMOTE_PORT": str(getattr(peer, "port", "")),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "https" if secure else "http",
+        "wsgi.input": body,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": errors,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    content_type = request.requestHeaders.getRawHeaders(b"content-type")
+    if content_type:
+        environ["CONTENT_TYPE"] = _latin1(content_type[0])
+    if body_length or request.requestHeaders.hasHeader(b"content-length"):
+        environ["CONTENT_LENGTH"] = str(body_length)
+    environ.update(header_environ(request.requestHeaders))
+
+    if environ["REMOTE_ADDR"] in trust:
+        proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            environ["wsgi.url_scheme"] = proto
+        forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[0].strip()
+        if forwarded_host:
+            environ["HTTP_HOST"] = forwarded_host
+    else:
+        for key in FORWARDED_HEADERS:
+            environ.pop(key, None)
+
+    default_port = "443" if environ["wsgi.url_scheme"] == "https" else "80"
+    host = environ.get("HTTP_HOST") or getattr(local, "host", "localhost")
+    environ["SERVER_NAME"] = _split_host(host, default_port)[0]
+    return environ

@@ -1,0 +1,57 @@
+"""Open the configured sockets: TCP for http/webdav-source, TLS with ALPN for https."""
+
+import ipaddress
+
+from twisted.internet import endpoints, ssl
+
+
+def tls_options(listener):
+    """CertificateOptions from PEM files, offering h2 and http/1.1 by ALPN."""
+    with open(listener.certificate, "rb") as f:
+        cert_pem = f.read()
+    with open(listener.private_key, "rb") as f:
+        key_pem = f.read()
+    key = ssl.KeyPair.load(key_pem, ssl.FILETYPE_PEM)
+    certs = ssl.Certificate.loadPEM(cert_pem)
+    chain = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(cert_pem)[1:]]
+    protocols = [b"h2", b"http/1.1"] if listener.http2 else [b"http/1.1"]
+    return ssl.CertificateOptions(
+        privateKey=key.original, certificate=certs.original,
+        extraCertChain=[c.original for c in chain], acceptableProtocols=protocols,
+    )
+
+
+def _pem_blocks(data):
+    marker = b"-----END CERTIFICATE-----"
+    return [block + marker for block in data.split(marker) if b"-----BEGIN CERTIFICATE-----" in block]
+
+
+def endpoint_for(reactor, listener):
+    """The server endpoint of one listener (IPv6 hosts get a TCP6 endpoint)."""
+    host = listener.interface
+    try:
+        v6 = ipaddress.ip_address(host).version == 6
+    except ValueError:
+        v6 = False
+    if listener.kind == "https":
+        cls = endpoints.SSL4ServerEndpoint
+        if v6:
+            return endpoints.wrapServerEndpoint(
+                endpoints.TCP6ServerEndpoint(reactor, listener.port, listener.backlog, host),
+                lambda factory: _tls_factory(factory, listener))
+        return cls(reactor, listener.port, tls_options(listener), listener.backlog, host)
+    cls = endpoints.TCP6ServerEndpoint if v6 else endpoints.TCP4ServerEndpoint
+    return cls(reactor, listener.port, listener.backlog, host)
+
+
+def _tls_factory(factory, listener):
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+    return TLSMemoryBIOFactory(tls_options(listener), False, factory)
+
+
+def url_of(listener, port):
+    scheme = "https" if listener.kind == "https" else "http"
+    host = listener.host or "0.0.0.0"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"

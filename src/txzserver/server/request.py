@@ -1,0 +1,56 @@
+"""Twisted Request with body limits: 413 early, small bodies in memory, large ones spooled."""
+
+import io
+import tempfile
+
+from twisted.web import server
+
+from .rejection import reject
+
+
+class ZopeRequest(server.Request):
+    """A request whose body is limited and spooled according to the site's settings.
+
+    Twisted keeps any body of unknown length or above 100 kB in a temporary file; we do
+    the same with a configurable threshold and refuse bodies above max-request-body-size
+    as soon as the declared length (or the bytes received) says so. Reactor thread only.
+    """
+
+    _body_received = 0
+    _rejected = False
+
+    @property
+    def _settings(self):
+        return self.channel.site.settings
+
+    def gotLength(self, length):
+        limit = self._settings.max_request_body_size
+        if limit and length is not None and length > limit:
+            self.content = io.BytesIO()
+            self._reject_body(length)
+            return
+        if length is not None and length <= self._settings.request_spool_threshold:
+            self.content = io.BytesIO()
+        else:
+            self.content = tempfile.TemporaryFile(prefix="txzserver-body-")
+
+    def handleContentChunk(self, data):
+        if self._rejected:
+            return
+        self._body_received += len(data)
+        limit = self._settings.max_request_body_size
+        if limit and self._body_received > limit:
+            self._reject_body(self._body_received)
+            return
+        self.content.write(data)
+
+    def _reject_body(self, size):
+        self._rejected = True
+        limit = self._settings.max_request_body_size
+        reject(self, 413, f"request body of {size} bytes or more exceeds the limit of {limit} bytes"
+                          " (max-request-body-size)")
+
+    def requestReceived(self, command, path, version):
+        if self._rejected:
+            return
+        super().requestReceived(command, path, version)

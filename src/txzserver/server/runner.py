@@ -1,0 +1,89 @@
+"""Run Zope under Twisted: thread pool, listeners, signals, graceful shutdown."""
+
+import logging
+import sys
+
+from .reactor import install_reactor
+
+log = logging.getLogger("txzserver")
+
+
+class ListenError(Exception):
+    """A configured socket could not be opened (port taken, bad address, bad certificate)."""
+
+
+def build_sites(reactor, pool, app, settings, tracker):
+    """One ZopeSite per configured listener."""
+    from .environ import ProxyTrust
+    from .publisher import ZopeResource
+    from .site import ConnectionCounter, ZopeSite
+
+    trust = ProxyTrust(settings.trusted_proxies)
+    counter = ConnectionCounter(settings.max_connections)
+    sites = []
+    for listener in settings.listeners:
+        resource = ZopeResource(reactor, pool, app, settings, trust,
+                                secure=listener.kind == "https", tracker=tracker)
+        sites.append((listener, ZopeSite(resource, settings, counter, h2c=listener.h2c,
+                                         reactor=reactor)))
+    return sites
+
+
+def listen(reactor, sites):
+    """Open every listener now (before the reactor runs); ListenError on the first failure."""
+    from twisted.python.failure import Failure
+    from .listeners import endpoint_for, url_of
+
+    ports = []
+    for listener, site in sites:
+        outcome = []
+        try:
+            endpoint_for(reactor, listener).listen(site).addBoth(outcome.append)
+        except Exception as exc:  # bad certificate files and the like
+            raise ListenError(f"{listener.kind} {listener.host}:{listener.port}: {exc}") from exc
+        if not outcome or isinstance(outcome[0], Failure):
+            reason = outcome[0].getErrorMessage() if outcome else "listen did not complete"
+            raise ListenError(f"cannot listen on {listener.host or '*'}:{listener.port}: {reason}")
+        port = outcome[0]
+        ports.append(port)
+        extra = " (HTTP/2 by ALPN)" if listener.http2 else " (h2c)" if listener.h2c else ""
+        log.info("txzserver %s listening on %s%s", listener.kind,
+                 url_of(listener, port.getHost().port), extra)
+    return ports
+
+
+def serve(opts, settings, site_id=None, site_factory=None):
+    """Start Zope and serve until SIGTERM/SIGINT; return the process exit status."""
+    from ..startup import close_zope, configure_logging, start_zope
+
+    configure_logging(opts.configroot)
+    reactor_name = install_reactor(settings.reactor)
+    from twisted.internet import reactor
+    from twisted.python import log as twisted_log
+    from twisted.python.threadpool import ThreadPool
+
+    twisted_log.PythonLoggingObserver("txzserver.twisted").start()
+    log.info("reactor: %s", reactor_name)
+    app = start_zope(opts, settings)
+    if site_id and site_factory is not None:
+        site_factory(site_id)
+
+    from .shutdown import InFlight, drain
+    pool = ThreadPool(settings.threads, settings.threads, name="zope-publisher")
+    tracker = InFlight()
+    try:
+        ports = listen(reactor, build_sites(reactor, pool, app, settings, tracker))
+    except ListenError as exc:
+        log.error("%s", exc)
+        close_zope()
+        return 2
+    reactor.callWhenRunning(pool.start)
+    reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
+    reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,
+                                  settings.shutdown_timeout)
+    reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+    reactor.addSystemEventTrigger("after", "shutdown", close_zope)
+    reactor.run()
+    log.info("txzserver stopped")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,45 @@
+"""Graceful shutdown: stop accepting, let requests in flight finish (bounded), then stop."""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+log = Logger()
+
+
+class InFlight:
+    """Counts requests from arrival until their response is finished (reactor thread)."""
+
+    def __init__(self):
+        self.count = 0
+        self._idle = []
+
+    def started(self):
+        self.count += 1
+
+    def ended(self, _=None):
+        self.count -= 1
+        if self.count == 0:
+            waiters, self._idle = self._idle, []
+            for d in waiters:
+                d.callback(None)
+
+    def wait_idle(self):
+        if self.count == 0:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._idle.append(d)
+        return d
+
+
+def drain(reactor, ports, tracker, timeout):
+    """Reactor 'before shutdown' trigger: returns a Deferred the reactor waits for."""
+    log.info("shutting down: closing {n} listener(s), {count} request(s) in flight",
+             n=len(ports), count=tracker.count)
+    stopped = [defer.maybeDeferred(port.stopListening) for port in ports]
+    d = defer.gatherResults(stopped, consumeErrors=True)
+    d.addCallback(lambda _: tracker.wait_idle())
+    d.addTimeout(timeout, reactor, onTimeoutCancel=lambda *a: log.warn(
+        "shutdown: {count} request(s) still in flight after {t}s, stopping anyway",
+        count=tracker.count, t=timeout))
+    d.addErrback(lambda f: log.failure("error during graceful shutdown", f))
+    return d

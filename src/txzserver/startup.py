@@ -1,0 +1,57 @@
+"""The one place that configures logging and starts Zope from a parsed zope.conf.
+
+Zope's publisher setters (webdav source port, trusted proxies, debug mode) are called by
+Zope's own WSGIStarter.prepare(); we only feed it our listeners' facts first.
+"""
+
+import logging
+
+log = logging.getLogger("txzserver")
+
+
+def configure_logging(root):
+    """Install the handlers of ``<eventlog>`` and ``<logger ...>`` sections (ZServer-style).
+
+    Without a ``<logger access>`` section access lines go nowhere rather than into the
+    event log.
+    """
+    if root.eventlog is not None:
+        root.eventlog()
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configured = set()
+    for factory in root.loggers or ():
+        logger = factory()
+        configured.add(logger.name)
+    if "access" not in configured:
+        access = logging.getLogger("access")
+        access.propagate = False
+        access.addHandler(logging.NullHandler())
+
+
+def start_zope(opts, settings):
+    """Configure and start Zope; return the WSGI application to publish with."""
+    from App.config import setConfiguration
+    from Zope2.Startup import get_wsgi_starter
+    from Zope2.Startup.handlers import handleWSGIConfig
+    from ZPublisher.WSGIPublisher import publish_module
+    from ZPublisher.httpexceptions import HTTPExceptionHandler
+
+    root = opts.configroot
+    if settings.webdav_source_port:
+        root.webdav_source_port = settings.webdav_source_port
+    handleWSGIConfig(root, opts.confighandlers)
+    setConfiguration(root)
+    starter = get_wsgi_starter()
+    starter.setConfiguration(root)
+    starter.prepare()
+    return HTTPExceptionHandler(publish_module)
+
+
+def close_zope():
+    """Close the ZODB databases (reactor 'after shutdown')."""
+    import Zope2
+    db = getattr(Zope2, "DB", None)
+    if db is not None:
+        db.close()
+        log.info("ZODB closed")
