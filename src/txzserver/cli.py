@@ -34,6 +34,29 @@ def _cmd_mkinstance(args):
     return 0
 
 
+def _cmd_run(args):
+    """Run a Python script with Zope configured and ``app`` bound (like zconsole run)."""
+    from .config import ConfigError, load
+    try:
+        opts, settings = load(args.config)
+    except ConfigError as exc:
+        print(f"txzserver: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    from .startup import close_zope, configure_logging, start_zope
+    configure_logging(opts.configroot)
+    start_zope(opts, settings)
+    import runpy
+    import Zope2
+    app = Zope2.app()
+    sys.argv = [args.script] + args.args
+    try:
+        runpy.run_path(args.script, init_globals={"app": app}, run_name="__main__")
+    finally:
+        app._p_jar.close()
+        close_zope()
+    return 0
+
+
 def _cmd_checkconfig(args):
     from .config import ConfigError, load
     try:
@@ -65,6 +88,12 @@ def build_parser():
     mk.add_argument("--threads", type=int, default=4, help="server-threads (default 4)")
     mk.add_argument("--force", action="store_true", help="overwrite an existing etc/zope.conf")
     mk.set_defaults(func=_cmd_mkinstance)
+
+    run = commands.add_parser("run", help="run a script with Zope configured and `app` bound")
+    run.add_argument("config")
+    run.add_argument("script")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    run.set_defaults(func=_cmd_run)
 
     check = commands.add_parser("checkconfig", help="parse a zope.conf and list its listeners")
     check.add_argument("config")

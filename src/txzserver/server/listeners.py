@@ -11,12 +11,14 @@ def tls_options(listener):
         cert_pem = f.read()
     with open(listener.private_key, "rb") as f:
         key_pem = f.read()
-    key = ssl.KeyPair.load(key_pem, ssl.FILETYPE_PEM)
-    certs = ssl.Certificate.loadPEM(cert_pem)
-    chain = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(cert_pem)[1:]]
+    blocks = _pem_blocks(cert_pem)
+    if not blocks:
+        raise ValueError(f"{listener.certificate}: no PEM certificate in this file")
+    server = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + key_pem)
+    chain = [ssl.Certificate.loadPEM(block) for block in blocks[1:]]
     protocols = [b"h2", b"http/1.1"] if listener.http2 else [b"http/1.1"]
     return ssl.CertificateOptions(
-        privateKey=key.original, certificate=certs.original,
+        privateKey=server.privateKey.original, certificate=server.original,
         extraCertChain=[c.original for c in chain], acceptableProtocols=protocols,
     )
 

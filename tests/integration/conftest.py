@@ -1,0 +1,76 @@
+"""Real servers on loopback: one Plone template per session, a server process per config."""
+
+import pytest
+
+from tests.support.instance import (
+    ADMIN, SITE_ID, BIG_FILE_ID, build_template, copy_instance_data, http_server, https_server,
+    new_instance,
+)
+from tests.support.server import ServerProcess
+from tests.support.tls import make_certificates
+
+
+@pytest.fixture(scope="session")
+def plone_template(tmp_path_factory):
+    """A Plone site with a 100 MB File, built once (about 10 s) and copied per server."""
+    return build_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+class Servers:
+    """Start servers on copies of the template; all are stopped at the end of the scope."""
+
+    def __init__(self, tmp_path_factory, template, tls):
+        self.tmp = tmp_path_factory
+        self.template = template
+        self.tls = tls
+        self.running = []
+
+    def start(self, name, *, threads=1, extra="", https=False, h2c=True, with_site=True):
+        directory = self.tmp.mktemp(name)
+        servers = http_server(0, h2c=h2c)
+        if https:
+            servers += "\n" + https_server(0, self.tls["cert"], self.tls["key"])
+        conf = new_instance(directory, servers, f"server-threads {threads}\n{extra}")
+        if with_site:
+            copy_instance_data(self.template["directory"], directory)
+        server = ServerProcess(conf).start()
+        self.running.append(server)
+        return server
+
+    def stop_all(self):
+        for server in self.running:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory, plone_template, tls_files):
+    pool = Servers(tmp_path_factory, plone_template, tls_files)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="session")
+def plone_server(servers):
+    """The main server: one publisher thread, HTTP/1.1 + h2c and TLS with ALPN."""
+    return servers.start("main", threads=1, https=True)
+
+
+@pytest.fixture(scope="session")
+def admin_auth():
+    return ADMIN
+
+
+@pytest.fixture(scope="session")
+def site_id():
+    return SITE_ID
+
+
+@pytest.fixture(scope="session")
+def big_file(plone_template):
+    return {"path": f"/{SITE_ID}/{BIG_FILE_ID}", "sha256": plone_template["big_sha256"],
+            "size": plone_template["big_size"]}

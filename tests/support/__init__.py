@@ -1,0 +1,1 @@
+"""Shared test machinery: instance folders, server processes, slow clients."""
