@@ -31,10 +31,12 @@ def main(argv):
     if "--seekable" in argv:
         make_seekable()
     import waitress
-    logging.getLogger("txzserver").info("txzserver waitress listening on http://127.0.0.1:%d", port)
-    logging.getLogger("txzserver").info("txzserver ready: waitress with %d thread(s)", threads)
-    waitress.serve(app, host="127.0.0.1", port=port, threads=threads, ident="waitress",
-                   clear_untrusted_proxy_headers=True)
+    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=threads,
+                                    ident="waitress", clear_untrusted_proxy_headers=True)
+    log = logging.getLogger("txzserver")
+    log.info("txzserver waitress listening on http://127.0.0.1:%d", server.effective_port)
+    log.info("txzserver ready: waitress with %d thread(s)", threads)
+    server.run()
 
 
 if __name__ == "__main__":
