@@ -42,6 +42,22 @@ class Servers:
         self.running.append(server)
         return server
 
+    def start_waitress(self, name, *, threads=1, seekable=False):
+        """The same Zope app served by waitress (for contrast), on its own copy of the site."""
+        import os
+        import sys
+        from tests.support.instance import ROOT
+        from tests.support.server import free_port
+        directory = self.tmp.mktemp(name)
+        conf = new_instance(directory, http_server(0))
+        copy_instance_data(self.template["directory"], directory)
+        argv = [sys.executable, "-m", "tests.support.waitress_server", str(conf), str(free_port()),
+                str(threads)] + (["--seekable"] if seekable else [])
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        server = ServerProcess(conf, argv=argv, env=env).start()
+        self.running.append(server)
+        return server
+
     def stop_all(self):
         for server in self.running:
             server.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .instance import TXZSERVER
 
-LISTENING = re.compile(r"txzserver (\S+) listening on (\w+)://([^ ]+):(\d+)")
+LISTENING = re.compile(r"txzserver (\S+) listening on (\w+)://(\S+):(\d+)")
 
 
 def wait_for(condition, timeout, interval=0.1, what="condition"):
@@ -75,9 +75,15 @@ class ServerProcess:
     def rss(self):
         return rss_bytes(self.pid)
 
+    @property
+    def port(self):
+        """The cleartext port (txzserver's http listener, or waitress's)."""
+        return self.ports.get("http") or self.ports["waitress"]
+
     def url(self, path="/", kind="http"):
         scheme = "https" if kind == "https" else "http"
-        return f"{scheme}://127.0.0.1:{self.ports[kind]}{path}"
+        port = self.port if kind == "http" else self.ports[kind]
+        return f"{scheme}://127.0.0.1:{port}{path}"
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
         """Signal the server and wait; return its exit status."""

@@ -34,7 +34,7 @@ def main(argv):
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=threads,
                                     ident="waitress", clear_untrusted_proxy_headers=True)
     log = logging.getLogger("txzserver")
-    log.info("txzserver waitress listening on http://127.0.0.1:%d", server.effective_port)
+    log.info("txzserver waitress listening on http://127.0.0.1:%s", server.effective_port)
     log.info("txzserver ready: waitress with %d thread(s)", threads)
     server.run()
 

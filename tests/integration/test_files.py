@@ -1,0 +1,89 @@
+"""Plone content through plone.restapi: a page, a 100 MB File upload, download and Range."""
+
+import base64
+import hashlib
+import os
+
+import httpx
+import pytest
+
+
+@pytest.fixture(scope="module")
+def token(plone_server, site_id, admin_auth):
+    response = httpx.post(plone_server.url(f"/{site_id}/@login"),
+                          json={"login": admin_auth[0], "password": admin_auth[1]},
+                          headers={"Accept": "application/json"})
+    assert response.status_code == 200, response.text
+    return response.json()["token"]
+
+
+def api(token):
+    return {"Accept": "application/json", "Authorization": f"Bearer {token}"}
+
+
+def test_add_page(plone_server, site_id, token):
+    response = httpx.post(plone_server.url(f"/{site_id}"), headers=api(token),
+                          json={"@type": "Document", "id": "hello", "title": "Hello txzserver"})
+    assert response.status_code == 201, response.text
+    page = httpx.get(plone_server.url(f"/{site_id}/hello"), headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 200
+    assert "Hello txzserver" in page.text
+
+
+@pytest.fixture(scope="module")
+def uploaded(plone_server, site_id, token):
+    """A 100 MB File created through plone.restapi (base64 in JSON, as Volto does)."""
+    data = os.urandom(100 * 1024 * 1024)
+    body = {"@type": "File", "id": "upload.bin", "title": "Uploaded",
+            "file": {"data": base64.b64encode(data).decode("ascii"), "encoding": "base64",
+                     "filename": "upload.bin", "content-type": "application/octet-stream"}}
+    response = httpx.post(plone_server.url(f"/{site_id}"), headers=api(token), json=body,
+                          timeout=300)
+    assert response.status_code == 201, response.text[:500]
+    return {"path": f"/{site_id}/upload.bin", "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data), "slice": data[1_000_000:1_000_000 + 65536]}
+
+
+def test_download_matches_upload(plone_server, uploaded):
+    digest = hashlib.sha256()
+    with httpx.stream("GET", plone_server.url(uploaded["path"] + "/@@download/file"), timeout=120) as r:
+        assert r.status_code == 200
+        assert int(r.headers["content-length"]) == uploaded["size"]
+        for chunk in r.iter_bytes():
+            digest.update(chunk)
+    assert digest.hexdigest() == uploaded["sha256"]
+
+
+def test_download_over_http2(plone_server, uploaded):
+    digest = hashlib.sha256()
+    with httpx.Client(http1=False, http2=True, timeout=120) as client:
+        with client.stream("GET", plone_server.url(uploaded["path"] + "/@@download/file")) as r:
+            assert r.http_version == "HTTP/2"
+            assert r.status_code == 200
+            for chunk in r.iter_bytes():
+                digest.update(chunk)
+    assert digest.hexdigest() == uploaded["sha256"]
+
+
+def test_range_request(plone_server, uploaded):
+    start, end = 1_000_000, 1_000_000 + 65535
+    response = httpx.get(plone_server.url(uploaded["path"] + "/@@download/file"),
+                         headers={"Range": f"bytes={start}-{end}"})
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes {start}-{end}/{uploaded['size']}"
+    assert response.content == uploaded["slice"]
+
+
+def test_head_of_download_has_no_body(plone_server, uploaded):
+    response = httpx.head(plone_server.url(uploaded["path"] + "/@@download/file"))
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+def test_template_file_streams(plone_server, big_file):
+    digest = hashlib.sha256()
+    with httpx.stream("GET", plone_server.url(big_file["path"] + "/@@download/file"), timeout=120) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            digest.update(chunk)
+    assert digest.hexdigest() == big_file["sha256"]

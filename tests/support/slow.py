@@ -1,0 +1,66 @@
+"""Slow downloading clients on raw sockets, and a latency probe, for streaming tests."""
+
+import socket
+import threading
+import time
+
+import httpx
+
+
+class SlowReader(threading.Thread):
+    """GET ``path`` and read the body at about ``rate`` bytes/s until stopped.
+
+    A small receive buffer makes the server feel the slowness (TCP backpressure) instead
+    of the kernel buffering megabytes for us.
+    """
+
+    def __init__(self, port, path, rate=1_000_000, chunk=16384, auth_header=None):
+        super().__init__(daemon=True)
+        self.port, self.path, self.rate, self.chunk = port, path, rate, chunk
+        self.auth_header = auth_header
+        self.received = 0
+        self.status = None
+        self.error = None
+        self.started_body = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                extra = f"Authorization: {self.auth_header}\r\n" if self.auth_header else ""
+                sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = sock.recv(4096)
+                    if not data:
+                        raise ConnectionError("closed before the response head")
+                    head += data
+                self.status = int(head.split(b" ", 2)[1])
+                self.received = len(head.split(b"\r\n\r\n", 1)[1])
+                self.started_body.set()
+                begin = time.monotonic()
+                while not self._stop_event.is_set():
+                    data = sock.recv(self.chunk)
+                    if not data:
+                        break
+                    self.received += len(data)
+                    ahead = self.received / self.rate - (time.monotonic() - begin)
+                    if ahead > 0:
+                        self._stop_event.wait(ahead)
+        except Exception as exc:  # reported by the test
+            self.error = exc
+            self.started_body.set()
+
+    def stop(self):
+        self._stop_event.set()
+
+
+def timed_get(url, timeout=10.0, **kwargs):
+    """(seconds, status) of one GET on a new connection; status None on timeout."""
+    begin = time.monotonic()
+    try:
+        response = httpx.get(url, timeout=timeout, **kwargs)
+        return time.monotonic() - begin, response.status_code
+    except httpx.TimeoutException:
+        return time.monotonic() - begin, None
