@@ -1,0 +1,146 @@
+"""Server behaviour with a real Plone site: shutdown, HTTP/2 timeouts, proxies, reactors."""
+
+import hashlib
+import signal
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.support.server import wait_for
+from tests.support.slow import SlowReader
+
+MB = 1024 * 1024
+
+
+def _connect_refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_sigterm_lets_a_download_finish_then_exits_0(servers, big_file):
+    server = servers.start("drain", extra="shutdown-timeout 60s")
+    reader = SlowReader(server.port, big_file["path"] + "/@@download/file", rate=40 * MB)
+    reader.start()
+    wait_for(lambda: reader.received > MB or reader.error, 30, what="download to start")
+    begin = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: _connect_refused(server.port), 5, what="listener to close")
+    assert server.process.wait(60) == 0
+    reader.join(10)
+    print(f"drained a download in {time.monotonic() - begin:.1f} s")
+    assert reader.error is None
+    assert reader.received == big_file["size"], "the in-flight download was cut"
+    assert "ZODB closed" in server.log_text()
+
+
+def test_shutdown_timeout_bounds_the_wait(servers, big_file):
+    server = servers.start("drain-bounded", extra="shutdown-timeout 2s")
+    reader = SlowReader(server.port, big_file["path"] + "/@@download/file", rate=MB)
+    reader.start()
+    wait_for(lambda: reader.received > MB or reader.error, 30, what="download to start")
+    begin = time.monotonic()
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(30) == 0
+    elapsed = time.monotonic() - begin
+    reader.stop()
+    print(f"stopped {elapsed:.1f} s after SIGINT with a 1 MB/s download in flight")
+    assert 1.5 < elapsed < 10
+    assert "still in flight" in server.log_text()
+
+
+def test_idle_server_stops_promptly(servers):
+    server = servers.start("idle-stop")
+    begin = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - begin < 5
+
+
+def test_http2_slow_reader_is_not_cut_by_idle_timeout(servers, big_file):
+    server = servers.start("h2-timeout", extra="idle-timeout 2s")
+    received = 0
+    begin = time.monotonic()
+    with httpx.Client(http1=False, http2=True, timeout=30) as client:
+        with client.stream("GET", server.url(big_file["path"] + "/@@download/file")) as response:
+            assert response.http_version == "HTTP/2"
+            for chunk in response.iter_bytes(65536):
+                received += len(chunk)
+                time.sleep(0.05)  # about 1.3 MB/s
+                if time.monotonic() - begin > 7:
+                    break
+    assert received > 5 * MB, f"only {received} bytes arrived in 7 s"
+    # An idle HTTP/2 connection is still closed after the timeout.
+    from tests.support.h2client import idle_h2_connection_closed_after
+    assert idle_h2_connection_closed_after(server.port, 6)
+
+
+def test_virtual_host_monster_urls(plone_server, site_id):
+    response = httpx.get(plone_server.url(
+        f"/VirtualHostBase/https/www.example.org:443/{site_id}/VirtualHostRoot/"))
+    assert response.status_code == 200
+    assert 'href="https://www.example.org/' in response.text
+    assert f"127.0.0.1:{plone_server.port}" not in response.text
+
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.example.org",
+             "X-Forwarded-For": "203.0.113.9"}
+
+
+def test_forwarded_headers_ignored_from_untrusted_peer(plone_server, site_id):
+    response = httpx.get(plone_server.url(f"/{site_id}"), headers=FORWARDED)
+    assert response.status_code == 200
+    assert "www.example.org" not in response.text
+    assert f"http://127.0.0.1:{plone_server.port}/{site_id}" in response.text
+
+
+def test_forwarded_headers_honoured_from_trusted_proxy(servers, site_id):
+    server = servers.start("trusted", extra="trusted-proxy 127.0.0.1")
+    response = httpx.get(server.url(f"/{site_id}"), headers=FORWARDED)
+    assert response.status_code == 200
+    assert f"https://www.example.org/{site_id}" in response.text
+    access = (server.instance / "log" / "access.log").read_text()
+    assert f"GET /{site_id} HTTP/1.1\" 200" in access
+
+
+def test_default_reactor_serves_http11_and_h2c(servers, site_id):
+    server = servers.start("epoll", extra="reactor default")
+    assert "reactor: EPollReactor" in server.log_text()
+    assert httpx.get(server.url(f"/{site_id}")).status_code == 200
+    with httpx.Client(http1=False, http2=True) as client:
+        response = client.get(server.url(f"/{site_id}"))
+    assert response.status_code == 200 and response.http_version == "HTTP/2"
+
+
+def test_uvloop_is_used_when_available(plone_server):
+    assert "reactor: uvloop" in plone_server.log_text()
+
+
+def test_webdav_source_port_returns_template_source(servers, admin_auth, tmp_path):
+    from tests.support.server import free_port
+    port = free_port()
+    server = servers.start("davsource", extra=f"<webdav-source-server>\n  address 127.0.0.1:{port}\n"
+                                              "</webdav-source-server>")
+    assert server.ports["webdav-source"] == port
+    source = b'<p tal:content="string:rendered">source</p>'
+    put = httpx.put(server.url("/srctest"), content=source, auth=admin_auth,
+                    headers={"Content-Type": "text/html"})
+    assert put.status_code in (201, 204), put.text
+    rendered = httpx.get(server.url("/srctest"), auth=admin_auth)
+    assert "<p>rendered</p>" in rendered.text
+    raw = httpx.get(f"http://127.0.0.1:{port}/srctest", auth=admin_auth)
+    assert raw.status_code == 200
+    assert 'tal:content="string:rendered"' in raw.text
+
+
+def test_access_log_combined_format(plone_server, site_id):
+    httpx.get(plone_server.url(f"/{site_id}"), headers={"User-Agent": "txz-test-agent",
+                                                        "Referer": "http://ref.example/"})
+    access = (plone_server.instance / "log" / "access.log").read_text()
+    line = [l for l in access.splitlines() if "txz-test-agent" in l][-1]
+    assert line.startswith("127.0.0.1 - ")
+    assert f'"GET /{site_id} HTTP/1.1" 200 ' in line
+    assert line.endswith('"http://ref.example/" "txz-test-agent"')
