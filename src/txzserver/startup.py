@@ -34,8 +34,6 @@ def start_zope(opts, settings):
     from App.config import setConfiguration
     from Zope2.Startup import get_wsgi_starter
     from Zope2.Startup.handlers import handleWSGIConfig
-    from ZPublisher.WSGIPublisher import publish_module
-    from ZPublisher.httpexceptions import HTTPExceptionHandler
 
     root = opts.configroot
     if settings.webdav_source_port:
@@ -45,7 +43,8 @@ def start_zope(opts, settings):
     starter = get_wsgi_starter()
     starter.setConfiguration(root)
     starter.prepare()
-    return HTTPExceptionHandler(publish_module)
+    from .zopeapp import make_app
+    return make_app()
 
 
 def close_zope():

@@ -87,3 +87,36 @@ def test_template_file_streams(plone_server, big_file):
         for chunk in r.iter_bytes():
             digest.update(chunk)
     assert digest.hexdigest() == big_file["sha256"]
+
+
+def test_ofs_file_written_in_chunks_is_spooled_and_streamed(plone_server, admin_auth):
+    """OFS.Image.File sends large data with RESPONSE.write(); it must not pile up in memory."""
+    from tests.support.slow import SlowReader
+    from tests.support.server import wait_for
+
+    data = os.urandom(60 * 1024 * 1024)
+    put = httpx.put(plone_server.url("/ofs-big.bin"), content=data, auth=admin_auth,
+                    headers={"Content-Type": "application/octet-stream"}, timeout=120)
+    assert put.status_code in (201, 204), put.text
+    digest = hashlib.sha256()
+    with httpx.stream("GET", plone_server.url("/ofs-big.bin"), timeout=120) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            digest.update(chunk)
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    del data
+
+    baseline = plone_server.rss()
+    reader = SlowReader(plone_server.port, "/ofs-big.bin", rate=2 * 1024 * 1024)
+    reader.start()
+    try:
+        wait_for(lambda: reader.received > 4 * 1024 * 1024 or reader.error, 30, what="reader")
+        growth = (plone_server.rss() - baseline) / 2**20
+        front = httpx.get(plone_server.url("/Plone"), timeout=10)
+    finally:
+        reader.stop()
+        reader.join(10)
+    print(f"OFS File slow download: RSS growth {growth:.1f} MB")
+    assert reader.error is None
+    assert front.status_code == 200
+    assert growth < 30, f"RSS grew {growth:.1f} MB while streaming a 60 MB OFS File"

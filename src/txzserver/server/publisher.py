@@ -37,6 +37,7 @@ class Response:
     headers: list = field(default_factory=list)
     chunks: list = field(default_factory=list)
     stream: object = None
+    trailer: bytes = b""
     started: bool = False
 
 
@@ -140,6 +141,8 @@ class ResponseChannel:
             self._finish()
             return
         length = _content_length(response.headers)
+        if length is not None and response.trailer:
+            length = max(length - len(response.trailer), 0)
         BodyProducer(self.request, response.stream, length, self.chunk_size, self._stream_done).start()
 
     def _stream_done(self, producer, error):
@@ -151,6 +154,8 @@ class ResponseChannel:
                 self.request.loseConnection()
             self.finished = True
             return
+        if self.response.trailer:
+            self.request.write(self.response.trailer)
         self._finish()
 
     def fail(self, failure):
@@ -253,6 +258,11 @@ class ZopeResource(resource.Resource):
         response = channel.response
         if _is_stream(result):
             response.stream = result
+            return response
+        if isinstance(result, tuple) and result and isinstance(result[0], StreamBody):
+            # RESPONSE.write() output spilled to a file (see zopeapp), then the body.
+            response.stream = result[0]
+            response.trailer = b"".join(result[1:])
             return response
         try:
             buffered = 0
