@@ -28,7 +28,7 @@ $(INSTANCE)/etc/zope.conf: | venv
 up run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
-test: venv
+test: venv lint
 	$(BIN)/pytest
 
 unit: venv
@@ -38,7 +38,7 @@ integration: venv
 	$(BIN)/pytest tests/integration
 
 lint: venv
-	$(BIN)/python -m compileall -q src tests
+	$(BIN)/ruff check src tests
 
 bench: venv
 	$(BIN)/python -m tests.bench.run
