@@ -64,11 +64,16 @@ def load(path):
 
 
 def _describe(exc, path):
-    """ZConfig's messages usually carry url and line; make sure the file is always named."""
+    """ZConfig's messages do not always carry the file and line (an unknown key's message is
+    only "'x' is not a known key name"); make sure both are named when ZConfig knows them."""
     text = str(exc)
-    if path not in text and (getattr(exc, "url", None) or "") == "":
-        text = f"{path}: {text}"
-    return text
+    if path in text:
+        return text
+    url = getattr(exc, "url", None) or ""
+    source = url[len("file://"):] if url.startswith("file://") else (url or path)
+    lineno = getattr(exc, "lineno", None)
+    where = f"{source}, line {lineno}" if isinstance(lineno, int) and lineno > 0 else source
+    return f"{where}: {getattr(exc, 'message', None) or text}"
 
 
 __all__ = ["load", "ConfigError", "ServerSettings", "TxzServerOptions", "SCHEMA_FILE"]

@@ -43,7 +43,8 @@ class ServerSettings:
         for listener in self.listeners:
             key = (listener.interface, listener.port)
             if listener.port and key in seen:
-                raise SettingsError(f"two server sections listen on {listener.host}:{listener.port}")
+                raise SettingsError(
+                    f"two server sections listen on {listener.host or '*'}:{listener.port}")
             seen.add(key)
 
     @property

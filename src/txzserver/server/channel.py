@@ -18,6 +18,15 @@ except ImportError:  # pragma: no cover - h2 is a locked dependency
 class LimitedHTTPChannel(http.HTTPChannel):
     """HTTP/1.1 channel answering 431 (not a bare 400) when the head of a request is too big."""
 
+    #: Set by rejection.reject_http1: the error is sent and the connection closing, so
+    #: whatever the client still sends (a TLS transport keeps delivering) is ignored.
+    rejected = False
+
+    def dataReceived(self, data):
+        if self.rejected:
+            return
+        super().dataReceived(data)
+
     def lineReceived(self, line):
         self._txz_header_bytes = getattr(self, "_txz_header_bytes", 0) + len(line) + 2
         if self._txz_header_bytes > self.totalHeadersSize:
@@ -54,7 +63,9 @@ if H2Connection is not None:
 
         def timeoutConnection(self):
             if self.streams:
-                self.resetTimeout()
+                # The timer has fired and is gone: resetTimeout() would do nothing and the
+                # connection would never time out again. Start a new one.
+                self.setTimeout(self.timeOut)
                 return
             super().timeoutConnection()
 
@@ -149,7 +160,9 @@ class NegotiatingChannel(Protocol):
         old = self._channel
         old._networkProducer.unregisterProducer()
         old.setTimeout(None)
-        self._channel = self._configure(ZopeH2Connection())
+        # The site's reactor, not the global one: H2Connection schedules its sending loop on it.
+        reactor = getattr(self.site, "reactor", None)
+        self._channel = self._configure(ZopeH2Connection(reactor=reactor))
         self._channel.makeConnection(self.transport)
         old._networkProducer.registerProducer(self._channel, True)
 

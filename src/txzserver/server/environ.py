@@ -16,10 +16,14 @@ def _latin1(value: bytes) -> str:
 
 
 class ProxyTrust:
-    """Which peers may set X-Forwarded-*: addresses (and networks) from ``trusted-proxy``."""
+    """Which peers may set X-Forwarded-*: addresses (and networks) from ``trusted-proxy``.
+
+    Zope's ``trusted-proxy`` also takes host names (e.g. a compose service "front"); like
+    Zope's own handler they are resolved once, at startup.
+    """
 
     def __init__(self, entries=()):
-        self.networks = tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+        self.networks = tuple(net for entry in entries for net in _networks(entry))
 
     def __contains__(self, host):
         try:
@@ -27,6 +31,21 @@ class ProxyTrust:
         except ValueError:
             return False
         return any(address in net for net in self.networks)
+
+
+def _networks(entry):
+    """The networks of one trusted-proxy entry: an address, a network or a host name."""
+    try:
+        return [ipaddress.ip_network(entry, strict=False)]
+    except ValueError:
+        pass
+    import socket
+    try:
+        infos = socket.getaddrinfo(entry, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise ValueError(
+            f"trusted-proxy {entry!r} is no address and cannot be resolved: {exc}") from exc
+    return [ipaddress.ip_network(info[4][0].partition("%")[0]) for info in infos]
 
 
 def header_environ(headers):
@@ -45,6 +64,16 @@ def header_environ(headers):
         separator = "; " if key == "HTTP_COOKIE" else ", "
         environ[key] = separator.join(_latin1(v) for v in values)
     return environ
+
+
+def _origin_path(target):
+    """The path of a request-target, also of the absolute form "http://host/path" that
+    HTTP/1.1 servers must accept (RFC 9112 3.2.2); Twisted keeps the whole URL in ``uri``."""
+    if not target.startswith(b"/") and b"://" in target:
+        authority_and_path = target.partition(b"://")[2]
+        slash = authority_and_path.find(b"/")
+        return authority_and_path[slash:] if slash >= 0 else b"/"
+    return target
 
 
 def _split_host(value, default_port):
@@ -67,7 +96,7 @@ def build_environ(request, body, body_length, *, secure, trust, errors=sys.stder
     environ = {
         "REQUEST_METHOD": _latin1(request.method),
         "SCRIPT_NAME": "",
-        "PATH_INFO": _latin1(unquote_to_bytes(raw_path)),
+        "PATH_INFO": _latin1(unquote_to_bytes(_origin_path(raw_path))),
         "QUERY_STRING": _latin1(query),
         "SERVER_PROTOCOL": _latin1(request.clientproto),
         "SERVER_SOFTWARE": SERVER_SOFTWARE,

@@ -32,7 +32,10 @@ def http1_error_response(code: int, reason: str) -> bytes:
 
 
 def reject_http1(channel, code: int, reason: str) -> None:
-    """Write the error to an HTTP/1.1 channel's transport and close the connection."""
+    """Write the error to an HTTP/1.1 channel's transport and close the connection (once)."""
+    if getattr(channel, "rejected", False):
+        return
+    channel.rejected = True
     log.info("rejected request from {peer}: {code} {reason}",
              peer=_peer(channel.transport), code=code, reason=reason)
     channel.transport.write(http1_error_response(code, reason))
@@ -42,6 +45,7 @@ def reject_http1(channel, code: int, reason: str) -> None:
 def reject_h2_stream(connection, stream_id: int, code: int, reason: str) -> None:
     """Send a complete error response on one HTTP/2 stream and reset it with NO_ERROR."""
     import h2.errors
+    import h2.exceptions
     log.info("rejected HTTP/2 stream {stream} from {peer}: {code} {reason}",
              stream=stream_id, peer=_peer(connection.transport), code=code, reason=reason)
     body = reason.encode("utf-8") + b"\n"
@@ -52,7 +56,10 @@ def reject_h2_stream(connection, stream_id: int, code: int, reason: str) -> None
         (b"content-length", str(len(body)).encode()),
     ])
     conn.send_data(stream_id, body, end_stream=True)
-    conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.NO_ERROR)
+    try:
+        conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.NO_ERROR)
+    except h2.exceptions.StreamClosedError:
+        pass  # the client had sent its whole body: our response closed the stream already
     if connection._tryToWriteControlData() and stream_id in connection.streams:
         from twisted.internet.error import ConnectionLost
         from twisted.python.failure import Failure

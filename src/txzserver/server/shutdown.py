@@ -35,9 +35,12 @@ def drain(reactor, ports, tracker, timeout):
     """Reactor 'before shutdown' trigger: returns a Deferred the reactor waits for."""
     log.info("shutting down: closing {n} listener(s), {count} request(s) in flight",
              n=len(ports), count=tracker.count)
-    stopped = [defer.maybeDeferred(port.stopListening) for port in ports]
-    d = defer.gatherResults(stopped, consumeErrors=True)
-    d.addCallback(lambda _: tracker.wait_idle())
+    stopped = [defer.maybeDeferred(port.stopListening).addErrback(
+        lambda f: log.failure("closing a listener failed", f)) for port in ports]
+    # The timeout cancels ``d``: a plain Deferred fed by the chain, because cancelling the
+    # (already fired) DeferredList of gatherResults would not end the wait for requests.
+    d = defer.Deferred()
+    defer.gatherResults(stopped).addCallback(lambda _: tracker.wait_idle()).chainDeferred(d)
     d.addTimeout(timeout, reactor, onTimeoutCancel=lambda *a: log.warn(
         "shutdown: {count} request(s) still in flight after {t}s, stopping anyway",
         count=tracker.count, t=timeout))

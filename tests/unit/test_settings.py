@@ -1,0 +1,91 @@
+"""txzserver.config.settings.ServerSettings: validation, and one default in one place."""
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+
+from txzserver.config import load
+from txzserver.config.datatypes import Listener
+from txzserver.config.settings import ServerSettings, SettingsError
+
+HTTP = Listener("http", "", 8080)
+
+
+def settings(**overrides):
+    values = {"listeners": (HTTP,)}
+    values.update(overrides)
+    return ServerSettings(**values)
+
+
+def test_valid_settings_are_frozen():
+    s = settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.threads = 8
+
+
+def test_no_server_section():
+    with pytest.raises(SettingsError, match="no server section"):
+        settings(listeners=())
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("threads", 0, "server-threads must be at least 1, not 0"),
+    ("max_connections", 0, "max-connections must be at least 1"),
+    ("max_header_size", 100, "max-header-size must be at least 1KB"),
+    ("stream_chunk_size", 10, "stream-chunk-size must be at least 1KB"),
+])
+def test_bad_values(key, value, message):
+    with pytest.raises(SettingsError, match=message):
+        settings(**{key: value})
+
+
+def test_two_webdav_source_servers():
+    with pytest.raises(SettingsError, match="only one <webdav-source-server>"):
+        settings(listeners=(HTTP, Listener("webdav-source", "", 1980),
+                            Listener("webdav-source", "", 1981)))
+
+
+def test_two_listeners_on_one_address():
+    with pytest.raises(SettingsError, match=r"listen on (\*|0\.0\.0\.0):8080"):
+        settings(listeners=(HTTP, Listener("https", "0.0.0.0", 8080)))
+    with pytest.raises(SettingsError, match="listen on 127.0.0.1:8080"):
+        settings(listeners=(Listener("http", "127.0.0.1", 8080),
+                            Listener("http", "127.0.0.1", 8080)))
+
+
+def test_same_port_on_other_interfaces_and_port_zero():
+    settings(listeners=(Listener("http", "127.0.0.1", 8080), Listener("http", "::1", 8080)))
+    settings(listeners=(Listener("http", "127.0.0.1", 0), Listener("http", "127.0.0.1", 0)))
+
+
+def test_webdav_source_port():
+    assert settings().webdav_source_port == 0
+    s = settings(listeners=(HTTP, Listener("webdav-source", "", 1980)))
+    assert s.webdav_source_port == 1980
+
+
+def test_listener_interface():
+    assert HTTP.interface == "0.0.0.0"
+    assert Listener("http", "::1", 80).interface == "::1"
+
+
+def test_from_zconfig():
+    root = SimpleNamespace(
+        servers=[HTTP], server_threads=3, reactor="asyncio", access_log_format="common",
+        max_request_body_size=10, request_spool_threshold=5, max_header_size=2048,
+        max_headers=20, idle_timeout=7, max_connections=9, shutdown_timeout=4,
+        stream_chunk_size=4096, trusted_proxies=None)
+    s = ServerSettings.from_zconfig(root)
+    assert s == ServerSettings((HTTP,), 3, "asyncio", "common", 10, 5, 2048, 20, 7.0, 9, 4.0,
+                               4096, ())
+    assert isinstance(s.idle_timeout, float)
+
+
+def test_schema_defaults_equal_class_defaults(tmp_path):
+    """The defaults of zope.conf keys and of ServerSettings are the same numbers."""
+    conf = tmp_path / "zope.conf"
+    conf.write_text(f"instancehome {tmp_path}\n<http-server>\n  address 8080\n</http-server>\n"
+                    "<zodb_db main>\n  <mappingstorage/>\n  mount-point /\n</zodb_db>\n")
+    _, loaded = load(str(conf))
+    assert loaded == ServerSettings(listeners=loaded.listeners)
