@@ -36,7 +36,7 @@ class ServerSettings:
             raise SettingsError(f"max-header-size must be at least 1KB, not {self.max_header_size}")
         if self.stream_chunk_size < 1024:
             raise SettingsError(f"stream-chunk-size must be at least 1KB, not {self.stream_chunk_size}")
-        sources = [l for l in self.listeners if l.kind == "webdav-source"]
+        sources = [s for s in self.listeners if s.kind == "webdav-source"]
         if len(sources) > 1:
             raise SettingsError("only one <webdav-source-server> is allowed (Zope knows one source port)")
         seen = set()
@@ -49,7 +49,7 @@ class ServerSettings:
 
     @property
     def webdav_source_port(self) -> int:
-        return next((l.port for l in self.listeners if l.kind == "webdav-source"), 0)
+        return next((s.port for s in self.listeners if s.kind == "webdav-source"), 0)
 
     @classmethod
     def from_zconfig(cls, root):
