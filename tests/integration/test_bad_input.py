@@ -1,0 +1,380 @@
+"""Bad input against real servers: malformed and oversized requests, unknown methods,
+clients that vanish mid-download, broken zope.conf files, connection limits, chunked uploads.
+
+Raw sockets send what ordinary clients refuse to send; the h2 library drives HTTP/2 by hand.
+"""
+
+import hashlib
+import os
+import socket
+import subprocess
+import time
+
+import h2.events
+import h2.exceptions
+import httpx
+import pytest
+
+from tests.support.clients import (
+    H2Client, abort, connect, exchange, is_closed, parse_response, read_until_closed, readable,
+)
+from tests.support.instance import TXZSERVER, http_server, https_server, zope_conf
+from tests.support.server import wait_for
+
+KB = 1024
+MB = 1024 * 1024
+LIMITS = "max-header-size 4KB\nmax-headers 20\nmax-request-body-size 1MB"
+
+
+@pytest.fixture(scope="module")
+def limited_server(servers):
+    """Small limits: 4 KB of request head, 20 header lines, 1 MB of body."""
+    return servers.start("limits", threads=1, extra=LIMITS)
+
+
+def front_page_ok(server, site_id, timeout=5):
+    response = httpx.get(server.url(f"/{site_id}"), timeout=timeout)
+    return response.status_code == 200 and "plone" in response.text.lower()
+
+
+# 1. Malformed request line
+
+@pytest.mark.parametrize("garbage", [
+    b"GARBAGE\r\n\r\n",
+    b"GET /only-two-parts\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # a TLS hello on the cleartext port
+])
+def test_malformed_request_line_gets_400_and_close(plone_server, site_id, garbage):
+    raw = exchange(plone_server.ports["http"], garbage)
+    status, headers, body = parse_response(raw)
+    assert status == 400
+    assert headers["connection"] == "close"
+    assert b"malformed request" in body
+    assert front_page_ok(plone_server, site_id)
+
+
+# 2. Oversized request head
+
+def test_one_huge_header_line_gets_431(limited_server, site_id):
+    head = (b"GET /%s HTTP/1.1\r\nHost: localhost\r\nX-Huge: " % site_id.encode()
+            + b"a" * (8 * KB) + b"\r\n\r\n")
+    status, headers, body = parse_response(exchange(limited_server.ports["http"], head))
+    assert status == 431
+    assert headers["connection"] == "close"
+    assert b"max-header-size" in body
+
+
+def test_many_small_headers_over_the_size_limit_get_431(limited_server, site_id):
+    # 15 headers (below max-headers 20) of 400 bytes each: 6 KB of head in total.
+    lines = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"b" * 400) for i in range(15))
+    head = b"GET /%s HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (site_id.encode(), lines)
+    status, _, body = parse_response(exchange(limited_server.ports["http"], head))
+    assert status == 431
+    assert b"max-header-size" in body
+
+
+def test_too_many_headers_get_431(limited_server, site_id):
+    lines = b"".join(b"X-N%d: 1\r\n" % i for i in range(40))
+    head = b"GET /%s HTTP/1.1\r\nHost: localhost\r\n%s\r\n" % (site_id.encode(), lines)
+    status, _, body = parse_response(exchange(limited_server.ports["http"], head))
+    assert status == 431
+    assert b"max-headers" in body
+
+
+def test_headers_within_limits_are_served(limited_server, site_id):
+    lines = b"".join(b"X-N%d: 1\r\n" % i for i in range(10))
+    head = (b"GET /%s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s\r\n"
+            % (site_id.encode(), lines))
+    status, _, _ = parse_response(exchange(limited_server.ports["http"], head))
+    assert status == 200
+
+
+# 3. Oversized request body
+
+def test_declared_body_over_limit_gets_413_before_it_is_sent(limited_server, site_id):
+    head = (b"POST /%s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % (site_id.encode(), 2 * MB))
+    with connect(limited_server.ports["http"]) as sock:
+        sock.sendall(head)  # and not one byte of the body
+        started = time.monotonic()
+        raw = read_until_closed(sock, timeout=5)
+        elapsed = time.monotonic() - started
+    status, headers, body = parse_response(raw)
+    assert status == 413
+    assert headers["connection"] == "close"
+    assert b"max-request-body-size" in body
+    assert elapsed < 2
+    assert front_page_ok(limited_server, site_id)
+
+
+def test_chunked_body_growing_over_limit_gets_413(limited_server, site_id):
+    head = (b"POST /%s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" % site_id.encode())
+    chunk = os.urandom(64 * KB)
+    sent = 0
+    with connect(limited_server.ports["http"]) as sock:
+        sock.sendall(head)
+        try:
+            while sent < 4 * MB and not readable(sock, 0.02):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw = read_until_closed(sock, timeout=5)
+    status, _, body = parse_response(raw)
+    assert status == 413
+    assert b"max-request-body-size" in body
+    # Refused once the body passed 1 MB, not after the client sent all of it.
+    assert 1 * MB < sent < 4 * MB
+    assert front_page_ok(limited_server, site_id)
+
+
+# These two drive HTTP/2 with the h2 library: httpx (httpcore 1.x) cannot take this answer.
+# It keeps waiting for flow-control window on a stream the server has already answered and
+# reset with NO_ERROR (RFC 9113 8.1), so `httpx.Client(http2=True).post(...)` of a 2 MB body
+# ends in ReadTimeout although the 413 arrived (same client bug as curl/curl#986).
+
+def test_h2_declared_body_over_limit_gets_413_on_the_stream(limited_server, site_id):
+    client = H2Client(limited_server.ports["http"])
+    try:
+        stream = client.request_headers("POST", f"/{site_id}", [
+            ("content-type", "application/octet-stream"), ("content-length", str(2 * MB))])
+        status, headers, body, _ = client.response(stream, timeout=5)
+        assert status == 413
+        assert b"max-request-body-size" in body
+        # Only the stream was refused: the connection still serves the next request.
+        stream = client.request_headers("GET", f"/{site_id}", end_stream=True)
+        status, _, body, _ = client.response(stream, timeout=10)
+        assert status == 200
+        assert b"plone" in body.lower()
+    finally:
+        client.close()
+
+
+def test_h2_streamed_body_growing_over_limit_gets_413(limited_server, site_id):
+    client = H2Client(limited_server.ports["http"])
+    try:
+        stream = client.request_headers("POST", f"/{site_id}", [
+            ("content-type", "application/octet-stream")])
+        payload = os.urandom(16 * KB)
+        sent, status, body, ended = 0, None, bytearray(), False
+        deadline = time.monotonic() + 20
+        while not ended:
+            assert time.monotonic() < deadline, f"no complete answer after {sent} bytes"
+            window = client.conn.local_flow_control_window(stream)
+            if status is None and sent < 4 * MB and window > 0:
+                try:
+                    sent += client.send_data(stream, payload)
+                except h2.exceptions.ProtocolError:  # the server reset the stream meanwhile
+                    pass
+                if not readable(client.sock, 0):
+                    continue
+            for event in client.events(timeout=5):  # answers, and window updates
+                if getattr(event, "stream_id", None) != stream:
+                    continue
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers)[b":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    body.extend(event.data)
+                elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    ended = True
+        assert status == 413
+        assert b"max-request-body-size" in body
+        assert 1 * MB < sent < 4 * MB
+    finally:
+        client.close()
+
+
+# 4. Unknown method
+
+def _frobnicate(server, path):
+    request = b"FROBNICATE %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % path.encode()
+    raw = exchange(server.ports["http"], request)
+    status, headers, body = parse_response(raw)
+    assert len(body) == int(headers["content-length"])  # a complete response, then a close
+    assert b"Traceback" not in body
+    return status, headers, body
+
+
+def test_unknown_method_gets_a_proper_http_answer(plone_server, site_id):
+    # The server hands any method token to Zope, and Zope does not refuse unknown methods
+    # (no 405/501): BaseRequest.traverse treats a method other than GET/POST/HEAD like a
+    # WebDAV request and publishes the object's browser default (or a method of that name).
+    # So FROBNICATE on the site renders the front page with 200 ...
+    status, _, body = _frobnicate(plone_server, f"/{site_id}")
+    assert status == 200
+    assert b"plone" in body.lower()
+    # ... and on a missing object inside Plone Zope's own "no acquisition for WebDAV" check
+    # (BaseRequest.traverse: raise AttributeError(entry_name)) ends in Zope's 500 error page,
+    # logged by Zope.SiteErrorLog. That 500 is Zope's answer, not a server failure: a complete
+    # response from Zope, not txzserver's own "could not publish" fallback. (At the Zope root,
+    # which has __bobo_traverse__, the same request is a 404.)
+    status, headers, body = _frobnicate(plone_server, f"/{site_id}/no-such-object")
+    assert status == 500
+    assert "zope" in headers.get("x-powered-by", "").lower()
+    assert b"could not publish" not in body
+    status, _, _ = _frobnicate(plone_server, "/no-such-object")
+    assert status == 404
+    assert front_page_ok(plone_server, site_id)
+
+
+# 5. Clients that vanish mid-download
+
+def test_aborted_downloads_do_not_leak_the_publisher_thread(servers, big_file, site_id):
+    server = servers.start("aborts", threads=1)
+    # The first rendering of the front page compiles templates (~1.5 s): do it before.
+    assert front_page_ok(server, site_id, timeout=30)
+    before = server.log_text().count("Traceback")
+    request = b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % big_file["path"].encode()
+    socks = [connect(server.ports["http"]) for _ in range(5)]
+    received = [0] * len(socks)
+    for sock in socks:
+        sock.sendall(request)
+    deadline = time.monotonic() + 60
+    while min(received) < 3 * MB:
+        assert time.monotonic() < deadline, f"downloads stalled at {received}"
+        for i, sock in enumerate(socks):
+            if received[i] < 3 * MB and readable(sock, 0.01):
+                data = sock.recv(256 * KB)
+                assert data, f"download {i} closed by the server after {received[i]} bytes"
+                received[i] += len(data)
+    for sock in socks:
+        abort(sock)
+
+    started = time.monotonic()
+    response = httpx.get(server.url(f"/{site_id}"), timeout=5)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 1.0, f"front page took {elapsed:.2f}s after the aborted downloads"
+
+    # And a full download still works on the single thread.
+    with httpx.stream("GET", server.url(big_file["path"]), timeout=30) as response:
+        digest = hashlib.sha256()
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+    assert digest.hexdigest() == big_file["sha256"]
+    tracebacks = server.log_text().count("Traceback") - before
+    assert tracebacks <= 2, server.log_text()[-5000:]
+
+
+# 6. Bad zope.conf files
+
+def _run_serve(directory, name, text, timeout=60):
+    for sub in ("etc", "var", "log"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    conf = directory / "etc" / f"{name}.conf"
+    conf.write_text(text)
+    started = time.monotonic()
+    result = subprocess.run([TXZSERVER, "serve", str(conf)], capture_output=True, text=True,
+                            timeout=timeout, cwd=directory)
+    return conf, result, time.monotonic() - started
+
+
+def _line_of(conf, key):
+    for number, line in enumerate(conf.read_text().splitlines(), 1):
+        if line.split()[:1] == [key]:
+            return number
+    raise AssertionError(f"no {key!r} line in {conf}")
+
+
+def test_unknown_key_is_refused(tmp_path):
+    conf, result, elapsed = _run_serve(tmp_path, "unknown", zope_conf(
+        tmp_path, http_server(0), "frobnicate-level 3"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert elapsed < 10
+    assert "frobnicate-level" in output
+    assert str(conf) in output
+    assert f"line {_line_of(conf, 'frobnicate-level')}" in output
+    assert "Traceback" not in output
+
+
+def test_missing_certificate_is_refused_with_file_and_line(tmp_path):
+    missing = tmp_path / "no-such-cert.pem"
+    conf, result, elapsed = _run_serve(tmp_path, "cert", zope_conf(
+        tmp_path, https_server(0, missing, tmp_path / "no-such-key.pem")))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert elapsed < 10
+    assert str(missing) in output
+    assert str(conf) in output
+    assert f"line {_line_of(conf, 'certificate')}" in output
+    assert "Traceback" not in output
+
+
+def _port_in_use_run(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf, result, elapsed = _run_serve(tmp_path, "port", zope_conf(tmp_path, http_server(port)))
+    return port, result, elapsed
+
+
+def test_port_in_use_is_refused(tmp_path):
+    port, result, elapsed = _port_in_use_run(tmp_path)
+    output = result.stdout + result.stderr
+    event_log = (tmp_path / "log" / "event.log").read_text()
+    assert result.returncode != 0
+    assert elapsed < 15  # Zope (and its database) is started before the sockets are opened
+    assert f"127.0.0.1:{port}" in event_log
+    assert "Address already in use" in event_log
+    assert "Traceback" not in output + event_log
+
+
+@pytest.mark.xfail(strict=True, reason="runner.serve reports a ListenError only to the event log: "
+                   "with a file-only <eventlog> nothing reaches stdout/stderr")
+def test_port_in_use_is_reported_on_the_terminal(tmp_path):
+    port, result, _ = _port_in_use_run(tmp_path)
+    assert f"127.0.0.1:{port}" in result.stdout + result.stderr
+
+
+# 7. max-connections
+
+def test_max_connections(servers, site_id):
+    server = servers.start("maxconn", threads=1, extra="max-connections 3")
+    port = server.ports["http"]
+    idle = [connect(port) for _ in range(3)]
+    try:
+        status, headers, body = parse_response(exchange(port, b""))
+        assert status == 503
+        assert headers["connection"] == "close"
+        assert b"max-connections" in body
+        for sock in idle:  # the counted connections are still open
+            assert not is_closed(sock, timeout=0.1)
+
+        idle.pop().close()
+
+        def served():
+            raw = exchange(port, b"GET /%s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                           % site_id.encode())
+            return parse_response(raw)[0] == 200
+        assert wait_for(served, timeout=5, what="a free connection slot")
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+# 8. Chunked upload (WebDAV-style PUT)
+
+def test_chunked_put_is_reassembled(plone_server, admin_auth):
+    payload = os.urandom(3 * MB)
+    url = plone_server.url("/chunked-upload.bin")
+
+    def body():
+        for start in range(0, len(payload), 100_000):
+            yield payload[start:start + 100_000]
+
+    auth = httpx.BasicAuth(*admin_auth)
+    with httpx.Client(auth=auth, timeout=60) as client:
+        response = client.put(url, content=body(), headers={"content-type": "application/octet-stream"})
+        assert response.request.headers["transfer-encoding"] == "chunked"
+        assert "content-length" not in response.request.headers
+        assert response.status_code in (201, 204), response.text[:500]
+        try:
+            got = client.get(url)
+            assert got.status_code == 200
+            assert len(got.content) == len(payload)
+            assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(payload).hexdigest()
+        finally:
+            client.delete(url)
