@@ -4,7 +4,6 @@ import ssl
 import socket
 
 import httpx
-import pytest
 
 
 def test_front_page_http11(plone_server, site_id):

@@ -1,12 +1,10 @@
 """Server behaviour with a real Plone site: shutdown, HTTP/2 timeouts, proxies, reactors."""
 
-import hashlib
 import signal
 import socket
 import time
 
 import httpx
-import pytest
 
 from tests.support.server import wait_for
 from tests.support.slow import SlowReader
@@ -140,7 +138,7 @@ def test_access_log_combined_format(plone_server, site_id):
     httpx.get(plone_server.url(f"/{site_id}"), headers={"User-Agent": "txz-test-agent",
                                                         "Referer": "http://ref.example/"})
     access = (plone_server.instance / "log" / "access.log").read_text()
-    line = [l for l in access.splitlines() if "txz-test-agent" in l][-1]
+    line = [entry for entry in access.splitlines() if "txz-test-agent" in entry][-1]
     assert line.startswith("127.0.0.1 - ")
     assert f'"GET /{site_id} HTTP/1.1" 200 ' in line
     assert line.endswith('"http://ref.example/" "txz-test-agent"')

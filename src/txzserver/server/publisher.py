@@ -11,10 +11,12 @@ client is not reading, and stops when the client is gone.
 import threading
 from dataclasses import dataclass, field
 
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.logger import Logger
 from twisted.web import resource, server
-from zope.interface import providedBy
+from zope.interface import implementer, providedBy
 
 from .environ import SERVER_SOFTWARE, build_environ
 from .streaming import BodyProducer, StreamBody
@@ -73,6 +75,7 @@ class ResponseChannel:
         self.gone = threading.Event()
         self.headers_sent = False
         self.finished = False
+        self._waiter = None
 
     # Worker thread
 
@@ -111,23 +114,28 @@ class ResponseChannel:
             request.responseHeaders.setRawHeaders(name, values)
 
     def _write_and_wait(self, data):
-        """Write ``data``; the Deferred fires once the transport wants more (backpressure)."""
+        """Write ``data``; the Deferred fires once the transport wants more (backpressure).
+
+        One observer stays registered for all writes of the response, so a pause the
+        transport signalled is never missed between writes.
+        """
         if self.gone.is_set():
             raise ClientGone()
         self._send_headers()
-        waiter = _DrainWaiter()
-        self.request.registerProducer(waiter, True)
+        if self._waiter is None:
+            self._waiter = _DrainWaiter()
+            self.request.registerProducer(self._waiter, True)
         self.request.write(data)
-        d = waiter.wait()
-        d.addBoth(self._unregister)
-        return d
+        return self._waiter.wait()
 
-    def _unregister(self, result):
-        if not self.gone.is_set():
-            self.request.unregisterProducer()
-        return result
+    def _release_waiter(self):
+        if self._waiter is not None:
+            self._waiter = None
+            if not self.gone.is_set():
+                self.request.unregisterProducer()
 
     def deliver(self, response):
+        self._release_waiter()
         if self.gone.is_set() or self.finished:
             if response.stream is not None:
                 _close_quietly(response.stream)
@@ -159,6 +167,7 @@ class ResponseChannel:
         self._finish()
 
     def fail(self, failure):
+        self._release_waiter()
         if failure.check(ClientGone) or self.gone.is_set():
             return
         log.failure("publishing {uri} failed", failure, uri=self.request.uri)
@@ -181,30 +190,39 @@ class ResponseChannel:
             self.request.finish()
 
 
+@implementer(IPushProducer)
 class _DrainWaiter:
     """Push producer that only observes the transport: paused while its buffer is full."""
 
     def __init__(self):
-        from twisted.internet.defer import Deferred
         self.paused = False
-        self._deferred = Deferred()
+        self.stopped = False
+        self._waiting = None
 
     def wait(self):
-        if not self.paused and not self._deferred.called:
-            self._deferred.callback(None)
-        return self._deferred
+        """A Deferred firing when the transport is not paused (ClientGone once stopped)."""
+        if self.stopped:
+            return defer.fail(ClientGone())
+        if not self.paused:
+            return defer.succeed(None)
+        if self._waiting is None:
+            self._waiting = defer.Deferred()
+        return self._waiting
 
     def pauseProducing(self):
         self.paused = True
 
     def resumeProducing(self):
         self.paused = False
-        if not self._deferred.called:
-            self._deferred.callback(None)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.callback(None)
 
     def stopProducing(self):
-        if not self._deferred.called:
-            self._deferred.errback(ClientGone())
+        self.stopped = True
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.errback(ClientGone())
 
 
 def _close_quietly(body):

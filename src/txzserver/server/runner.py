@@ -53,36 +53,47 @@ def listen(reactor, sites):
 
 
 def serve(opts, settings, site_id=None, site_factory=None):
-    """Start Zope and serve until SIGTERM/SIGINT; return the process exit status."""
+    """Start Zope from a parsed zope.conf and serve until SIGTERM/SIGINT; return the exit status."""
     from ..startup import close_zope, configure_logging, start_zope
 
     configure_logging(opts.configroot)
     reactor_name = install_reactor(settings.reactor)
-    from twisted.internet import reactor
-    from twisted.python import log as twisted_log
-    from twisted.python.threadpool import ThreadPool
-
-    twisted_log.PythonLoggingObserver("txzserver.twisted").start()
     log.info("reactor: %s", reactor_name)
     app = start_zope(opts, settings)
     if site_id and site_factory is not None:
         site_factory(site_id)
+    return run(app, settings, on_stop=close_zope)
+
+
+def run(app, settings, on_stop=None):
+    """Serve the WSGI ``app`` on the configured listeners until the reactor stops.
+
+    The reactor must be installed already (install_reactor). ``on_stop`` runs after the
+    reactor shut down (closing the ZODB).
+    """
+    from twisted.internet import reactor
+    from twisted.python import log as twisted_log
+    from twisted.python.threadpool import ThreadPool
 
     from .shutdown import InFlight, drain
+
+    twisted_log.PythonLoggingObserver("txzserver.twisted").start()
     pool = ThreadPool(settings.threads, settings.threads, name="zope-publisher")
     tracker = InFlight()
     try:
         ports = listen(reactor, build_sites(reactor, pool, app, settings, tracker))
-    except ListenError as exc:
+    except (ListenError, ValueError) as exc:
         log.error("%s", exc)
-        close_zope()
+        if on_stop is not None:
+            on_stop()
         return 2
     reactor.callWhenRunning(pool.start)
     reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
     reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,
                                   settings.shutdown_timeout)
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
-    reactor.addSystemEventTrigger("after", "shutdown", close_zope)
+    if on_stop is not None:
+        reactor.addSystemEventTrigger("after", "shutdown", on_stop)
     reactor.run()
     log.info("txzserver stopped")
     sys.stdout.flush()
