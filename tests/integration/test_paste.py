@@ -1,0 +1,82 @@
+"""`runwsgi zope.ini` with `[server:main] use = egg:txzserver`: Zope's own startup, our server."""
+
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.instance import STORAGE, copy_instance_data
+from tests.support.server import ServerProcess
+
+INI = """[server:main]
+use = egg:txzserver
+listen = 127.0.0.1:0
+h2c = on
+threads = 2
+
+[app:zope]
+use = egg:Zope#main
+zope_conf = %(here)s/zope.conf
+
+[pipeline:main]
+pipeline =
+    egg:Zope#httpexceptions
+    zope
+
+[loggers]
+keys = root
+
+[handlers]
+keys = eventlog
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = INFO
+handlers = eventlog
+
+[handler_eventlog]
+class = FileHandler
+args = (r'%(here)s/../log/event.log', 'a')
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(asctime)s %(levelname)s [%(name)s] %(message)s
+"""
+
+
+def _paste_instance(directory, template, server_options=""):
+    for sub in ("etc", "var", "log"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    copy_instance_data(template["directory"], directory)
+    (directory / "etc" / "zope.conf").write_text(
+        f"%define INSTANCE {directory}\ninstancehome $INSTANCE\n{STORAGE}\n")
+    ini = INI.replace("threads = 2", "threads = 2\n" + server_options)
+    (directory / "etc" / "zope.ini").write_text(ini)
+    return directory / "etc" / "zope.ini"
+
+
+def test_runwsgi_with_txzserver(tmp_path, plone_template, site_id):
+    ini = _paste_instance(tmp_path / "paste", plone_template)
+    runwsgi = str(Path(sys.executable).parent / "runwsgi")
+    server = ServerProcess(ini.parent / "zope.conf", argv=[runwsgi, str(ini)]).start()
+    try:
+        assert httpx.get(server.url(f"/{site_id}")).status_code == 200
+        with httpx.Client(http1=False, http2=True) as client:
+            response = client.get(server.url(f"/{site_id}"))
+        assert response.status_code == 200 and response.http_version == "HTTP/2"
+    finally:
+        assert server.stop() == 0
+
+
+def test_unknown_paste_option_is_rejected():
+    from txzserver.paste import settings_from_options
+    with pytest.raises(ValueError, match="unknown txzserver option.*thraeds"):
+        settings_from_options(listen="127.0.0.1:8080", thraeds="4")
+    settings = settings_from_options(listen="127.0.0.1:8080 [::1]:8081", threads="3", h2c="off")
+    assert [(x.host, x.port, x.h2c) for x in settings.listeners] == [("127.0.0.1", 8080, False),
+                                                                     ("::1", 8081, False)]
+    assert settings.threads == 3
