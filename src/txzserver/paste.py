@@ -68,4 +68,4 @@ def server_runner(wsgi_app, global_conf, **options):
 
     settings = settings_from_options(**options)
     logging.getLogger("txzserver").info("reactor: %s", install_reactor(settings.reactor))
-    return run(wsgi_app, settings, on_stop=close_zope)
+    return run(lambda: wsgi_app, settings, on_stop=close_zope)

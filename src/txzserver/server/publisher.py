@@ -155,6 +155,8 @@ class ResponseChannel:
 
     def _stream_done(self, producer, error):
         self.request.unregisterProducer()
+        if producer.stopped:
+            self.gone.set()
         if error or (producer.remaining not in (None, 0)):
             if not self.gone.is_set():
                 log.warn("streamed body ended after {sent} bytes, {left} short of Content-Length;"

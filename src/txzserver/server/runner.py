@@ -53,23 +53,31 @@ def listen(reactor, sites):
 
 
 def serve(opts, settings, site_id=None, site_factory=None):
-    """Start Zope from a parsed zope.conf and serve until SIGTERM/SIGINT; return the exit status."""
+    """Start Zope from a parsed zope.conf and serve until SIGTERM/SIGINT; return the exit status.
+
+    The sockets are opened before Zope starts, so a taken port fails in a fraction of a
+    second; connections made while Zope starts wait in the listen backlog.
+    """
     from ..startup import close_zope, configure_logging, start_zope
 
     configure_logging(opts.configroot)
     reactor_name = install_reactor(settings.reactor)
     log.info("reactor: %s", reactor_name)
-    app = start_zope(opts, settings)
-    if site_id and site_factory is not None:
-        site_factory(site_id)
-    return run(app, settings, on_stop=close_zope)
+
+    def start_app():
+        app = start_zope(opts, settings)
+        if site_id and site_factory is not None:
+            site_factory(site_id)
+        return app
+
+    return run(start_app, settings, on_stop=close_zope)
 
 
-def run(app, settings, on_stop=None):
-    """Serve the WSGI ``app`` on the configured listeners until the reactor stops.
+def run(app_factory, settings, on_stop=None):
+    """Listen, make the WSGI app with ``app_factory()``, serve until the reactor stops.
 
     The reactor must be installed already (install_reactor). ``on_stop`` runs after the
-    reactor shut down (closing the ZODB).
+    reactor shut down (closing the ZODB). Returns the process exit status.
     """
     from twisted.internet import reactor
     from twisted.python import log as twisted_log
@@ -81,12 +89,15 @@ def run(app, settings, on_stop=None):
     pool = ThreadPool(settings.threads, settings.threads, name="zope-publisher")
     tracker = InFlight()
     try:
-        ports = listen(reactor, build_sites(reactor, pool, app, settings, tracker))
+        sites = build_sites(reactor, pool, None, settings, tracker)
+        ports = listen(reactor, sites)
     except (ListenError, ValueError) as exc:
         log.error("%s", exc)
-        if on_stop is not None:
-            on_stop()
+        print(f"txzserver: {exc}", file=sys.stderr)
         return 2
+    app = app_factory()
+    for _, site in sites:
+        site.resource.app = app
     reactor.callWhenRunning(pool.start)
     reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
     reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,

@@ -74,6 +74,7 @@ class BodyProducer:
         self._read = chunk_reader(body, chunk_size)
         self._done = done
         self._finished = False
+        self.stopped = False
 
     def start(self):
         self.request.registerProducer(self, False)
@@ -99,6 +100,8 @@ class BodyProducer:
         self.request.write(data)
 
     def stopProducing(self):
+        """The consumer went away (client disconnected): not an error of ours."""
+        self.stopped = True
         self._finish(error=True)
 
     # Helpers
