@@ -1,0 +1,1 @@
+"""The Zope/Plone add-on of txzserver: content events, the content-rule action, the toast UI."""
