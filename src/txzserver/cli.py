@@ -57,6 +57,25 @@ def _cmd_run(args):
     return 0
 
 
+def _cmd_broker(args):
+    import logging
+    from .bus.broker import run_broker
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    return run_broker(args.frontend, args.backend)
+
+
+def _cmd_listen(args):
+    from .listen import ListenError, listen
+    try:
+        return listen(args.url, path=args.path, user=args.user, token=args.token,
+                      count=args.count, timeout=args.timeout)
+    except ListenError as exc:
+        print(f"txzserver listen: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
 def _cmd_checkconfig(args):
     from .config import ConfigError, load
     try:
@@ -94,6 +113,23 @@ def build_parser():
     run.add_argument("script")
     run.add_argument("args", nargs=argparse.REMAINDER)
     run.set_defaults(func=_cmd_run)
+
+    broker = commands.add_parser("broker", help="run the ZeroMQ event bus broker (XSUB/XPUB)")
+    broker.add_argument("--frontend", default="ipc:///tmp/txzserver-bus/publish.sock",
+                        help="endpoint instances publish to (bound here)")
+    broker.add_argument("--backend", default="ipc:///tmp/txzserver-bus/subscribe.sock",
+                        help="endpoint instances subscribe from (bound here)")
+    broker.set_defaults(func=_cmd_broker)
+
+    listen = commands.add_parser("listen", help="print the events a user receives, one JSON line each")
+    listen.add_argument("url", help="WebSocket URL, e.g. ws://127.0.0.1:8080/Plone/ws")
+    listen.add_argument("--path", help="subscribe to this path prefix (default: the site)")
+    listen.add_argument("--user", metavar="NAME:PASSWORD", help="Basic auth credentials")
+    listen.add_argument("--token", help="plone.restapi JWT (Bearer)")
+    listen.add_argument("--count", type=int, default=0, help="exit after this many events")
+    listen.add_argument("--timeout", type=float, default=0,
+                        help="exit 0 after this many seconds (0: run until interrupted)")
+    listen.set_defaults(func=_cmd_listen)
 
     check = commands.add_parser("checkconfig", help="parse a zope.conf and list its listeners")
     check.add_argument("config")

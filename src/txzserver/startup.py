@@ -47,6 +47,13 @@ def start_zope(opts, settings):
     return make_app()
 
 
+def register_event_publisher(publisher):
+    """Make ``publisher`` the IEventPublisher the Zope add-on sends committed events to."""
+    from zope.component import provideUtility
+    from .bus.interfaces import IEventPublisher
+    provideUtility(publisher, IEventPublisher)
+
+
 def close_zope():
     """Close the ZODB databases (reactor 'after shutdown')."""
     import Zope2

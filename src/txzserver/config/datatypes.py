@@ -50,6 +50,59 @@ def webdav_source_server(section):
     return Listener("webdav-source", host, port, section.backlog)
 
 
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """The ``<websocket>`` section."""
+
+    path: str = "/ws"
+    site: str = "Plone"
+    allowed_origins: tuple = ()
+    max_connections: int = 10000
+    max_message_size: int = 64 * 1024
+    ping_interval: float = 30.0
+    ping_timeout: float = 20.0
+
+    def __post_init__(self):
+        if not self.path.startswith("/") or self.path == "/" or "//" in self.path:
+            raise ValueError(f"websocket path must look like /ws, not {self.path!r}")
+        if self.max_connections < 1:
+            raise ValueError("websocket max-connections must be at least 1")
+        for origin in self.allowed_origins:
+            if "://" not in origin:
+                raise ValueError(f"allowed-origin must be scheme://host[:port], not {origin!r}")
+
+
+def websocket_settings(section):
+    return WebSocketSettings(
+        path=section.path.rstrip("/"), site=section.site,
+        allowed_origins=tuple(o.rstrip("/").lower() for o in section.allowed_origins or ()),
+        max_connections=section.max_connections, max_message_size=section.max_message_size,
+        ping_interval=float(section.ping_interval), ping_timeout=float(section.ping_timeout),
+    )
+
+
+BUS_SCHEMES = ("ipc://", "tcp://", "inproc://")
+
+
+@dataclass(frozen=True)
+class EventBusSettings:
+    """The ``<event-bus>`` section: where to publish to and subscribe from."""
+
+    publish: str
+    subscribe: str
+
+    def __post_init__(self):
+        for name in ("publish", "subscribe"):
+            value = getattr(self, name)
+            if not value.startswith(BUS_SCHEMES):
+                raise ValueError(f"event-bus {name} must be an ipc://, tcp:// or inproc:// endpoint,"
+                                 f" not {value!r}")
+
+
+def event_bus_settings(section):
+    return EventBusSettings(publish=section.publish.strip(), subscribe=section.subscribe.strip())
+
+
 def named_logger(section):
     """ZConfig's LoggerFactory, named after the section (``<logger access>`` -> "access")."""
     from ZConfig.components.logger.logger import LoggerFactory

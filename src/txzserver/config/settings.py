@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass
 
-from .datatypes import Listener
+import socket
+
+from .datatypes import EventBusSettings, Listener, WebSocketSettings
 
 
 class SettingsError(ValueError):
@@ -24,8 +26,13 @@ class ServerSettings:
     shutdown_timeout: float = 30.0
     stream_chunk_size: int = 256 * 1024
     trusted_proxies: tuple[str, ...] = ()
+    websocket: WebSocketSettings | None = None
+    event_bus: EventBusSettings | None = None
+    instance_name: str = ""
 
     def __post_init__(self):
+        if not self.instance_name:
+            object.__setattr__(self, "instance_name", socket.gethostname())
         if not self.listeners:
             raise SettingsError("no server section: add at least one <http-server> or <https-server>")
         if self.threads < 1:
@@ -67,4 +74,7 @@ class ServerSettings:
             shutdown_timeout=float(root.shutdown_timeout),
             stream_chunk_size=root.stream_chunk_size,
             trusted_proxies=tuple(root.trusted_proxies or ()),
+            websocket=root.websocket,
+            event_bus=root.event_bus,
+            instance_name=root.instance_name,
         )

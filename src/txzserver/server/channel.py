@@ -132,6 +132,14 @@ class NegotiatingChannel(Protocol):
         if self._channel is not None:
             self._channel.connectionLost(reason)
 
+    def detach(self):
+        """The connection now belongs to another protocol (a WebSocket): forget the channel.
+
+        Returns a callable the new protocol calls once when the connection is lost.
+        """
+        self._channel = None
+        return lambda: None
+
     # Helpers
 
     def _configure(self, channel):
@@ -140,6 +148,7 @@ class NegotiatingChannel(Protocol):
         channel.factory = self.factory
         channel.timeOut = self.timeOut
         channel.callLater = self.callLater
+        channel.owner = self
         return channel
 
     def _decide(self, data, h2):

@@ -67,8 +67,9 @@ def _content_length(headers):
 class ResponseChannel:
     """The per-request bridge between the worker thread and the Twisted request."""
 
-    def __init__(self, reactor, request, chunk_size):
+    def __init__(self, reactor, request, chunk_size, instance_name=""):
         self.reactor = reactor
+        self.instance_name = instance_name
         self.request = request
         self.chunk_size = chunk_size
         self.response = Response()
@@ -107,6 +108,9 @@ class ResponseChannel:
         request.setResponseCode(int(code), reason.encode("latin-1") or None)
         request.responseHeaders.removeHeader(b"content-type")
         request.responseHeaders.setRawHeaders(b"server", [SERVER_SOFTWARE.encode()])
+        if self.instance_name:
+            request.responseHeaders.setRawHeaders(b"x-txzserver-instance",
+                                                  [self.instance_name.encode("utf-8")])
         grouped = {}
         for name, value in self.response.headers:
             grouped.setdefault(name.lower().encode("latin-1"), []).append(value.encode("latin-1"))
@@ -246,7 +250,7 @@ class ZopeResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, reactor, pool, app, settings, trust, secure, tracker):
+    def __init__(self, reactor, pool, app, settings, trust, secure, tracker, websocket=None):
         super().__init__()
         self.reactor = reactor
         self.pool = pool
@@ -255,14 +259,20 @@ class ZopeResource(resource.Resource):
         self.trust = trust
         self.secure = secure
         self.tracker = tracker
+        self.websocket = websocket
 
     def render(self, request):
         body = request.content
         body_length = body.seek(0, 2)
         body.seek(0)
         environ = build_environ(request, body, body_length, secure=self.secure, trust=self.trust)
+        if self.websocket is not None:
+            handled = self.websocket.handle(request, environ)
+            if handled is not None:
+                return handled
         environ["wsgi.file_wrapper"] = StreamBody
-        channel = ResponseChannel(self.reactor, request, self.settings.stream_chunk_size)
+        channel = ResponseChannel(self.reactor, request, self.settings.stream_chunk_size,
+                                  self.settings.instance_name)
         self.tracker.started()
         request.notifyFinish().addBoth(self.tracker.ended)
         request.notifyFinish().addErrback(channel.client_gone)

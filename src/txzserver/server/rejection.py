@@ -14,6 +14,7 @@ REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
     413: b"Content Too Large",
+    426: b"Upgrade Required",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }

@@ -4,6 +4,8 @@ import logging
 import sys
 
 from .reactor import install_reactor
+from ..startup import register_event_publisher
+from ..websocket.fanout import Hub
 
 log = logging.getLogger("txzserver")
 
@@ -12,8 +14,8 @@ class ListenError(Exception):
     """A configured socket could not be opened (port taken, bad address, bad certificate)."""
 
 
-def build_sites(reactor, pool, app, settings, tracker):
-    """One ZopeSite per configured listener."""
+def build_sites(reactor, pool, app, settings, tracker, websocket=None):
+    """One ZopeSite per configured listener (the WebSocket endpoint on each except webdav-source)."""
     from .environ import ProxyTrust
     from .publisher import ZopeResource
     from .site import ConnectionCounter, ZopeSite
@@ -23,10 +25,21 @@ def build_sites(reactor, pool, app, settings, tracker):
     sites = []
     for listener in settings.listeners:
         resource = ZopeResource(reactor, pool, app, settings, trust,
-                                secure=listener.kind == "https", tracker=tracker)
+                                secure=listener.kind == "https", tracker=tracker,
+                                websocket=None if listener.kind == "webdav-source" else websocket)
         sites.append((listener, ZopeSite(resource, settings, counter, h2c=listener.h2c,
                                          reactor=reactor)))
     return sites
+
+
+def make_publisher(reactor, hub, settings):
+    """The IEventPublisher: over ZeroMQ when an <event-bus> is configured, else in-process."""
+    from ..bus.publishers import LocalPublisher, ZmqBus
+    if settings.event_bus is None:
+        return LocalPublisher(reactor, hub)
+    bus = settings.event_bus
+    log.info("txzserver event bus: publish to %s, subscribe from %s", bus.publish, bus.subscribe)
+    return ZmqBus(reactor, hub, bus.publish, bus.subscribe)
 
 
 def listen(reactor, sites):
@@ -84,20 +97,35 @@ def run(app_factory, settings, on_stop=None):
     from twisted.python.threadpool import ThreadPool
 
     from .shutdown import InFlight, drain
+    from ..websocket.service import NotificationService
 
     twisted_log.PythonLoggingObserver("txzserver.twisted").start()
     pool = ThreadPool(settings.threads, settings.threads, name="zope-publisher")
     tracker = InFlight()
+    hub = Hub()
+    websocket = None
+    if settings.websocket is not None:
+        websocket = NotificationService(reactor, pool, settings.websocket, settings.instance_name, hub)
     try:
-        sites = build_sites(reactor, pool, None, settings, tracker)
+        sites = build_sites(reactor, pool, None, settings, tracker, websocket)
         ports = listen(reactor, sites)
+        publisher = make_publisher(reactor, hub, settings)
     except (ListenError, ValueError) as exc:
         log.error("%s", exc)
         print(f"txzserver: {exc}", file=sys.stderr)
         return 2
+    register_event_publisher(publisher)
     app = app_factory()
     for _, site in sites:
         site.resource.app = app
+    if websocket is not None:
+        websocket.app = app
+        reactor.addSystemEventTrigger("before", "shutdown", websocket.close_all)
+        log.info("txzserver WebSocket endpoint at %s (and /SITE%s)", settings.websocket.path,
+                 settings.websocket.path)
+    if hasattr(publisher, "start"):
+        reactor.callWhenRunning(publisher.start)
+    reactor.addSystemEventTrigger("after", "shutdown", publisher.close)
     reactor.callWhenRunning(pool.start)
     reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
     reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,

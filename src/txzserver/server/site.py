@@ -43,6 +43,17 @@ class CountedChannel(NegotiatingChannel):
         self.counter.open -= 1
         super().connectionLost(reason)
 
+    def detach(self):
+        """Keep the connection counted until the new protocol reports it lost."""
+        super().detach()
+        released = []
+
+        def release():
+            if not released:
+                released.append(True)
+                self.counter.open -= 1
+        return release
+
 
 class ZopeSite(server.Site):
     """Site for one listener; ``settings`` is the ServerSettings of the process."""

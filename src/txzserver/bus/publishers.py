@@ -1,0 +1,121 @@
+"""Publishers of committed events: in-process, or over ZeroMQ to every instance.
+
+Both provide IEventPublisher: ``publish(events)`` may be called from any thread (the Zope
+transaction's after-commit hook) and never blocks on the network.
+"""
+
+import threading
+
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .interfaces import IEventPublisher
+from .message import Event
+
+log = Logger()
+
+
+@implementer(IEventPublisher)
+class LocalPublisher:
+    """No event bus configured: deliver to this process's connections only."""
+
+    def __init__(self, reactor, hub):
+        self.reactor = reactor
+        self.hub = hub
+
+    def publish(self, events):
+        for event in events:
+            self.reactor.callFromThread(self.hub.deliver, event)
+
+    def close(self):
+        pass
+
+
+def context():
+    """The process's one ZeroMQ context."""
+    import zmq
+    return zmq.Context.instance()
+
+
+@implementer(IEventPublisher, IReadDescriptor)
+class ZmqBus:
+    """PUB to the broker's frontend, SUB from its backend; received events go to the hub.
+
+    ZeroMQ reconnects by itself when the broker restarts (and re-sends the subscription).
+    The SUB socket's file descriptor is edge-triggered: every wake-up drains the socket
+    completely. The PUB socket is shared by publisher threads under a lock; a PUB socket
+    never blocks (messages beyond the high-water mark are dropped, which ZeroMQ counts).
+    """
+
+    def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint):
+        import zmq
+        self.reactor = reactor
+        self.hub = hub
+        self._lock = threading.Lock()
+        ctx = context()
+        self.pub = ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 1000)
+        self.pub.setsockopt(zmq.SNDHWM, 100000)
+        self.pub.connect(publish_endpoint)
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, 100000)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(subscribe_endpoint)
+        self.received = 0
+        self._closed = False
+
+    def start(self):
+        """Reactor thread: watch the SUB socket."""
+        self.reactor.addReader(self)
+        self.doRead()  # events may already be queued: the edge has passed
+
+    # IEventPublisher (any thread)
+
+    def publish(self, events):
+        import zmq
+        with self._lock:
+            if self._closed:
+                return
+            for event in events:
+                try:
+                    self.pub.send(event.to_wire(), zmq.NOBLOCK)
+                except zmq.Again:
+                    log.warn("event bus full: dropped an event for {path}", path=event.path)
+
+    # IReadDescriptor (reactor thread)
+
+    def fileno(self):
+        import zmq
+        return self.sub.getsockopt(zmq.FD)
+
+    def doRead(self):
+        import zmq
+        while not self._closed and self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                data = self.sub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.received += 1
+            try:
+                event = Event.from_wire(data)
+            except (ValueError, TypeError) as exc:
+                log.warn("ignored a malformed event from the bus: {error}", error=exc)
+                continue
+            self.hub.deliver(event)
+
+    def connectionLost(self, reason):
+        self.close()
+
+    def logPrefix(self):
+        return "txzserver-bus"
+
+    def close(self):
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.reactor.removeReader(self)
+        self.pub.close()
+        self.sub.close()

@@ -1,0 +1,71 @@
+"""`txzserver listen URL`: print each event a user receives as one JSON line on stdout.
+
+For scripts and static-site builders. Welcome, status and error messages go to stderr.
+"""
+
+import base64
+import json
+import sys
+import time
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from .bus.message import EVENT_TYPES
+
+
+class ListenError(Exception):
+    pass
+
+
+def _url(url, path):
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ListenError(f"URL must start with ws:// or wss://, not {url!r}")
+    query = parts.query
+    if path:
+        query = (query + "&" if query else "") + urlencode({"path": path})
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def _headers(user, token):
+    if user and token:
+        raise ListenError("give --user or --token, not both")
+    if user:
+        if ":" not in user:
+            raise ListenError("--user needs NAME:PASSWORD")
+        return {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    return {}
+
+
+def listen(url, path=None, user=None, token=None, count=0, timeout=0, out=sys.stdout, err=sys.stderr):
+    """Connect and print events until ``count`` events or ``timeout`` seconds; return 0."""
+    from websockets.exceptions import InvalidStatus, WebSocketException
+    from websockets.sync.client import connect
+
+    deadline = time.monotonic() + timeout if timeout else None
+    received = 0
+    try:
+        with connect(_url(url, path), additional_headers=_headers(user, token),
+                     max_size=2**22, open_timeout=10) as ws:
+            while not count or received < count:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                try:
+                    text = ws.recv(timeout=remaining)
+                except TimeoutError:
+                    break
+                message = json.loads(text)
+                if message.get("type") in EVENT_TYPES:
+                    out.write(json.dumps(message, separators=(",", ":")) + "\n")
+                    out.flush()
+                    received += 1
+                else:
+                    err.write(json.dumps(message) + "\n")
+    except InvalidStatus as exc:
+        raise ListenError(f"handshake refused: HTTP {exc.response.status_code}"
+                          f" {exc.response.body.decode('utf-8', 'replace').strip()}") from exc
+    except (OSError, WebSocketException) as exc:
+        raise ListenError(str(exc) or exc.__class__.__name__) from exc
+    return 0

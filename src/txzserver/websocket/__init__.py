@@ -1,0 +1,1 @@
+"""Live notifications over WebSocket: hand-off from HTTP, Autobahn protocol, fan-out."""

@@ -1,0 +1,71 @@
+"""Who is connecting: ask Zope once per handshake, in the publisher thread pool.
+
+The handshake's own cookies and Authorization header are published to the site's
+``@@txzserver-principal`` view, so every PAS plugin Plone uses (the __ac cookie, Basic
+auth, plone.restapi's JWT) applies exactly as for a page request. Invalid or expired
+credentials make PAS fall back to Anonymous: such clients connect as Anonymous.
+"""
+
+import io
+import json
+from dataclasses import dataclass
+
+PRINCIPAL_VIEW = "@@txzserver-principal"
+DROPPED = ("HTTP_UPGRADE", "HTTP_CONNECTION", "HTTP_SEC_WEBSOCKET_KEY", "HTTP_SEC_WEBSOCKET_VERSION",
+           "HTTP_SEC_WEBSOCKET_EXTENSIONS", "HTTP_SEC_WEBSOCKET_PROTOCOL")
+
+
+class AuthenticationFailed(Exception):
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Principal:
+    userid: str | None
+    tokens: frozenset
+    site_path: str
+    site_url: str = ""
+
+
+def principal_environ(handshake_environ, site_id):
+    """The environ of a GET of the principal view, carrying the handshake's credentials."""
+    environ = {k: v for k, v in handshake_environ.items() if k not in DROPPED}
+    environ.update({
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": f"/{site_id}/{PRINCIPAL_VIEW}",
+        "QUERY_STRING": "",
+        "CONTENT_LENGTH": "0",
+        "wsgi.input": io.BytesIO(),
+        "HTTP_ACCEPT": "application/json",
+    })
+    environ.pop("CONTENT_TYPE", None)
+    return environ
+
+
+def resolve_principal(app, handshake_environ, site_id):
+    """Worker thread: publish the principal view; Principal or AuthenticationFailed."""
+    status = []
+
+    def start_response(code, headers, exc_info=None):
+        status.append(code)
+
+    result = app(principal_environ(handshake_environ, site_id), start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    code = int(status[0].split()[0]) if status else 500
+    if code == 401:
+        raise AuthenticationFailed(401, "authentication failed")
+    if code == 404:
+        raise AuthenticationFailed(404, f"no Plone site {site_id!r} with txzserver installed")
+    if code != 200:
+        raise AuthenticationFailed(500, f"principal lookup answered {code}")
+    data = json.loads(body)
+    return Principal(userid=data.get("userid"), tokens=frozenset(data.get("tokens") or ()),
+                     site_path=data.get("site_path") or f"/{site_id}", site_url=data.get("site_url", ""))

@@ -1,0 +1,46 @@
+"""The one place where an HTTP/1.1 connection is handed over to a WebSocket protocol.
+
+Twisted Web has parsed the upgrade request; we detach its channel from the transport and
+connect the Autobahn protocol instead, then replay the request bytes so Autobahn performs
+the opening handshake itself (the approach of autobahn.twisted.resource.WebSocketResource,
+plus what our own channel needs: its timeout cancelled, its producer registration released
+and the connection still counted against max-connections until the socket closes).
+"""
+
+from twisted.protocols.policies import ProtocolWrapper
+
+
+def is_websocket_upgrade(request):
+    upgrade = (request.getHeader(b"upgrade") or b"").lower()
+    connection = (request.getHeader(b"connection") or b"").lower()
+    return upgrade == b"websocket" and b"upgrade" in connection and request.method == b"GET"
+
+
+def replayed_request(request):
+    """The handshake request as bytes, for Autobahn to parse again."""
+    lines = [request.method + b" " + request.uri + b" HTTP/1.1"]
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        lines.append(name + b": " + b",".join(values))
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def hand_off(request, protocol):
+    """Give ``request``'s connection to ``protocol``; False if this is not HTTP/1.1."""
+    channel = request.channel
+    transport = getattr(channel, "transport", None)
+    if transport is None or not hasattr(channel, "_networkProducer"):
+        return False  # HTTP/2 streams cannot be taken over (no RFC 8441 here)
+    channel.setTimeout(None)
+    channel._networkProducer.unregisterProducer()
+    channel.transport = None
+    if isinstance(transport, ProtocolWrapper):  # TLS: the wrapper feeds our channel
+        transport.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
+    owner = getattr(channel, "owner", None)
+    if owner is not None:
+        protocol.release_connection_slot = owner.detach()
+    protocol.makeConnection(transport)
+    transport.resumeProducing()
+    protocol.dataReceived(replayed_request(request))
+    return True

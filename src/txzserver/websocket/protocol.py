@@ -1,0 +1,127 @@
+"""The Autobahn protocol of one browser (or script) connection.
+
+Client to server: {"action": "subscribe"|"unsubscribe", "path": "/Plone/news"}; answered
+with {"type": "status", ...} or {"type": "error", "message": ...}. Server to client: a
+{"type": "welcome", ...} after the handshake, then events (see txzserver.bus.Event).
+"""
+
+import json
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from .auth import AuthenticationFailed, resolve_principal
+from .fanout import Subscriber, normalize_path
+
+log = Logger()
+MAX_SUBSCRIPTIONS = 64
+
+
+class NotificationProtocol(WebSocketServerProtocol):
+    """One connection; ``handshake`` (environ, site id, first path) is set at hand-off."""
+
+    handshake = None
+    principal = None
+    subscriber = None
+    release_connection_slot = None
+
+    # Handshake (reactor thread; the principal lookup runs in the publisher pool)
+
+    def onConnect(self, request):
+        service = self.factory.service
+        reason = service.check_origin(request.headers.get("origin"), self.handshake)
+        if reason:
+            raise ConnectionDeny(403, reason)
+        if service.full():
+            raise ConnectionDeny(503, "too many WebSocket connections (max-connections)")
+        d = deferToThreadPool(service.reactor, service.pool, resolve_principal, service.app,
+                              self.handshake["environ"], self.handshake["site"])
+        d.addCallbacks(self._accepted, self._refused)
+        return d
+
+    def _accepted(self, principal):
+        self.principal = principal
+        return None, {"X-Txzserver-Instance": self.factory.service.instance_name}
+
+    def _refused(self, failure):
+        if failure.check(AuthenticationFailed):
+            raise ConnectionDeny(failure.value.code, failure.value.reason)
+        log.failure("WebSocket principal lookup failed", failure)
+        raise ConnectionDeny(500, "principal lookup failed")
+
+    def onOpen(self):
+        service = self.factory.service
+        path = self.handshake["path"] or self.principal.site_path
+        self.subscriber = Subscriber(self.principal.tokens, [path], self._send)
+        service.hub.add(self.subscriber)
+        self._reply({"type": "welcome", "instance": service.instance_name,
+                     "user": self.principal.userid, "subscriptions": sorted(self.subscriber.paths)})
+
+    # Messages
+
+    def onMessage(self, payload, isBinary):
+        if isBinary:
+            return self._error("binary messages are not supported; send JSON text")
+        try:
+            message = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return self._error("message is not JSON")
+        if not isinstance(message, dict):
+            return self._error("message must be a JSON object")
+        action = message.get("action")
+        if action not in ("subscribe", "unsubscribe"):
+            return self._error(f"unknown action {action!r}; use subscribe or unsubscribe")
+        try:
+            path = normalize_path(message.get("path"))
+        except ValueError as exc:
+            return self._error(str(exc))
+        paths = self.subscriber.paths
+        if action == "subscribe":
+            if path not in paths and len(paths) >= MAX_SUBSCRIPTIONS:
+                return self._error(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
+            paths.add(path)
+        else:
+            paths.discard(path)
+        self._reply({"type": "status", "action": action, "path": path, "subscriptions": sorted(paths)})
+
+    # Closing
+
+    def onClose(self, wasClean, code, reason):
+        if self.subscriber is not None:
+            self.factory.service.hub.remove(self.subscriber)
+            self.subscriber = None
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        if self.release_connection_slot is not None:
+            self.release_connection_slot()
+            self.release_connection_slot = None
+
+    # Helpers
+
+    def _send(self, payload):
+        self.sendMessage(payload, isBinary=False)
+
+    def _reply(self, message):
+        self._send(json.dumps(message).encode("utf-8"))
+
+    def _error(self, text):
+        self._reply({"type": "error", "message": text})
+
+
+def make_factory(service, settings):
+    """Autobahn factory with the configured limits."""
+    factory = WebSocketServerFactory()
+    factory.protocol = NotificationProtocol
+    factory.service = service
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=settings.max_message_size,
+        maxFramePayloadSize=settings.max_message_size,
+        autoPingInterval=settings.ping_interval,
+        autoPingTimeout=settings.ping_timeout if settings.ping_interval else 0,
+        openHandshakeTimeout=10,
+        closeHandshakeTimeout=5,
+    )
+    return factory

@@ -1,0 +1,94 @@
+"""The WebSocket endpoint of a process: which requests are handshakes, and the hand-off."""
+
+from urllib.parse import parse_qs
+
+from twisted.logger import Logger
+from twisted.web import server
+
+from ..server.rejection import REASONS
+from .fanout import Hub, normalize_path
+from .handoff import hand_off, is_websocket_upgrade
+from .protocol import make_factory
+
+log = Logger()
+
+
+class NotificationService:
+    """Shared by every listener: the hub, the Autobahn factory, the limits."""
+
+    def __init__(self, reactor, pool, settings, instance_name, hub=None):
+        self.reactor = reactor
+        self.pool = pool
+        self.settings = settings
+        self.instance_name = instance_name
+        self.hub = hub if hub is not None else Hub()
+        self.app = None
+        self.factory = make_factory(self, settings)
+        self.open = 0
+
+    # Which requests are ours
+
+    def site_for(self, path):
+        """The site id for a handshake path ("/ws" -> default site, "/X/ws" -> "X"), or None."""
+        ws = self.settings.path
+        if path == ws:
+            return self.settings.site
+        if path.endswith(ws):
+            site = path[: -len(ws)]
+            if site.count("/") == 1 and len(site) > 1:
+                return site[1:]
+        return None
+
+    def handle(self, request, environ):
+        """Take over ``request`` if it is for the endpoint; return a render result or None."""
+        path = request.path.decode("latin-1")
+        site = self.site_for(path)
+        if site is None:
+            return None
+        if not is_websocket_upgrade(request):
+            return _error(request, 426, "this is a WebSocket endpoint: send a WebSocket upgrade"
+                                        " over HTTP/1.1", upgrade=True)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        first = query.get("path", [None])[0]
+        try:
+            first = normalize_path(first) if first else None
+        except ValueError as exc:
+            return _error(request, 400, f"bad path parameter: {exc}")
+        protocol = self.factory.buildProtocol(request.getClientAddress())
+        protocol.handshake = {"environ": environ, "site": site, "path": first,
+                              "secure": environ.get("wsgi.url_scheme") == "https"}
+        if not hand_off(request, protocol):
+            return _error(request, 426, "WebSocket needs HTTP/1.1 (no WebSocket over HTTP/2 here)",
+                          upgrade=True)
+        return server.NOT_DONE_YET
+
+    # Policies used by the protocol
+
+    def full(self):
+        return len(self.hub) >= self.settings.max_connections
+
+    def check_origin(self, origin, handshake):
+        """None if ``origin`` may connect, else the reason for refusing."""
+        if not origin:
+            return None  # not a browser: scripts and the listen command send no Origin
+        origin = origin.rstrip("/").lower()
+        environ = handshake["environ"]
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}".lower()
+        if origin == own or origin in self.settings.allowed_origins:
+            return None
+        log.info("refused WebSocket from origin {origin} (site is {own})", origin=origin, own=own)
+        return f"origin {origin} is not allowed"
+
+    def close_all(self, code=1001, reason="server shutting down"):
+        for subscriber in list(self.hub.subscribers):
+            protocol = getattr(subscriber.send, "__self__", None)
+            if protocol is not None:
+                protocol.sendClose(code, reason)
+
+
+def _error(request, code, reason, upgrade=False):
+    request.setResponseCode(code, REASONS.get(code))
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    if upgrade:
+        request.setHeader(b"upgrade", b"websocket")
+    return reason.encode("utf-8") + b"\n"
