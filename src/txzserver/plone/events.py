@@ -1,0 +1,177 @@
+"""Subscribers turning Dexterity lifecycle and workflow events into bus Events.
+
+Each subscriber builds the message right away (the object is in the state the event talks
+about) and queues it on the current transaction (see eventqueue): nothing leaves Zope before
+the commit. One user action gives one event: events re-dispatched to the children of a moved
+or removed folder are ignored, a modification of an object added in the same transaction
+refreshes the "created" event instead of adding a "modified" one, and repeated modifications
+of one object in one transaction collapse into one event (at the position of the first).
+
+Guards: the object's allowedRolesAndUsers at the time of the event; for a removal the guard is
+taken before the object leaves its container (afterwards it has no acquisition context); for a
+workflow transition it is the union of before and after, so that people who lose access learn
+that the item left.
+"""
+
+import functools
+import logging
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from Acquisition import aq_base
+from plone.uuid.interfaces import IUUID
+from Products.CMFCore.utils import getToolByName
+from zope.container.interfaces import IContainerModifiedEvent
+from zope.lifecycleevent.interfaces import IObjectAddedEvent, IObjectRemovedEvent
+
+from txzserver.bus import Event
+
+from .eventqueue import pending
+from .guard import current_user_id, object_guard
+
+logger = logging.getLogger("txzserver.plone")
+
+_REMOVAL = "removal"
+_TRANSITION = "transition"
+
+
+def object_path(obj):
+    return "/".join(obj.getPhysicalPath())
+
+
+def now_iso():
+    """Current time as ISO-8601 UTC with milliseconds, e.g. 2025-01-31T12:00:00.123Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def review_state(obj):
+    workflow = getToolByName(obj, "portal_workflow", None)
+    if workflow is None:
+        return ""
+    try:
+        return workflow.getInfoFor(obj, "review_state", "") or ""
+    except Exception:  # no workflow for this type, or a broken one: not our business
+        return ""
+
+
+def object_uid(obj):
+    return IUUID(obj, None) or ""
+
+
+def build_event(obj, type, message="", guard=None, path=None, url=None):
+    """An Event describing ``obj`` now; ``guard`` defaults to the object's current guard."""
+    title = obj.Title() if callable(getattr(obj, "Title", None)) else getattr(obj, "title", "")
+    return Event(
+        type=type,
+        path=path or object_path(obj),
+        uid=object_uid(obj),
+        url=url if url is not None else obj.absolute_url(),
+        title=str(title or ""),
+        portal_type=getattr(aq_base(obj), "portal_type", "") or "",
+        review_state=review_state(obj),
+        actor=current_user_id(),
+        time=now_iso(),
+        message=message,
+        guard=object_guard(obj) if guard is None else guard,
+    )
+
+
+def _refresh(queue, index, obj):
+    """Replace queued event ``index`` by a fresh description of ``obj``, keeping type and message."""
+    old = queue.events[index]
+    queue.replace(index, build_event(obj, old.type, message=old.message))
+
+
+def _is_own_event(obj, event):
+    """False for events re-dispatched by OFS to the sublocations of the object they are about."""
+    return aq_base(event.object) is aq_base(obj)
+
+
+def subscriber(handler):
+    """Notifications are a side effect: a failure here must never break the user's edit."""
+    @functools.wraps(handler)
+    def safe(obj, event):
+        try:
+            handler(obj, event)
+        except Exception:
+            logger.exception("txzserver: %s failed for %r", handler.__name__, obj)
+    return safe
+
+
+@subscriber
+def object_added(obj, event):
+    if not _is_own_event(obj, event):
+        return
+    pending().append(build_event(obj, "created"))
+
+
+@subscriber
+def object_modified(obj, event):
+    if IContainerModifiedEvent.providedBy(event):
+        return  # a child was added, removed or reordered: not an edit of this object
+    queue = pending()
+    index = queue.find(object_uid(obj), ("created", "modified"))
+    if index is not None and not queue.events[index].message:
+        _refresh(queue, index, obj)
+        return
+    queue.append(build_event(obj, "modified"))
+
+
+@subscriber
+def object_moved(obj, event):
+    """A rename or a cut/paste: "modified" at the new path, message "moved from <old path>"."""
+    if IObjectAddedEvent.providedBy(event) or IObjectRemovedEvent.providedBy(event):
+        return
+    if not _is_own_event(obj, event) or event.oldParent is None or event.newParent is None:
+        return
+    queue = pending()
+    index = queue.find(object_uid(obj), ("created",))
+    if index is not None:
+        _refresh(queue, index, obj)  # created and moved in one transaction: created, at the end
+        return
+    old_path = "/".join(tuple(event.oldParent.getPhysicalPath()) + (event.oldName,))
+    queue.append(build_event(obj, "modified", message=f"moved from {old_path}"))
+
+
+@subscriber
+def object_will_be_removed(obj, event):
+    """Snapshot the removed object's description while it still has its acquisition context."""
+    if not _is_own_event(obj, event):
+        return
+    snapshot = build_event(obj, "removed")
+    pending().snapshots[(_REMOVAL, id(aq_base(obj)))] = snapshot
+
+
+@subscriber
+def object_removed(obj, event):
+    if not _is_own_event(obj, event):
+        return
+    queue = pending()
+    snapshot = queue.snapshots.pop((_REMOVAL, id(aq_base(obj))), None)
+    if snapshot is None:
+        # Removed without the will-be-removed event (suppressed events): describe it from its
+        # old container, whose guard is the best approximation left.
+        parent = event.oldParent
+        path = "/".join(tuple(parent.getPhysicalPath()) + (event.oldName,))
+        url = f"{parent.absolute_url()}/{event.oldName}"
+        snapshot = build_event(obj.__of__(parent), "removed", path=path, url=url,
+                               guard=object_guard(parent))
+    else:
+        snapshot = replace(snapshot, time=now_iso())
+    queue.append(snapshot)
+
+
+@subscriber
+def action_will_be_invoked(obj, event):
+    """Remember who could see the object before a workflow action changes its permissions."""
+    pending().snapshots.setdefault((_TRANSITION, id(aq_base(obj))), []).append(object_guard(obj))
+
+
+@subscriber
+def action_succeeded(obj, event):
+    queue = pending()
+    before = queue.snapshots.get((_TRANSITION, id(aq_base(obj))))
+    guard = object_guard(obj)
+    if before:
+        guard = guard | before.pop()
+    queue.append(build_event(obj, "transition", message=str(event.action or ""), guard=guard))

@@ -1,0 +1,218 @@
+/*
+ * txzserver live notifications for Plone Classic UI.
+ *
+ * Opens a WebSocket to <portal path>/ws on the page's own host (wss:// when the page is https,
+ * so it works behind a TLS front), and shows a small toast for every content event the server
+ * delivers to this user. Reconnects with exponential backoff and jitter (1 s doubling up to
+ * 30 s, reset once a connection succeeded). Plain DOM, no framework: it must not fight with
+ * whatever else the page loads.
+ *
+ * DOM contract (tests rely on it): container #txzserver-toasts, each toast .txzserver-toast.
+ * window.txzserverToasts exposes {show, connect, socketUrl} for debugging and tests.
+ */
+(function () {
+  "use strict";
+
+  if (window.txzserverToasts) {
+    return; // loaded twice (bundle + a manual include): one connection is enough
+  }
+
+  var CONTENT_TYPES = {
+    created: "Created",
+    modified: "Modified",
+    removed: "Removed",
+    transition: "Workflow",
+    notification: "Notification"
+  };
+  var LOG_TYPES = { welcome: true, status: true, error: true };
+  var MIN_DELAY = 1000;
+  var MAX_DELAY = 30000;
+  var TOAST_MS = 10000;
+  var MAX_TOASTS = 5;
+  var CSS = [
+    "#txzserver-toasts{position:fixed;right:1rem;bottom:1rem;z-index:10000;display:flex;",
+    "flex-direction:column;gap:.5rem;max-width:24rem;font-size:.9rem;pointer-events:none}",
+    ".txzserver-toast{pointer-events:auto;background:#fff;color:#212529;border:1px solid #ccc;",
+    "border-left:4px solid #007bb1;border-radius:4px;padding:.6rem 2rem .6rem .8rem;",
+    "box-shadow:0 2px 8px rgba(0,0,0,.15);position:relative;word-wrap:break-word}",
+    ".txzserver-toast-notification{border-left-color:#e5a000}",
+    ".txzserver-toast-removed{border-left-color:#b00}",
+    ".txzserver-toast-kind{display:block;font-size:.75rem;text-transform:uppercase;color:#666}",
+    ".txzserver-toast-title{font-weight:bold}",
+    ".txzserver-toast-close{position:absolute;top:.2rem;right:.4rem;border:0;background:none;",
+    "font-size:1.2rem;line-height:1;cursor:pointer;color:#666}"
+  ].join("");
+
+  var attempt = 0;
+  var socket = null;
+  var timer = null;
+
+  function portalUrl() {
+    var fromBody = document.body && document.body.dataset.portalUrl;
+    return new URL(fromBody || "/", window.location.href);
+  }
+
+  function socketUrl() {
+    var portal = portalUrl();
+    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    var path = portal.pathname.replace(/\/+$/, "");
+    return scheme + "//" + window.location.host + path + "/ws";
+  }
+
+  function container() {
+    var box = document.getElementById("txzserver-toasts");
+    if (box) {
+      return box;
+    }
+    if (!document.getElementById("txzserver-toasts-style")) {
+      var style = document.createElement("style");
+      style.id = "txzserver-toasts-style";
+      style.textContent = CSS;
+      document.head.appendChild(style);
+    }
+    box = document.createElement("div");
+    box.id = "txzserver-toasts";
+    box.setAttribute("role", "status");
+    box.setAttribute("aria-live", "polite");
+    box.setAttribute("aria-relevant", "additions");
+    document.body.appendChild(box);
+    return box;
+  }
+
+  function dismiss(toast) {
+    if (toast.parentNode) {
+      toast.parentNode.removeChild(toast);
+    }
+  }
+
+  function show(event) {
+    var box = container();
+    var toast = document.createElement("div");
+    toast.className = "txzserver-toast txzserver-toast-" + event.type;
+    toast.dataset.type = event.type;
+    if (event.uid) {
+      toast.dataset.uid = event.uid;
+    }
+
+    var kind = document.createElement("span");
+    kind.className = "txzserver-toast-kind";
+    kind.textContent = CONTENT_TYPES[event.type] +
+      (event.type === "transition" && event.review_state ? " \u2192 " + event.review_state : "");
+    toast.appendChild(kind);
+
+    var title = document.createElement(event.url && event.type !== "removed" ? "a" : "span");
+    title.className = "txzserver-toast-title";
+    title.textContent = event.title || event.path;
+    if (title.tagName === "A") {
+      title.href = event.url;
+    }
+    toast.appendChild(title);
+
+    if (event.message) {
+      var message = document.createElement("div");
+      message.className = "txzserver-toast-message";
+      message.textContent = event.message;
+      toast.appendChild(message);
+    }
+    if (event.actor) {
+      var actor = document.createElement("div");
+      actor.className = "txzserver-toast-actor";
+      actor.textContent = "by " + event.actor;
+      toast.appendChild(actor);
+    }
+
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "txzserver-toast-close";
+    close.setAttribute("aria-label", "Dismiss notification");
+    close.textContent = "\u00d7";
+    close.addEventListener("click", function () { dismiss(toast); });
+    toast.appendChild(close);
+
+    box.appendChild(toast);
+    while (box.children.length > MAX_TOASTS) {
+      dismiss(box.firstChild);
+    }
+    var hide = setTimeout(function () { dismiss(toast); }, TOAST_MS);
+    toast.addEventListener("mouseenter", function () { clearTimeout(hide); });
+    toast.addEventListener("mouseleave", function () {
+      hide = setTimeout(function () { dismiss(toast); }, TOAST_MS / 2);
+    });
+    return toast;
+  }
+
+  function onMessage(raw) {
+    var event;
+    try {
+      event = JSON.parse(raw.data);
+    } catch (err) {
+      console.warn("txzserver: ignoring a message that is not JSON", err);
+      return;
+    }
+    if (!event || typeof event.type !== "string") {
+      return;
+    }
+    if (CONTENT_TYPES.hasOwnProperty(event.type)) {
+      show(event);
+    } else if (LOG_TYPES[event.type]) {
+      console.log("txzserver:", event.type, event);
+    }
+  }
+
+  function nextDelay() {
+    // Exponential backoff with "equal jitter": half fixed, half random, so a restarted server
+    // is not hit by every browser in the same second.
+    var base = Math.min(MAX_DELAY, MIN_DELAY * Math.pow(2, attempt));
+    attempt += 1;
+    return base / 2 + Math.random() * (base / 2);
+  }
+
+  function scheduleReconnect() {
+    if (timer !== null) {
+      return;
+    }
+    var delay = nextDelay();
+    timer = setTimeout(function () {
+      timer = null;
+      connect();
+    }, delay);
+  }
+
+  function connect() {
+    if (socket && (socket.readyState === WebSocket.OPEN ||
+                   socket.readyState === WebSocket.CONNECTING)) {
+      return socket;
+    }
+    var ws;
+    try {
+      ws = new WebSocket(socketUrl());
+    } catch (err) {
+      console.warn("txzserver: cannot open WebSocket", err);
+      scheduleReconnect();
+      return null;
+    }
+    socket = ws;
+    ws.addEventListener("open", function () {
+      attempt = 0;
+    });
+    ws.addEventListener("message", onMessage);
+    ws.addEventListener("close", function () {
+      if (socket === ws) {
+        socket = null;
+      }
+      scheduleReconnect();
+    });
+    return ws;
+  }
+
+  window.txzserverToasts = { show: show, connect: connect, socketUrl: socketUrl };
+
+  if (!("WebSocket" in window)) {
+    return;
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", connect);
+  } else {
+    connect();
+  }
+})();

@@ -1,0 +1,163 @@
+"""Run by `txzserver run zope.conf plone_events_script.py SITE OUTPUT.json`: exercises the add-on.
+
+Registers a recording IEventPublisher, installs the txzserver profiles, then performs one content
+operation per transaction (labelled) and writes, per label, the batches the publisher received
+(each event as its public dict plus "guard": sorted tokens) to OUTPUT.json.
+"""
+
+import json
+import sys
+import threading
+
+import transaction
+from AccessControl.SecurityManagement import newSecurityManager
+from Testing.makerequest import makerequest
+from zope.component import getUtility, provideUtility
+from zope.component.hooks import setSite
+from zope.event import notify
+from zope.globalrequest import setRequest
+from zope.interface import implementer
+from zope.lifecycleevent import ObjectModifiedEvent
+
+from txzserver.bus import Event, IEventPublisher
+
+site_id, output = sys.argv[1:3]
+app = makerequest(globals()["app"])
+setRequest(app.REQUEST)
+newSecurityManager(None, app.acl_users.getUser("admin").__of__(app.acl_users))
+site = app[site_id]
+setSite(site)
+
+from plone import api  # noqa: E402
+from plone.app.contentrules import handlers as rule_handlers  # noqa: E402
+from plone.contentrules.engine.interfaces import IRuleStorage  # noqa: E402
+from txzserver.plone.eventqueue import pending  # noqa: E402
+
+
+@implementer(IEventPublisher)
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.batches = []
+
+    def publish(self, events):
+        with self.lock:
+            self.batches.append([dict(e.public(), guard=sorted(e.guard)) for e in events])
+
+    def take(self):
+        with self.lock:
+            batches, self.batches = self.batches, []
+        return batches
+
+
+recorder = Recorder()
+provideUtility(recorder, IEventPublisher)
+results = {}
+
+
+def step(label):
+    """Commit, reset per-request state (as the end of a request would), record the batches."""
+    transaction.commit()
+    rule_handlers.close(None)
+    results[label] = recorder.take()
+
+
+setup = site.portal_setup
+setup.runAllImportStepsFromProfile("profile-txzserver:default")
+setup.runAllImportStepsFromProfile("profile-txzserver:example-rules")
+api.user.create(email="lr@example.org", username="localreviewer", password="secret-secret-1")
+folder = api.content.create(container=site, type="Folder", id="folder", title="Folder")
+api.content.create(container=site, type="Folder", id="other", title="Other")
+api.user.grant_roles(username="localreviewer", obj=folder, roles=["Reviewer"])
+step("setup")
+results["setup_info"] = {
+    "registry_js": api.portal.get_registry_record("plone.bundles/txzserver.jscompilation"),
+    "rules": sorted(getUtility(IRuleStorage).keys()),
+}
+
+doc = api.content.create(container=folder, type="Document", id="doc", title="A document")
+step("create")
+
+doc.title = "A document, edited"
+notify(ObjectModifiedEvent(doc))
+doc.description = "twice"
+notify(ObjectModifiedEvent(doc))
+step("edit_twice")
+
+doc2 = api.content.create(container=folder, type="Document", id="doc2", title="Second")
+doc2.title = "Second, edited before commit"
+notify(ObjectModifiedEvent(doc2))
+step("create_and_edit")
+
+doc = api.content.rename(obj=doc, new_id="doc-renamed")
+step("rename")
+
+doc = api.content.move(source=doc, target=folder.aq_parent["other"])
+step("move")
+
+doc = api.content.move(source=doc, target=folder)
+step("move_back")
+
+api.content.transition(obj=doc, transition="submit")
+step("submit")
+
+api.content.transition(obj=doc, transition="publish")
+step("publish")
+
+api.content.transition(obj=doc, transition="retract")
+step("retract")
+
+api.content.create(container=folder, type="Document", id="aborted", title="Aborted")
+transaction.abort()
+results["abort"] = recorder.take()
+
+
+def fail(*args):
+    raise RuntimeError("before-commit hook fails on purpose")
+
+
+api.content.create(container=folder, type="Document", id="failed", title="Failed commit")
+transaction.get().addBeforeCommitHook(fail)
+try:
+    transaction.commit()
+except RuntimeError:
+    transaction.abort()
+results["failed_commit"] = recorder.take()
+
+api.content.create(container=folder, type="Document", id="kept", title="Kept")
+savepoint = transaction.savepoint()
+api.content.create(container=folder, type="Document", id="rolledback", title="Rolled back")
+savepoint.rollback()
+step("savepoint_rollback")
+
+api.content.delete(obj=folder["doc-renamed"])
+step("delete")
+
+api.content.delete(obj=folder["kept"])
+api.content.delete(obj=folder["doc2"])
+step("delete_two")
+
+# Several threads commit at once: each transaction's events stay together and in order.
+barrier = threading.Barrier(4)
+
+
+def worker(n):
+    for i in range(20):
+        for j in range(3):
+            pending().append(Event(type="notification", path=f"/t{n}/{i}", message=str(j)))
+        if i == 0:
+            barrier.wait()
+        transaction.commit()
+
+
+threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+results["threads"] = recorder.take()
+
+transaction.commit()
+with open(output, "w") as f:
+    json.dump(results, f, indent=1, sort_keys=True)
+print(f"wrote {output}")
