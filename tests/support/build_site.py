@@ -26,6 +26,10 @@ from plone.namedfile.file import NamedBlobFile  # noqa: E402
 from zope.component.hooks import setSite  # noqa: E402
 
 setSite(site)
+# The txzserver add-on (toast JS, principal view) and its example rule
+# "notify Reviewers when content is submitted".
+for profile in ("profile-txzserver:default", "profile-txzserver:example-rules"):
+    site.portal_setup.runAllImportStepsFromProfile(profile)
 # NamedBlobFile moves an open file into the blob storage: give it a copy.
 with tempfile.NamedTemporaryFile(delete=False, dir=".") as tmp:
     with open(big_path, "rb") as src:

@@ -1,0 +1,187 @@
+"""Live notifications across instances: two txzserver instances on one ZEO server with a
+broker between them; real users, real WebSocket clients, plone.restapi for the edits.
+"""
+
+import time
+
+import httpx
+import pytest
+
+from tests.support.cluster import Cluster
+from tests.support.instance import ADMIN
+from tests.support.wsclient import Collector, basic
+
+PASSWORD = "secret-Passw0rd"
+USERS = {  # name: global roles
+    "member": ["Member"],
+    "reviewer": ["Member", "Reviewer"],
+    "editor": ["Member", "Editor"],
+    "manager": ["Member", "Manager"],
+    "localrev": ["Member"],
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, plone_template):
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"), plone_template)
+    try:
+        cluster.start_zeo()
+        cluster.start_broker()
+        cluster.start_instance("alpha")
+        cluster.start_instance("beta")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def api(server, method, path, user=ADMIN, **kwargs):
+    response = httpx.request(method, server.url(path), auth=user, timeout=60,
+                             headers={"Accept": "application/json"}, **kwargs)
+    assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text[:300]}"
+    return response
+
+
+@pytest.fixture(scope="module")
+def people(cluster):
+    alpha = cluster.instances["alpha"]
+    for name, roles in USERS.items():
+        api(alpha, "POST", "/Plone/@users", json={"username": name, "password": PASSWORD,
+                                                  "email": f"{name}@example.org", "roles": roles})
+    api(alpha, "POST", "/Plone", json={"@type": "Folder", "id": "reviewed", "title": "Reviewed"})
+    api(alpha, "POST", "/Plone/reviewed/@sharing", json={"entries": [
+        {"id": "localrev", "type": "user", "roles": {"Reviewer": True}},
+        {"id": "editor", "type": "user", "roles": {"Contributor": True}}]})
+    api(alpha, "POST", "/Plone/reviewed/@workflow/publish")
+    return {name: (name, PASSWORD) for name in USERS}
+
+
+def ws_url(server, path=None):
+    url = server.url("/Plone/ws").replace("http://", "ws://")
+    return url + (f"?path={path}" if path else "")
+
+
+def connect_all(server, people, path=None):
+    clients = {"anonymous": Collector(ws_url(server, path), name="anonymous")}
+    for name, credentials in people.items():
+        clients[name] = Collector(ws_url(server, path), basic(*credentials), name=name)
+    for client in clients.values():
+        client.start_and_wait()
+    return clients
+
+
+def stop_all(clients):
+    for client in clients.values():
+        client.stop()
+
+
+def settle(seconds=1.5):
+    time.sleep(seconds)  # long enough for any stray delivery; deliveries are asserted with deadlines
+
+
+def test_welcome_names_user_and_instance(cluster, people):
+    beta = cluster.instances["beta"]
+    client = Collector(ws_url(beta), basic(*people["reviewer"]), name="reviewer").start_and_wait()
+    try:
+        assert client.welcome["user"] == "reviewer"
+        assert client.welcome["instance"] == "beta"
+        assert client.welcome["subscriptions"] == ["/Plone"]
+        assert client.response_headers["X-Txzserver-Instance"] == "beta"
+    finally:
+        client.stop()
+
+
+def test_edit_on_alpha_reaches_client_on_beta_in_order_once(cluster, people):
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    watcher = Collector(ws_url(beta, "/Plone/orderly"), basic(*ADMIN), name="admin").start_and_wait()
+    try:
+        api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "orderly", "title": "v0"})
+        for n in range(1, 4):
+            api(alpha, "PATCH", "/Plone/orderly", json={"title": f"v{n}"})
+        watcher.wait_for_event(type="modified", title="v3")
+        settle()
+        events = [(e["type"], e["title"]) for e in watcher.events()]
+        assert events == [("created", "v0"), ("modified", "v1"), ("modified", "v2"), ("modified", "v3")]
+        assert all(e["path"] == "/Plone/orderly" for e in watcher.events())
+        response = api(alpha, "GET", "/Plone/orderly")
+        assert response.headers["X-Txzserver-Instance"] == "alpha"  # committed on alpha, seen on beta
+        assert "guard" not in watcher.events()[0]
+    finally:
+        watcher.stop()
+
+
+def test_guard_matrix_private_pending_published(cluster, people):
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    clients = connect_all(beta, people)
+    try:
+        api(alpha, "POST", "/Plone/reviewed", user=people["editor"],
+            json={"@type": "Document", "id": "draft", "title": "Draft"})
+        path = "/Plone/reviewed/draft"
+        for name in ("editor", "manager"):
+            clients[name].wait_for_event(type="created", path=path)
+        settle()
+        for name in ("anonymous", "member", "reviewer", "localrev"):
+            assert not clients[name].events(path=path), f"{name} must not see a private draft"
+
+        api(alpha, "POST", f"{path}/@workflow/submit", user=people["editor"])
+        for name in ("editor", "manager", "reviewer", "localrev"):
+            clients[name].wait_for_event(type="transition", path=path)
+        for name in ("reviewer", "localrev"):
+            note = clients[name].wait_for_event(type="notification", path=path)[0]
+            assert "Draft" in note["message"]
+        settle()
+        for name in ("anonymous", "member"):
+            assert not clients[name].events(path=path), f"{name} must not see a pending item"
+        for name in ("anonymous", "member", "editor", "manager"):
+            assert not clients[name].events(type="notification"), f"{name} got the reviewer notice"
+
+        api(alpha, "POST", f"{path}/@workflow/publish", user=people["reviewer"])
+        for name in clients:
+            clients[name].wait_for_event(type="transition", path=path, review_state="published")
+    finally:
+        stop_all(clients)
+
+
+def test_delete_and_subscriptions(cluster, people):
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    admin = Collector(ws_url(beta, "/Plone/reviewed"), basic(*ADMIN), name="admin").start_and_wait()
+    try:
+        api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "outside", "title": "Outside"})
+        api(alpha, "POST", "/Plone/reviewed", json={"@type": "Document", "id": "gone", "title": "Gone"})
+        admin.wait_for_event(type="created", path="/Plone/reviewed/gone")
+        api(alpha, "DELETE", "/Plone/reviewed/gone")
+        admin.wait_for_event(type="removed", path="/Plone/reviewed/gone")
+        assert not admin.events(path="/Plone/outside"), "not subscribed to /Plone/outside"
+
+        admin.send({"action": "subscribe", "path": "/Plone/outside/"})
+        api(alpha, "PATCH", "/Plone/outside", json={"title": "Outside 2"})
+        admin.wait_for_event(type="modified", path="/Plone/outside")
+        status = [m for m in admin.messages if m.get("type") == "status"]
+        assert status[-1]["subscriptions"] == ["/Plone/outside", "/Plone/reviewed"]
+    finally:
+        admin.stop()
+
+
+def test_listen_command_prints_events(cluster, people):
+    import json
+    import selectors
+    import subprocess
+    from tests.support.instance import TXZSERVER
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    listener = subprocess.Popen(
+        [TXZSERVER, "listen", ws_url(beta), "--user", f"{ADMIN[0]}:{ADMIN[1]}", "--path",
+         "/Plone/listened", "--count", "1", "--timeout", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(listener.stderr, selectors.EVENT_READ)
+        assert selector.select(timeout=30), "listen printed no welcome within 30 s"
+        welcome = json.loads(listener.stderr.readline())
+        assert welcome["type"] == "welcome" and welcome["subscriptions"] == ["/Plone/listened"]
+        api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "listened", "title": "Heard"})
+        out, err = listener.communicate(timeout=60)
+    finally:
+        listener.kill()
+    lines = out.strip().splitlines()
+    assert listener.returncode == 0, err
+    assert len(lines) == 1
+    assert json.loads(lines[0])["path"] == "/Plone/listened"

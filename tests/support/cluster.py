@@ -1,0 +1,90 @@
+"""Several instances on one real ZEO server, with a real event-bus broker between them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .instance import copy_instance_data, http_server, new_instance
+from .server import ServerProcess, free_port, port_is_free, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+def zeo_storage(address):
+    return f"""<zodb_db main>
+  mount-point /
+  cache-size 5000
+  <zeoclient>
+    server {address}
+    storage 1
+    name zeostorage
+    blob-dir $INSTANCE/var/blobcache
+    shared-blob-dir off
+  </zeoclient>
+</zodb_db>"""
+
+
+class Cluster:
+    """ZEO holding a copy of the template site, a broker, and txzserver instances."""
+
+    def __init__(self, directory, template):
+        self.directory = Path(directory)
+        self.template = template
+        self.processes = []
+        self.instances = {}
+        self.zeo_address = None
+        self.bus = None
+
+    def start_zeo(self):
+        zeo = self.directory / "zeo"
+        copy_instance_data(self.template["directory"], zeo)
+        port = free_port()
+        conf = zeo / "zeo.conf"
+        conf.write_text(f"<zeo>\n  address 127.0.0.1:{port}\n</zeo>\n<blobstorage 1>\n"
+                        f"  blob-dir {zeo}/var/blobstorage\n  <filestorage>\n"
+                        f"    path {zeo}/var/Data.fs\n  </filestorage>\n</blobstorage>\n")
+        process = self._spawn([str(BIN / "runzeo"), "-C", str(conf)], zeo / "zeo.log")
+        wait_for(lambda: not port_is_free(port) or process.poll() is not None, 30, what="ZEO")
+        assert process.poll() is None, (zeo / "zeo.log").read_text()
+        self.zeo_address = f"127.0.0.1:{port}"
+        return self.zeo_address
+
+    def start_broker(self):
+        bus = self.directory / "bus"
+        bus.mkdir(exist_ok=True)
+        self.bus = {"publish": f"ipc://{bus}/publish.sock", "subscribe": f"ipc://{bus}/subscribe.sock"}
+        process = self._spawn([str(BIN / "txzserver"), "broker", "--frontend", self.bus["publish"],
+                               "--backend", self.bus["subscribe"]], bus / "broker.log")
+        wait_for(lambda: (bus / "subscribe.sock").exists() or process.poll() is not None, 30,
+                 what="broker sockets")
+        assert process.poll() is None, (bus / "broker.log").read_text()
+        self.broker = process
+        return process
+
+    def start_instance(self, name, threads=2, extra=""):
+        websocket = "<websocket>\n  path /ws\n  site Plone\n  ping-interval 5s\n</websocket>"
+        bus = (f"<event-bus>\n  publish {self.bus['publish']}\n  subscribe {self.bus['subscribe']}\n"
+               "</event-bus>") if self.bus else ""
+        conf = new_instance(self.directory / name, http_server(0),
+                            f"server-threads {threads}\ninstance-name {name}\n{websocket}\n{bus}\n{extra}",
+                            storage=zeo_storage(self.zeo_address))
+        server = ServerProcess(conf).start()
+        self.instances[name] = server
+        return server
+
+    def _spawn(self, argv, log_path):
+        log = open(log_path, "wb")
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append((process, log))
+        return process
+
+    def stop(self):
+        for server in self.instances.values():
+            server.stop()
+        for process, log in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
