@@ -200,3 +200,30 @@ def test_principal_view(installed_server):
     reviewer = httpx.get(url, auth=("localreviewer", "secret-secret-1")).json()
     assert reviewer["userid"] == "localreviewer"
     assert "user:localreviewer" in reviewer["tokens"] and "Reviewer" not in reviewer["tokens"]
+
+
+def test_copy_is_created_with_a_new_uid(results):
+    event = only_event(results, "copy")
+    assert (event["type"], event["path"]) == ("created", f"/{SITE_ID}/other/kept")
+    assert event["uid"] and event["uid"] != only_event(results, "savepoint_rollback")["uid"]
+
+
+def test_one_event_per_folder_operation_not_per_child(results):
+    assert [(e["type"], e["path"]) for e in only_batch(results, "create_tree")] == [
+        ("created", f"/{SITE_ID}/sub"), ("created", f"/{SITE_ID}/sub/child")]
+    renamed = only_event(results, "rename_tree")
+    assert (renamed["path"], renamed["message"]) == (f"/{SITE_ID}/sub2", f"moved from /{SITE_ID}/sub")
+    removed = only_event(results, "delete_tree")
+    assert (removed["type"], removed["path"]) == ("removed", f"/{SITE_ID}/sub2")
+
+
+def test_rule_action_forms(installed_server):
+    rule = installed_server.url(f"/{SITE_ID}/++rule++txzserver-notify-reviewers")
+    add = httpx.get(f"{rule}/+action/txzserver.actions.Notification", auth=ADMIN)
+    assert add.status_code == 200
+    for name in ("message", "target_roles", "target_groups"):
+        assert f'name="form.widgets.{name}' in add.text
+    elements = httpx.get(f"{rule}/@@manage-elements", auth=ADMIN)
+    assert elements.status_code == 200
+    assert "Notify Reviewer: &#34;${title}&#34; was submitted" in elements.text or \
+        'Notify Reviewer: "${title}" was submitted' in elements.text

@@ -130,6 +130,19 @@ api.content.create(container=folder, type="Document", id="rolledback", title="Ro
 savepoint.rollback()
 step("savepoint_rollback")
 
+api.content.copy(source=folder["kept"], target=site["other"])
+step("copy")
+
+sub = api.content.create(container=site, type="Folder", id="sub", title="Sub")
+api.content.create(container=sub, type="Document", id="child", title="Child")
+step("create_tree")
+
+api.content.rename(obj=site["sub"], new_id="sub2")
+step("rename_tree")
+
+api.content.delete(obj=site["sub2"])
+step("delete_tree")
+
 api.content.delete(obj=folder["doc-renamed"])
 step("delete")
 
