@@ -227,3 +227,7 @@ def test_rule_action_forms(installed_server):
     assert elements.status_code == 200
     assert "Notify Reviewer: &#34;${title}&#34; was submitted" in elements.text or \
         'Notify Reviewer: "${title}" was submitted' in elements.text
+
+
+def test_event_queued_while_committing_is_published(results):
+    assert only_event(results, "before_commit_hook")["message"] == "late"

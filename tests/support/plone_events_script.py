@@ -150,6 +150,11 @@ api.content.delete(obj=folder["kept"])
 api.content.delete(obj=folder["doc2"])
 step("delete_two")
 
+# Something queued by a before-commit hook (the transaction is committing) is still published.
+transaction.get().addBeforeCommitHook(
+    lambda: pending().append(Event(type="notification", path=f"/{site_id}", message="late")))
+step("before_commit_hook")
+
 # Several threads commit at once: each transaction's events stay together and in order.
 barrier = threading.Barrier(4)
 

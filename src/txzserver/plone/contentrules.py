@@ -9,6 +9,8 @@ roles *locally* on the object (a Reviewer of one folder only), and "user:<group 
 chosen groups. The event goes through the same after-commit queue as the lifecycle events.
 """
 
+import logging
+
 from Acquisition import aq_inner
 from OFS.SimpleItem import SimpleItem
 from plone.app.contentrules.actions import ActionAddForm, ActionEditForm
@@ -27,6 +29,7 @@ from .eventqueue import queue
 from .events import build_event
 
 _ = MessageFactory("txzserver")
+logger = logging.getLogger("txzserver.plone")
 
 ELEMENT = "txzserver.actions.Notification"
 
@@ -104,9 +107,13 @@ class NotificationActionExecutor:
         obj = getattr(self.event, "object", None)
         if obj is None or not hasattr(obj, "getPhysicalPath"):
             obj = aq_inner(self.context)
-        message = IStringInterpolator(obj)(self.element.message or "")
-        guard = notification_guard(obj, self.element.target_roles, self.element.target_groups)
-        queue(build_event(obj, "notification", message=message, guard=guard))
+        try:
+            message = IStringInterpolator(obj)(self.element.message or "")
+            guard = notification_guard(obj, self.element.target_roles, self.element.target_groups)
+            queue(build_event(obj, "notification", message=message, guard=guard))
+        except Exception:
+            # A notification is a side effect: never fail the user's transition or edit for it.
+            logger.exception("txzserver: notification action failed for %r", obj)
         return True
 
 

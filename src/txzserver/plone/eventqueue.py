@@ -116,7 +116,12 @@ def pending(txn=None):
         pass
     state = PendingEvents()
     txn.set_data(_KEY, state)
-    txn.join(_QueueDataManager(state, manager))
+    try:
+        txn.join(_QueueDataManager(state, manager))
+    except ValueError:
+        # Queued from a before-commit hook (the transaction is already committing): joining is
+        # no longer allowed, and not needed: the after-commit hook below still runs.
+        logger.debug("queueing events during commit: no savepoint tracking for them")
     txn.addAfterCommitHook(_after_commit, args=(state,))
     return state
 
