@@ -7,7 +7,7 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv up run down test unit integration lint bench clean
+.PHONY: help venv up run down test unit integration lint bench clean browser
 
 help:
 	@echo "make up | make test | make lint | make bench | make venv | make clean"
@@ -28,8 +28,15 @@ $(INSTANCE)/etc/zope.conf: | venv
 up run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
-test: venv lint
+test: venv lint browser
 	$(BIN)/pytest
+
+# Headless Chromium for the browser test, from Debian (installed when run as root).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "make test needs chromium and chromium-driver: apt-get install chromium chromium-driver" >&2; exit 1; fi
 
 unit: venv
 	$(BIN)/pytest tests/unit

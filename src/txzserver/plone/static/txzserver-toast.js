@@ -8,7 +8,8 @@
  * whatever else the page loads.
  *
  * DOM contract (tests rely on it): container #txzserver-toasts, each toast .txzserver-toast.
- * window.txzserverToasts exposes {show, connect, socketUrl} for debugging and tests.
+ * window.txzserverToasts exposes {show, connect, socketUrl, connected} for debugging and tests;
+ * connected is true between the server's welcome message and the socket's close.
  */
 (function () {
   "use strict";
@@ -152,6 +153,9 @@
     if (!event || typeof event.type !== "string") {
       return;
     }
+    if (event.type === "welcome") {
+      window.txzserverToasts.connected = true;  // the server now delivers events to us
+    }
     if (CONTENT_TYPES.hasOwnProperty(event.type)) {
       show(event);
     } else if (LOG_TYPES[event.type]) {
@@ -197,6 +201,7 @@
     });
     ws.addEventListener("message", onMessage);
     ws.addEventListener("close", function () {
+      window.txzserverToasts.connected = false;
       if (socket === ws) {
         socket = null;
       }
@@ -205,7 +210,7 @@
     return ws;
   }
 
-  window.txzserverToasts = { show: show, connect: connect, socketUrl: socketUrl };
+  window.txzserverToasts = { show: show, connect: connect, socketUrl: socketUrl, connected: false };
 
   if (!("WebSocket" in window)) {
     return;

@@ -1,0 +1,80 @@
+"""Headless Chromium on Classic UI: a Reviewer sees the toast when an editor submits a page."""
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.instance import ADMIN, ROOT
+
+ARTIFACTS = Path(os.environ.get("TXZSERVER_ARTIFACTS", ROOT / "test-artifacts"))
+PASSWORD = "secret-Passw0rd"
+
+
+def api(server, method, path, user=ADMIN, **kwargs):
+    response = httpx.request(method, server.url(path), auth=user, timeout=60,
+                             headers={"Accept": "application/json"}, **kwargs)
+    assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text[:300]}"
+    return response
+
+
+@pytest.fixture(scope="module")
+def toast_server(servers):
+    server = servers.start("toast", threads=2, extra="<websocket>\n  path /ws\n</websocket>")
+    for name, roles in (("rita", ["Member", "Reviewer"]), ("eddie", ["Member", "Contributor", "Editor"])):
+        api(server, "POST", "/Plone/@users", json={"username": name, "password": PASSWORD,
+                                                   "email": f"{name}@example.org", "roles": roles})
+    return server
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("chromium and chromium-driver are needed (make test installs them as root)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                 "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def test_reviewer_sees_toast_when_a_page_is_submitted(toast_server, chromium):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # localhost, not 127.0.0.1: plone.app.theming leaves 127.0.0.1 unthemed by default.
+    base = toast_server.url("/Plone").replace("127.0.0.1", "localhost")
+    chromium.get(f"{base}/login")
+    chromium.find_element(By.ID, "__ac_name").send_keys("rita")
+    chromium.find_element(By.ID, "__ac_password").send_keys(PASSWORD)
+    chromium.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
+    WebDriverWait(chromium, 30).until(lambda d: d.get_cookie("__ac") is not None)
+    chromium.get(base)
+    script = chromium.find_elements(By.CSS_SELECTOR, "script[src*='txzserver-toast']")
+    assert script, "the toast script is not on the Classic UI page"
+    # The page's WebSocket is open once the server has a subscriber for rita.
+    WebDriverWait(chromium, 30).until(
+        lambda d: d.execute_script("return window.txzserverToasts && window.txzserverToasts.connected"))
+
+    api(toast_server, "POST", "/Plone", user=("eddie", PASSWORD),
+        json={"@type": "Document", "id": "needs-review", "title": "Please review me"})
+    api(toast_server, "POST", "/Plone/needs-review/@workflow/submit", user=("eddie", PASSWORD))
+
+    toast = WebDriverWait(chromium, 30).until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, "#txzserver-toasts .txzserver-toast-notification")))
+    assert "Please review me" in toast.text
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    chromium.save_screenshot(str(ARTIFACTS / "toast-reviewer.png"))
+    assert (ARTIFACTS / "toast-reviewer.png").stat().st_size > 1000
