@@ -61,6 +61,12 @@ class Cluster:
         self.broker = process
         return process
 
+    def restart_broker(self):
+        """Stop the broker and start a new one on the same endpoints."""
+        self.broker.terminate()
+        assert self.broker.wait(10) == 0, "broker did not stop cleanly on SIGTERM"
+        return self.start_broker()
+
     def start_instance(self, name, threads=2, extra=""):
         websocket = "<websocket>\n  path /ws\n  site Plone\n  ping-interval 5s\n</websocket>"
         bus = (f"<event-bus>\n  publish {self.bus['publish']}\n  subscribe {self.bus['subscribe']}\n"
