@@ -44,15 +44,15 @@ class CountedChannel(NegotiatingChannel):
         super().connectionLost(reason)
 
     def detach(self):
-        """Keep the connection counted until the new protocol reports it lost."""
-        super().detach()
-        released = []
+        """The connection became a WebSocket: it leaves this (HTTP) count now.
 
-        def release():
-            if not released:
-                released.append(True)
-                self.counter.open -= 1
-        return release
+        WebSocket connections have their own limit (<websocket> max-connections), so
+        thousands of them do not lock HTTP clients out of max-connections.
+        """
+        super().detach()
+        self.counter.open -= 1
+        self.counter = ConnectionCounter(0)  # nothing left to count for this connection
+        return lambda: None
 
 
 class ZopeSite(server.Site):
