@@ -86,6 +86,19 @@ def serve(opts, settings, site_id=None, site_factory=None):
     return run(start_app, settings, on_stop=close_zope)
 
 
+def raise_open_file_limit():
+    """Lift the soft limit on open files to the hard one: each connection is a descriptor."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+        return hard
+    return soft
+
+
 def run(app_factory, settings, on_stop=None):
     """Listen, make the WSGI app with ``app_factory()``, serve until the reactor stops.
 
@@ -100,6 +113,7 @@ def run(app_factory, settings, on_stop=None):
     from ..websocket.service import NotificationService
 
     twisted_log.PythonLoggingObserver("txzserver.twisted").start()
+    log.info("open file limit: %s", raise_open_file_limit())
     pool = ThreadPool(settings.threads, settings.threads, name="zope-publisher")
     tracker = InFlight()
     hub = Hub()
