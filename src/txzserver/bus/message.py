@@ -28,8 +28,10 @@ class Event:
     def __post_init__(self):
         if self.type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {self.type!r}")
-        if not self.path.startswith("/"):
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ValueError(f"event path must be absolute, not {self.path!r}")
+        if isinstance(self.guard, (str, bytes)):
+            raise TypeError(f"event guard must be a collection of tokens, not {self.guard!r}")
         object.__setattr__(self, "guard", frozenset(self.guard))
 
     def public(self):

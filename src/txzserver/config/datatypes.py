@@ -72,10 +72,26 @@ class WebSocketSettings:
                 raise ValueError(f"allowed-origin must be scheme://host[:port], not {origin!r}")
 
 
+def websocket_path(value):
+    """Key datatype, so a bad value is reported with its line: "/live/ws/" -> "/live/ws"."""
+    path = value.strip().rstrip("/")
+    if not path.startswith("/") or "//" in path:
+        raise ValueError(f"websocket path must look like /ws, not {value!r}")
+    return path
+
+
+def origin(value):
+    """Key datatype of allowed-origin: "HTTPS://Example.org/" -> "https://example.org"."""
+    normal = value.strip().rstrip("/").lower()
+    if "://" not in normal:
+        raise ValueError(f"allowed-origin must be scheme://host[:port], not {value!r}")
+    return normal
+
+
 def websocket_settings(section):
     return WebSocketSettings(
-        path=section.path.rstrip("/"), site=section.site,
-        allowed_origins=tuple(o.rstrip("/").lower() for o in section.allowed_origins or ()),
+        path=section.path, site=section.site,
+        allowed_origins=tuple(section.allowed_origins or ()),
         max_connections=section.max_connections, max_message_size=section.max_message_size,
         ping_interval=float(section.ping_interval), ping_timeout=float(section.ping_timeout),
     )
@@ -97,6 +113,15 @@ class EventBusSettings:
             if not value.startswith(BUS_SCHEMES):
                 raise ValueError(f"event-bus {name} must be an ipc://, tcp:// or inproc:// endpoint,"
                                  f" not {value!r}")
+
+
+def bus_endpoint(value):
+    """Key datatype of the <event-bus> endpoints, so a bad one is reported with its line."""
+    endpoint = value.strip()
+    if not endpoint.startswith(BUS_SCHEMES):
+        raise ValueError(f"event-bus endpoint must be an ipc://, tcp:// or inproc:// endpoint,"
+                         f" not {value!r}")
+    return endpoint
 
 
 def event_bus_settings(section):

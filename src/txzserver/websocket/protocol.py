@@ -102,7 +102,14 @@ class NotificationProtocol(WebSocketServerProtocol):
     # Helpers
 
     def _send(self, payload):
-        self.sendMessage(payload, isBinary=False)
+        if self.state != self.STATE_OPEN:
+            return  # closing: still in the hub until the socket closes; sendMessage would raise
+        # max-message-size limits what clients send; Autobahn applies it to sending as well
+        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        try:
+            self.sendMessage(payload, isBinary=False)
+        finally:
+            self.maxMessagePayloadSize = limit
 
     def _reply(self, message):
         self._send(json.dumps(message).encode("utf-8"))
@@ -123,5 +130,6 @@ def make_factory(service, settings):
         autoPingTimeout=settings.ping_timeout if settings.ping_interval else 0,
         openHandshakeTimeout=10,
         closeHandshakeTimeout=5,
+        failByDrop=False,  # send the close code (1009 for a too large message) before closing
     )
     return factory

@@ -83,7 +83,8 @@ class NotificationService:
         for subscriber in list(self.hub.subscribers):
             protocol = getattr(subscriber.send, "__self__", None)
             if protocol is not None:
-                protocol.sendClose(code, reason)
+                # sendClose only accepts 1000 and 3000-4999; 1001 (going away) is the server's
+                protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
 
 
 def _error(request, code, reason, upgrade=False):

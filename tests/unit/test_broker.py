@@ -1,0 +1,80 @@
+"""txzserver.bus.broker.run_broker: binds, forwards PUB -> SUB through XSUB/XPUB, and stops
+promptly when asked (ipc:// sockets in a temporary directory)."""
+
+import os
+import shutil
+import stat
+import threading
+import time
+
+import zmq
+
+from .zmqbroker import DEADLINE, poll_readable, running_broker, short_dir, wait_for
+
+
+def test_forwards_from_publishers_to_subscribers(tmp_path):
+    ctx = zmq.Context.instance()
+    with running_broker(tmp_path) as broker:
+        pub, subs = ctx.socket(zmq.PUB), [ctx.socket(zmq.SUB) for _ in range(2)]
+        try:
+            pub.connect(broker.frontend)
+            for sub in subs:
+                sub.setsockopt(zmq.SUBSCRIBE, b"")
+                sub.connect(broker.backend)
+            got = {id(sub): [] for sub in subs}
+
+            def pump(probe=True):
+                if probe:
+                    pub.send(b"probe")
+                poll_readable(subs)
+                for sub in subs:
+                    while sub.poll(0):
+                        got[id(sub)].append(sub.recv())
+
+            wait_for(lambda: all(b"probe" in g for g in got.values()), pump, what="slow joiners")
+            for i in range(5):
+                pub.send(b"m%d" % i)
+            pub.send(b"end")
+            wait_for(lambda: all(b"end" in g for g in got.values()), lambda: pump(False),
+                     what="the end marker")
+            for messages in got.values():
+                assert [m for m in messages if m != b"probe"] == [b"m0", b"m1", b"m2", b"m3", b"m4",
+                                                                   b"end"]
+        finally:
+            for sock in (pub, *subs):
+                sock.close(linger=0)
+
+
+def test_creates_the_ipc_directory_and_restricts_the_sockets(tmp_path):
+    with running_broker(tmp_path, sub="a/b") as broker:
+        assert os.path.isdir(broker.directory)
+        for endpoint in (broker.frontend, broker.backend):
+            mode = stat.S_IMODE(os.stat(endpoint[len("ipc://"):]).st_mode)
+            assert mode == 0o660
+
+
+def test_stops_promptly_when_stop_is_set(tmp_path):
+    with running_broker(tmp_path) as broker:
+        assert broker.thread.is_alive()
+        started = time.monotonic()
+        broker.stop.set()
+        broker.thread.join(DEADLINE)
+        assert not broker.thread.is_alive()
+        assert time.monotonic() - started < 2.0
+        assert broker.result == [0]
+        assert not any(t.name == "broker-proxy" and t.is_alive() for t in threading.enumerate())
+
+
+def test_endpoints_can_be_bound_again_after_a_stop(tmp_path):
+    """The sockets are closed on the way out (a restarted broker binds the same paths)."""
+    base, cleanup = short_dir(tmp_path)
+    try:
+        with running_broker(tmp_path, sub="again", base=base) as first:
+            pass
+        assert not first.thread.is_alive()
+        with running_broker(tmp_path, sub="again", base=base) as second:
+            assert second.frontend == first.frontend
+            assert second.thread.is_alive()
+    finally:
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)

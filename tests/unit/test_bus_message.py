@@ -1,0 +1,93 @@
+"""txzserver.bus.message.Event: validation, the wire format between instances (guard
+included, sorted) and the public form for browsers (no guard)."""
+
+import json
+
+import pytest
+
+from txzserver.bus import EVENT_TYPES, Event
+
+FULL = dict(type="transition", path="/Plone/news/item", uid="0123abcd", url="https://x/news/item",
+            title="Item \u00e9t\u00e9", portal_type="News Item", review_state="published",
+            actor="jane", time="2026-11-26T14:26:45+00:00", message="Published",
+            guard=frozenset({"user:jane", "Reviewer", "Anonymous"}))
+
+
+def test_round_trip_keeps_every_field():
+    event = Event(**FULL)
+    assert Event.from_wire(event.to_wire()) == event
+
+
+@pytest.mark.parametrize("type_", EVENT_TYPES)
+def test_every_type_round_trips(type_):
+    event = Event(type_, "/Plone", guard={"Member"})
+    assert Event.from_wire(event.to_wire()) == event
+
+
+def test_guard_is_sorted_on_the_wire_and_the_wire_is_compact():
+    wire = Event(**FULL).to_wire()
+    data = json.loads(wire)
+    assert data["guard"] == ["Anonymous", "Reviewer", "user:jane"]
+    assert b", " not in wire and b": " not in wire
+    assert Event(**FULL).to_wire() == Event(**{**FULL, "guard": ["user:jane", "Anonymous",
+                                                                 "Reviewer"]}).to_wire()
+
+
+def test_guard_becomes_a_frozenset():
+    event = Event("created", "/Plone", guard=["a", "b", "a"])
+    assert event.guard == frozenset({"a", "b"})
+    assert hash(event)  # frozen and hashable
+
+
+def test_guard_must_not_be_a_string():
+    """A string would become a set of its letters: a guard nobody matches."""
+    with pytest.raises(TypeError, match="guard"):
+        Event("created", "/Plone", guard="Member")
+
+
+def test_public_has_no_guard_and_is_json():
+    public = Event(**FULL).public()
+    assert "guard" not in public
+    assert public["title"] == "Item \u00e9t\u00e9"
+    assert set(public) == set(FULL) - {"guard"}
+    json.dumps(public)
+
+
+def test_wire_is_bytes_of_one_json_object():
+    wire = Event(**FULL).to_wire()
+    assert isinstance(wire, bytes)
+    assert json.loads(wire.decode("utf-8"))["title"] == "Item \u00e9t\u00e9"
+
+
+@pytest.mark.parametrize("type_", ["deleted", "", "CREATED", None])
+def test_unknown_type_is_rejected(type_):
+    with pytest.raises(ValueError, match="unknown event type"):
+        Event(type_, "/Plone")
+
+
+@pytest.mark.parametrize("path", ["Plone/news", "", "news"])
+def test_relative_path_is_rejected(path):
+    with pytest.raises(ValueError, match="absolute"):
+        Event("created", path)
+
+
+@pytest.mark.parametrize("wire", [
+    b"not json",
+    b"\xff\xfe",
+    b"[1, 2]",
+    b'"created"',
+    b"null",
+    b'{"type": "created"}',
+    b'{"type": "created", "path": "/x", "colour": "blue"}',
+    b'{"type": "bogus", "path": "/x"}',
+    b'{"type": "created", "path": "x"}',
+    b'{"type": "created", "path": 5}',
+    b'{"type": "created", "path": null}',
+    b'{"type": "created", "path": "/x", "guard": 5}',
+    b'{"type": "created", "path": "/x", "guard": "Member"}',
+    b'{"type": ["created"], "path": "/x"}',
+])
+def test_malformed_wire_data_raises_value_or_type_error(wire):
+    """ZmqBus.doRead skips what raises ValueError or TypeError; nothing else may escape."""
+    with pytest.raises((ValueError, TypeError)):
+        Event.from_wire(wire)

@@ -1,0 +1,273 @@
+"""txzserver.bus.publishers: LocalPublisher hands events to the reactor thread; ZmqBus sends
+them through a real broker to every instance's hub (ipc:// in a temporary directory)."""
+
+import threading
+
+import pytest
+import zmq
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
+from zope.interface.verify import verifyObject
+
+from txzserver.bus import Event, IEventPublisher
+from txzserver.bus.publishers import LocalPublisher, ZmqBus
+from txzserver.websocket.fanout import Hub
+
+from .zmqbroker import poll_readable, running_broker, wait_for
+
+
+class RecordingHub(Hub):
+    def __init__(self):
+        super().__init__()
+        self.events = []
+        self.threads = []
+
+    def deliver(self, event):
+        self.events.append(event)
+        self.threads.append(threading.current_thread())
+        return super().deliver(event)
+
+
+class QueueReactor(MemoryReactorClock):
+    """callFromThread only queues (thread-safely); the test runs the queue as the reactor."""
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+        self.queued = []
+
+    def callFromThread(self, f, *args, **kwargs):
+        with self._lock:
+            self.queued.append((f, args, kwargs))
+
+    def run_queued(self):
+        with self._lock:
+            queued, self.queued = self.queued, []
+        for f, args, kwargs in queued:
+            f(*args, **kwargs)
+
+
+def event(n, path="/Plone/news"):
+    return Event("modified", f"{path}/item{n}", title=f"item {n}", guard={"Member"})
+
+
+@pytest.fixture
+def logged():
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def texts(log_events):
+    from twisted.logger import formatEvent
+    return [formatEvent(e) for e in log_events]
+
+
+# LocalPublisher
+
+def test_local_publisher_provides_the_interface():
+    assert verifyObject(IEventPublisher, LocalPublisher(QueueReactor(), Hub()))
+
+
+def test_local_publisher_delivers_in_the_reactor_thread_in_order():
+    reactor, hub = QueueReactor(), RecordingHub()
+    publisher = LocalPublisher(reactor, hub)
+    events = [event(i) for i in range(3)]
+    worker = threading.Thread(target=publisher.publish, args=(events,))
+    worker.start()
+    worker.join(10)
+    assert hub.events == []  # nothing delivered from the worker thread itself
+    assert [f for f, _, _ in reactor.queued] == [hub.deliver] * 3
+    reactor.run_queued()
+    assert hub.events == events
+    assert set(hub.threads) == {threading.current_thread()}
+    publisher.close()
+    publisher.close()
+
+
+def test_local_publisher_of_nothing():
+    reactor = QueueReactor()
+    LocalPublisher(reactor, Hub()).publish([])
+    assert reactor.queued == []
+
+
+# ZmqBus with a broker
+
+class Instance:
+    """One process's bus: a hub, a reactor recording readers, and the ZmqBus."""
+
+    def __init__(self, broker):
+        self.reactor = MemoryReactorClock()
+        self.hub = RecordingHub()
+        self.bus = ZmqBus(self.reactor, self.hub, broker.frontend, broker.backend)
+
+    def pump(self):
+        poll_readable([self.bus.sub], 10)
+        self.bus.doRead()
+
+    def paths(self):
+        return [e.path for e in self.hub.events if not e.path.startswith("/probe")]
+
+
+def pump_all(instances):
+    for instance in instances:
+        instance.pump()
+
+
+def joined(publisher, instances):
+    """Publish probes from ``publisher`` until every instance received one (slow joiner)."""
+    probe = Event("notification", "/probe", guard={"nobody"})
+
+    def pump():
+        publisher.bus.publish([probe])
+        pump_all(instances)
+
+    wait_for(lambda: all(any(e.path == "/probe" for e in i.hub.events) for i in instances), pump,
+             what="the bus subscriptions to reach the broker")
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with running_broker(tmp_path) as broker:
+        yield broker
+
+
+@pytest.fixture
+def instances(broker):
+    made = [Instance(broker), Instance(broker)]
+    yield made
+    for instance in made:
+        instance.bus.close()
+
+
+def test_zmq_bus_provides_the_interfaces(instances):
+    bus = instances[0].bus
+    assert verifyObject(IEventPublisher, bus)
+    assert verifyObject(IReadDescriptor, bus)
+    assert isinstance(bus.fileno(), int)
+
+
+def test_start_watches_the_sub_socket(instances):
+    a = instances[0]
+    a.bus.start()
+    assert a.bus in a.reactor.getReaders()
+    a.bus.close()
+    assert a.bus not in a.reactor.getReaders()
+
+
+def test_events_reach_every_instance_in_order_exactly_once(instances):
+    a, b = instances
+    joined(a, instances)
+    events = [event(i) for i in range(20)]
+    a.bus.publish(events[:10])
+    a.bus.publish(events[10:])
+    end = Event("notification", "/probe/end", guard={"nobody"})
+    a.bus.publish([end])
+    wait_for(lambda: all(end in i.hub.events for i in instances), lambda: pump_all(instances),
+             what="the end marker")
+    expected = [e.path for e in events]
+    assert a.paths() == expected  # the publishing instance hears its own events through the broker
+    assert b.paths() == expected
+    delivered = [e for e in b.hub.events if e.path.startswith("/Plone")]
+    assert delivered == events  # equal after the wire round trip, guard included
+
+
+def test_events_from_both_instances(instances):
+    a, b = instances
+    joined(a, instances)
+    joined(b, instances)
+    a.bus.publish([event(1, "/Plone/a")])
+    b.bus.publish([event(2, "/Plone/b")])
+    wait_for(lambda: all(len(i.paths()) == 2 for i in instances), lambda: pump_all(instances),
+             what="both events")
+    for instance in instances:
+        assert sorted(instance.paths()) == ["/Plone/a/item1", "/Plone/b/item2"]
+
+
+def test_received_events_go_through_the_hubs_guards(instances):
+    a, b = instances
+    sent = []
+    from txzserver.websocket.fanout import Subscriber
+    b.hub.add(Subscriber({"Member"}, ["/Plone/news"], sent.append))
+    joined(a, instances)
+    a.bus.publish([event(1), Event("modified", "/Plone/news/secret", guard={"Manager"})])
+    wait_for(lambda: len(b.paths()) == 2, b.pump, what="two events at b")
+    assert len(sent) == 1
+    assert b"item1" in sent[0] and b"Member" not in sent[0]
+
+
+def test_malformed_message_is_ignored_with_a_log_line(instances, logged):
+    a, b = instances
+    joined(a, instances)
+    a.bus.pub.send(b"not json at all")
+    a.bus.pub.send(b'{"type": "created", "path": 5}')
+    a.bus.pub.send(b'{"type": "created", "path": "/x", "colour": "blue"}')
+    a.bus.publish([event(1)])
+    wait_for(lambda: b.paths() == ["/Plone/news/item1"], b.pump, what="the good event")
+    warnings = [t for t in texts(logged) if "malformed event" in t]
+    assert len(warnings) >= 3
+    assert b.bus.received >= 4
+
+
+def test_start_drains_what_is_already_queued(instances):
+    """The SUB socket's FD is edge-triggered: events queued before start() must be read."""
+    a, b = instances
+    joined(a, instances)
+    a.bus.publish([event(i) for i in range(3)])
+    wait_for(lambda: b.bus.sub.poll(0), lambda: poll_readable([b.bus.sub]),
+             what="queued events at b")
+    b.bus.start()
+    wait_for(lambda: len(b.paths()) == 3, b.pump, what="the queued events")
+    assert b.paths() == [f"/Plone/news/item{i}" for i in range(3)]
+
+
+def test_publish_from_many_threads(instances):
+    a, b = instances
+    joined(a, instances)
+    threads = [threading.Thread(target=a.bus.publish, args=([event(i, f"/Plone/t{t}") for i in
+                                                              range(10)],)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    wait_for(lambda: len(b.paths()) == 40, b.pump, what="40 events")
+    for t in range(4):  # each thread's events stay in order
+        assert [p for p in b.paths() if p.startswith(f"/Plone/t{t}/")] == [
+            f"/Plone/t{t}/item{i}" for i in range(10)]
+
+
+def test_close_is_idempotent_and_publish_after_close_is_dropped(instances):
+    a = instances[0]
+    a.bus.start()
+    a.bus.close()
+    a.bus.close()
+    a.bus.connectionLost(None)
+    assert a.bus.pub.closed and a.bus.sub.closed
+    assert a.bus not in a.reactor.getReaders()
+    a.bus.publish([event(1)])  # no exception: the after-commit hook must not fail
+    a.bus.doRead()
+    assert a.hub.events == []
+
+
+def test_close_without_start(broker):
+    instance = Instance(broker)
+    instance.bus.close()
+    instance.bus.close()
+    assert instance.bus.sub.closed
+
+
+def test_full_bus_drops_with_a_warning(broker, logged, monkeypatch):
+    instance = Instance(broker)
+    try:
+        def full(data, flags=0):
+            raise zmq.Again()
+
+        monkeypatch.setattr(instance.bus, "pub", type("Pub", (), {"send": staticmethod(full),
+                                                                  "close": lambda self: None})())
+        instance.bus.publish([event(1), event(2)])
+        assert sum("event bus full" in t for t in texts(logged)) == 2
+    finally:
+        monkeypatch.undo()
+        instance.bus.close()

@@ -1,0 +1,177 @@
+"""txzserver.listen: URL and header building, and listen() against a real local WebSocket
+server (websockets' sync server on 127.0.0.1, port 0, in a thread)."""
+
+import base64
+import io
+import json
+import threading
+import time
+
+import pytest
+from websockets.sync.server import serve
+
+from txzserver.listen import ListenError, _headers, _url, listen
+
+WELCOME = {"type": "welcome", "instance": "i1", "user": "jane", "subscriptions": ["/Plone"]}
+EVENT1 = {"type": "created", "path": "/Plone/news/a", "title": "A \u00e9"}
+STATUS = {"type": "status", "action": "subscribe", "path": "/Plone", "subscriptions": ["/Plone"]}
+EVENT2 = {"type": "removed", "path": "/Plone/news/b", "title": "B"}
+
+
+# URL and headers
+
+@pytest.mark.parametrize("url, path, expected", [
+    ("ws://127.0.0.1:8080/ws", None, "ws://127.0.0.1:8080/ws"),
+    ("ws://127.0.0.1:8080/ws", "/Plone/news", "ws://127.0.0.1:8080/ws?path=%2FPlone%2Fnews"),
+    ("wss://example.org/Plone/ws?x=1", "/Plone", "wss://example.org/Plone/ws?x=1&path=%2FPlone"),
+    ("ws://h/ws#frag", None, "ws://h/ws"),
+])
+def test_url(url, path, expected):
+    assert _url(url, path) == expected
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/ws", "https://example.org/ws", "127.0.0.1/ws"])
+def test_url_must_be_a_websocket_url(url):
+    with pytest.raises(ListenError, match="ws:// or wss://"):
+        _url(url, None)
+
+
+def test_headers_for_user():
+    headers = _headers("jane:s3cr:et", None)
+    scheme, _, value = headers["Authorization"].partition(" ")
+    assert scheme == "Basic"
+    assert base64.b64decode(value) == b"jane:s3cr:et"
+
+
+def test_headers_for_token_and_for_nobody():
+    assert _headers(None, "abc.def.ghi") == {"Authorization": "Bearer abc.def.ghi"}
+    assert _headers(None, None) == {}
+
+
+def test_headers_user_needs_a_password():
+    with pytest.raises(ListenError, match="NAME:PASSWORD"):
+        _headers("jane", None)
+
+
+def test_headers_user_and_token_are_exclusive():
+    with pytest.raises(ListenError, match="not both"):
+        _headers("jane:x", "token")
+
+
+# listen() against a real server
+
+class Server:
+    """A websockets server in a thread; ``script(ws)`` talks to each client."""
+
+    def __init__(self, script, process_request=None):
+        self.requests = []
+        self.done = threading.Event()
+
+        def handler(ws):
+            self.requests.append(ws.request)
+            try:
+                script(ws)
+            finally:
+                self.done.set()
+
+        self.server = serve(handler, "127.0.0.1", 0, process_request=process_request)
+        self.port = self.server.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.thread.join(10)
+
+    def url(self, path="/Plone/ws"):
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+
+def send_all(*messages, then=None):
+    def script(ws):
+        for message in messages:
+            ws.send(json.dumps(message))
+        if then is not None:
+            then(ws)
+    return script
+
+
+def hold_open(ws):
+    """Keep the connection until the client closes it."""
+    for _ in ws:
+        pass
+
+
+def lines(stream):
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_prints_exactly_the_events_and_stops_after_count():
+    out, err = io.StringIO(), io.StringIO()
+    with Server(send_all(WELCOME, EVENT1, STATUS, EVENT2, then=hold_open)) as server:
+        assert listen(server.url(), path="/Plone/news", token="tok", count=2, out=out, err=err) == 0
+        assert server.done.wait(10)  # the client closed the connection
+    assert lines(out) == [EVENT1, EVENT2]
+    assert all(", " not in line for line in out.getvalue().splitlines())  # compact JSON lines
+    assert lines(err) == [WELCOME, STATUS]
+    [request] = server.requests
+    assert request.path == "/Plone/ws?path=%2FPlone%2Fnews"
+    assert request.headers["Authorization"] == "Bearer tok"
+
+
+def test_basic_credentials_are_sent():
+    with Server(send_all(WELCOME, EVENT1, then=hold_open)) as server:
+        listen(server.url(), user="jane:pw", count=1, out=io.StringIO(), err=io.StringIO())
+    auth = server.requests[0].headers["Authorization"]
+    assert base64.b64decode(auth.split()[1]) == b"jane:pw"
+
+
+def test_count_stops_before_later_events():
+    out = io.StringIO()
+    with Server(send_all(WELCOME, EVENT1, EVENT2, EVENT1, then=hold_open)) as server:
+        listen(server.url(), count=1, out=out, err=io.StringIO())
+    assert lines(out) == [EVENT1]
+
+
+def test_timeout_returns_with_what_arrived():
+    out, err = io.StringIO(), io.StringIO()
+    with Server(send_all(WELCOME, EVENT1, then=hold_open)) as server:
+        started = time.monotonic()
+        assert listen(server.url(), count=5, timeout=0.5, out=out, err=err) == 0
+        elapsed = time.monotonic() - started
+    assert lines(out) == [EVENT1]
+    assert lines(err) == [WELCOME]
+    assert 0.4 < elapsed < 5
+
+
+def test_refused_handshake_raises_listen_error_with_the_status():
+    def refuse(connection, request):
+        return connection.respond(401, "authentication failed\n")
+
+    with Server(send_all(), process_request=refuse) as server:
+        with pytest.raises(ListenError, match="HTTP 401") as info:
+            listen(server.url(), count=1, timeout=5, out=io.StringIO(), err=io.StringIO())
+    assert "authentication failed" in str(info.value)
+
+
+def test_server_closing_the_connection_is_an_error():
+    out = io.StringIO()
+    with Server(send_all(WELCOME, EVENT1, then=lambda ws: ws.close(1001, "shutting down"))) as server:
+        with pytest.raises(ListenError, match="1001"):
+            listen(server.url(), out=out, err=io.StringIO())
+    assert lines(out) == [EVENT1]  # what came before the close was printed
+
+
+def test_nobody_listening_raises_listen_error():
+    with Server(send_all()) as server:
+        url = server.url()
+    with pytest.raises(ListenError):
+        listen(url, count=1, timeout=5, out=io.StringIO(), err=io.StringIO())
+
+
+def test_http_url_is_refused_before_connecting():
+    with pytest.raises(ListenError, match="ws://"):
+        listen("http://127.0.0.1:1/ws", out=io.StringIO(), err=io.StringIO())
