@@ -4,13 +4,22 @@ import argparse
 import sys
 
 
-def _cmd_serve(args):
+class _BadConfig(Exception):
+    """Raised by _load after telling the user what is wrong with the zope.conf."""
+
+
+def _load(path):
+    """(ZopeWSGIOptions, ServerSettings) of ``path``, or _BadConfig after printing why."""
     from .config import ConfigError, load
     try:
-        opts, settings = load(args.config)
+        return load(path)
     except ConfigError as exc:
         print(f"txzserver: bad configuration: {exc}", file=sys.stderr)
-        return 2
+        raise _BadConfig() from exc
+
+
+def _cmd_serve(args):
+    opts, settings = _load(args.config)
     site_factory = None
     if args.site:
         from .sitesetup import ensure_plone_site
@@ -36,12 +45,7 @@ def _cmd_mkinstance(args):
 
 def _cmd_run(args):
     """Run a Python script with Zope configured and ``app`` bound (like zconsole run)."""
-    from .config import ConfigError, load
-    try:
-        opts, settings = load(args.config)
-    except ConfigError as exc:
-        print(f"txzserver: bad configuration: {exc}", file=sys.stderr)
-        return 2
+    opts, settings = _load(args.config)
     from .startup import close_zope, configure_logging, start_zope
     configure_logging(opts.configroot)
     start_zope(opts, settings)
@@ -77,12 +81,7 @@ def _cmd_listen(args):
 
 
 def _cmd_checkconfig(args):
-    from .config import ConfigError, load
-    try:
-        _, settings = load(args.config)
-    except ConfigError as exc:
-        print(f"txzserver: bad configuration: {exc}", file=sys.stderr)
-        return 2
+    _, settings = _load(args.config)
     for listener in settings.listeners:
         print(f"{listener.kind} {listener.host or '*'}:{listener.port}")
     return 0
@@ -139,7 +138,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _BadConfig:
+        return 2
 
 
 if __name__ == "__main__":

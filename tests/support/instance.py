@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from txzserver.instance import FILESTORAGE
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TXZSERVER = str(BIN / "txzserver")
@@ -20,16 +22,7 @@ SITE_ID = "Plone"
 BIG_FILE_ID = "big.bin"
 BIG_FILE_SIZE = 100 * 1024 * 1024
 
-STORAGE = """<zodb_db main>
-  mount-point /
-  cache-size 5000
-  <blobstorage>
-    blob-dir $INSTANCE/var/blobstorage
-    <filestorage>
-      path $INSTANCE/var/Data.fs
-    </filestorage>
-  </blobstorage>
-</zodb_db>"""
+STORAGE = FILESTORAGE  # the FileStorage with blobs that mkinstance writes
 
 
 def zope_conf(instance, servers, extra="", storage=STORAGE):

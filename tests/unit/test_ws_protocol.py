@@ -335,3 +335,31 @@ def test_close_all_sends_going_away(endpoint):
     for client in clients:
         [(opcode, payload)] = client.frames()
         assert (opcode, close_code(payload)) == (CLOSE, 1001)
+
+
+# Clients that stop reading
+
+def test_a_client_that_stops_reading_is_cut_off_not_buffered_forever(endpoint):
+    from txzserver.websocket.protocol import MAX_PENDING_WHILE_PAUSED
+    client, _ = opened(endpoint)
+    reader = client.protocol.reader
+    assert client.transport.producer is reader  # the transport tells us when it is full
+    reader.pauseProducing()  # what the transport does when the client stops reading
+    for _ in range(MAX_PENDING_WHILE_PAUSED):
+        endpoint.hub.deliver(event())
+    assert not client.transport.disconnecting
+    endpoint.hub.deliver(event())
+    assert client.transport.disconnecting or client.transport.disconnected
+
+
+def test_a_client_that_reads_again_is_kept(endpoint):
+    from txzserver.websocket.protocol import MAX_PENDING_WHILE_PAUSED
+    client, _ = opened(endpoint)
+    reader = client.protocol.reader
+    for _ in range(3):
+        reader.pauseProducing()
+        for _ in range(MAX_PENDING_WHILE_PAUSED):
+            endpoint.hub.deliver(event())
+        reader.resumeProducing()  # the transport drained: the count starts again
+    assert not client.transport.disconnecting
+    assert len(client.messages()) == 3 * MAX_PENDING_WHILE_PAUSED

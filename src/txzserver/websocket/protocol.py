@@ -9,14 +9,37 @@ import json
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from .auth import AuthenticationFailed, resolve_principal
 from .fanout import Subscriber, normalize_path
 
 log = Logger()
 MAX_SUBSCRIPTIONS = 64
+#: Events queued for a client that does not read (its transport paused us) before we cut it off.
+MAX_PENDING_WHILE_PAUSED = 256
+
+
+@implementer(IPushProducer)
+class _ReadObserver:
+    """Registered with the transport: paused while the client is not reading its socket."""
+
+    def __init__(self):
+        self.paused = False
+        self.pending = 0
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        self.pending = 0
+
+    def stopProducing(self):
+        self.paused = True
 
 
 class NotificationProtocol(WebSocketServerProtocol):
@@ -52,6 +75,8 @@ class NotificationProtocol(WebSocketServerProtocol):
         raise ConnectionDeny(500, "principal lookup failed")
 
     def onOpen(self):
+        self.reader = _ReadObserver()
+        self.transport.registerProducer(self.reader, True)
         service = self.factory.service
         path = self.handshake["path"] or self.principal.site_path
         self.subscriber = Subscriber(self.principal.tokens, [path], self._send)
@@ -89,6 +114,9 @@ class NotificationProtocol(WebSocketServerProtocol):
     # Closing
 
     def onClose(self, wasClean, code, reason):
+        if getattr(self, "reader", None) is not None and self.transport is not None:
+            self.transport.unregisterProducer()
+            self.reader = None
         if self.subscriber is not None:
             self.factory.service.hub.remove(self.subscriber)
             self.subscriber = None
@@ -104,6 +132,14 @@ class NotificationProtocol(WebSocketServerProtocol):
     def _send(self, payload):
         if self.state != self.STATE_OPEN:
             return  # closing: still in the hub until the socket closes; sendMessage would raise
+        reader = getattr(self, "reader", None)
+        if reader is not None and reader.paused:
+            reader.pending += 1
+            if reader.pending > MAX_PENDING_WHILE_PAUSED:
+                log.info("closing a WebSocket that stopped reading ({n} events pending)",
+                         n=reader.pending)
+                self.dropConnection(abort=True)
+                return
         # max-message-size limits what clients send; Autobahn applies it to sending as well
         limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
         try:
