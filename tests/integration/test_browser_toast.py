@@ -4,28 +4,22 @@ import os
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.instance import ADMIN, ROOT
+from tests.support.instance import ROOT
+from tests.support.restapi import add_users, api
 
 ARTIFACTS = Path(os.environ.get("TXZSERVER_ARTIFACTS", ROOT / "test-artifacts"))
 PASSWORD = "secret-Passw0rd"
 
 
-def api(server, method, path, user=ADMIN, **kwargs):
-    response = httpx.request(method, server.url(path), auth=user, timeout=60,
-                             headers={"Accept": "application/json"}, **kwargs)
-    assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text[:300]}"
-    return response
 
 
 @pytest.fixture(scope="module")
 def toast_server(servers):
     server = servers.start("toast", threads=2, extra="<websocket>\n  path /ws\n</websocket>")
-    for name, roles in (("rita", ["Member", "Reviewer"]), ("eddie", ["Member", "Contributor", "Editor"])):
-        api(server, "POST", "/Plone/@users", json={"username": name, "password": PASSWORD,
-                                                   "email": f"{name}@example.org", "roles": roles})
+    add_users(server, {"rita": ["Member", "Reviewer"], "eddie": ["Member", "Contributor", "Editor"]},
+              PASSWORD)
     return server
 
 

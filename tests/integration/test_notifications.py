@@ -4,11 +4,11 @@ broker between them; real users, real WebSocket clients, plone.restapi for the e
 
 import time
 
-import httpx
 import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.instance import ADMIN
+from tests.support.restapi import add_users, api
 from tests.support.wsclient import Collector, basic
 
 PASSWORD = "secret-Passw0rd"
@@ -34,19 +34,12 @@ def cluster(tmp_path_factory, plone_template):
         cluster.stop()
 
 
-def api(server, method, path, user=ADMIN, **kwargs):
-    response = httpx.request(method, server.url(path), auth=user, timeout=60,
-                             headers={"Accept": "application/json"}, **kwargs)
-    assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text[:300]}"
-    return response
 
 
 @pytest.fixture(scope="module")
 def people(cluster):
     alpha = cluster.instances["alpha"]
-    for name, roles in USERS.items():
-        api(alpha, "POST", "/Plone/@users", json={"username": name, "password": PASSWORD,
-                                                  "email": f"{name}@example.org", "roles": roles})
+    add_users(alpha, USERS, PASSWORD)
     api(alpha, "POST", "/Plone", json={"@type": "Folder", "id": "reviewed", "title": "Reviewed"})
     api(alpha, "POST", "/Plone/reviewed/@sharing", json={"entries": [
         {"id": "localrev", "type": "user", "roles": {"Reviewer": True}},
