@@ -88,6 +88,8 @@ def _cmd_checkconfig(args):
 
 
 def build_parser():
+    from .bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
+
     parser = argparse.ArgumentParser(prog="txzserver", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -114,10 +116,10 @@ def build_parser():
     run.set_defaults(func=_cmd_run)
 
     broker = commands.add_parser("broker", help="run the ZeroMQ event bus broker (XSUB/XPUB)")
-    broker.add_argument("--frontend", default="ipc:///tmp/txzserver-bus/publish.sock",
-                        help="endpoint instances publish to (bound here)")
-    broker.add_argument("--backend", default="ipc:///tmp/txzserver-bus/subscribe.sock",
-                        help="endpoint instances subscribe from (bound here)")
+    broker.add_argument("--frontend", default=DEFAULT_PUBLISH,
+                        help=f"endpoint instances publish to (bound here; default {DEFAULT_PUBLISH})")
+    broker.add_argument("--backend", default=DEFAULT_SUBSCRIBE,
+                        help=f"endpoint instances subscribe from (bound here; default {DEFAULT_SUBSCRIBE})")
     broker.set_defaults(func=_cmd_broker)
 
     listen = commands.add_parser("listen", help="print the events a user receives, one JSON line each")

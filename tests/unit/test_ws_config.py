@@ -132,9 +132,16 @@ def test_bad_event_bus_endpoint(instance, endpoint):
     assert f"line {line_of(text, f'  subscribe {endpoint}')}" in message
 
 
-def test_event_bus_needs_both_endpoints(instance):
-    message, _ = error(instance, "<event-bus>\n  publish tcp://broker:5559\n</event-bus>\n")
-    assert "subscribe" in message
+def test_event_bus_endpoints_default_to_the_brokers(instance):
+    from txzserver.bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
+    path, _ = conf(instance, "<event-bus>\n</event-bus>\n")
+    _, settings = load(str(path))
+    assert (settings.event_bus.publish, settings.event_bus.subscribe) == (DEFAULT_PUBLISH,
+                                                                          DEFAULT_SUBSCRIBE)
+    path, _ = conf(instance, "<event-bus>\n  publish tcp://broker:5559\n</event-bus>\n")
+    _, settings = load(str(path))
+    assert (settings.event_bus.publish, settings.event_bus.subscribe) == ("tcp://broker:5559",
+                                                                          DEFAULT_SUBSCRIBE)
 
 
 def test_settings_reject_bad_values_directly():

@@ -3,4 +3,9 @@
 from .message import Event, EVENT_TYPES
 from .interfaces import IEventPublisher
 
-__all__ = ["Event", "EVENT_TYPES", "IEventPublisher"]
+#: Where `txzserver broker` binds and `<event-bus>` connects unless told otherwise: a shared
+#: directory (a volume shared by the containers of one host).
+DEFAULT_PUBLISH = "ipc:///tmp/txzserver-bus/publish.sock"
+DEFAULT_SUBSCRIBE = "ipc:///tmp/txzserver-bus/subscribe.sock"
+
+__all__ = ["DEFAULT_PUBLISH", "DEFAULT_SUBSCRIBE", "Event", "EVENT_TYPES", "IEventPublisher"]

@@ -125,7 +125,9 @@ def bus_endpoint(value):
 
 
 def event_bus_settings(section):
-    return EventBusSettings(publish=section.publish.strip(), subscribe=section.subscribe.strip())
+    from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
+    return EventBusSettings(publish=(section.publish or DEFAULT_PUBLISH).strip(),
+                            subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip())
 
 
 def named_logger(section):
