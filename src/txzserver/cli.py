@@ -22,8 +22,9 @@ def _cmd_serve(args):
     opts, settings = _load(args.config)
     site_factory = None
     if args.site:
-        from .sitesetup import ensure_plone_site
-        site_factory = ensure_plone_site
+        from functools import partial
+        from .sitesetup import DEFAULT_PROFILES, ensure_plone_site
+        site_factory = partial(ensure_plone_site, profiles=DEFAULT_PROFILES + tuple(args.profile))
     from .server.runner import serve
     return serve(opts, settings, site_id=args.site, site_factory=site_factory)
 
@@ -97,6 +98,8 @@ def build_parser():
     serve.add_argument("config", help="path to zope.conf")
     serve.add_argument("--site", metavar="ID",
                        help="create a Plone site (Classic UI) with this id on first start")
+    serve.add_argument("--profile", action="append", default=[], metavar="PACKAGE:NAME",
+                       help="extra GenericSetup profile for the site made by --site (repeatable)")
     serve.set_defaults(func=_cmd_serve)
 
     mk = commands.add_parser("mkinstance", help="create an instance folder")
