@@ -7,7 +7,7 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv up run down test unit integration lint bench clean browser
+.PHONY: help venv up run down test unit integration lint bench clean browser webdav-tools
 
 help:
 	@echo "make up | make test | make lint | make bench | make venv | make clean"
@@ -28,7 +28,7 @@ $(INSTANCE)/etc/zope.conf: | venv
 up run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
-test: venv lint browser
+test: venv lint browser webdav-tools
 	$(BIN)/pytest
 
 # Headless Chromium for the browser test, from Debian (installed when run as root).
@@ -37,6 +37,13 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "make test needs chromium and chromium-driver: apt-get install chromium chromium-driver" >&2; exit 1; fi
+
+# litmus and cadaver for the WebDAV tests, from Debian (installed when run as root).
+webdav-tools:
+	@if command -v litmus >/dev/null && command -v cadaver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq litmus cadaver >/dev/null; \
+	else echo "make test needs litmus and cadaver: apt-get install litmus cadaver" >&2; exit 1; fi
 
 unit: venv
 	$(BIN)/pytest tests/unit
@@ -49,6 +56,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.fanout
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -43,6 +43,8 @@ def start_zope(opts, settings):
     starter = get_wsgi_starter()
     starter.setConfiguration(root)
     starter.prepare()
+    from . import davpatches
+    davpatches.apply()
     from .zopeapp import make_app
     return make_app()
 
