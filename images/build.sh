@@ -1,0 +1,50 @@
+#!/bin/sh
+# Build the txzserver images in layer order: base, runtime, plone, front.
+# Uses Debian's docker client (BuildKit) at $DOCKER; the extra CA for pip ($PIP_CERT) is passed
+# as a BuildKit secret. When the Debian base image is neither present nor pullable, it is made
+# locally with debootstrap (root only).
+# Usage: images/build.sh [base|runtime|plone|front ...]   (default: all four)
+set -eu
+cd "$(dirname "$0")/.."
+DOCKER=${DOCKER:-/usr/bin/docker}
+PREFIX=${IMAGE_PREFIX:-txzserver}
+TAG=${IMAGE_TAG:-latest}
+DEBIAN_IMAGE=${DEBIAN_IMAGE:-debian:bookworm-slim}
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+export DOCKER_BUILDKIT=1
+
+secret=""
+if [ -n "${PIP_CERT:-}" ] && [ -s "${PIP_CERT}" ]; then
+  secret="--secret id=ca,src=${PIP_CERT}"
+fi
+
+ensure_debian() {
+  if "$DOCKER" image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1; then return; fi
+  if timeout 60 "$DOCKER" pull -q "$DEBIAN_IMAGE" >/dev/null 2>&1; then return; fi
+  if [ "$(id -u)" != 0 ] || ! command -v debootstrap >/dev/null; then
+    echo "$DEBIAN_IMAGE cannot be pulled; run as root with debootstrap installed to make it" >&2
+    exit 1
+  fi
+  images/base/debootstrap.sh "$DEBIAN_IMAGE"
+}
+
+build() {  # build NAME [extra docker build args]
+  name=$1; shift
+  start=$(date +%s)
+  # shellcheck disable=SC2086  # $secret is empty or two words
+  "$DOCKER" build -q -f "images/$name/Dockerfile" -t "$PREFIX/$name:$TAG" \
+    --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" $secret "$@" . >/dev/null
+  echo "built $PREFIX/$name:$TAG in $(( $(date +%s) - start )) s"
+}
+
+[ $# -gt 0 ] || set -- base runtime plone front
+for layer in "$@"; do
+  case $layer in
+    base) ensure_debian; build base --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" ;;
+    runtime) build runtime --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
+    plone) build plone --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
+    front) build front --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
+    *) echo "unknown image $layer" >&2; exit 2 ;;
+  esac
+done

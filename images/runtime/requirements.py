@@ -1,0 +1,13 @@
+"""Print the run-time requirements of txzserver (with the plone extra) from pyproject.toml.
+
+The runtime image installs exactly these, pinned by constraints.txt, so the layer with the
+~260 locked packages is rebuilt only when the lock or the dependency list changes.
+"""
+
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+for requirement in project["dependencies"] + project["optional-dependencies"]["plone"] + ["setuptools", "wheel"]:
+    print(requirement)
