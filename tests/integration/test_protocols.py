@@ -43,6 +43,24 @@ def test_http11_over_tls(plone_server, site_id, tls_files):
     assert response.http_version == "HTTP/1.1"
 
 
+def test_upgrade_h2c_answers_the_request_on_stream_1(plone_server, site_id):
+    from tests.support.h2client import h2c_upgrade_get
+    first, status, headers, body = h2c_upgrade_get(plone_server.port, f"/{site_id}")
+    assert first.startswith("HTTP/1.1 101")
+    assert status == 200
+    assert headers["server"].startswith("txzserver/")
+    assert b"plone" in body.lower() and len(body) == int(headers["content-length"])
+
+
+def test_upgrade_h2c_with_a_body_stays_http11(plone_server, site_id):
+    with socket.create_connection(("127.0.0.1", plone_server.port)) as sock:
+        sock.sendall(b"POST /%s HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 3\r\n"
+                     b"Connection: close\r\n\r\nx=1" % site_id.encode())
+        head = sock.recv(64)
+    assert head.startswith(b"HTTP/1.1 200")
+
+
 def test_cleartext_http11_does_not_offer_h2_without_preface(plone_server, site_id):
     # A client that does not start with the preface speaks HTTP/1.1 even with h2c on.
     with socket.create_connection(("127.0.0.1", plone_server.ports["http"])) as sock:

@@ -296,12 +296,11 @@ def test_h2_idle_timer_restarts_after_the_last_stream():
     assert not transport.disconnecting
 
 
-def test_upgrade_h2c_request_gets_a_valid_http11_answer():
-    """Upgrade: h2c is not acted upon (a server may ignore it); the request is still served."""
+def test_upgrade_h2c_needs_the_http2_settings_header():
+    """Without HTTP2-Settings (RFC 7540 3.2.1) the Upgrade is ignored and HTTP/1.1 answers."""
     site = make_site(h2c=True)
     protocol, transport = connect(site)
-    feed(protocol, b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-                   b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+    feed(protocol, b"GET /u HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
     code, _, body = parse_http1(transport.value())
     assert (code, body) == (200, b"GET /u ")
 
@@ -317,3 +316,60 @@ def test_interfaces():
     h2 = ZopeH2Connection(reactor=ThreadsReactor())
     assert verifyObject(IProtocol, h2)
     assert verifyObject(IPushProducer, h2)
+
+
+# Upgrade: h2c (RFC 7540 3.2)
+
+def _upgrade_client(site, request_extra=b"", preface_in_same_packet=False, bytewise=False):
+    protocol, transport = connect(site)
+    client = H2Client(protocol, transport, site.reactor)
+    client.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.conn.initiate_upgrade_connection()
+    request = (b"GET /hello HTTP/1.1\r\nHost: example.org\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n" + request_extra + b"\r\n")
+    if preface_in_same_packet:
+        request += client.conn.data_to_send()
+    feed(protocol, request, bytewise=bytewise)
+    spin(site.reactor)
+    return protocol, transport, client
+
+
+def test_upgrade_h2c_answers_101_then_the_request_on_stream_1():
+    site = make_site(h2c=True)
+    protocol, transport, client = _upgrade_client(site, bytewise=True)
+    head, _, rest = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols")
+    assert b"Upgrade: h2c" in head
+    assert isinstance(protocol.channel, ZopeH2Connection)
+    transport.clear()
+    transport.write(rest)
+    client.flush()  # the client's preface and SETTINGS
+    answer = responses(client.events())[1]
+    assert answer["status"] == 200 and answer["body"] == b"GET /hello " and answer["ended"]
+    client.request(3, path="/again")  # the connection goes on as HTTP/2
+    client.flush()
+    assert responses(client.events())[3]["body"] == b"GET /again "
+
+
+def test_upgrade_h2c_with_the_preface_in_the_same_packet():
+    site = make_site(h2c=True)
+    protocol, transport, client = _upgrade_client(site, preface_in_same_packet=True)
+    head, _, rest = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    transport.clear()
+    transport.write(rest)
+    assert responses(client.events())[1]["body"] == b"GET /hello "
+
+
+def test_upgrade_h2c_is_ignored_when_h2c_is_off_or_the_request_has_a_body():
+    for site, extra in ((make_site(h2c=False), b""),):
+        protocol, transport, _ = _upgrade_client(site, request_extra=extra)
+        assert transport.value().startswith(b"HTTP/1.1 200"), transport.value()[:40]
+        assert isinstance(protocol.channel, LimitedHTTPChannel)
+    site = make_site(h2c=True)
+    protocol, transport = connect(site)
+    feed(protocol, b"POST /p HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                   b"HTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 3\r\n\r\nabc")
+    spin(site.reactor)
+    assert transport.value().startswith(b"HTTP/1.1 200")
+    assert isinstance(protocol.channel, LimitedHTTPChannel)

@@ -1,13 +1,42 @@
 """Connection protocols: HTTP/1.1 with header limits, HTTP/2 with a fair idle timeout, and
-the choice between them (ALPN "h2", or the cleartext h2c connection preface).
+the choice between them (ALPN "h2", the cleartext h2c connection preface, or an HTTP/1.1
+request with "Upgrade: h2c").
 """
 
+from types import SimpleNamespace
+
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.web import http
 
 from .rejection import reject_http1
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+#: Connection-specific HTTP/1.1 headers, not carried over to the HTTP/2 request (RFC 9113 8.2.2).
+HOP_BY_HOP = {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
+              b"te", b"transfer-encoding", b"host"}
+
+
+def _tokens(headers, name):
+    return {t.strip().lower() for v in headers.getRawHeaders(name, []) for t in v.split(b",")}
+
+
+def h2c_upgrade_settings(request):
+    """The HTTP2-Settings value when ``request`` may be upgraded to h2c, else None.
+
+    RFC 7540 3.2: "Upgrade: h2c", "Connection: Upgrade, HTTP2-Settings" and exactly one
+    HTTP2-Settings header. Like Hypercorn we only upgrade requests without a body: a body
+    would have to be read over HTTP/1.1 and then replayed as stream 1.
+    """
+    headers = request.requestHeaders
+    settings = headers.getRawHeaders(b"http2-settings", [])
+    if (b"h2c" not in _tokens(headers, b"upgrade") or len(settings) != 1
+            or not {b"upgrade", b"http2-settings"} <= _tokens(headers, b"connection")):
+        return None
+    if request.content is not None and request.content.seek(0, 2) > 0:
+        return None
+    return settings[0]
 
 try:
     from twisted.web._http2 import H2Connection
@@ -50,6 +79,31 @@ class LimitedHTTPChannel(http.HTTPChannel):
     def _respondToBadRequestAndDisconnect(self):
         reject_http1(self, 400, "malformed request")
 
+    def allContentReceived(self):
+        owner = getattr(self, "owner", None)
+        request = self.requests[-1] if self.requests else None
+        if (owner is not None and owner.h2c and len(self.requests) == 1 and self._version == b"HTTP/1.1"
+                and not self._handlingRequest):
+            settings = h2c_upgrade_settings(request)
+            if settings is not None:
+                self._upgrade_to_h2c(owner, request, settings)
+                return
+        super().allContentReceived()
+
+    def _upgrade_to_h2c(self, owner, request, settings):
+        """Answer 101 and let an HTTP/2 connection answer ``request`` as its stream 1."""
+        headers = [(b":method", self._command), (b":scheme", b"http"), (b":path", self._path),
+                   (b":authority", request.getHeader(b"host") or b"")]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name.lower() not in HOP_BY_HOP:
+                headers.extend((name.lower(), value) for value in values)
+        rest, self._buffer = self._buffer, b""  # the client's preface may already be here
+        self.requests.remove(request)
+        self.transport.write(SWITCHING_TO_H2C)
+        owner._switch_to_h2(upgrade=(settings, headers))
+        if rest:
+            owner.channel.dataReceived(rest)
+
 
 if H2Connection is not None:
 
@@ -60,6 +114,22 @@ if H2Connection is not None:
         its HTTP/2 connection does not, so a long publish or a large response to a slow
         reader could be cut. Here the timeout only closes connections with no open stream.
         """
+
+        #: (HTTP2-Settings value, request headers) when made by "Upgrade: h2c".
+        upgrade = None
+
+        def connectionMade(self):
+            if self.upgrade is None:
+                return super().connectionMade()
+            # As H2Connection.connectionMade, but the upgraded request becomes stream 1.
+            settings, headers = self.upgrade
+            if ITCPTransport.providedBy(self.transport):
+                self.transport.setTcpNoDelay(True)
+            self.setTimeout(self.timeOut)
+            self.conn.initiate_upgrade_connection(settings)
+            self.transport.write(self.conn.data_to_send())
+            self._requestReceived(SimpleNamespace(stream_id=1, headers=headers))
+            self._requestEnded(SimpleNamespace(stream_id=1))
 
         def timeoutConnection(self):
             if self.streams:
@@ -158,8 +228,10 @@ class NegotiatingChannel(Protocol):
             self._switch_to_h2()
         self._channel.dataReceived(data)
 
-    def _switch_to_h2(self):
+    def _switch_to_h2(self, upgrade=None):
         """Replace the HTTP/1.1 channel by an HTTP/2 connection on the same transport.
+
+        ``upgrade`` is (HTTP2-Settings, request headers) for "Upgrade: h2c".
 
         The one place that touches HTTPChannel's private ``_networkProducer``: the HTTP/1.1
         channel registered itself as the transport's producer and must let go first.
@@ -172,6 +244,7 @@ class NegotiatingChannel(Protocol):
         # The site's reactor, not the global one: H2Connection schedules its sending loop on it.
         reactor = getattr(self.site, "reactor", None)
         self._channel = self._configure(ZopeH2Connection(reactor=reactor))
+        self._channel.upgrade = upgrade
         self._channel.makeConnection(self.transport)
         old._networkProducer.registerProducer(self._channel, True)
 
