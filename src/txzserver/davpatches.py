@@ -1,7 +1,7 @@
 """Small fixes to Zope's ``webdav`` package that litmus proves necessary.
 
-Applied once by ``startup.start_zope`` (``apply()`` is idempotent). They change lock
-checking only; no other WebDAV behaviour is touched.
+Applied once by ``startup.start_zope`` (``apply()`` is idempotent). Each is listed
+below with the litmus test or the issue requirement that shows it.
 
 1. The ``If`` header (RFC 4918 section 10.4). Zope's ``Resource.dav__simpleifhandler`` only
    looks for a lock token the resource holds and ignores everything else, so a PUT whose
@@ -25,10 +25,16 @@ checking only; no other WebDAV behaviour is touched.
    server by over 1 GB). Here the body file is copied into the blob in 1 MiB blocks. Not
    a litmus finding: the issue's 1 GB PUT test proves it.
 
+4. Small protocol points: MOVE without a Destination header got 403 Forbidden (Zope pops
+   a name off an empty path and fails the id check); it gets 400 Bad Request, as COPY
+   does. OPTIONS answers ``MS-Author-Via: DAV`` like ZServer did, which Microsoft Office
+   and Windows Web Folders look for before they use WebDAV.
+
 Not fixed (documented in the README): Zope has exclusive write locks only, so a shared
 LOCK gets 403 (litmus ``locks``: lock_shared, and the seven tests after it are skipped).
 """
 
+import functools
 import re
 from urllib.parse import unquote
 
@@ -178,6 +184,25 @@ def _apply_lock(ob, token, lock):
         _apply_lock(member, token, lock)
 
 
+def _move_needs_destination(move):
+    @functools.wraps(move)
+    def MOVE(self, REQUEST, RESPONSE):
+        if not REQUEST.get_header("Destination", "").strip():
+            from zExceptions import BadRequest
+            raise BadRequest("MOVE needs a Destination header.")
+        return move(self, REQUEST, RESPONSE)
+    return MOVE
+
+
+def _options_author_via(options):
+    @functools.wraps(options)
+    def OPTIONS(self, REQUEST, RESPONSE):
+        result = options(self, REQUEST, RESPONSE)
+        RESPONSE.setHeader("MS-Author-Via", "DAV")
+        return result
+    return OPTIONS
+
+
 #: Bytes of the body's first line that File.PUT looks at for an RFC 822 style header.
 FIRST_LINE_LIMIT = 64 * 1024
 COPY_BLOCK = 1 << 20
@@ -233,8 +258,11 @@ def apply():
 
     if _originals:
         return
-    _originals["dav__simpleifhandler"] = Resource.dav__simpleifhandler
+    _originals.update({name: getattr(Resource, name)
+                       for name in ("dav__simpleifhandler", "MOVE", "OPTIONS")})
     Resource.dav__simpleifhandler = simpleifhandler
+    Resource.MOVE = _move_needs_destination(Resource.MOVE)
+    Resource.OPTIONS = _options_author_via(Resource.OPTIONS)
     provideHandler(inherit_collection_locks, _SUBSCRIBED)
     plone_file = _plone_file_class()
     if plone_file is not None:
