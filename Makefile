@@ -1,4 +1,4 @@
-# txzserver: `make up` runs the server with a Plone site, `make test` runs every test.
+# txzserver: `make up` starts the compose stack (Plone behind a TLS front), `make test` runs every test.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,10 +7,10 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv up run down test unit integration lint bench clean browser webdav-tools
+.PHONY: help venv run test unit integration lint bench clean browser webdav-tools
 
 help:
-	@echo "make up | make test | make lint | make bench | make venv | make clean"
+	@echo "make up | make down | make logs | make ps | make images | make test | make lint | make bench | make run | make venv | make clean"
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 $(INSTANCE)/etc/zope.conf: | venv
 	$(BIN)/txzserver mkinstance $(INSTANCE) --user admin --address $(LISTEN)
 
-# Until the compose stack exists, `make up` runs the server on this host.
-up run: venv $(INSTANCE)/etc/zope.conf
+# `make run` serves ./instance on this host (no containers); `make up` is the compose stack.
+run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
 test: venv lint browser webdav-tools
@@ -51,7 +51,7 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration
 
-lint: venv
+lint: venv lint-containers
 	$(BIN)/ruff check src tests
 
 bench: venv
@@ -60,3 +60,6 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
+
+# images, up, down, logs, ps, smoke, lint-containers
+include images/containers.mk

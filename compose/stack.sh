@@ -1,0 +1,61 @@
+#!/bin/sh
+# The compose stack: compose/stack.sh up|wait|down|logs|ps|config|compose ARGS...
+# Uses Debian's docker-compose v1 when present, else `docker compose` (v2).
+# COMPOSE_PROJECT_NAME (default txzserver) and FRONT_PORT (default 8443) select the stack.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+PATH=/usr/bin:$PATH
+export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-txzserver}"
+export FRONT_PORT="${FRONT_PORT:-8443}"
+SITE_URL="https://localhost:$FRONT_PORT/Plone"
+
+compose() {
+  if command -v docker-compose >/dev/null 2>&1; then
+    docker-compose --project-directory "$HERE" -f "$HERE/docker-compose.yml" "$@"
+  else
+    docker compose --project-directory "$HERE" -f "$HERE/docker-compose.yml" "$@"
+  fi
+}
+
+ensure_env() {  # the admin password, made once and printed once
+  if [ -n "${ADMIN_PASSWORD:-}" ]; then return; fi
+  if [ ! -s "$HERE/.env" ]; then
+    password=$(openssl rand -base64 15 | tr '+/' '-_')
+    (umask 077; printf 'ADMIN_PASSWORD=%s\n' "$password" > "$HERE/.env")
+    echo "generated the Zope admin password (kept in compose/.env, shown only now): admin / $password"
+  fi
+}
+
+wait_ready() {  # the front page through the front, verified with the dev CA
+  deadline=$(( $(date +%s) + ${WAIT_SECONDS:-300} ))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$HERE/certs/ca.crt" "$SITE_URL" || true)" = 200 ]; do
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      echo "the stack did not become ready within ${WAIT_SECONDS:-300} s" >&2
+      compose ps >&2
+      compose logs --tail 30 >&2
+      exit 1
+    fi
+    sleep 2
+  done
+}
+
+cmd=${1:-up}
+[ $# -eq 0 ] || shift
+case $cmd in
+  up)
+    "$HERE/dev-certs.sh"
+    ensure_env
+    compose up -d
+    start=$(date +%s)
+    wait_ready
+    echo "txzserver stack ready in $(( $(date +%s) - start )) s: $SITE_URL (user admin, password in compose/.env)"
+    echo "the certificate is signed by compose/certs/ca.crt: trust it as the README says"
+    ;;
+  wait) wait_ready ;;
+  down) compose down "$@" ;;
+  logs) compose logs "$@" ;;
+  ps) compose ps "$@" ;;
+  config) compose config "$@" ;;
+  compose) compose "$@" ;;
+  *) echo "usage: $0 up|wait|down|logs|ps|config|compose ARGS" >&2; exit 2 ;;
+esac
