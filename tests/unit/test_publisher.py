@@ -444,3 +444,18 @@ def test_drain_waiter_has_the_push_producer_methods():
     from zope.interface.verify import verifyClass
     # tentative: the class does not declare IPushProducer (yet), it only has its methods.
     assert verifyClass(IPushProducer, _DrainWaiter, tentative=True)
+
+
+def test_repeated_single_valued_headers_are_sent_once():
+    """Zope's WSGIResponse adds a Date header; WebDAV code may set another one."""
+    from twisted.web.test.requesthelper import DummyRequest
+    from txzserver.server.publisher import ResponseChannel
+
+    request = DummyRequest([b""])
+    channel = ResponseChannel(reactor=None, request=request, chunk_size=1024)
+    channel.start_response("200 OK", [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+                                      ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
+                                      ("Date", "Tue, 02 Jan 2024 00:00:00 GMT")])
+    channel._send_headers()
+    assert request.responseHeaders.getRawHeaders(b"date") == [b"Tue, 02 Jan 2024 00:00:00 GMT"]
+    assert request.responseHeaders.getRawHeaders(b"set-cookie") == [b"a=1", b"b=2"]

@@ -23,6 +23,10 @@ from .streaming import BodyProducer, StreamBody
 
 log = Logger()
 
+#: Response headers that must appear once; when the app repeats one, the last value wins.
+SINGLE_VALUED = frozenset({b"date", b"server", b"content-length", b"content-type", b"location",
+                           b"last-modified", b"etag"})
+
 #: Worker output kept in memory before it is handed to the reactor with backpressure.
 BUFFERED_BODY_LIMIT = 1 << 20
 
@@ -115,6 +119,8 @@ class ResponseChannel:
         for name, value in self.response.headers:
             grouped.setdefault(name.lower().encode("latin-1"), []).append(value.encode("latin-1"))
         for name, values in grouped.items():
+            if name in SINGLE_VALUED and len(values) > 1:
+                values = values[-1:]  # e.g. Zope sets Date in listHeaders and WebDAV again
             request.responseHeaders.setRawHeaders(name, values)
 
     def _write_and_wait(self, data):
