@@ -1,0 +1,85 @@
+"""Smoke tests of the compose stack, all through the TLS front (`make smoke`, run by `make test`).
+
+`make smoke` starts the stack as compose project "txzsmoke" on SMOKE_FRONT_PORT with a fresh
+admin password (SMOKE_ADMIN_PASSWORD), runs these tests and removes the stack. The client trusts
+only the generated development CA (compose/certs/ca.crt): no certificate check is skipped.
+"""
+
+import os
+import pathlib
+import ssl
+import subprocess
+
+import httpx
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CA = ROOT / "compose" / "certs" / "ca.crt"
+DOCKER = "/usr/bin/docker"
+PASSWORD = "smoke-Secret-1"
+USERS = {"editor": ["Member", "Editor", "Contributor"], "reviewer": ["Member", "Reviewer"],
+         "member": ["Member"]}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("SMOKE_FRONT_PORT"):
+        skip = pytest.mark.skip(reason="needs the compose stack: run `make smoke`")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def port():
+    return int(os.environ["SMOKE_FRONT_PORT"])
+
+
+@pytest.fixture(scope="session")
+def base_url(port):
+    return f"https://localhost:{port}"
+
+
+@pytest.fixture(scope="session")
+def ssl_context():
+    context = ssl.create_default_context(cafile=str(CA))
+    return context
+
+
+@pytest.fixture(scope="session")
+def admin():
+    return ("admin", os.environ["SMOKE_ADMIN_PASSWORD"])
+
+
+@pytest.fixture(scope="session")
+def client(base_url, ssl_context):
+    with httpx.Client(base_url=base_url, verify=ssl_context, http2=True, timeout=60) as c:
+        yield c
+
+
+def compose(*args, check=True):
+    """compose/stack.sh compose ARGS for the smoke project; stdout as text."""
+    result = subprocess.run([str(ROOT / "compose" / "stack.sh"), "compose", *args], check=check,
+                            capture_output=True, text=True, timeout=300)
+    return result.stdout
+
+
+def container(service):
+    """Id of the container of a compose service."""
+    return compose("ps", "-q", service).strip()
+
+
+def api(client, method, path, user, **kwargs):
+    """A plone.restapi call through the front; asserts success."""
+    response = client.request(method, path, auth=user, headers={"Accept": "application/json"}, **kwargs)
+    assert response.status_code < 400, f"{method} {path}: {response.status_code} {response.text[:300]}"
+    return response
+
+
+@pytest.fixture(scope="session")
+def people(client, admin):
+    """editor, reviewer and member, made once through @users."""
+    for name, roles in USERS.items():
+        known = client.get(f"/Plone/@users/{name}", auth=admin, headers={"Accept": "application/json"})
+        if known.status_code == 404:
+            api(client, "POST", "/Plone/@users", admin, json={
+                "username": name, "password": PASSWORD, "email": f"{name}@example.org", "roles": roles})
+    return {name: (name, PASSWORD) for name in USERS}

@@ -1,0 +1,60 @@
+"""Live notifications through the front: events cross instances; guards hold."""
+
+import time
+import uuid
+
+from .conftest import api
+from .wss import Listener
+
+
+def ws_url(base_url):
+    return base_url.replace("https://", "wss://") + "/Plone/ws"
+
+
+def create_page_on_other_instance(client, user, avoid, title):
+    """POST a Document until the front routes the commit to an instance other than ``avoid``."""
+    for _ in range(12):
+        page_id = f"smoke-{uuid.uuid4().hex[:8]}"
+        response = api(client, "POST", "/Plone", user, json={"@type": "Document", "id": page_id,
+                                                             "title": title})
+        instance = response.headers["X-Txzserver-Instance"]
+        if instance != avoid:
+            return f"/Plone/{page_id}", instance
+    raise AssertionError(f"every commit went to {avoid}")
+
+
+def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, ssl_context, client,
+                                                                   admin, people):
+    watcher = Listener(ws_url(base_url), ssl_context, admin, name="admin").start_and_wait()
+    try:
+        holder = watcher.welcome["instance"]
+        assert holder in ("instance1", "instance2")
+        assert watcher.response_headers["X-Txzserver-Instance"] == holder
+        path, committer = create_page_on_other_instance(client, people["editor"], holder, "Across")
+        assert committer != holder
+        event = watcher.wait_for_event(type="created", path=path)[0]
+        assert event["title"] == "Across"
+        assert event["actor"] == "editor"
+    finally:
+        watcher.stop()
+
+
+def test_member_does_not_get_the_reviewer_notification(base_url, ssl_context, client, people):
+    reviewer = Listener(ws_url(base_url), ssl_context, people["reviewer"], name="reviewer")
+    member = Listener(ws_url(base_url), ssl_context, people["member"], name="member")
+    reviewer.start_and_wait()
+    member.start_and_wait()
+    try:
+        page_id = f"review-{uuid.uuid4().hex[:8]}"
+        path = f"/Plone/{page_id}"
+        api(client, "POST", "/Plone", people["editor"], json={"@type": "Document", "id": page_id,
+                                                               "title": "Please review"})
+        api(client, "POST", f"{path}/@workflow/submit", people["editor"])
+        note = reviewer.wait_for_event(type="notification", path=path)[0]
+        assert "Please review" in note["message"]
+        time.sleep(1.5)  # long enough for a stray delivery
+        assert not member.events(type="notification"), member.messages
+        assert not member.events(path=path), "a Member must not see a pending item"
+    finally:
+        reviewer.stop()
+        member.stop()
