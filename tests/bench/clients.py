@@ -1,13 +1,12 @@
 """Load generators and probes for the benchmark (all on 127.0.0.1).
 
-BenchReader is tests.support.slow.SlowReader plus a stop() that also shuts its socket down:
-a reader whose request waits in a starved server's queue must end too, or it would be served
-later and take a thread from the next phase.
+Slow readers are tests.support.slow.SlowReader; its stop() shuts the socket down, so a reader
+whose request waits in a starved server's queue ends too instead of being served later and
+taking a thread from the next phase.
 """
 
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -15,68 +14,15 @@ import time
 import httpx
 
 from tests.support.server import rss_bytes
-from tests.support.slow import timed_get
+from tests.support.slow import SlowReader, timed_get
 
 MB = 1024 * 1024
-
-
-class BenchReader(threading.Thread):
-    """GET ``path`` over HTTP/1.1 and read the body at about ``rate`` bytes/s until stopped."""
-
-    def __init__(self, port, path, rate, chunk=16384):
-        super().__init__(daemon=True)
-        self.port, self.path, self.rate, self.chunk = port, path, rate, chunk
-        self.received = 0
-        self.status = None
-        self.error = None
-        self.started_body = threading.Event()
-        self._stopping = threading.Event()
-        self._sock = None
-
-    def run(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=120) as sock:
-                self._sock = sock
-                if self._stopping.is_set():
-                    return
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-                sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    data = sock.recv(4096)
-                    if not data:
-                        raise ConnectionError("closed before the response head")
-                    head += data
-                self.status = int(head.split(b" ", 2)[1])
-                self.received = len(head.split(b"\r\n\r\n", 1)[1])
-                self.started_body.set()
-                begin = time.monotonic()
-                while not self._stopping.is_set():
-                    data = sock.recv(self.chunk)
-                    if not data:
-                        break
-                    self.received += len(data)
-                    ahead = self.received / self.rate - (time.monotonic() - begin)
-                    if ahead > 0:
-                        self._stopping.wait(ahead)
-        except Exception as exc:
-            if not self._stopping.is_set():
-                self.error = repr(exc)
-
-    def stop(self):
-        self._stopping.set()
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def start_readers(port, path, count, rate, wait=8.0):
     """Start ``count`` readers; wait up to ``wait`` s for their bodies (a starved server
     may never answer some of them) and then until the answered ones have 1 MiB each."""
-    readers = [BenchReader(port, path, rate) for _ in range(count)]
+    readers = [SlowReader(port, path, rate=rate, timeout=120) for _ in range(count)]
     for reader in readers:
         reader.start()
     deadline = time.monotonic() + wait

@@ -105,7 +105,7 @@ def starvation_phase(server, count, args):
         peak = sampler.stop()
     return {
         "readers": count, "readers_served": served, "readers_finished": finished,
-        "reader_errors": [r.error for r in readers if r.error], "readers_not_stopped": len(stuck),
+        "reader_errors": [repr(r.error) for r in readers if r.error], "readers_not_stopped": len(stuck),
         "readers_mib_per_s": round(received / MB / elapsed, 2),
         "settle_s": None if settle is None else round(settle, 2),
         "rss_before": sampler.before, "rss_peak": peak, "front_page": probe,

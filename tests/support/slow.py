@@ -11,22 +11,28 @@ class SlowReader(threading.Thread):
     """GET ``path`` and read the body at about ``rate`` bytes/s until stopped.
 
     A small receive buffer makes the server feel the slowness (TCP backpressure) instead
-    of the kernel buffering megabytes for us.
+    of the kernel buffering megabytes for us. ``stop()`` also shuts the socket down, so a
+    reader still waiting for a starved server's answer ends too.
     """
 
-    def __init__(self, port, path, rate=1_000_000, chunk=16384, auth_header=None):
+    def __init__(self, port, path, rate=1_000_000, chunk=16384, auth_header=None, timeout=30):
         super().__init__(daemon=True)
         self.port, self.path, self.rate, self.chunk = port, path, rate, chunk
         self.auth_header = auth_header
+        self.timeout = timeout
         self.received = 0
         self.status = None
         self.error = None
         self.started_body = threading.Event()
         self._stop_event = threading.Event()
+        self._sock = None
 
     def run(self):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout) as sock:
+                self._sock = sock
+                if self._stop_event.is_set():
+                    return
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
                 extra = f"Authorization: {self.auth_header}\r\n" if self.auth_header else ""
                 sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
@@ -49,11 +55,18 @@ class SlowReader(threading.Thread):
                     if ahead > 0:
                         self._stop_event.wait(ahead)
         except Exception as exc:  # reported by the test
-            self.error = exc
+            if not self._stop_event.is_set():
+                self.error = exc
             self.started_body.set()
 
     def stop(self):
         self._stop_event.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def timed_get(url, timeout=10.0, **kwargs):
