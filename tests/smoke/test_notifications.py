@@ -3,7 +3,7 @@
 import time
 import uuid
 
-from .conftest import api
+from .conftest import CA, api
 from .wss import Listener
 
 
@@ -23,9 +23,8 @@ def create_page_on_other_instance(client, user, avoid, title):
     raise AssertionError(f"every commit went to {avoid}")
 
 
-def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, ssl_context, client,
-                                                                   admin, people):
-    watcher = Listener(ws_url(base_url), ssl_context, admin, name="admin").start_and_wait()
+def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, client, admin, people):
+    watcher = Listener(ws_url(base_url), CA, admin, name="admin").start_and_wait()
     try:
         holder = watcher.welcome["instance"]
         assert holder in ("instance1", "instance2")
@@ -39,9 +38,9 @@ def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, s
         watcher.stop()
 
 
-def test_member_does_not_get_the_reviewer_notification(base_url, ssl_context, client, people):
-    reviewer = Listener(ws_url(base_url), ssl_context, people["reviewer"], name="reviewer")
-    member = Listener(ws_url(base_url), ssl_context, people["member"], name="member")
+def test_member_does_not_get_the_reviewer_notification(base_url, client, people):
+    reviewer = Listener(ws_url(base_url), CA, people["reviewer"], name="reviewer")
+    member = Listener(ws_url(base_url), CA, people["member"], name="member")
     reviewer.start_and_wait()
     member.start_and_wait()
     try:

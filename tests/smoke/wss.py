@@ -2,6 +2,7 @@
 
 import base64
 import json
+import ssl
 import threading
 import time
 
@@ -11,9 +12,11 @@ EVENT_TYPES = {"created", "modified", "removed", "transition", "notification"}
 
 
 class Listener(threading.Thread):
-    def __init__(self, url, ssl_context, user=None, name="client"):
+    def __init__(self, url, cafile, user=None, name="client"):
         super().__init__(daemon=True, name=f"wss-{name}")
-        self.url, self.ssl_context = url, ssl_context
+        # WebSocket over HTTP/1.1: offer only http/1.1 by ALPN (the front would pick h2)
+        self.url, self.ssl_context = url, ssl.create_default_context(cafile=str(cafile))
+        self.ssl_context.set_alpn_protocols(["http/1.1"])
         self.headers = {}
         if user:
             token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
