@@ -28,8 +28,10 @@ $(INSTANCE)/etc/zope.conf: | venv
 run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
+# pytest (unit + integration), then the smoke tests against the compose stack (`make smoke`)
 test: venv lint browser webdav-tools
 	$(BIN)/pytest
+	$(MAKE) smoke
 
 # Headless Chromium for the browser test, from Debian (installed when run as root).
 browser:
