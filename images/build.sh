@@ -34,7 +34,7 @@ build() {  # build NAME [extra docker build args]
   start=$(date +%s)
   # shellcheck disable=SC2086  # $secret is empty or two words
   "$DOCKER" build -q -f "images/$name/Dockerfile" -t "$PREFIX/$name:$TAG" \
-    --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" $secret "$@" . >/dev/null
+    --build-arg VERSION="$VERSION" $secret "$@" . >/dev/null
   echo "built $PREFIX/$name:$TAG in $(( $(date +%s) - start )) s"
 }
 
@@ -43,8 +43,9 @@ for layer in "$@"; do
   case $layer in
     base) ensure_debian; build base --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" ;;
     runtime) build runtime --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
-    plone) build plone --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
-    front) build front --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
+    # the git revision only on the top images: base and runtime stay cached across commits
+    plone) build plone --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" --build-arg REVISION="$REVISION" ;;
+    front) build front --build-arg BASE_IMAGE="$PREFIX/base:$TAG" --build-arg REVISION="$REVISION" ;;
     *) echo "unknown image $layer" >&2; exit 2 ;;
   esac
 done
