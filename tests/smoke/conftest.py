@@ -49,6 +49,23 @@ def admin():
     return ("admin", os.environ["SMOKE_ADMIN_PASSWORD"])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def both_instances_in_the_pool(base_url, ssl_context):
+    """Wait until the front balances over both instances (instance2 starts after instance1 and
+    joins the pool after two passed health checks)."""
+    import time
+    seen, deadline = set(), time.monotonic() + 180
+    with httpx.Client(base_url=base_url, verify=ssl_context, timeout=10) as probe:
+        while seen != {"instance1", "instance2"}:
+            assert time.monotonic() < deadline, f"only {seen} answered through the front"
+            try:
+                seen.add(probe.get("/Plone/ok", headers={"Connection": "close"}).headers.get(
+                    "X-Txzserver-Instance"))
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def client(base_url, ssl_context):
     with httpx.Client(base_url=base_url, verify=ssl_context, http2=True, timeout=60) as c:

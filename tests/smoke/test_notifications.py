@@ -1,7 +1,10 @@
 """Live notifications through the front: events cross instances; guards hold."""
 
+import ssl
 import time
 import uuid
+
+import httpx
 
 from .conftest import CA, api
 from .wss import Listener
@@ -11,16 +14,31 @@ def ws_url(base_url):
     return base_url.replace("https://", "wss://") + "/Plone/ws"
 
 
-def create_page_on_other_instance(client, user, avoid, title):
-    """POST a Document until the front routes the commit to an instance other than ``avoid``."""
-    for _ in range(12):
+def create_page_on_other_instance(base_url, user, avoid, title):
+    """POST a Document until the front routes the commit to an instance other than ``avoid``
+    (a new connection each time: the front balances connections, not requests)."""
+    for _ in range(20):
         page_id = f"smoke-{uuid.uuid4().hex[:8]}"
-        response = api(client, "POST", "/Plone", user, json={"@type": "Document", "id": page_id,
-                                                             "title": title})
+        with httpx.Client(base_url=base_url, verify=ssl.create_default_context(cafile=str(CA)),
+                          timeout=60) as fresh:
+            response = api(fresh, "POST", "/Plone", user, json={"@type": "Document", "id": page_id,
+                                                                "title": title})
         instance = response.headers["X-Txzserver-Instance"]
         if instance != avoid:
             return f"/Plone/{page_id}", instance
     raise AssertionError(f"every commit went to {avoid}")
+
+
+def submit_when_visible(client, path, user, timeout=10):
+    """Submit ``path`` for review. The front may send this request to the other instance, which
+    sees the creation once ZEO's invalidation has arrived (a moment after the commit)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.post(f"{path}/@workflow/submit", auth=user, headers={"Accept": "application/json"})
+        if response.status_code != 404 or time.monotonic() > deadline:
+            assert response.status_code < 400, f"submit {path}: {response.status_code} {response.text[:300]}"
+            return response
+        time.sleep(0.2)
 
 
 def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, client, admin, people):
@@ -29,7 +47,7 @@ def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, c
         holder = watcher.welcome["instance"]
         assert holder in ("instance1", "instance2")
         assert watcher.response_headers["X-Txzserver-Instance"] == holder
-        path, committer = create_page_on_other_instance(client, people["editor"], holder, "Across")
+        path, committer = create_page_on_other_instance(base_url, people["editor"], holder, "Across")
         assert committer != holder
         event = watcher.wait_for_event(type="created", path=path)[0]
         assert event["title"] == "Across"
@@ -48,7 +66,7 @@ def test_member_does_not_get_the_reviewer_notification(base_url, client, people)
         path = f"/Plone/{page_id}"
         api(client, "POST", "/Plone", people["editor"], json={"@type": "Document", "id": page_id,
                                                                "title": "Please review"})
-        api(client, "POST", f"{path}/@workflow/submit", people["editor"])
+        submit_when_visible(client, path, people["editor"])
         note = reviewer.wait_for_event(type="notification", path=path)[0]
         assert "Please review" in note["message"]
         time.sleep(1.5)  # long enough for a stray delivery
