@@ -5,7 +5,6 @@ import base64
 import hashlib
 import os
 import re
-import socket
 import ssl
 import subprocess
 import threading
@@ -13,6 +12,8 @@ import time
 
 import httpx
 import pytest
+
+from tests.support.slow import SlowReader
 
 from .conftest import CA, DOCKER, container
 
@@ -43,46 +44,6 @@ def test_200mb_download_matches_upload(client, big_file):
             size += len(chunk)
     assert size == SIZE
     assert digest.hexdigest() == big_file["sha256"]
-
-
-class SlowTLSReader(threading.Thread):
-    """GET ``path`` over HTTP/1.1 + TLS and read the body at about ``rate`` bytes/s."""
-
-    def __init__(self, port, path, ssl_context, rate=1_000_000):
-        super().__init__(daemon=True)
-        self.port, self.path, self.ssl_context, self.rate = port, path, ssl_context, rate
-        self.received, self.status, self.error = 0, None, None
-        self.started = threading.Event()
-        self._stop_event = threading.Event()
-
-    def run(self):
-        try:
-            raw = socket.socket()
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            raw.connect(("127.0.0.1", self.port))
-            with self.ssl_context.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(f"GET {self.path} HTTP/1.1\r\nHost: localhost:{self.port}\r\n\r\n".encode())
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    head += tls.recv(4096)
-                self.status = int(head.split(b" ", 2)[1])
-                self.started.set()
-                begin = time.monotonic()
-                while not self._stop_event.is_set():
-                    data = tls.recv(16384)
-                    if not data:
-                        break
-                    self.received += len(data)
-                    ahead = self.received / self.rate - (time.monotonic() - begin)
-                    if ahead > 0:
-                        self._stop_event.wait(ahead)
-        except Exception as exc:  # reported by the test
-            self.error = exc
-            self.started.set()
-
-    def stop(self):
-        self._stop_event.set()
-        self.join(10)
 
 
 def memory(service):
@@ -129,13 +90,14 @@ def test_front_page_fast_and_memory_flat_during_8_slow_downloads(port, base_url,
     services = ("instance1", "instance2")
     before = {s: memory(s) for s in services}
     rss_before = {s: rss(s) for s in services}
-    readers = [SlowTLSReader(port, big_file["path"], context) for _ in range(8)]
+    readers = [SlowReader(port, big_file["path"], ssl_context=context, host=f"localhost:{port}")
+               for _ in range(8)]
     for reader in readers:
         reader.start()
     sampler = MemorySampler(services)
     try:
         for reader in readers:
-            assert reader.started.wait(30)
+            assert reader.started_body.wait(30)
             assert reader.error is None and reader.status == 200, (reader.status, reader.error)
         sampler.start()
         latencies = []
@@ -165,3 +127,5 @@ def test_front_page_fast_and_memory_flat_during_8_slow_downloads(port, base_url,
         sampler.stop() if sampler.is_alive() else None
         for reader in readers:
             reader.stop()
+        for reader in readers:
+            reader.join(10)

@@ -12,14 +12,18 @@ class SlowReader(threading.Thread):
 
     A small receive buffer makes the server feel the slowness (TCP backpressure) instead
     of the kernel buffering megabytes for us. ``stop()`` also shuts the socket down, so a
-    reader still waiting for a starved server's answer ends too.
+    reader still waiting for a starved server's answer ends too. With ``ssl_context`` the
+    request goes over TLS (HTTP/1.1), e.g. through the TLS front.
     """
 
-    def __init__(self, port, path, rate=1_000_000, chunk=16384, auth_header=None, timeout=30):
+    def __init__(self, port, path, rate=1_000_000, chunk=16384, auth_header=None, timeout=30,
+                 ssl_context=None, host="localhost"):
         super().__init__(daemon=True)
         self.port, self.path, self.rate, self.chunk = port, path, rate, chunk
         self.auth_header = auth_header
         self.timeout = timeout
+        self.ssl_context = ssl_context
+        self.host = host
         self.received = 0
         self.status = None
         self.error = None
@@ -29,13 +33,12 @@ class SlowReader(threading.Thread):
 
     def run(self):
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout) as sock:
+            with self._connect() as sock:
                 self._sock = sock
                 if self._stop_event.is_set():
                     return
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
                 extra = f"Authorization: {self.auth_header}\r\n" if self.auth_header else ""
-                sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode())
+                sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\n{extra}\r\n".encode())
                 head = b""
                 while b"\r\n\r\n" not in head:
                     data = sock.recv(4096)
@@ -58,6 +61,15 @@ class SlowReader(threading.Thread):
             if not self._stop_event.is_set():
                 self.error = exc
             self.started_body.set()
+
+    def _connect(self):
+        sock = socket.socket()
+        sock.settimeout(self.timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connect: it sizes the window
+        sock.connect(("127.0.0.1", self.port))
+        if self.ssl_context is not None:
+            return self.ssl_context.wrap_socket(sock, server_hostname="localhost")
+        return sock
 
     def stop(self):
         self._stop_event.set()

@@ -17,10 +17,11 @@ def basic(user, password):
 class Collector(threading.Thread):
     """Connects to ``url`` and records every JSON message until stopped."""
 
-    def __init__(self, url, headers=None, name="client"):
+    def __init__(self, url, headers=None, name="client", ssl_context=None):
         super().__init__(daemon=True, name=f"ws-{name}")
         self.url = url
         self.headers = headers or {}
+        self.ssl_context = ssl_context
         self.messages = []
         self.welcome = None
         self.error = None
@@ -30,7 +31,8 @@ class Collector(threading.Thread):
 
     def run(self):
         try:
-            with connect(self.url, additional_headers=self.headers, open_timeout=30) as ws:
+            tls = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
+            with connect(self.url, additional_headers=self.headers, open_timeout=30, **tls) as ws:
                 self.ws = ws
                 self.response_headers = ws.response.headers
                 while not self._stop_event.is_set():
