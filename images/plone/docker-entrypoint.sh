@@ -118,6 +118,10 @@ install_addons() {
   pip install -q -c /opt/constraints.txt ${PIP_PARAMS:-} $ADDONS
 }
 
+truthy() {  # true, t, yes, y, on, 1 (any case), as plone-backend's asbool; "false" is false
+  case ${1,,} in true|t|yes|y|on|1) return 0 ;; *) return 1 ;; esac
+}
+
 profiles() {  # PROFILES, comma or space separated, as --profile arguments
   local p
   for p in ${PROFILES//,/ }; do printf -- '--profile\n%s\n' "$p"; done
@@ -133,7 +137,7 @@ start_instance() {
   install_addons
   local args=()
   if [ -n "$SITE" ]; then
-    if [ -n "${DELETE_EXISTING:-}" ]; then
+    if truthy "${DELETE_EXISTING:-}"; then
       txzserver run "$CONF" /app/bin/create_site.py
     fi
     args=(--site "$SITE")

@@ -1,7 +1,7 @@
 """create-site: make the Plone site $SITE with the default profiles plus $PROFILES.
 
-Run by `txzserver run` (``app`` bound). With DELETE_EXISTING set, an existing site of that id
-is deleted first, as in the plone-backend image.
+Run by `txzserver run` (``app`` bound). With DELETE_EXISTING true (true, t, yes, y, on, 1, any
+case; "false" is false), an existing site of that id is deleted first, as in the plone-backend image.
 """
 import os
 
@@ -10,7 +10,8 @@ from txzserver.sitesetup import DEFAULT_PROFILES, ensure_plone_site
 
 site = os.environ["SITE"]
 extra = tuple(p for p in os.environ.get("PROFILES", "").replace(",", " ").split() if p)
-if os.environ.get("DELETE_EXISTING") and site in app.objectIds():  # noqa: F821 (bound by run)
+delete = os.environ.get("DELETE_EXISTING", "").strip().lower() in ("true", "t", "yes", "y", "on", "1")
+if delete and site in app.objectIds():  # noqa: F821 (bound by run)
     app.manage_delObjects([site])  # noqa: F821
     transaction.commit()
     print(f"deleted the existing site /{site}")
