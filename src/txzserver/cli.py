@@ -23,14 +23,14 @@ def _cmd_serve(args):
     site_factory = None
     if args.site:
         from functools import partial
-        from .sitesetup import DEFAULT_PROFILES, ensure_plone_site
+        from .zope.sitesetup import DEFAULT_PROFILES, ensure_plone_site
         site_factory = partial(ensure_plone_site, profiles=DEFAULT_PROFILES + tuple(args.profile))
-    from .server.runner import serve
+    from .app import serve  # imports Zope: only when serving
     return serve(opts, settings, site_id=args.site, site_factory=site_factory)
 
 
 def _cmd_mkinstance(args):
-    from .instance import InstanceError, make_instance
+    from .zope.instance import InstanceError, make_instance
     try:
         conf, user, password = make_instance(args.directory, args.user, address=args.address,
                                              threads=args.threads, zeo=args.zeo, force=args.force)
@@ -47,7 +47,7 @@ def _cmd_mkinstance(args):
 def _cmd_run(args):
     """Run a Python script with Zope configured and ``app`` bound (like zconsole run)."""
     opts, settings = _load(args.config)
-    from .startup import close_zope, configure_logging, start_zope
+    from .zope.startup import close_zope, configure_logging, start_zope
     configure_logging(opts.configroot)
     start_zope(opts, settings)
     import runpy
@@ -70,11 +70,11 @@ def _cmd_broker(args):
 
 
 def _cmd_listen(args):
-    from .listen import ListenError, listen
+    from .listen import ListenCommandError, listen
     try:
         return listen(args.url, path=args.path, user=args.user, token=args.token,
                       count=args.count, timeout=args.timeout)
-    except ListenError as exc:
+    except ListenCommandError as exc:
         print(f"txzserver listen: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,14 +12,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from .bus.message import EVENT_TYPES
 
 
-class ListenError(Exception):
+class ListenCommandError(Exception):
     pass
 
 
 def _url(url, path):
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
-        raise ListenError(f"URL must start with ws:// or wss://, not {url!r}")
+        raise ListenCommandError(f"URL must start with ws:// or wss://, not {url!r}")
     query = parts.query
     if path:
         query = (query + "&" if query else "") + urlencode({"path": path})
@@ -28,10 +28,10 @@ def _url(url, path):
 
 def _headers(user, token):
     if user and token:
-        raise ListenError("give --user or --token, not both")
+        raise ListenCommandError("give --user or --token, not both")
     if user:
         if ":" not in user:
-            raise ListenError("--user needs NAME:PASSWORD")
+            raise ListenCommandError("--user needs NAME:PASSWORD")
         return {"Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
     if token:
         return {"Authorization": f"Bearer {token}"}
@@ -64,8 +64,8 @@ def listen(url, path=None, user=None, token=None, count=0, timeout=0, out=sys.st
                 else:
                     err.write(json.dumps(message) + "\n")
     except InvalidStatus as exc:
-        raise ListenError(f"handshake refused: HTTP {exc.response.status_code}"
+        raise ListenCommandError(f"handshake refused: HTTP {exc.response.status_code}"
                           f" {exc.response.body.decode('utf-8', 'replace').strip()}") from exc
     except (OSError, WebSocketException) as exc:
-        raise ListenError(str(exc) or exc.__class__.__name__) from exc
+        raise ListenCommandError(str(exc) or exc.__class__.__name__) from exc
     return 0

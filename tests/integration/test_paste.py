@@ -73,10 +73,10 @@ def test_runwsgi_with_txzserver(tmp_path, plone_template, site_id):
 
 
 def test_unknown_paste_option_is_rejected():
-    from txzserver.paste import settings_from_options
+    from txzserver.config.settings import ServerSettings
     with pytest.raises(ValueError, match="unknown txzserver option.*thraeds"):
-        settings_from_options(listen="127.0.0.1:8080", thraeds="4")
-    settings = settings_from_options(listen="127.0.0.1:8080 [::1]:8081", threads="3", h2c="off")
+        ServerSettings.from_paste(listen="127.0.0.1:8080", thraeds="4")
+    settings = ServerSettings.from_paste(listen="127.0.0.1:8080 [::1]:8081", threads="3", h2c="off")
     assert [(x.host, x.port, x.h2c) for x in settings.listeners] == [("127.0.0.1", 8080, False),
                                                                      ("::1", 8081, False)]
     assert settings.threads == 3

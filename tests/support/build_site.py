@@ -9,7 +9,7 @@ from AccessControl.SecurityManagement import newSecurityManager
 from Testing.makerequest import makerequest
 from zope.globalrequest import setRequest
 
-from txzserver.sitesetup import ensure_plone_site
+from txzserver.zope.sitesetup import ensure_plone_site
 
 site_id, big_path, file_id = sys.argv[1:4]
 app = globals()["app"]

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from txzserver.instance import FILESTORAGE
+from txzserver.zope.instance import FILESTORAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

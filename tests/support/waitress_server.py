@@ -23,7 +23,7 @@ def make_seekable():
 def main(argv):
     conf, port, threads = argv[0], int(argv[1]), int(argv[2])
     from txzserver.config import load
-    from txzserver.startup import configure_logging, start_zope
+    from txzserver.zope.startup import configure_logging, start_zope
 
     opts, settings = load(conf)
     configure_logging(opts.configroot)

@@ -7,6 +7,7 @@ import h2.config
 import h2.connection
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.web import server
 from twisted.web.resource import Resource
 
 from txzserver.config.datatypes import Listener
@@ -142,3 +143,31 @@ def responses(events):
         elif isinstance(event, h2.events.StreamReset):
             entry["reset"] = event.error_code
     return out
+
+
+class ALPNTransport(StringTransport):
+    """A TLS-like transport whose ALPN negotiation picked ``negotiatedProtocol``."""
+
+    def __init__(self, protocol):
+        super().__init__(hostAddress=HOST, peerAddress=PEER)
+        self.negotiatedProtocol = protocol
+
+
+class Hanging(Resource):
+    """Never answers until the test calls ``finish_all``: a request being published."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.pending = []
+
+    def render(self, request):
+        self.pending.append(request)
+        return server.NOT_DONE_YET
+
+    def finish_all(self):
+        for request in self.pending:
+            request.write(b"done")
+            request.finish()
+        self.pending = []

@@ -7,7 +7,7 @@ import pytest
 
 from txzserver.config import ConfigError, load
 from txzserver.config.datatypes import Listener
-from txzserver.instance import render_config
+from txzserver.zope.instance import render_config
 
 HTTP_SECTION = """<http-server>
   address 8080

@@ -1,6 +1,6 @@
 """The If header parser of the WebDAV fixes (RFC 4918 section 10.4)."""
 
-from txzserver.davpatches import NO_LOCK, _bare_etag, _lock_token, parse_if
+from txzserver.zope.davpatches import NO_LOCK, _bare_etag, _lock_token, parse_if
 
 TOKEN = "opaquelocktoken:e71d4fae-5dec-22d6-fea5-00a0c91e6be4"
 

@@ -9,7 +9,7 @@ from twisted.web import http
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from txzserver.config.datatypes import WebSocketSettings
-from txzserver.server.channel import LimitedHTTPChannel
+from txzserver.server.http1 import HTTP1Channel
 from txzserver.websocket.handoff import hand_off, is_websocket_upgrade, replayed_request
 from txzserver.websocket.protocol import NotificationProtocol
 
@@ -70,7 +70,7 @@ def test_hand_off_refuses_a_channel_that_is_not_http11():
     """HTTP/2 streams have no transport of their own to take over."""
     req = request(headers=UPGRADE)
     req.channel = DummyChannel()
-    assert not hasattr(req.channel, "_networkProducer")
+    assert not hasattr(req.channel, "release_transport")
     assert hand_off(req, NotificationProtocol()) is False
     req.channel.transport = None
     assert hand_off(req, NotificationProtocol()) is False
@@ -124,7 +124,7 @@ def test_requests_before_the_upgrade_on_the_same_connection(endpoint):
     channel.makeConnection(transport)
     channel.dataReceived(b"GET /Plone HTTP/1.1\r\nHost: example.org\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 200 ")
-    assert isinstance(channel.channel, LimitedHTTPChannel)
+    assert isinstance(channel.channel, HTTP1Channel)
     transport.clear()
     key = new_key()
     channel.dataReceived(handshake(b"/ws", key=key))

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from txzserver.config import load
-from txzserver.instance import InstanceError, make_instance, parse_user, render_config
+from txzserver.zope.instance import InstanceError, make_instance, parse_user, render_config
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -10,7 +10,7 @@ import time
 import pytest
 from websockets.sync.server import serve
 
-from txzserver.listen import ListenError, _headers, _url, listen
+from txzserver.listen import ListenCommandError, _headers, _url, listen
 
 WELCOME = {"type": "welcome", "instance": "i1", "user": "jane", "subscriptions": ["/Plone"]}
 EVENT1 = {"type": "created", "path": "/Plone/news/a", "title": "A \u00e9"}
@@ -32,7 +32,7 @@ def test_url(url, path, expected):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/ws", "https://example.org/ws", "127.0.0.1/ws"])
 def test_url_must_be_a_websocket_url(url):
-    with pytest.raises(ListenError, match="ws:// or wss://"):
+    with pytest.raises(ListenCommandError, match="ws:// or wss://"):
         _url(url, None)
 
 
@@ -49,12 +49,12 @@ def test_headers_for_token_and_for_nobody():
 
 
 def test_headers_user_needs_a_password():
-    with pytest.raises(ListenError, match="NAME:PASSWORD"):
+    with pytest.raises(ListenCommandError, match="NAME:PASSWORD"):
         _headers("jane", None)
 
 
 def test_headers_user_and_token_are_exclusive():
-    with pytest.raises(ListenError, match="not both"):
+    with pytest.raises(ListenCommandError, match="not both"):
         _headers("jane:x", "token")
 
 
@@ -152,7 +152,7 @@ def test_refused_handshake_raises_listen_error_with_the_status():
         return connection.respond(401, "authentication failed\n")
 
     with Server(send_all(), process_request=refuse) as server:
-        with pytest.raises(ListenError, match="HTTP 401") as info:
+        with pytest.raises(ListenCommandError, match="HTTP 401") as info:
             listen(server.url(), count=1, timeout=5, out=io.StringIO(), err=io.StringIO())
     assert "authentication failed" in str(info.value)
 
@@ -160,7 +160,7 @@ def test_refused_handshake_raises_listen_error_with_the_status():
 def test_server_closing_the_connection_is_an_error():
     out = io.StringIO()
     with Server(send_all(WELCOME, EVENT1, then=lambda ws: ws.close(1001, "shutting down"))) as server:
-        with pytest.raises(ListenError, match="1001"):
+        with pytest.raises(ListenCommandError, match="1001"):
             listen(server.url(), out=out, err=io.StringIO())
     assert lines(out) == [EVENT1]  # what came before the close was printed
 
@@ -168,10 +168,10 @@ def test_server_closing_the_connection_is_an_error():
 def test_nobody_listening_raises_listen_error():
     with Server(send_all()) as server:
         url = server.url()
-    with pytest.raises(ListenError):
+    with pytest.raises(ListenCommandError):
         listen(url, count=1, timeout=5, out=io.StringIO(), err=io.StringIO())
 
 
 def test_http_url_is_refused_before_connecting():
-    with pytest.raises(ListenError, match="ws://"):
+    with pytest.raises(ListenCommandError, match="ws://"):
         listen("http://127.0.0.1:1/ws", out=io.StringIO(), err=io.StringIO())

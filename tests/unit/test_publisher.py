@@ -1,4 +1,4 @@
-"""txzserver.server.publisher: ZopeResource and ResponseChannel with tiny WSGI apps.
+"""txzserver.server.publisher: ZopeResource and PublishTask with tiny WSGI apps.
 
 The worker thread is replaced by a pool that runs calls at once (or when the test says so)
 and the reactor's callFromThread runs at once, as Twisted's own test_wsgi.py does.
@@ -15,11 +15,10 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from txzserver.server import publisher
 from txzserver.server.environ import SERVER_SOFTWARE, ProxyTrust
-from txzserver.server.publisher import (
-    ClientGone, Response, ResponseChannel, ZopeResource, _content_length, _DrainWaiter,
-)
+from txzserver.server.publisher import PublishTask, Response, ZopeResource, _content_length
 from txzserver.server.shutdown import InFlight
 from txzserver.server.streaming import StreamBody
+from txzserver.transfer import ClientGone
 
 from .helpers import H2Client, ThreadsReactor, connect, feed, make_settings, make_site, responses, spin
 
@@ -293,6 +292,7 @@ def test_bad_status_gives_500(reactor):
 def test_client_disconnect_sets_gone_and_stops_the_worker(reactor):
     pool = ManualThreadPool()
     iterated = []
+    lost = []
 
     def app(environ, start_response):
         start_response("200 OK", [])
@@ -300,20 +300,37 @@ def test_client_disconnect_sets_gone_and_stops_the_worker(reactor):
         def body():
             for i in range(3):
                 iterated.append(i)
+                if i == 0:
+                    lost.append(protocol.connectionLost(Failure(ConnectionDone())))
                 yield b"chunk"
         return body()
     resource, protocol, transport = serve(reactor, app, pool=pool)
     feed(protocol, GET)
-    (_, _, (environ, channel), _), = pool.calls
+    (_, _, (environ, task), _), = pool.calls
     assert resource.tracker.count == 1
-    assert not channel.gone.is_set()
-
-    protocol.connectionLost(Failure(ConnectionDone()))
-    assert channel.gone.is_set()
-    assert resource.tracker.count == 0
+    assert not task.gone.is_set()
 
     pool.run()
+    assert lost and task.gone.is_set()
+    assert resource.tracker.count == 0
     assert iterated == [0]
+    assert transport.value() == b""
+
+
+def test_client_gone_before_a_worker_takes_the_request_publishes_nothing(reactor):
+    pool = ManualThreadPool()
+    called = []
+
+    def app(environ, start_response):
+        called.append(environ["PATH_INFO"])
+        start_response("200 OK", [])
+        return [b"x"]
+    resource, protocol, transport = serve(reactor, app, pool=pool)
+    feed(protocol, GET)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert resource.tracker.count == 0
+    pool.run()
+    assert called == []  # Zope never saw it
     assert transport.value() == b""
 
 
@@ -323,17 +340,17 @@ def test_client_gone_before_delivery_closes_the_stream(reactor):
 
     def app(environ, start_response):
         start_response("200 OK", [("Content-Length", "4")])
+        protocol.connectionLost(Failure(ConnectionDone()))  # gone while Zope publishes
         return StreamBody(Blob(b"data", closed))
     resource, protocol, transport = serve(reactor, app, pool=pool)
     feed(protocol, GET)
-    protocol.connectionLost(Failure(ConnectionDone()))
     pool.run()
     assert closed == [0]  # closed once, nothing read
     assert transport.value() == b""
 
 
 def test_write_after_client_gone_raises():
-    channel = ResponseChannel(ThreadsReactor(), DummyRequest([]), 1024)
+    channel = PublishTask(ThreadsReactor(), DummyRequest([]), make_settings(stream_chunk_size=1024))
     channel.client_gone(Failure(ConnectionDone()))
     with pytest.raises(ClientGone):
         channel.write(b"late")
@@ -370,10 +387,10 @@ def test_http2_response_and_stream(reactor):
     assert resource.tracker.count == 0
 
 
-# ResponseChannel pieces
+# PublishTask pieces
 
 def test_start_response_rules():
-    channel = ResponseChannel(ThreadsReactor(), DummyRequest([]), 1024)
+    channel = PublishTask(ThreadsReactor(), DummyRequest([]), make_settings(stream_chunk_size=1024))
     with pytest.raises(ValueError):
         channel.start_response(200, [])
     write = channel.start_response("404 Not Found", [("A", "b")])
@@ -391,7 +408,7 @@ def test_start_response_rules():
 
 def test_deliver_streams_into_a_dummy_request():
     request = DummyRequest([])
-    channel = ResponseChannel(ThreadsReactor(), request, 4)
+    channel = PublishTask(ThreadsReactor(), request, make_settings(stream_chunk_size=1024))
     body = io.BytesIO(b"abcdefghij")
     channel.deliver(Response("200 OK", [("Content-Length", "6")], [], stream=StreamBody(body)))
     assert b"".join(request.written) == b"abcdef"
@@ -402,28 +419,12 @@ def test_deliver_streams_into_a_dummy_request():
 
 def test_deliver_header_names_and_reason():
     request = DummyRequest([])
-    channel = ResponseChannel(ThreadsReactor(), request, 4)
+    channel = PublishTask(ThreadsReactor(), request, make_settings(stream_chunk_size=1024))
     channel.response = Response("418 I'm a teapot", [("X-Thing", "caf\u00e9")], [])
     channel.deliver(Response("418 I'm a teapot", [], [b"tea"]))
     assert request.responseCode == 418
     assert request.responseHeaders.getRawHeaders(b"x-thing") == ["caf\u00e9".encode("latin-1")]
     assert request.written == [b"tea"]
-
-
-def test_drain_waiter():
-    waiter = _DrainWaiter()
-    waiter.pauseProducing()
-    d = waiter.wait()
-    assert not d.called
-    waiter.resumeProducing()
-    assert d.called
-
-    waiter = _DrainWaiter()
-    waiter.pauseProducing()
-    errors = []
-    waiter.wait().addErrback(errors.append)
-    waiter.stopProducing()
-    assert errors and errors[0].check(ClientGone)
 
 
 @pytest.mark.parametrize("headers, length", [
@@ -434,20 +435,11 @@ def test_content_length(headers, length):
     assert _content_length(headers) == length
 
 
-def test_drain_waiter_has_the_push_producer_methods():
-    from twisted.internet.interfaces import IPushProducer
-    from zope.interface.verify import verifyClass
-    # tentative: the class does not declare IPushProducer (yet), it only has its methods.
-    assert verifyClass(IPushProducer, _DrainWaiter, tentative=True)
-
-
 def test_repeated_single_valued_headers_are_sent_once():
     """Zope's WSGIResponse adds a Date header; WebDAV code may set another one."""
     from twisted.web.test.requesthelper import DummyRequest
-    from txzserver.server.publisher import ResponseChannel
-
     request = DummyRequest([b""])
-    channel = ResponseChannel(reactor=None, request=request, chunk_size=1024)
+    channel = PublishTask(reactor=None, request=request, settings=make_settings())
     channel.start_response("200 OK", [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"),
                                       ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"),
                                       ("Date", "Tue, 02 Jan 2024 00:00:00 GMT")])

@@ -5,7 +5,7 @@ import io
 import pytest
 from twisted.internet.testing import StringTransport
 
-from .helpers import H2Client, connect, feed, make_site, parse_http1, responses
+from .helpers import H2Client, connect, feed, make_settings, make_site, parse_http1, responses
 
 
 def post(body, *, headers=b"", length=True):
@@ -178,7 +178,7 @@ def _request_on(transport):
     from txzserver.server.request import ZopeRequest
     channel = DummyChannel()
     channel.transport = transport
-    request = ZopeRequest(channel)
+    request = ZopeRequest(channel, settings=make_settings())
     request.method, request.clientproto, request.uri = b"GET", b"HTTP/1.1", b"/"
     return request
 

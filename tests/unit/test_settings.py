@@ -76,10 +76,16 @@ def test_from_zconfig():
         max_request_body_size=10, request_spool_threshold=5, max_header_size=2048,
         max_headers=20, idle_timeout=7, max_connections=9, shutdown_timeout=4,
         stream_chunk_size=4096, trusted_proxies=None, websocket=None, event_bus=None,
-        instance_name="alpha")
+        instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
+        http2_max_reset_burst=30, http2_reset_rate=3)
     s = ServerSettings.from_zconfig(root)
-    assert s == ServerSettings((HTTP,), 3, "asyncio", "common", 10, 5, 2048, 20, 7.0, 9, 4.0,
-                               4096, (), None, None, "alpha")
+    assert s == ServerSettings(
+        (HTTP,), threads=3, reactor="asyncio", access_log_format="common", max_request_body_size=10,
+        request_spool_threshold=5, max_header_size=2048, max_headers=20, idle_timeout=7.0,
+        max_connections=9, shutdown_timeout=4.0, stream_chunk_size=4096, trusted_proxies=(),
+        max_publishing_per_connection=2, http2_max_concurrent_streams=50, http2_max_reset_burst=30,
+        http2_reset_rate=3.0, instance_name="alpha")
+    assert isinstance(s.http2_reset_rate, float)
     assert isinstance(s.idle_timeout, float)
 
 

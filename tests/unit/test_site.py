@@ -5,8 +5,8 @@ import logging
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
-from txzserver.server.channel import NegotiatingChannel
-from txzserver.server.site import ConnectionCounter, CountedChannel
+from txzserver.server.negotiate import NegotiatingProtocol
+from txzserver.server.site import ConnectionCounter, CountedProtocol
 
 from .helpers import PEER, connect, feed, make_settings, make_site, parse_http1
 
@@ -14,11 +14,11 @@ from .helpers import PEER, connect, feed, make_settings, make_site, parse_http1
 def test_second_connection_over_the_limit_gets_503_and_is_closed():
     site = make_site(max_connections=1)
     first, first_transport = connect(site)
-    assert isinstance(first, CountedChannel)
+    assert isinstance(first, CountedProtocol)
     assert site.counter.open == 1
 
     second, transport = connect(site)
-    assert not isinstance(second, NegotiatingChannel)
+    assert not isinstance(second, NegotiatingProtocol)
     code, headers, body = parse_http1(transport.value())
     assert code == 503
     assert b"max-connections" in body
@@ -32,7 +32,7 @@ def test_second_connection_over_the_limit_gets_503_and_is_closed():
     first.connectionLost(Failure(ConnectionDone()))
     assert site.counter.open == 0
     third, _ = connect(site)
-    assert isinstance(third, CountedChannel)
+    assert isinstance(third, CountedProtocol)
 
 
 def test_listeners_share_one_counter():
@@ -49,11 +49,12 @@ def test_listeners_share_one_counter():
 
 def test_settings_reach_the_channel():
     site = make_site(h2c=True, max_headers=7, max_header_size=2048, idle_timeout=12.5)
-    protocol = site.buildProtocol(PEER)
+    protocol, _ = connect(site)
     assert protocol.h2c is True
-    assert protocol.maxHeaders == 7
-    assert protocol.totalHeadersSize == 2048
-    assert protocol.timeOut == 12.5
+    assert protocol.settings is site.settings  # handed over, not copied
+    channel = protocol.channel
+    assert channel.settings is site.settings
+    assert (channel.maxHeaders, channel.totalHeadersSize, channel.timeOut) == (7, 2048, 12.5)
     assert protocol.site is site
 
 

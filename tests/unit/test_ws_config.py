@@ -8,7 +8,7 @@ import pytest
 from txzserver.config import ConfigError, load
 from txzserver.config.datatypes import EventBusSettings, WebSocketSettings
 from txzserver.config.settings import ServerSettings
-from txzserver.instance import render_config
+from txzserver.zope.instance import render_config
 
 WEBSOCKET = """
 <websocket>

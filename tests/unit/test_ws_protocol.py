@@ -302,17 +302,13 @@ def test_delivery_skips_a_closing_connection_and_reaches_the_others(endpoint, cl
     assert [m["type"] for m in second.messages()] == ["created"]
 
 
-def test_connection_slot_is_released_exactly_once(endpoint):
+def test_connection_leaves_the_http_count_at_the_hand_off(endpoint):
     client, _ = opened(endpoint)
     assert endpoint.open_connections == 0  # WebSockets leave the HTTP count at the hand-off
     assert len(endpoint.hub) == 1
-    release = client.protocol.release_connection_slot
-    assert release is not None
     client.lose()
     assert endpoint.open_connections == 0
     assert len(endpoint.hub) == 0
-    release()  # a second call (however it came) changes nothing
-    assert endpoint.open_connections == 0
     assert endpoint.hub.deliver(event()) == 0
 
 

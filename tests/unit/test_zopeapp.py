@@ -1,7 +1,7 @@
 """SpooledStdout: RESPONSE.write() output stays bytes when small, becomes a stream when large."""
 
 from txzserver.server.streaming import StreamBody
-from txzserver.zopeapp import SpooledStdout, spooling_response
+from txzserver.zope.publish import SpooledStdout, spooling_response
 
 
 def test_small_output_is_bytes():

@@ -6,7 +6,7 @@ case; "false" is false), an existing site of that id is deleted first, as in the
 import os
 
 import transaction
-from txzserver.sitesetup import DEFAULT_PROFILES, ensure_plone_site
+from txzserver.zope.sitesetup import DEFAULT_PROFILES, ensure_plone_site
 
 site = os.environ["SITE"]
 extra = tuple(p for p in os.environ.get("PROFILES", "").replace(",", " ").split() if p)

@@ -6,6 +6,8 @@ transaction's after-commit hook) and never blocks on the network.
 
 import threading
 
+import zmq
+
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -34,7 +36,6 @@ class LocalPublisher:
 
 def context():
     """The process's one ZeroMQ context."""
-    import zmq
     return zmq.Context.instance()
 
 
@@ -49,7 +50,6 @@ class ZmqBus:
     """
 
     def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint):
-        import zmq
         self.reactor = reactor
         self.hub = hub
         self._lock = threading.Lock()
@@ -74,7 +74,6 @@ class ZmqBus:
     # IEventPublisher (any thread)
 
     def publish(self, events):
-        import zmq
         with self._lock:
             if self._closed:
                 return
@@ -87,11 +86,9 @@ class ZmqBus:
     # IReadDescriptor (reactor thread)
 
     def fileno(self):
-        import zmq
         return self.sub.getsockopt(zmq.FD)
 
     def doRead(self):
-        import zmq
         while not self._closed and self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             try:
                 data = self.sub.recv(zmq.NOBLOCK)

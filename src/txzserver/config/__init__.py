@@ -1,9 +1,11 @@
 """Load a zope.conf with txzserver's schema (Zope's WSGI schema plus server sections)."""
 
 import os
+import xml.sax
 
 from Zope2.Startup.options import ConditionalSchemaParser, ZopeWSGIOptions
 import ZConfig
+from ZConfig.loader import SchemaLoader
 
 from .settings import ServerSettings, SettingsError
 
@@ -18,7 +20,6 @@ class _ExtendingSchemaParser(ConditionalSchemaParser):
     """
 
     def extendSchema(self, src):
-        import xml.sax
         parser = _ExtendingSchemaParser(self._loader, src, self)
         with self._loader.openResource(src) as resource:
             xml.sax.parse(resource.file, parser)
@@ -31,8 +32,6 @@ class TxzServerOptions(ZopeWSGIOptions):
     schemafile = os.path.basename(SCHEMA_FILE)
 
     def _conditional_load(self):
-        import xml.sax
-        from ZConfig.loader import SchemaLoader
         loader = SchemaLoader()
         url = loader.normalizeURL(self.schemafile)
         with loader.openResource(url) as resource:

@@ -1,6 +1,11 @@
-"""ZConfig datatypes for the server sections: each returns a frozen listener description."""
+"""ZConfig datatypes of txzserver's keys and sections: listeners, <websocket>, <event-bus>,
+<logger>; each section becomes a frozen dataclass."""
 
 from dataclasses import dataclass
+
+from ZConfig.components.logger.logger import LoggerFactory
+
+from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
 
 REACTORS = ("auto", "uvloop", "asyncio", "default")
 ACCESS_LOG_FORMATS = ("common", "combined")
@@ -125,14 +130,12 @@ def bus_endpoint(value):
 
 
 def event_bus_settings(section):
-    from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
     return EventBusSettings(publish=(section.publish or DEFAULT_PUBLISH).strip(),
                             subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip())
 
 
 def named_logger(section):
     """ZConfig's LoggerFactory, named after the section (``<logger access>`` -> "access")."""
-    from ZConfig.components.logger.logger import LoggerFactory
     name = section.getSectionName()
     if not name:
         raise ValueError("a <logger> section needs a name, e.g. <logger access>")

@@ -1,33 +1,63 @@
 """The server's view of zope.conf: one frozen, validated object built from the ZConfig root."""
 
+import socket
 from dataclasses import dataclass
 
-import socket
-
-from .datatypes import EventBusSettings, Listener, WebSocketSettings
+from .datatypes import EventBusSettings, Listener, WebSocketSettings, reactor_name
 
 
 class SettingsError(ValueError):
     """zope.conf parsed, but its server settings do not make sense together."""
 
 
+SECONDS = 1.0
+KB = 1024
+
+
 @dataclass(frozen=True)
 class ServerSettings:
+    """Everything the server needs from zope.conf (or paste options), handed to each object
+    that uses it when it is built. The zope.conf key of each field is its name with dashes."""
+
+    #: the sockets to open: <http-server>, <https-server>, <webdav-source-server>
     listeners: tuple[Listener, ...]
+    #: publisher threads (server-threads), each with its own ZODB connection
     threads: int = 4
+    #: auto, uvloop, asyncio or default
     reactor: str = "auto"
+    #: access log line format: common or combined
     access_log_format: str = "combined"
-    max_request_body_size: int = 1 << 30
-    request_spool_threshold: int = 512 * 1024
-    max_header_size: int = 64 * 1024
+    #: larger request bodies get 413; 0 means no limit
+    max_request_body_size: int = 1024 * 1024 * KB
+    #: request bodies above this (or of unknown length) are spooled to a temporary file
+    request_spool_threshold: int = 512 * KB
+    #: request line plus headers (HTTP/1.1), decoded header list (HTTP/2); more gets 431
+    max_header_size: int = 64 * KB
+    #: header lines per request; more gets 431
     max_headers: int = 200
-    idle_timeout: float = 60.0
+    #: connections idle this long are closed (not while a request is published or sent)
+    idle_timeout: float = 60 * SECONDS
+    #: open HTTP connections per process (WebSockets have their own limit)
     max_connections: int = 1000
-    shutdown_timeout: float = 30.0
-    stream_chunk_size: int = 256 * 1024
+    #: on SIGTERM, how long requests in flight may take before the process stops anyway
+    shutdown_timeout: float = 30 * SECONDS
+    #: size of the reads when streaming files and blobs from the reactor
+    stream_chunk_size: int = 256 * KB
+    #: addresses whose X-Forwarded-For/-Proto/-Host are believed
     trusted_proxies: tuple[str, ...] = ()
+    #: requests of one connection in the publisher pool at once (queued or running); 0 = threads
+    max_publishing_per_connection: int = 0
+    #: SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients
+    http2_max_concurrent_streams: int = 100
+    #: stream resets (by the client, or by us for 413) an HTTP/2 connection may cause at once
+    http2_max_reset_burst: int = 100
+    #: resets per second given back to that budget; past it: GOAWAY ENHANCE_YOUR_CALM
+    http2_reset_rate: float = 10.0
+    #: the <websocket> section, or None for no WebSocket endpoint
     websocket: WebSocketSettings | None = None
+    #: the <event-bus> section, or None for in-process events only
     event_bus: EventBusSettings | None = None
+    #: X-Txzserver-Instance header and WebSocket welcome; the host name when empty
     instance_name: str = ""
 
     def __post_init__(self):
@@ -41,6 +71,12 @@ class ServerSettings:
             raise SettingsError(f"max-connections must be at least 1, not {self.max_connections}")
         if self.max_header_size < 1024:
             raise SettingsError(f"max-header-size must be at least 1KB, not {self.max_header_size}")
+        if self.max_publishing_per_connection < 0:
+            raise SettingsError("max-publishing-per-connection must be 0 (= server-threads) or more")
+        if self.http2_max_concurrent_streams < 1:
+            raise SettingsError("http2-max-concurrent-streams must be at least 1")
+        if self.http2_max_reset_burst < 1 or self.http2_reset_rate <= 0:
+            raise SettingsError("http2-max-reset-burst and http2-reset-rate must be positive")
         if self.stream_chunk_size < 1024:
             raise SettingsError(f"stream-chunk-size must be at least 1KB, not {self.stream_chunk_size}")
         sources = [s for s in self.listeners if s.kind == "webdav-source"]
@@ -53,6 +89,11 @@ class ServerSettings:
                 raise SettingsError(
                     f"two server sections listen on {listener.host or '*'}:{listener.port}")
             seen.add(key)
+
+    @property
+    def publish_share(self) -> int:
+        """Requests of one connection in the publisher pool at once."""
+        return self.max_publishing_per_connection or self.threads
 
     @property
     def webdav_source_port(self) -> int:
@@ -74,7 +115,58 @@ class ServerSettings:
             shutdown_timeout=float(root.shutdown_timeout),
             stream_chunk_size=root.stream_chunk_size,
             trusted_proxies=tuple(root.trusted_proxies or ()),
+            max_publishing_per_connection=root.max_publishing_per_connection,
+            http2_max_concurrent_streams=root.http2_max_concurrent_streams,
+            http2_max_reset_burst=root.http2_max_reset_burst,
+            http2_reset_rate=float(root.http2_reset_rate),
             websocket=root.websocket,
             event_bus=root.event_bus,
             instance_name=root.instance_name,
         )
+
+    @classmethod
+    def from_paste(cls, listen="127.0.0.1:8080", h2c="on", **options):
+        """Settings from ``[server:main]`` options of a zope.ini (strings); ValueError for
+        unknown or bad ones. Each option is the zope.conf key with underscores."""
+        unknown = sorted(set(options) - set(PASTE_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown txzserver option(s): {', '.join(unknown)};"
+                             f" known: listen, h2c, {', '.join(sorted(PASTE_OPTIONS))}")
+        h2c_on = _paste_bool(h2c)
+        listeners = tuple(Listener("http", *_paste_address(a), h2c=h2c_on) for a in listen.split())
+        values = {PASTE_OPTIONS[k][0]: PASTE_OPTIONS[k][1](v) for k, v in options.items()}
+        return cls(listeners=listeners, **values)
+
+
+def _paste_bool(value):
+    value = str(value).strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _paste_address(value):
+    host, _, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit():
+        raise ValueError(f"listen address needs host:port, not {value!r}")
+    return host, int(port)
+
+
+#: paste option -> (ServerSettings field, converter)
+PASTE_OPTIONS = {
+    "threads": ("threads", int),
+    "reactor": ("reactor", reactor_name),
+    "max_request_body_size": ("max_request_body_size", int),
+    "max_header_size": ("max_header_size", int),
+    "idle_timeout": ("idle_timeout", float),
+    "max_connections": ("max_connections", int),
+    "shutdown_timeout": ("shutdown_timeout", float),
+    "trusted_proxy": ("trusted_proxies", lambda v: tuple(v.split())),
+    "max_publishing_per_connection": ("max_publishing_per_connection", int),
+    "http2_max_concurrent_streams": ("http2_max_concurrent_streams", int),
+    "http2_max_reset_burst": ("http2_max_reset_burst", int),
+    "http2_reset_rate": ("http2_reset_rate", float),
+}

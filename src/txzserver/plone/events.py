@@ -58,11 +58,11 @@ def object_uid(obj):
     return IUUID(obj, None) or ""
 
 
-def build_event(obj, type, message="", guard=None, path=None, url=None):
+def build_event(obj, event_type, message="", guard=None, path=None, url=None):
     """An Event describing ``obj`` now; ``guard`` defaults to the object's current guard."""
     title = obj.Title() if callable(getattr(obj, "Title", None)) else getattr(obj, "title", "")
     return Event(
-        type=type,
+        type=event_type,
         path=path or object_path(obj),
         uid=object_uid(obj),
         url=url if url is not None else obj.absolute_url(),

@@ -1,6 +1,7 @@
 """Build the WSGI environ Zope's publisher expects from a Twisted request (reactor thread)."""
 
 import ipaddress
+import socket
 import sys
 from urllib.parse import unquote_to_bytes
 
@@ -39,7 +40,6 @@ def _networks(entry):
         return [ipaddress.ip_network(entry, strict=False)]
     except ValueError:
         pass
-    import socket
     try:
         infos = socket.getaddrinfo(entry, None, proto=socket.IPPROTO_TCP)
     except OSError as exc:

@@ -3,6 +3,7 @@
 import ipaddress
 
 from twisted.internet import endpoints, ssl
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 
 def tls_options(listener):
@@ -47,7 +48,6 @@ def endpoint_for(reactor, listener):
 
 
 def _tls_factory(factory, listener):
-    from twisted.protocols.tls import TLSMemoryBIOFactory
     return TLSMemoryBIOFactory(tls_options(listener), False, factory)
 
 

@@ -1,23 +1,28 @@
 """Publish requests with Zope on a dedicated thread pool; send the response from the reactor.
 
-Flow: ``ZopeResource.render`` (reactor) builds the environ and queues ``_run_app`` on the
-pool. The worker calls the WSGI app (Zope's ``publish_module`` behind its exception
-middleware) and returns a ``Response``: status, headers and either the body chunks it
-collected or a file/stream iterator that the reactor streams by itself. Bodies that are
-generic iterators are written from the worker with backpressure: it waits while the
-client is not reading, and stops when the client is gone.
+Flow: ``ZopeResource.render`` (reactor) builds the environ and hands a ``PublishTask`` to
+the connection's ``PublishQueue``, which queues ``_run_app`` on the pool when the connection
+has fewer than its share of requests there (h2 multiplexing must not let one client fill the
+pool). A task whose client went away before a worker took it is dropped unpublished.
+
+The worker calls the WSGI app (Zope's ``publish_module`` behind its exception middleware)
+and returns a ``Response``: status, headers and either the body chunks it collected or a
+file/stream iterator that the reactor streams by itself. Bodies that are generic iterators
+are written from the worker with backpressure: it waits while the client is not reading,
+and stops when the client is gone.
 """
 
 import threading
 from dataclasses import dataclass, field
 
-from twisted.internet import defer
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
 from twisted.logger import Logger
 from twisted.web import resource, server
-from zope.interface import implementer, providedBy
+from ZPublisher.Iterators import IUnboundStreamIterator
+from zope.interface import providedBy
 
+from ..transfer import ClientGone, PauseObserver, close_body
+from .admission import PublishQueue
 from .environ import SERVER_SOFTWARE, build_environ
 from .streaming import BodyProducer, StreamBody
 
@@ -29,10 +34,6 @@ SINGLE_VALUED = frozenset({b"date", b"server", b"content-length", b"content-type
 
 #: Worker output kept in memory before it is handed to the reactor with backpressure.
 BUFFERED_BODY_LIMIT = 1 << 20
-
-
-class ClientGone(Exception):
-    """The client disconnected while the worker was still producing the body."""
 
 
 @dataclass
@@ -49,13 +50,7 @@ class Response:
 
 def _is_stream(result):
     """True for bodies the reactor can stream without the worker: files, Zope stream iterators."""
-    if isinstance(result, StreamBody):
-        return True
-    try:
-        from ZPublisher.Iterators import IUnboundStreamIterator
-    except ImportError:  # pragma: no cover - Zope is always there in production
-        return False
-    return IUnboundStreamIterator in providedBy(result)
+    return isinstance(result, StreamBody) or IUnboundStreamIterator in providedBy(result)
 
 
 def _content_length(headers):
@@ -68,14 +63,14 @@ def _content_length(headers):
     return None
 
 
-class ResponseChannel:
-    """The per-request bridge between the worker thread and the Twisted request."""
+class PublishTask:
+    """One request's trip through the publisher: the worker's side (WSGI ``start_response``
+    and ``write``) and the reactor's (headers, body, streaming, errors)."""
 
-    def __init__(self, reactor, request, chunk_size, instance_name=""):
+    def __init__(self, reactor, request, settings):
         self.reactor = reactor
-        self.instance_name = instance_name
+        self.settings = settings
         self.request = request
-        self.chunk_size = chunk_size
         self.response = Response()
         self.gone = threading.Event()
         self.headers_sent = False
@@ -112,9 +107,9 @@ class ResponseChannel:
         request.setResponseCode(int(code), reason.encode("latin-1") or None)
         request.responseHeaders.removeHeader(b"content-type")
         request.responseHeaders.setRawHeaders(b"server", [SERVER_SOFTWARE.encode()])
-        if self.instance_name:
+        if self.settings.instance_name:
             request.responseHeaders.setRawHeaders(b"x-txzserver-instance",
-                                                  [self.instance_name.encode("utf-8")])
+                                                  [self.settings.instance_name.encode("utf-8")])
         grouped = {}
         for name, value in self.response.headers:
             grouped.setdefault(name.lower().encode("latin-1"), []).append(value.encode("latin-1"))
@@ -133,7 +128,7 @@ class ResponseChannel:
             raise ClientGone()
         self._send_headers()
         if self._waiter is None:
-            self._waiter = _DrainWaiter()
+            self._waiter = PauseObserver()
             self.request.registerProducer(self._waiter, True)
         self.request.write(data)
         return self._waiter.wait()
@@ -148,20 +143,21 @@ class ResponseChannel:
         self._release_waiter()
         if self.gone.is_set() or self.finished:
             if response.stream is not None:
-                _close_quietly(response.stream)
+                close_body(response.stream)
             return
         self._send_headers()
         for chunk in response.chunks:
             self.request.write(chunk)
         if response.stream is None or self.request.method == b"HEAD":
             if response.stream is not None:
-                _close_quietly(response.stream)
+                close_body(response.stream)
             self._finish()
             return
         length = _content_length(response.headers)
         if length is not None and response.trailer:
             length = max(length - len(response.trailer), 0)
-        BodyProducer(self.request, response.stream, length, self.chunk_size, self._stream_done).start()
+        BodyProducer(self.request, response.stream, length, self.settings.stream_chunk_size,
+                     self._stream_done).start()
 
     def _stream_done(self, producer, error):
         self.request.unregisterProducer()
@@ -202,56 +198,12 @@ class ResponseChannel:
             self.request.finish()
 
 
-@implementer(IPushProducer)
-class _DrainWaiter:
-    """Push producer that only observes the transport: paused while its buffer is full."""
-
-    def __init__(self):
-        self.paused = False
-        self.stopped = False
-        self._waiting = None
-
-    def wait(self):
-        """A Deferred firing when the transport is not paused (ClientGone once stopped)."""
-        if self.stopped:
-            return defer.fail(ClientGone())
-        if not self.paused:
-            return defer.succeed(None)
-        if self._waiting is None:
-            self._waiting = defer.Deferred()
-        return self._waiting
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None:
-            waiting.callback(None)
-
-    def stopProducing(self):
-        self.stopped = True
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None:
-            waiting.errback(ClientGone())
-
-
-def _close_quietly(body):
-    try:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    except Exception:
-        log.failure("closing a response body failed")
-
-
 class ZopeResource(resource.Resource):
     """The single Twisted resource of a listener: every path goes to Zope.
 
     ``app`` is a WSGI application (Zope's publish_module in HTTPExceptionHandler);
     ``pool`` a started ThreadPool of server-threads workers; ``tracker`` counts requests
-    in flight for graceful shutdown.
+    in flight for graceful shutdown; ``websocket`` (optional) takes the handshakes.
     """
 
     isLeaf = True
@@ -277,21 +229,38 @@ class ZopeResource(resource.Resource):
             if handled is not None:
                 return handled
         environ["wsgi.file_wrapper"] = StreamBody
-        channel = ResponseChannel(self.reactor, request, self.settings.stream_chunk_size,
-                                  self.settings.instance_name)
+        task = PublishTask(self.reactor, request, self.settings)
         self.tracker.started()
         request.notifyFinish().addBoth(self.tracker.ended)
-        request.notifyFinish().addErrback(channel.client_gone)
-        d = deferToThreadPool(self.reactor, self.pool, self._run_app, environ, channel)
-        d.addCallbacks(channel.deliver, channel.fail)
-        d.addErrback(lambda f: log.failure("sending the response to {uri} failed", f, uri=request.uri))
+        request.notifyFinish().addErrback(task.client_gone)
+        self._queue_of(request).submit(lambda: self._publish(environ, task), task.gone.is_set)
         return server.NOT_DONE_YET
 
-    def _run_app(self, environ, channel):
+    def _queue_of(self, request):
+        """The PublishQueue of the request's connection (one per HTTP/1.1 or HTTP/2 connection)."""
+        protocol = getattr(request, "protocol", None)
+        queue = getattr(protocol, "publish_queue", None)
+        if queue is None:
+            queue = PublishQueue(self.settings.publish_share)
+            if protocol is not None:
+                protocol.publish_queue = queue
+        return queue
+
+    def _publish(self, environ, task):
+        """Queue ``task`` on the pool; the Deferred fires once its response is handed over."""
+        d = deferToThreadPool(self.reactor, self.pool, self._run_app, environ, task)
+        d.addCallbacks(task.deliver, task.fail)
+        d.addErrback(lambda f: log.failure("sending the response to {uri} failed", f,
+                                           uri=task.request.uri))
+        return d
+
+    def _run_app(self, environ, task):
         """Worker thread: run the app; return a Response for the reactor to send."""
-        result = self.app(environ, channel.start_response)
-        channel.request.remote_user = environ.get("REMOTE_USER")
-        response = channel.response
+        if task.gone.is_set():
+            raise ClientGone()  # reset or disconnected while queued: publish nothing
+        result = self.app(environ, task.start_response)
+        task.request.remote_user = environ.get("REMOTE_USER")
+        response = task.response
         if _is_stream(result):
             response.stream = result
             return response
@@ -305,15 +274,14 @@ class ZopeResource(resource.Resource):
             for chunk in result:
                 if not chunk:
                     continue
-                if channel.gone.is_set():
+                if task.gone.is_set():
                     raise ClientGone()
                 response.chunks.append(chunk)
                 buffered += len(chunk)
                 if buffered > BUFFERED_BODY_LIMIT:
                     chunks, response.chunks, buffered = response.chunks, [], 0
-                    channel.write(b"".join(chunks))
+                    task.write(b"".join(chunks))
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            close_body(result, quietly=False)
         return response
+

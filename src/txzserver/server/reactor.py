@@ -1,8 +1,6 @@
 """Choose and install the Twisted reactor before anything imports twisted.internet.reactor."""
 
-import logging
-
-log = logging.getLogger("txzserver")
+import sys
 
 
 def install_reactor(name="auto"):
@@ -11,7 +9,6 @@ def install_reactor(name="auto"):
     "auto" prefers uvloop through Twisted's asyncioreactor and falls back to Twisted's
     default (epoll on Linux). "uvloop" fails clearly when uvloop cannot be imported.
     """
-    import sys
     if "twisted.internet.reactor" in sys.modules:
         from twisted.internet import reactor
         return type(reactor).__name__

@@ -6,34 +6,39 @@ import tempfile
 from twisted.logger import Logger
 from twisted.web import server
 
-from .rejection import reject
-
-
 log = Logger()
 
 
 class ZopeRequest(server.Request):
-    """A request whose body is limited and spooled according to the site's settings.
+    """A request whose body is limited and spooled according to the ``ServerSettings``.
 
     Twisted keeps any body of unknown length or above 100 kB in a temporary file; we do
     the same with a configurable threshold and refuse bodies above max-request-body-size
-    as soon as the declared length (or the bytes received) says so. Reactor thread only.
+    as soon as the declared length (or the bytes received) says so. ``protocol`` is the
+    connection that made the request (``HTTP1Channel`` or ``H2Channel``): it knows how to
+    refuse it. Reactor thread only.
     """
 
     _body_received = 0
     _rejected = False
 
-    @property
-    def _settings(self):
-        return self.channel.site.settings
+    def __init__(self, channel, queued=None, *, settings, protocol=None):
+        super().__init__(channel)
+        self.settings = settings
+        self.protocol = protocol if protocol is not None else channel
+
+    def reject(self, code, reason):
+        """Answer ``code`` now, while the request is still being received."""
+        if self.channel is not None:
+            self.protocol.reject_request(self, code, reason)
 
     def gotLength(self, length):
-        limit = self._settings.max_request_body_size
+        limit = self.settings.max_request_body_size
         if limit and length is not None and length > limit:
             self.content = io.BytesIO()
             self._reject_body(length)
             return
-        if length is not None and length <= self._settings.request_spool_threshold:
+        if length is not None and length <= self.settings.request_spool_threshold:
             self.content = io.BytesIO()
         else:
             self.content = tempfile.TemporaryFile(prefix="txzserver-body-")
@@ -42,7 +47,7 @@ class ZopeRequest(server.Request):
         if self._rejected:
             return
         self._body_received += len(data)
-        limit = self._settings.max_request_body_size
+        limit = self.settings.max_request_body_size
         if limit and self._body_received > limit:
             self._reject_body(self._body_received)
             return
@@ -50,8 +55,8 @@ class ZopeRequest(server.Request):
 
     def _reject_body(self, size):
         self._rejected = True
-        limit = self._settings.max_request_body_size
-        reject(self, 413, f"request body of {size} bytes or more exceeds the limit of {limit} bytes"
+        limit = self.settings.max_request_body_size
+        self.reject(413, f"request body of {size} bytes or more exceeds the limit of {limit} bytes"
                           " (max-request-body-size)")
 
     def write(self, data):

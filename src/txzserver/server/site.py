@@ -1,13 +1,12 @@
-"""The Twisted Site of one listener: protocol choice, connection limit, access log."""
+"""The Twisted Site of one listener: protocol choice, the connection limit, the access log."""
 
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web import server
 
 from .accesslog import log_request
-from .channel import NegotiatingChannel
-from .rejection import http1_error_response
-from .request import ZopeRequest
+from .errors import http1_error_response
+from .negotiate import NegotiatingProtocol
 
 log = Logger()
 
@@ -32,15 +31,21 @@ class _Overloaded(Protocol):
         self.transport.loseConnection()
 
 
-class CountedChannel(NegotiatingChannel):
-    counter = None
+class CountedProtocol(NegotiatingProtocol):
+    """A connection that holds one slot of the process-wide ``ConnectionCounter``."""
+
+    def __init__(self, site, settings, counter, h2c=False):
+        super().__init__(site, settings, h2c)
+        self.counter = counter
+        self.counted = False
 
     def makeConnection(self, transport):
         self.counter.open += 1
+        self.counted = True
         super().makeConnection(transport)
 
     def connectionLost(self, reason):
-        self.counter.open -= 1
+        self._release_slot()
         super().connectionLost(reason)
 
     def detach(self):
@@ -50,18 +55,19 @@ class CountedChannel(NegotiatingChannel):
         thousands of them do not lock HTTP clients out of max-connections.
         """
         super().detach()
-        self.counter.open -= 1
-        self.counter = ConnectionCounter(0)  # nothing left to count for this connection
-        return lambda: None
+        self._release_slot()
+
+    def _release_slot(self):
+        if self.counted:
+            self.counted = False
+            self.counter.open -= 1
 
 
 class ZopeSite(server.Site):
-    """Site for one listener; ``settings`` is the ServerSettings of the process."""
-
-    requestFactory = ZopeRequest
+    """Site for one listener, built with the process's ``ServerSettings``."""
 
     def __init__(self, resource, settings, counter, h2c=False, reactor=None):
-        super().__init__(resource, requestFactory=ZopeRequest, timeout=settings.idle_timeout,
+        super().__init__(resource, timeout=settings.idle_timeout,
                          reactor=reactor)
         self.settings = settings
         self.counter = counter
@@ -74,17 +80,7 @@ class ZopeSite(server.Site):
             protocol = _Overloaded()
             protocol.factory = self
             return protocol
-        channel = CountedChannel()
-        channel.counter = self.counter
-        channel.factory = self
-        channel.site = self
-        channel.requestFactory = self.requestFactory
-        channel.timeOut = self.timeOut
-        channel.callLater = self.reactor.callLater
-        channel.h2c = self.h2c
-        channel.maxHeaders = self.settings.max_headers
-        channel.totalHeadersSize = self.settings.max_header_size
-        return channel
+        return CountedProtocol(self, self.settings, self.counter, h2c=self.h2c)
 
     def log(self, request):
         log_request(request, self.settings.access_log_format)

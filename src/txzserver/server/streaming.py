@@ -9,6 +9,8 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 
+from ..transfer import close_body
+
 log = Logger()
 
 
@@ -26,9 +28,8 @@ class StreamBody:
         return iter(lambda: self.filelike.read(self.block_size), b"")
 
     def close(self):
-        close = getattr(self.filelike, "close", None)
-        if close is not None:
-            close()
+        close_body(self.filelike, quietly=False)
+
 
 
 def chunk_reader(body, chunk_size):
@@ -110,8 +111,5 @@ class BodyProducer:
         if self._finished:
             return
         self._finished = True
-        try:
-            self.body.close()
-        except Exception:
-            log.failure("closing a streamed response body failed")
+        close_body(self.body)
         self._done(self, error)

@@ -10,6 +10,8 @@ import io
 import json
 from dataclasses import dataclass
 
+from ..transfer import close_body
+
 PRINCIPAL_VIEW = "@@txzserver-principal"
 DROPPED = ("HTTP_UPGRADE", "HTTP_CONNECTION", "HTTP_SEC_WEBSOCKET_KEY", "HTTP_SEC_WEBSOCKET_VERSION",
            "HTTP_SEC_WEBSOCKET_EXTENSIONS", "HTTP_SEC_WEBSOCKET_PROTOCOL")
@@ -56,9 +58,7 @@ def resolve_principal(app, handshake_environ, site_id):
     try:
         body = b"".join(result)
     finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+        close_body(result, quietly=False)
     code = int(status[0].split()[0]) if status else 500
     if code == 401:
         raise AuthenticationFailed(401, "authentication failed")

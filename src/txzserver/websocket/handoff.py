@@ -3,8 +3,8 @@
 Twisted Web has parsed the upgrade request; we detach its channel from the transport and
 connect the Autobahn protocol instead, then replay the request bytes so Autobahn performs
 the opening handshake itself (the approach of autobahn.twisted.resource.WebSocketResource,
-plus what our own channel needs: its timeout cancelled, its producer registration released
-and the connection still counted against max-connections until the socket closes).
+plus what our own HTTP/1.1 channel needs: ``release_transport()`` cancels its timeout and
+releases its producer registration, and the connection leaves the HTTP connection count).
 """
 
 from twisted.protocols.policies import ProtocolWrapper
@@ -28,10 +28,9 @@ def hand_off(request, protocol):
     """Give ``request``'s connection to ``protocol``; False if this is not HTTP/1.1."""
     channel = request.channel
     transport = getattr(channel, "transport", None)
-    if transport is None or not hasattr(channel, "_networkProducer"):
+    if transport is None or not hasattr(channel, "release_transport"):
         return False  # HTTP/2 streams cannot be taken over (no RFC 8441 here)
-    channel.setTimeout(None)
-    channel._networkProducer.unregisterProducer()
+    channel.release_transport()
     channel.transport = None
     if isinstance(transport, ProtocolWrapper):  # TLS: the wrapper feeds our channel
         transport.wrappedProtocol = protocol
@@ -39,7 +38,7 @@ def hand_off(request, protocol):
         transport.protocol = protocol
     owner = getattr(channel, "owner", None)
     if owner is not None:
-        protocol.release_connection_slot = owner.detach()
+        owner.detach()  # leaves the HTTP connection count
     protocol.makeConnection(transport)
     transport.resumeProducing()
     protocol.dataReceived(replayed_request(request))

@@ -9,11 +9,10 @@ import json
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from zope.interface import implementer
 
+from ..transfer import PauseObserver
 from .auth import AuthenticationFailed, resolve_principal
 from .fanout import Subscriber, normalize_path
 
@@ -23,32 +22,12 @@ MAX_SUBSCRIPTIONS = 64
 MAX_PENDING_WHILE_PAUSED = 256
 
 
-@implementer(IPushProducer)
-class _ReadObserver:
-    """Registered with the transport: paused while the client is not reading its socket."""
-
-    def __init__(self):
-        self.paused = False
-        self.pending = 0
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        self.pending = 0
-
-    def stopProducing(self):
-        self.paused = True
-
-
 class NotificationProtocol(WebSocketServerProtocol):
     """One connection; ``handshake`` (environ, site id, first path) is set at hand-off."""
 
     handshake = None
     principal = None
     subscriber = None
-    release_connection_slot = None
 
     # Handshake (reactor thread; the principal lookup runs in the publisher pool)
 
@@ -75,7 +54,7 @@ class NotificationProtocol(WebSocketServerProtocol):
         raise ConnectionDeny(500, "principal lookup failed")
 
     def onOpen(self):
-        self.reader = _ReadObserver()
+        self.reader = PauseObserver()
         self.transport.registerProducer(self.reader, True)
         service = self.factory.service
         path = self.handshake["path"] or self.principal.site_path
@@ -121,12 +100,6 @@ class NotificationProtocol(WebSocketServerProtocol):
             self.factory.service.hub.remove(self.subscriber)
             self.subscriber = None
 
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        if self.release_connection_slot is not None:
-            self.release_connection_slot()
-            self.release_connection_slot = None
-
     # Helpers
 
     def _send(self, payload):
@@ -134,10 +107,9 @@ class NotificationProtocol(WebSocketServerProtocol):
             return  # closing: still in the hub until the socket closes; sendMessage would raise
         reader = getattr(self, "reader", None)
         if reader is not None and reader.paused:
-            reader.pending += 1
-            if reader.pending > MAX_PENDING_WHILE_PAUSED:
+            if reader.wrote_while_paused() > MAX_PENDING_WHILE_PAUSED:
                 log.info("closing a WebSocket that stopped reading ({n} events pending)",
-                         n=reader.pending)
+                         n=reader.backlog)
                 self.dropConnection(abort=True)
                 return
         # max-message-size limits what clients send; Autobahn applies it to sending as well

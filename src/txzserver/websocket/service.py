@@ -5,7 +5,6 @@ from urllib.parse import parse_qs
 from twisted.logger import Logger
 from twisted.web import server
 
-from ..server.rejection import REASONS
 from .fanout import Hub, normalize_path
 from .handoff import hand_off, is_websocket_upgrade
 from .protocol import make_factory
@@ -87,8 +86,11 @@ class NotificationService:
                 protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
 
 
+_REASONS = {400: b"Bad Request", 426: b"Upgrade Required"}
+
+
 def _error(request, code, reason, upgrade=False):
-    request.setResponseCode(code, REASONS.get(code))
+    request.setResponseCode(code, _REASONS.get(code))
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     if upgrade:
         request.setHeader(b"upgrade", b"websocket")

@@ -6,6 +6,16 @@ Zope's own WSGIStarter.prepare(); we only feed it our listeners' facts first.
 
 import logging
 
+import Zope2
+from App.config import setConfiguration
+from Zope2.Startup import get_wsgi_starter
+from Zope2.Startup.handlers import handleWSGIConfig
+from zope.component import provideUtility
+
+from ..bus.interfaces import IEventPublisher
+from . import davpatches
+from .publish import make_app
+
 log = logging.getLogger("txzserver")
 
 
@@ -31,9 +41,6 @@ def configure_logging(root):
 
 def start_zope(opts, settings):
     """Configure and start Zope; return the WSGI application to publish with."""
-    from App.config import setConfiguration
-    from Zope2.Startup import get_wsgi_starter
-    from Zope2.Startup.handlers import handleWSGIConfig
 
     root = opts.configroot
     if settings.webdav_source_port:
@@ -43,22 +50,17 @@ def start_zope(opts, settings):
     starter = get_wsgi_starter()
     starter.setConfiguration(root)
     starter.prepare()
-    from . import davpatches
     davpatches.apply()
-    from .zopeapp import make_app
     return make_app()
 
 
 def register_event_publisher(publisher):
     """Make ``publisher`` the IEventPublisher the Zope add-on sends committed events to."""
-    from zope.component import provideUtility
-    from .bus.interfaces import IEventPublisher
     provideUtility(publisher, IEventPublisher)
 
 
 def close_zope():
     """Close the ZODB databases (reactor 'after shutdown')."""
-    import Zope2
     db = getattr(Zope2, "DB", None)
     if db is not None:
         db.close()

@@ -4,7 +4,7 @@ import os
 import secrets
 from string import Template
 
-TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config", "zope.conf.in")
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config", "zope.conf.in")
 
 FILESTORAGE = """<zodb_db main>
   mount-point /

@@ -1,15 +1,15 @@
-"""txzserver.server.rejection: early error responses on HTTP/1.1 and HTTP/2."""
+"""txzserver.server.errors: early error responses, and how each protocol sends them."""
 
 from twisted.internet.testing import StringTransport
 
-from txzserver.server import rejection
-from txzserver.server.channel import LimitedHTTPChannel
+from txzserver.server import errors
+from txzserver.server.http1 import HTTP1Channel
 
 from .helpers import connect, make_site, parse_http1
 
 
 def test_http1_error_response_is_complete():
-    data = rejection.http1_error_response(413, "too big (max-request-body-size)")
+    data = errors.http1_error_response(413, "too big (max-request-body-size)")
     code, headers, body = parse_http1(data)
     assert data.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
     assert code == 413
@@ -20,7 +20,7 @@ def test_http1_error_response_is_complete():
 
 
 def test_http1_error_response_unknown_code_and_utf8_reason():
-    data = rejection.http1_error_response(499, "caf\u00e9")
+    data = errors.http1_error_response(499, "caf\u00e9")
     assert data.startswith(b"HTTP/1.1 499 Error\r\n")
     code, headers, body = parse_http1(data)
     assert body == "caf\u00e9\n".encode("utf-8")
@@ -28,17 +28,17 @@ def test_http1_error_response_unknown_code_and_utf8_reason():
 
 
 def test_every_known_reason_is_bytes():
-    for code, reason in rejection.REASONS.items():
+    for code, reason in errors.REASONS.items():
         assert isinstance(reason, bytes) and reason
-        assert rejection.http1_error_response(code, "x").split(b"\r\n")[0].endswith(reason)
+        assert errors.http1_error_response(code, "x").split(b"\r\n")[0].endswith(reason)
 
 
-def test_reject_http1_writes_once_and_closes():
+def test_http1_reject_writes_once_and_closes():
     site = make_site()
     protocol, transport = connect(site)
     channel = protocol.channel
-    rejection.reject_http1(channel, 431, "first")
-    rejection.reject_http1(channel, 400, "second")
+    channel.reject(431, "first")
+    channel.reject(400, "second")
     assert transport.value().count(b"HTTP/1.1 ") == 1
     assert parse_http1(transport.value())[0] == 431
     assert transport.disconnecting
@@ -48,27 +48,29 @@ def test_reject_http1_writes_once_and_closes():
     assert transport.value().count(b"HTTP/1.1 ") == 1
 
 
-def test_reject_without_channel_does_nothing():
-    class Finished:
-        channel = None
-    rejection.reject(Finished(), 413, "late")
+def test_reject_of_a_finished_request_does_nothing():
+    from txzserver.server.request import ZopeRequest
+    site = make_site()
+    protocol, transport = connect(site)
+    request = ZopeRequest(protocol.channel, settings=site.settings)
+    request.channel = None  # what Twisted does once the request is finished
+    request.reject(413, "late")
+    assert transport.value() == b""
 
 
-def test_reject_on_http1_request_uses_the_channel():
+def test_request_reject_on_http1_uses_its_channel():
+    from txzserver.server.request import ZopeRequest
     site = make_site()
     protocol, transport = connect(site)
     channel = protocol.channel
-
-    class Request:
-        pass
-    request = Request()
-    request.channel = channel
-    rejection.reject(request, 413, "too big")
+    request = channel.requestFactory(channel, 0)
+    assert isinstance(request, ZopeRequest) and request.protocol is channel
+    request.reject(413, "too big")
     assert parse_http1(transport.value())[:1] == (413,)
-    assert isinstance(channel, LimitedHTTPChannel)
+    assert isinstance(channel, HTTP1Channel)
 
 
 def test_peer_of_odd_transports():
-    assert rejection._peer(object()) == "?"
+    assert errors.peer_of(object()) == "?"
     transport = StringTransport()
-    assert rejection._peer(transport) == "192.168.1.1:54321"
+    assert errors.peer_of(transport) == "192.168.1.1:54321"

@@ -9,7 +9,11 @@ handed to the reactor to stream like a blob.
 import functools
 import tempfile
 
-from .server.streaming import StreamBody
+from ZPublisher.HTTPResponse import WSGIResponse
+from ZPublisher.WSGIPublisher import publish_module
+from ZPublisher.httpexceptions import HTTPExceptionHandler
+
+from ..server.streaming import StreamBody
 
 #: RESPONSE.write() output kept in memory before it spills to a temporary file.
 SPOOL_THRESHOLD = 1 << 20
@@ -28,15 +32,13 @@ class SpooledStdout(tempfile.SpooledTemporaryFile):
         return StreamBody(self)
 
 
-def spooling_response(stdout=None, stderr=None):
-    """``_response_factory`` for publish_module: a WSGIResponse writing to SpooledStdout."""
-    from ZPublisher.HTTPResponse import WSGIResponse
+def spooling_response(stderr=None, **ignored):
+    """``_response_factory`` for publish_module: a WSGIResponse writing to SpooledStdout
+    (whatever ``stdout`` publish_module offers)."""
     return WSGIResponse(stdout=SpooledStdout(), stderr=stderr)
 
 
 def make_app():
     """Zope's publish_module behind its HTTP exception middleware (as in zope.ini)."""
-    from ZPublisher.WSGIPublisher import publish_module
-    from ZPublisher.httpexceptions import HTTPExceptionHandler
     return HTTPExceptionHandler(functools.partial(publish_module,
                                                   _response_factory=spooling_response))

@@ -1,40 +1,51 @@
-"""Run Zope under Twisted: thread pool, listeners, signals, graceful shutdown."""
+"""The wiring: settings -> thread pool, sites, WebSocket service, event bus; Zope through zope/.
+
+The only module (with cli.py and paste.py) that knows every package. Nothing here runs at
+import: the reactor is installed by ``serve`` (or paste) before ``run`` imports it.
+"""
 
 import logging
+import resource
 import sys
 
-from .reactor import install_reactor
-from ..startup import register_event_publisher
-from ..websocket.fanout import Hub
+from twisted.python import log as twisted_log
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from .bus.publishers import LocalPublisher, ZmqBus
+from .server.environ import ProxyTrust
+from .server.listeners import endpoint_for, url_of
+from .server.publisher import ZopeResource
+from .server.reactor import install_reactor
+from .server.shutdown import InFlight, drain
+from .server.site import ConnectionCounter, ZopeSite
+from .websocket.fanout import Hub
+from .websocket.service import NotificationService
+from .zope.startup import close_zope, configure_logging, register_event_publisher, start_zope
 
 log = logging.getLogger("txzserver")
 
 
-class ListenError(Exception):
+class BindError(Exception):
     """A configured socket could not be opened (port taken, bad address, bad certificate)."""
 
 
 def build_sites(reactor, pool, app, settings, tracker, websocket=None):
     """One ZopeSite per configured listener (the WebSocket endpoint on each except webdav-source)."""
-    from .environ import ProxyTrust
-    from .publisher import ZopeResource
-    from .site import ConnectionCounter, ZopeSite
-
     trust = ProxyTrust(settings.trusted_proxies)
     counter = ConnectionCounter(settings.max_connections)
     sites = []
     for listener in settings.listeners:
-        resource = ZopeResource(reactor, pool, app, settings, trust,
-                                secure=listener.kind == "https", tracker=tracker,
-                                websocket=None if listener.kind == "webdav-source" else websocket)
-        sites.append((listener, ZopeSite(resource, settings, counter, h2c=listener.h2c,
+        resource_ = ZopeResource(reactor, pool, app, settings, trust,
+                                 secure=listener.kind == "https", tracker=tracker,
+                                 websocket=None if listener.kind == "webdav-source" else websocket)
+        sites.append((listener, ZopeSite(resource_, settings, counter, h2c=listener.h2c,
                                          reactor=reactor)))
     return sites
 
 
-def make_publisher(reactor, hub, settings):
+def make_event_publisher(reactor, hub, settings):
     """The IEventPublisher: over ZeroMQ when an <event-bus> is configured, else in-process."""
-    from ..bus.publishers import LocalPublisher, ZmqBus
     if settings.event_bus is None:
         return LocalPublisher(reactor, hub)
     bus = settings.event_bus
@@ -42,21 +53,18 @@ def make_publisher(reactor, hub, settings):
     return ZmqBus(reactor, hub, bus.publish, bus.subscribe)
 
 
-def listen(reactor, sites):
-    """Open every listener now (before the reactor runs); ListenError on the first failure."""
-    from twisted.python.failure import Failure
-    from .listeners import endpoint_for, url_of
-
+def open_listeners(reactor, sites):
+    """Bind every listener now (before the reactor runs); BindError on the first failure."""
     ports = []
     for listener, site in sites:
         outcome = []
         try:
             endpoint_for(reactor, listener).listen(site).addBoth(outcome.append)
         except Exception as exc:  # bad certificate files and the like
-            raise ListenError(f"{listener.kind} {listener.host}:{listener.port}: {exc}") from exc
+            raise BindError(f"{listener.kind} {listener.host}:{listener.port}: {exc}") from exc
         if not outcome or isinstance(outcome[0], Failure):
             reason = outcome[0].getErrorMessage() if outcome else "listen did not complete"
-            raise ListenError(f"cannot listen on {listener.host or '*'}:{listener.port}: {reason}")
+            raise BindError(f"cannot listen on {listener.host or '*'}:{listener.port}: {reason}")
         port = outcome[0]
         ports.append(port)
         extra = " (HTTP/2 by ALPN)" if listener.http2 else " (h2c)" if listener.h2c else ""
@@ -71,11 +79,8 @@ def serve(opts, settings, site_id=None, site_factory=None):
     The sockets are opened before Zope starts, so a taken port fails in a fraction of a
     second; connections made while Zope starts wait in the listen backlog.
     """
-    from ..startup import close_zope, configure_logging, start_zope
-
     configure_logging(opts.configroot)
-    reactor_name = install_reactor(settings.reactor)
-    log.info("reactor: %s", reactor_name)
+    log.info("reactor: %s", install_reactor(settings.reactor))
 
     def start_app():
         app = start_zope(opts, settings)
@@ -88,7 +93,6 @@ def serve(opts, settings, site_id=None, site_factory=None):
 
 def raise_open_file_limit():
     """Lift the soft limit on open files to the hard one: each connection is a descriptor."""
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         try:
@@ -105,12 +109,7 @@ def run(app_factory, settings, on_stop=None):
     The reactor must be installed already (install_reactor). ``on_stop`` runs after the
     reactor shut down (closing the ZODB). Returns the process exit status.
     """
-    from twisted.internet import reactor
-    from twisted.python import log as twisted_log
-    from twisted.python.threadpool import ThreadPool
-
-    from .shutdown import InFlight, drain
-    from ..websocket.service import NotificationService
+    from twisted.internet import reactor  # installed by the caller: import it only now
 
     twisted_log.PythonLoggingObserver("txzserver.twisted").start()
     log.info("open file limit: %s", raise_open_file_limit())
@@ -122,9 +121,9 @@ def run(app_factory, settings, on_stop=None):
         websocket = NotificationService(reactor, pool, settings.websocket, settings.instance_name, hub)
     try:
         sites = build_sites(reactor, pool, None, settings, tracker, websocket)
-        ports = listen(reactor, sites)
-        publisher = make_publisher(reactor, hub, settings)
-    except (ListenError, ValueError) as exc:
+        ports = open_listeners(reactor, sites)
+        publisher = make_event_publisher(reactor, hub, settings)
+    except (BindError, ValueError) as exc:
         log.error("%s", exc)
         print(f"txzserver: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,42 @@
+"""Error responses sent before Zope sees a request: the status, a reason, and who was refused.
+
+Twisted only knows a bare "400 Bad Request" for requests it refuses while reading them. Each
+protocol rejects in its own way (``HTTP1Channel.reject_request`` closes the connection,
+``H2Channel.reject_request`` resets only the stream, RFC 9113 8.1); this module holds what they
+share: the reason phrases, the bytes of an HTTP/1.1 error response and the peer for the log.
+"""
+
+REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    426: b"Upgrade Required",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+    507: b"Insufficient Storage",
+}
+
+
+def error_body(reason: str) -> bytes:
+    return reason.encode("utf-8") + b"\n"
+
+
+def http1_error_response(code: int, reason: str) -> bytes:
+    """The bytes of a complete HTTP/1.1 error response that closes the connection."""
+    body = error_body(reason)
+    return b"".join([
+        b"HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, b"Error")),
+        b"Content-Type: text/plain; charset=utf-8\r\n",
+        b"Content-Length: %d\r\n" % len(body),
+        b"Connection: close\r\n\r\n",
+        body,
+    ])
+
+
+def peer_of(transport) -> str:
+    """``host:port`` of the client, for log lines ("?" when the transport cannot tell)."""
+    try:
+        peer = transport.getPeer()
+        return f"{peer.host}:{peer.port}"
+    except Exception:
+        return "?"

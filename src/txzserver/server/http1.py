@@ -1,0 +1,165 @@
+"""HTTP/1.1: Twisted's channel with our limits, errors that say why, and the h2c upgrade offer.
+
+Every private HTTPChannel name used by txzserver is used here, and listed in
+PRIVATE_TWISTED_NAMES (``tests/unit/test_twisted_private.py`` fails, naming the attribute,
+when a Twisted upgrade removes one).
+"""
+
+from twisted.logger import Logger
+from twisted.web import http
+
+from .errors import http1_error_response, peer_of
+from .request import ZopeRequest
+
+#: HTTPChannel internals this module relies on (checked by a unit test).
+PRIVATE_TWISTED_NAMES = (
+    "_receivedHeaderCount",               # header lines of the request being read
+    "_respondToBadRequestAndDisconnect",  # Twisted's bare 400, replaced by reject()
+    "_networkProducer",                   # the transport's producer registration (hand-offs)
+    "_buffer",                            # bytes received after the request (h2c upgrade)
+    "_command", "_path", "_version",      # the request line being handled
+    "_handlingRequest",                   # a request is being answered
+)
+
+log = Logger()
+
+#: Connection-specific HTTP/1.1 headers, not carried over to the HTTP/2 request (RFC 9113 8.2.2).
+HOP_BY_HOP = {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
+              b"te", b"transfer-encoding", b"host"}
+
+
+def _tokens(headers, name):
+    return {t.strip().lower() for v in headers.getRawHeaders(name, []) for t in v.split(b",")}
+
+
+def h2c_upgrade_offer(request):
+    """The HTTP2-Settings header value when ``request`` asks for h2c, else None.
+
+    RFC 7540 3.2: "Upgrade: h2c", "Connection: Upgrade, HTTP2-Settings" and exactly one
+    HTTP2-Settings header. Like Hypercorn we only upgrade requests without a body: a body
+    would have to be read over HTTP/1.1 and then replayed as stream 1.
+    """
+    headers = request.requestHeaders
+    offered = headers.getRawHeaders(b"http2-settings", [])
+    if (b"h2c" not in _tokens(headers, b"upgrade") or len(offered) != 1
+            or not {b"upgrade", b"http2-settings"} <= _tokens(headers, b"connection")):
+        return None
+    if request.content is not None and request.content.seek(0, 2) > 0:
+        return None
+    return offered[0]
+
+
+class HTTP1Channel(http.HTTPChannel):
+    """One HTTP/1.1 connection, limited by the ``ServerSettings`` it is built with.
+
+    Requests it makes are ``ZopeRequest``s that know this channel as their protocol, so a
+    request refused while it is read (413, 431) is answered here: error, then close.
+    ``on_h2c_upgrade(http2_settings, headers, rest)`` is set when the listener speaks h2c.
+    """
+
+    #: Set by reject_request: the error is sent and the connection closing, so whatever the
+    #: client still sends (a TLS transport keeps delivering) is ignored.
+    rejected = False
+    on_h2c_upgrade = None
+
+    def __init__(self, settings):
+        super().__init__()
+        self.settings = settings
+        self.timeOut = settings.idle_timeout
+        self._head_bytes = 0
+
+    # What HTTPChannel reads as attributes, answered from the settings (not copied)
+
+    @property
+    def maxHeaders(self):
+        return self.settings.max_headers
+
+    @property
+    def totalHeadersSize(self):
+        return self.settings.max_header_size
+
+    @property
+    def MAX_LENGTH(self):  # LineReceiver: the longest line accepted
+        return self.settings.max_header_size
+
+    def requestFactory(self, channel, queued):
+        """Called by HTTPChannel as ``self.requestFactory(self, queued)``."""
+        return ZopeRequest(channel, queued, settings=self.settings, protocol=self)
+
+    # Rejection
+
+    def reject_request(self, request, code, reason):
+        """Answer ``code`` with ``reason`` and close: we cannot know where the next request starts."""
+        self.reject(code, reason)
+
+    def reject(self, code, reason):
+        if self.rejected:
+            return
+        self.rejected = True
+        log.info("rejected request from {peer}: {code} {reason}",
+                 peer=peer_of(self.transport), code=code, reason=reason)
+        self.transport.write(http1_error_response(code, reason))
+        self.loseConnection()
+
+    # Parsing, with limits
+
+    def dataReceived(self, data):
+        if self.rejected:
+            return
+        super().dataReceived(data)
+
+    def lineReceived(self, line):
+        self._head_bytes += len(line) + 2
+        if self._head_bytes > self.settings.max_header_size:
+            self.reject(431, f"request line and headers exceed {self.settings.max_header_size} bytes"
+                             " (max-header-size)")
+            return
+        if line == b"":
+            self._head_bytes = 0
+        return super().lineReceived(line)
+
+    def lineLengthExceeded(self, line):
+        self.reject(431, f"a request line or header exceeds {self.MAX_LENGTH} bytes (max-header-size)")
+
+    def headerReceived(self, line):
+        if self._receivedHeaderCount >= self.settings.max_headers:
+            self.reject(431, f"more than {self.settings.max_headers} header lines (max-headers)")
+            return False
+        return super().headerReceived(line)
+
+    def _respondToBadRequestAndDisconnect(self):
+        self.reject(400, "malformed request")
+
+    def allContentReceived(self):
+        request = self.requests[-1] if self.requests else None
+        if (self.on_h2c_upgrade is not None and len(self.requests) == 1
+                and self._version == b"HTTP/1.1" and not self._handlingRequest):
+            offer = h2c_upgrade_offer(request)
+            if offer is not None:
+                self._upgrade_to_h2c(request, offer)
+                return
+        super().allContentReceived()
+
+    def _upgrade_to_h2c(self, request, offer):
+        """Hand ``request`` (as HTTP/2 headers) and the bytes after it to ``on_h2c_upgrade``."""
+        headers = [(b":method", self._command), (b":scheme", b"http"), (b":path", self._path),
+                   (b":authority", request.getHeader(b"host") or b"")]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name.lower() not in HOP_BY_HOP:
+                headers.extend((name.lower(), value) for value in values)
+        rest, self._buffer = self._buffer, b""  # the client's preface may already be here
+        self.requests.remove(request)
+        self.on_h2c_upgrade(offer, headers, rest)
+
+    # Hand-offs (to HTTP/2 after h2c, to a WebSocket protocol)
+
+    def release_transport(self):
+        """Stop the idle timer and unregister from the transport; return its producer registrar.
+
+        The channel registered itself as the transport's producer when it connected; a
+        protocol taking over the connection registers itself with the returned object.
+        """
+        self.setTimeout(None)
+        network = self._networkProducer
+        network.unregisterProducer()
+        return network

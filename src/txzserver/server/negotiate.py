@@ -1,0 +1,108 @@
+"""Which protocol speaks on a connection: HTTP/2 by ALPN "h2", by the cleartext preface (h2c
+prior knowledge) or by "Upgrade: h2c" on an HTTP/1.1 request; HTTP/1.1 otherwise.
+
+Protocol switching in the order Hypercorn uses: ALPN first, then the preface, then the
+upgrade (only for requests without a body, see ``http1.h2c_upgrade_offer``).
+"""
+
+from twisted.internet.protocol import Protocol
+
+from .http1 import HTTP1Channel
+from .http2 import H2Channel
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+
+
+class NegotiatingProtocol(Protocol):
+    """Speak HTTP/1.1 or HTTP/2 on one connection, chosen from its first bytes.
+
+    Built by ``ZopeSite.buildProtocol`` with the site (its resource, access log and reactor),
+    the process's ``ServerSettings`` and whether this listener speaks h2c.
+    """
+
+    def __init__(self, site, settings, h2c=False):
+        self.site = site
+        self.factory = site
+        self.settings = settings
+        self.h2c = h2c
+        self._channel = None
+        self._decided = False
+        self._pending = b""
+
+    # IProtocol
+
+    def makeConnection(self, transport):
+        channel = self._attach(HTTP1Channel(self.settings))
+        if self.h2c:
+            channel.on_h2c_upgrade = self._upgrade_to_h2c
+        self._channel = channel
+        Protocol.makeConnection(self, transport)
+        channel.makeConnection(transport)
+
+    def dataReceived(self, data):
+        if self._decided:
+            self._channel.dataReceived(data)
+            return
+        data = self._pending + data
+        if _negotiated_protocol(self.transport) == b"h2":
+            self._decide(data, h2=True)
+        elif self.h2c and H2_PREFACE.startswith(data[: len(H2_PREFACE)]):
+            if len(data) < len(H2_PREFACE):
+                self._pending = data  # wait for the rest of a possible preface
+                return
+            self._decide(data, h2=True)
+        else:
+            self._decide(data, h2=False)
+
+    def connectionLost(self, reason):
+        if self._channel is not None:
+            self._channel.connectionLost(reason)
+
+    def detach(self):
+        """The connection now belongs to another protocol (a WebSocket): forget the channel."""
+        self._channel = None
+
+    @property
+    def channel(self):
+        """The HTTP/1.1 or HTTP/2 protocol currently in charge (for tests and logging)."""
+        return self._channel
+
+    # Helpers
+
+    def _attach(self, channel):
+        channel.site = self.site
+        channel.factory = self.site
+        channel.callLater = self.site.reactor.callLater
+        channel.owner = self
+        return channel
+
+    def _decide(self, data, h2):
+        self._decided = True
+        self._pending = b""
+        if h2:
+            self._switch_to_h2()
+        self._channel.dataReceived(data)
+
+    def _upgrade_to_h2c(self, offer, headers, rest):
+        """Answer 101 and let an HTTP/2 connection answer the request as its stream 1."""
+        self.transport.write(SWITCHING_TO_H2C)
+        self._switch_to_h2(upgrade=(offer, headers))
+        if rest:
+            self._channel.dataReceived(rest)
+
+    def _switch_to_h2(self, upgrade=None):
+        """Replace the HTTP/1.1 channel by an HTTP/2 connection on the same transport."""
+        network = self._channel.release_transport()
+        # The site's reactor, not the global one: H2Connection schedules its sending loop on it.
+        self._channel = self._attach(H2Channel(self.settings, reactor=self.site.reactor,
+                                               upgrade=upgrade))
+        self._channel.makeConnection(self.transport)
+        network.registerProducer(self._channel, True)
+
+
+def _negotiated_protocol(transport):
+    try:
+        return transport.negotiatedProtocol
+    except AttributeError:
+        return None

@@ -1,0 +1,1 @@
+"""Zope glue: startup, the publish wrapper, WebDAV fixes, site setup, mkinstance."""

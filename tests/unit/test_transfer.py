@@ -1,0 +1,67 @@
+"""txzserver.transfer: the pause observer both protocols use, and close_body."""
+
+import pytest
+from twisted.internet.interfaces import IPushProducer
+from zope.interface.verify import verifyObject
+
+from txzserver.transfer import ClientGone, PauseObserver, close_body
+
+
+def test_wait_fires_when_the_transport_resumes():
+    observer = PauseObserver()
+    assert observer.wait().called  # not paused: go on at once
+    observer.pauseProducing()
+    d = observer.wait()
+    assert not d.called
+    assert observer.wait() is d  # one waiter for all writes
+    observer.resumeProducing()
+    assert d.called
+
+
+def test_wait_fails_with_client_gone_when_stopped():
+    observer = PauseObserver()
+    observer.pauseProducing()
+    errors = []
+    observer.wait().addErrback(errors.append)
+    observer.stopProducing()
+    assert errors and errors[0].check(ClientGone)
+    later = []
+    observer.wait().addErrback(later.append)
+    assert later and later[0].check(ClientGone)
+
+
+def test_backlog_counts_writes_while_paused_until_resumed():
+    observer = PauseObserver()
+    assert observer.wrote_while_paused() == 0  # not paused: nothing counted
+    observer.pauseProducing()
+    assert [observer.wrote_while_paused() for _ in range(3)] == [1, 2, 3]
+    observer.resumeProducing()
+    assert observer.backlog == 0
+
+
+def test_is_a_push_producer():
+    assert verifyObject(IPushProducer, PauseObserver())
+
+
+class Body:
+    def __init__(self, error=None):
+        self.closed = 0
+        self.error = error
+
+    def close(self):
+        self.closed += 1
+        if self.error:
+            raise self.error
+
+
+def test_close_body():
+    body = Body()
+    close_body(body)
+    assert body.closed == 1
+    close_body(object())  # nothing to close: nothing happens
+
+
+def test_close_body_errors_are_logged_or_raised():
+    close_body(Body(ValueError("x")))  # quietly: logged
+    with pytest.raises(ValueError):
+        close_body(Body(ValueError("x")), quietly=False)
