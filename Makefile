@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt setuptools wheel
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[plone,test]'
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[plone,supervisor,test]'
 	touch $@
 
 $(INSTANCE)/etc/zope.conf: | venv
@@ -53,8 +53,10 @@ unit: venv
 integration: venv
 	$(BIN)/pytest tests/integration
 
+# ruff, the import direction of the package (tools/check_imports.py), the container lints
 lint: venv lint-containers
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools
+	$(BIN)/python tools/check_imports.py src/txzserver
 
 bench: venv
 	$(BIN)/python -m tests.bench.run

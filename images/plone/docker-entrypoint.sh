@@ -63,11 +63,11 @@ esac
 # Zope reads /data/inituser when its user folder has at most one user, then removes it.
 write_inituser() {
   [ "$ADMIN_PASSWORD" != admin ] || die "ADMIN_PASSWORD=admin is refused: choose another password"
+  # Zope's own writer (as `txzserver mkinstance`), not a hashing of our own
   python3 - "$ADMIN_USER" <<'PY'
-import base64, hashlib, os, sys
-digest = base64.b64encode(hashlib.sha1(os.environ["ADMIN_PASSWORD"].encode()).digest()).decode()
-with open("/data/inituser", "w") as f:
-    f.write(f"{sys.argv[1]}:{{SHA}}{digest}\n")
+import os, sys
+from Zope2.utilities.mkwsgiinstance import write_inituser
+write_inituser("/data/inituser", sys.argv[1], os.environ["ADMIN_PASSWORD"])
 os.chmod("/data/inituser", 0o600)
 PY
 }

@@ -1,4 +1,5 @@
-"""Print the run-time requirements of txzserver (with the plone extra) from pyproject.toml.
+"""Print the run-time requirements of txzserver (with the plone and supervisor extras) from
+pyproject.toml.
 
 The runtime image installs exactly these, pinned by constraints.txt, so the layer with the
 ~260 locked packages is rebuilt only when the lock or the dependency list changes.
@@ -9,5 +10,6 @@ import tomllib
 
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
-for requirement in project["dependencies"] + project["optional-dependencies"]["plone"] + ["setuptools", "wheel"]:
+extras = project["optional-dependencies"]
+for requirement in project["dependencies"] + extras["plone"] + extras["supervisor"] + ["setuptools", "wheel"]:
     print(requirement)

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.instance import STORAGE, copy_instance_data
 from tests.support.server import ServerProcess
@@ -70,13 +69,3 @@ def test_runwsgi_with_txzserver(tmp_path, plone_template, site_id):
         assert response.status_code == 200 and response.http_version == "HTTP/2"
     finally:
         assert server.stop() == 0
-
-
-def test_unknown_paste_option_is_rejected():
-    from txzserver.config.settings import ServerSettings
-    with pytest.raises(ValueError, match="unknown txzserver option.*thraeds"):
-        ServerSettings.from_paste(listen="127.0.0.1:8080", thraeds="4")
-    settings = ServerSettings.from_paste(listen="127.0.0.1:8080 [::1]:8081", threads="3", h2c="off")
-    assert [(x.host, x.port, x.h2c) for x in settings.listeners] == [("127.0.0.1", 8080, False),
-                                                                     ("::1", 8081, False)]
-    assert settings.threads == 3

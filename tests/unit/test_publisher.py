@@ -19,35 +19,9 @@ from txzserver.server.publisher import PublishTask, Response, ZopeResource, _con
 from txzserver.server.shutdown import InFlight
 from txzserver.server.streaming import StreamBody
 from txzserver.transfer import ClientGone
+from tests.support.threadpools import ManualThreadPool, SynchronousThreadPool
 
 from .helpers import H2Client, ThreadsReactor, connect, feed, make_settings, make_site, responses, spin
-
-
-class SynchronousThreadPool:
-    """Runs the worker's function at once, in the test's thread."""
-
-    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-
-class ManualThreadPool:
-    """Keeps the calls until ``run`` (a worker that has not started yet)."""
-
-    def __init__(self):
-        self.calls = []
-
-    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        self.calls.append((onResult, f, args, kwargs))
-
-    def run(self):
-        calls, self.calls = self.calls, []
-        for onResult, f, args, kwargs in calls:
-            SynchronousThreadPool().callInThreadWithCallback(onResult, f, *args, **kwargs)
 
 
 @pytest.fixture
@@ -384,6 +358,31 @@ def test_http2_response_and_stream(reactor):
     assert answers[3]["status"] == 200
     assert answers[3]["body"] == data[:6000]
     assert answers[3]["ended"]
+    assert resource.tracker.count == 0
+
+
+def test_rapid_reset_publishes_nothing_and_holds_at_most_a_share_of_the_pool(reactor):
+    """HEADERS + RST_STREAM pairs: the pool sees at most the connection's share, Zope nothing."""
+    import h2.errors
+    pool = ManualThreadPool()
+    called = []
+
+    def app(environ, start_response):
+        called.append(environ["PATH_INFO"])
+        start_response("200 OK", [])
+        return [b"x"]
+    resource, protocol, transport = serve(reactor, app, pool=pool, h2c=True,
+                                          max_publishing_per_connection=2)
+    client = H2Client(protocol, transport, reactor)
+    for n in range(50):
+        client.request(1 + 2 * n, path=f"/r{n}")
+        client.conn.reset_stream(1 + 2 * n, error_code=h2.errors.ErrorCodes.CANCEL)
+    client.flush()
+    assert len(pool.calls) == 2  # the others wait on the connection, not in the pool
+    while pool.calls:
+        pool.run()
+    assert called == []
+    assert protocol.channel.publish_queue.dropped == 48
     assert resource.tracker.count == 0
 
 

@@ -16,6 +16,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from tests.support.threadpools import SynchronousThreadPool
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -112,22 +114,6 @@ class Transport(StringTransport):
     def unregisterProducer(self):
         self.producer = None
         self.streaming = None
-
-
-class SynchronousThreadPool:
-    """Runs the worker's function at once, in the test's thread."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        self.calls += 1
-        try:
-            result = f(*args, **kwargs)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
 
 
 PRINCIPAL = {"userid": "jane", "tokens": ["Member", "user:jane"], "site_path": "/Plone"}

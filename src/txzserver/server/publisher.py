@@ -265,7 +265,7 @@ class ZopeResource(resource.Resource):
             response.stream = result
             return response
         if isinstance(result, tuple) and result and isinstance(result[0], StreamBody):
-            # RESPONSE.write() output spilled to a file (see zopeapp), then the body.
+            # RESPONSE.write() output spilled to a file (see txzserver.zope.publish), then the body.
             response.stream = result[0]
             response.trailer = b"".join(result[1:])
             return response
