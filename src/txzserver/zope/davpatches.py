@@ -30,13 +30,23 @@ below with the litmus test or the issue requirement that shows it.
    does. OPTIONS answers ``MS-Author-Via: DAV`` like ZServer did, which Microsoft Office
    and Windows Web Folders look for before they use WebDAV.
 
+5. Hostile bodies and headers (issue 11, ``tests/integration/test_webdav_hostile.py``): a LOCK
+   body Zope's protected parser refuses (a DTD, external or expanding entities) or that lacks
+   lockinfo/lockscope/locktype raised ValueError/IndexError, a 500; it gets 400 Bad Request.
+   COPY and MOVE resolved a Destination on another host as a path on this one (COPY to
+   ``http://evil.example.org/x`` made ``/x`` here); a Destination whose scheme and host
+   differ from the request's gets 502 Bad Gateway (RFC 4918 9.8.4, 9.9.4).
+
 Not fixed (documented in the README): Zope has exclusive write locks only, so a shared
 LOCK gets 403 (litmus ``locks``: lock_shared, and the seven tests after it are skipped).
 """
 
 import functools
 import re
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
+from xml.parsers.expat import ExpatError
+
+from zExceptions import BadRequest
 
 _TOKEN = re.compile(r"<([^>]*)>|\[([^\]]*)\]|(\()|(\))|\b(not)\b", re.IGNORECASE)
 NO_LOCK = "DAV:no-lock"
@@ -188,10 +198,35 @@ def _move_needs_destination(move):
     @functools.wraps(move)
     def MOVE(self, REQUEST, RESPONSE):
         if not REQUEST.get_header("Destination", "").strip():
-            from zExceptions import BadRequest
             raise BadRequest("MOVE needs a Destination header.")
         return move(self, REQUEST, RESPONSE)
     return MOVE
+
+
+def _bad_lock_body_is_400(parse):
+    @functools.wraps(parse)
+    def parse_lockinfo(self, data, dav="DAV:"):
+        try:
+            return parse(self, data, dav)
+        except (ValueError, IndexError, AttributeError, ExpatError) as exc:
+            raise BadRequest(f"LOCK body is not a usable DAV:lockinfo: {exc}") from exc
+    return parse_lockinfo
+
+
+def _destination_on_this_server(method):
+    @functools.wraps(method)
+    def copy_or_move(self, REQUEST, RESPONSE):
+        destination = urlsplit(REQUEST.get_header("Destination", "").strip())
+        if destination.netloc:
+            own = urlsplit(REQUEST.get("SERVER_URL", ""))
+            if (destination.scheme.lower(), destination.netloc.lower()) != (
+                    own.scheme.lower(), own.netloc.lower()):
+                RESPONSE.setStatus(502)
+                RESPONSE.setHeader("Content-Type", "text/plain; charset=utf-8")
+                return (f"Destination is on another server ({destination.scheme}://"
+                        f"{destination.netloc}); this one is {own.scheme}://{own.netloc}\n")
+        return method(self, REQUEST, RESPONSE)
+    return copy_or_move
 
 
 def _options_author_via(options):
@@ -250,6 +285,7 @@ def _subscribed():
 def apply():
     """Install the fixes (once): the If handler on ``webdav.Resource.Resource``, the
     lock-inheriting subscriber in the global component registry, the streaming File.PUT."""
+    from webdav.davcmds import Lock
     from webdav.Resource import Resource
     from zope.component import provideHandler
 
@@ -259,9 +295,12 @@ def apply():
     if _originals:
         return
     _originals.update({name: getattr(Resource, name)
-                       for name in ("dav__simpleifhandler", "MOVE", "OPTIONS")})
+                       for name in ("dav__simpleifhandler", "MOVE", "COPY", "OPTIONS")})
+    _originals["Lock.parse"] = Lock.parse
     Resource.dav__simpleifhandler = simpleifhandler
-    Resource.MOVE = _move_needs_destination(Resource.MOVE)
+    Resource.MOVE = _destination_on_this_server(_move_needs_destination(Resource.MOVE))
+    Resource.COPY = _destination_on_this_server(Resource.COPY)
+    Lock.parse = _bad_lock_body_is_400(Lock.parse)
     Resource.OPTIONS = _options_author_via(Resource.OPTIONS)
     provideHandler(inherit_collection_locks, _SUBSCRIBED)
     plone_file = _plone_file_class()
@@ -273,12 +312,15 @@ def apply():
 
 def revert():
     """Restore Zope's own behaviour (tests; the waitress comparison runs stock Zope)."""
+    from webdav.davcmds import Lock
     from webdav.Resource import Resource
     from zope.component import getGlobalSiteManager
 
     for name, method in _originals.items():
         if name == "File.PUT":
             _plone_file_class().PUT = method
+        elif name == "Lock.parse":
+            Lock.parse = method
         else:
             setattr(Resource, name, method)
     if _originals:
