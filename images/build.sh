@@ -29,23 +29,36 @@ ensure_debian() {
   images/base/debootstrap.sh "$DEBIAN_IMAGE"
 }
 
-build() {  # build NAME [extra docker build args]
-  name=$1; shift
+labels() {  # labels TARGET REVISION: the key=value lines of "_common" and TARGET in the bake file
+  awk -v target="$1" '
+    /^target "/ { split($0, q, "\""); current = q[2] }
+    /labels = [{]/ { inside = (current == "_common" || current == target); next }
+    inside && /^ *[}]/ { inside = 0 }
+    inside { split($0, q, "\""); print q[2] "=" q[4] }
+  ' images/docker-bake.hcl | sed -e "s|[$][{]VERSION[}]|$VERSION|" -e "s|[$][{]REVISION[}]|$2|"
+}
+
+build() {  # build NAME REVISION [extra docker build args]
+  name=$1; revision=$2; shift 2
   start=$(date +%s)
+  while IFS= read -r label; do
+    set -- "$@" --label "$label"
+  done <<LABELS
+$(labels "$name" "$revision")
+LABELS
   # shellcheck disable=SC2086  # $secret is empty or two words
-  "$DOCKER" build -q -f "images/$name/Dockerfile" -t "$PREFIX/$name:$TAG" \
-    --build-arg VERSION="$VERSION" $secret "$@" . >/dev/null
+  "$DOCKER" build -q -f "images/$name/Dockerfile" -t "$PREFIX/$name:$TAG" $secret "$@" . >/dev/null
   echo "built $PREFIX/$name:$TAG in $(( $(date +%s) - start )) s"
 }
 
 [ $# -gt 0 ] || set -- base runtime plone front
 for layer in "$@"; do
   case $layer in
-    base) ensure_debian; build base --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" ;;
-    runtime) build runtime --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     # the git revision only on the top images: base and runtime stay cached across commits
-    plone) build plone --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" --build-arg REVISION="$REVISION" ;;
-    front) build front --build-arg BASE_IMAGE="$PREFIX/base:$TAG" --build-arg REVISION="$REVISION" ;;
+    base) ensure_debian; build base unknown --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" ;;
+    runtime) build runtime unknown --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
+    plone) build plone "$REVISION" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
+    front) build front "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     *) echo "unknown image $layer" >&2; exit 2 ;;
   esac
 done

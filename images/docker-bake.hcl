@@ -10,14 +10,26 @@ group "default" {
   targets = ["base", "runtime", "plone", "front"]
 }
 
+# The OCI labels of the images, written only here: images/build.sh (the local build without
+# buildx) reads the `labels` blocks of "_common" and of each target from this file, one
+# "key" = "value" per line.
 target "_common" {
   context = "."
   platforms = split(",", PLATFORMS)
-  args = { VERSION = VERSION, REVISION = REVISION }
+  labels = {
+    "org.opencontainers.image.source" = "https://github.com/txzserver/txzserver"
+    "org.opencontainers.image.licenses" = "ZPL-2.1"
+    "org.opencontainers.image.version" = "${VERSION}"
+    "org.opencontainers.image.revision" = "${REVISION}"
+  }
 }
 
 target "base" {
   inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-base"
+    "org.opencontainers.image.description" = "Debian bookworm with tini and CA certificates, the base of the txzserver images"
+  }
   dockerfile = "images/base/Dockerfile"
   tags = ["${PREFIX}/base:${TAG}"]
   cache-from = ["type=gha,scope=base"]
@@ -26,9 +38,13 @@ target "base" {
 
 target "runtime" {
   inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-runtime"
+    "org.opencontainers.image.description" = "Python 3.11 with the locked dependencies of txzserver and Plone"
+  }
   dockerfile = "images/runtime/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
-  args = { VERSION = VERSION, REVISION = REVISION, BUILD_PACKAGES = "gcc python3-dev" }
+  args = { BUILD_PACKAGES = "gcc python3-dev" }
   tags = ["${PREFIX}/runtime:${TAG}"]
   cache-from = ["type=gha,scope=runtime"]
   cache-to = ["type=gha,mode=max,scope=runtime"]
@@ -36,6 +52,10 @@ target "runtime" {
 
 target "plone" {
   inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-plone"
+    "org.opencontainers.image.description" = "Plone 6 (Classic UI) served by txzserver: HTTP/1.1, HTTP/2, streamed blobs, live notifications"
+  }
   dockerfile = "images/plone/Dockerfile"
   contexts = { "txzserver/runtime:latest" = "target:runtime" }
   tags = ["${PREFIX}/plone:${TAG}"]
@@ -45,6 +65,10 @@ target "plone" {
 
 target "front" {
   inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-front"
+    "org.opencontainers.image.description" = "HAProxy TLS front for txzserver: h2/http1.1 by ALPN, WebSocket, streaming, health checks"
+  }
   dockerfile = "images/front/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
   tags = ["${PREFIX}/front:${TAG}"]

@@ -77,6 +77,16 @@ def spin(reactor, times=5):
         reactor.advance(0)
 
 
+def assert_rejected(site, transport, code, reason):
+    """One error response ``code`` naming ``reason``, the connection closing, Zope not asked."""
+    answer, _, body = parse_http1(transport.value())
+    assert answer == code
+    assert reason in body
+    assert transport.disconnecting
+    assert transport.value().count(b"HTTP/1.1 ") == 1
+    assert site.resource.requests == []
+
+
 def parse_http1(data):
     """(status code, headers dict with lower-case names, body) of one HTTP/1.1 response."""
     head, _, body = data.partition(b"\r\n\r\n")

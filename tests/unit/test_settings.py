@@ -32,6 +32,7 @@ def test_no_server_section():
 @pytest.mark.parametrize("key, value, message", [
     ("threads", 0, "server-threads must be at least 1, not 0"),
     ("max_connections", 0, "max-connections must be at least 1"),
+    ("header_timeout", 0, "header-timeout must be positive"),
     ("max_header_size", 100, "max-header-size must be at least 1KB"),
     ("stream_chunk_size", 10, "stream-chunk-size must be at least 1KB"),
 ])
@@ -74,7 +75,7 @@ def test_from_zconfig():
     root = SimpleNamespace(
         servers=[HTTP], server_threads=3, reactor="asyncio", access_log_format="common",
         max_request_body_size=10, request_spool_threshold=5, max_header_size=2048,
-        max_headers=20, idle_timeout=7, max_connections=9, shutdown_timeout=4,
+        max_headers=20, idle_timeout=7, header_timeout=3, max_connections=9, shutdown_timeout=4,
         stream_chunk_size=4096, trusted_proxies=None, websocket=None, event_bus=None,
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
         http2_max_reset_burst=30, http2_reset_rate=3)
@@ -82,11 +83,13 @@ def test_from_zconfig():
     assert s == ServerSettings(
         (HTTP,), threads=3, reactor="asyncio", access_log_format="common", max_request_body_size=10,
         request_spool_threshold=5, max_header_size=2048, max_headers=20, idle_timeout=7.0,
-        max_connections=9, shutdown_timeout=4.0, stream_chunk_size=4096, trusted_proxies=(),
+        header_timeout=3.0, max_connections=9, shutdown_timeout=4.0, stream_chunk_size=4096,
+        trusted_proxies=(),
         max_publishing_per_connection=2, http2_max_concurrent_streams=50, http2_max_reset_burst=30,
         http2_reset_rate=3.0, instance_name="alpha")
     assert isinstance(s.http2_reset_rate, float)
     assert isinstance(s.idle_timeout, float)
+    assert isinstance(s.header_timeout, float)
 
 
 def test_schema_defaults_equal_class_defaults(tmp_path):
@@ -96,3 +99,29 @@ def test_schema_defaults_equal_class_defaults(tmp_path):
                     "<zodb_db main>\n  <mappingstorage/>\n  mount-point /\n</zodb_db>\n")
     _, loaded = load(str(conf))
     assert loaded == ServerSettings(listeners=loaded.listeners)
+
+
+def test_unknown_paste_option_is_rejected():
+    with pytest.raises(ValueError, match="unknown txzserver option.*thraeds"):
+        ServerSettings.from_paste(listen="127.0.0.1:8080", thraeds="4")
+    settings = ServerSettings.from_paste(listen="127.0.0.1:8080 [::1]:8081", threads="3", h2c="off")
+    assert [(x.host, x.port, x.h2c) for x in settings.listeners] == [("127.0.0.1", 8080, False),
+                                                                     ("::1", 8081, False)]
+    assert settings.threads == 3
+
+
+def test_paste_options_reach_the_new_limits():
+    settings = ServerSettings.from_paste(http2_max_reset_burst="20", http2_reset_rate="2.5",
+                                         max_publishing_per_connection="3")
+    assert (settings.http2_max_reset_burst, settings.http2_reset_rate, settings.publish_share) == (20, 2.5, 3)
+    assert ServerSettings.from_paste(threads="6").publish_share == 6
+
+
+def test_header_timeout_from_zope_conf_and_paste(tmp_path):
+    conf = tmp_path / "zope.conf"
+    conf.write_text(f"instancehome {tmp_path}\n<http-server>\n  address 8080\n</http-server>\n"
+                    "header-timeout 3s\n"
+                    "<zodb_db main>\n  <mappingstorage/>\n  mount-point /\n</zodb_db>\n")
+    assert load(str(conf))[1].header_timeout == 3.0
+    assert ServerSettings.from_paste(header_timeout="2.5").header_timeout == 2.5
+    assert settings().header_timeout < settings().idle_timeout

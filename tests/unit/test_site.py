@@ -2,20 +2,45 @@
 
 import logging
 
+import h2.errors
+import h2.events
+import pytest
 from twisted.internet.error import ConnectionDone
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
-from txzserver.server.negotiate import NegotiatingProtocol
+from txzserver.server.negotiate import H2_PREFACE, NegotiatingProtocol
 from txzserver.server.site import ConnectionCounter, CountedProtocol
 
-from .helpers import PEER, connect, feed, make_settings, make_site, parse_http1
+from .helpers import (
+    PEER, H2Client, Hanging, connect, feed, make_settings, make_site, parse_http1, spin,
+)
+
+#: The start of a request head: the connection is reading a request, so it is not idle.
+PARTIAL_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
 
 
-def test_second_connection_over_the_limit_gets_503_and_is_closed():
+@pytest.fixture
+def logged():
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def lost(protocol):
+    protocol.connectionLost(Failure(ConnectionDone()))
+
+
+# max-connections: 503 only when no connection is idle
+
+def test_second_connection_over_the_limit_gets_503_when_none_is_idle():
     site = make_site(max_connections=1)
     first, first_transport = connect(site)
     assert isinstance(first, CountedProtocol)
     assert site.counter.open == 1
+    feed(first, PARTIAL_HEAD)  # reading a request: busy
+    assert site.counter.idle == 0
 
     second, transport = connect(site)
     assert not isinstance(second, NegotiatingProtocol)
@@ -27,9 +52,9 @@ def test_second_connection_over_the_limit_gets_503_and_is_closed():
     assert site.counter.open == 1
 
     # The first connection still works; once it is gone a new one is accepted.
-    feed(first, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    feed(first, b"\r\n")
     assert parse_http1(first_transport.value())[0] == 200
-    first.connectionLost(Failure(ConnectionDone()))
+    lost(first)
     assert site.counter.open == 0
     third, _ = connect(site)
     assert isinstance(third, CountedProtocol)
@@ -40,8 +65,8 @@ def test_listeners_share_one_counter():
     counter = ConnectionCounter(settings.max_connections)
     one = make_site(settings=settings, counter=counter)
     two = make_site(settings=settings, counter=counter, h2c=True)
-    connect(one)
-    connect(two)
+    feed(connect(one)[0], PARTIAL_HEAD)
+    feed(connect(two)[0], PARTIAL_HEAD)
     _, transport = connect(one)
     assert parse_http1(transport.value())[0] == 503
     assert counter.open == 2
@@ -84,5 +109,128 @@ def test_interfaces():
     site = make_site(max_connections=1)
     assert verifyObject(IProtocolFactory, site)
     assert verifyObject(IProtocol, site.buildProtocol(PEER))
-    connect(site)
-    assert verifyObject(IProtocol, site.buildProtocol(PEER))  # the 503 protocol
+    feed(connect(site)[0], PARTIAL_HEAD)
+    protocol = site.buildProtocol(PEER)
+    assert not isinstance(protocol, NegotiatingProtocol)
+    assert verifyObject(IProtocol, protocol)  # the 503 protocol
+
+
+# max-connections: the longest idle connection makes room
+
+def test_longest_idle_connection_is_closed_for_a_newcomer(logged):
+    site = make_site(max_connections=2)
+    first, first_transport = connect(site)
+    second, second_transport = connect(site)
+    feed(first, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # first was active last
+    assert parse_http1(first_transport.value())[0] == 200
+    assert site.counter.idle == 2
+
+    third, third_transport = connect(site)
+    assert isinstance(third, CountedProtocol)
+    assert second_transport.disconnecting and second_transport.value() == b""
+    assert not first_transport.disconnecting
+    assert site.counter.open == 2
+    feed(third, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert parse_http1(third_transport.value())[0] == 200
+    lines = [formatEvent(e) for e in logged]
+    assert any("closing idle connection from 192.0.2.7:54321 to make room" in line
+               and "max-connections" in line for line in lines), lines
+
+    # The evicted connection's late connectionLost does not free its slot a second time.
+    lost(second)
+    assert site.counter.open == 2
+    lost(first)
+    assert site.counter.open == 1
+    assert site.counter.idle == 1  # third, idle after its response
+
+
+def test_connections_reading_or_answering_a_request_are_not_closed():
+    resource = Hanging()
+    site = make_site(resource, max_connections=3)
+    answering, answering_transport = connect(site)
+    feed(answering, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # published, no answer yet
+    reading, reading_transport = connect(site)
+    feed(reading, PARTIAL_HEAD)
+    body, body_transport = connect(site)
+    feed(body, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    assert site.counter.idle == 0
+
+    _, refused = connect(site)
+    assert parse_http1(refused.value())[0] == 503
+    assert not any(t.disconnecting for t in (answering_transport, reading_transport, body_transport))
+
+    resource.finish_all()  # answered: that connection is idle now, the next newcomer gets it
+    assert site.counter.idle == 1
+    newcomer, _ = connect(site)
+    assert isinstance(newcomer, CountedProtocol)
+    assert answering_transport.disconnecting
+    assert answering_transport.value().count(b"HTTP/1.1 200") == 1  # its response was complete
+
+
+def test_pipelined_request_keeps_the_connection_busy():
+    resource = Hanging()
+    site = make_site(resource, max_connections=1)
+    protocol, transport = connect(site)
+    feed(protocol, b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+    one = resource.pending.pop()
+    one.write(b"one")
+    one.finish()  # /one answered, /two is published now
+    assert [r.path for r in resource.pending] == [b"/two"]
+    assert site.counter.idle == 0
+    resource.finish_all()
+    assert site.counter.idle == 1
+
+
+def test_http2_connection_is_idle_without_open_streams():
+    resource = Hanging()
+    site = make_site(resource, h2c=True, max_connections=1)
+    protocol, transport = connect(site)
+    client = H2Client(protocol, transport, site.reactor)
+    client.flush()
+    client.events()
+    assert site.counter.idle == 1  # preface and SETTINGS only
+    client.request(1)
+    client.flush()
+    assert site.counter.idle == 0
+    _, refused = connect(site)
+    assert parse_http1(refused.value())[0] == 503
+
+    resource.finish_all()
+    spin(site.reactor)
+    client.events()
+    assert site.counter.idle == 1
+    newcomer, _ = connect(site)
+    assert isinstance(newcomer, CountedProtocol)
+    assert transport.disconnecting
+    goaway = [e for e in client.events() if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.NO_ERROR
+    lost(protocol)
+    assert site.counter.open == 1
+
+
+def test_connection_negotiating_h2c_is_idle():
+    site = make_site(h2c=True, max_connections=1)
+    protocol, transport = connect(site)
+    feed(protocol, H2_PREFACE[:10])  # maybe HTTP/2, not decided yet
+    assert site.counter.idle == 1
+
+
+def test_websocket_hand_off_leaves_the_idle_list():
+    site = make_site(max_connections=1)
+    protocol, _ = connect(site)
+    assert site.counter.idle == 1
+    protocol.detach()
+    assert (site.counter.open, site.counter.idle) == (0, 0)
+
+
+def test_counter_orders_idle_protocols():
+    counter = ConnectionCounter(3)
+    a, b, c = object(), object(), object()
+    for p in (a, b, c):
+        counter.went_idle(p)
+    counter.went_busy(a)
+    counter.went_idle(a)  # active again: now the most recent
+    counter.went_busy(c)
+    assert counter.longest_idle() is b
+    assert counter.longest_idle() is a
+    assert counter.longest_idle() is None

@@ -37,7 +37,11 @@ class ServerSettings:
     max_headers: int = 200
     #: connections idle this long are closed (not while a request is published or sent)
     idle_timeout: float = 60 * SECONDS
-    #: open HTTP connections per process (WebSockets have their own limit)
+    #: request line plus headers must arrive within this (from the connection's start or the
+    #: request's first byte); else 408 and close. Bodies are bound by idle_timeout only
+    header_timeout: float = 10 * SECONDS
+    #: open HTTP connections per process (WebSockets have their own limit); at the limit the
+    #: longest idle one is closed for a newcomer, 503 only when none is idle
     max_connections: int = 1000
     #: on SIGTERM, how long requests in flight may take before the process stops anyway
     shutdown_timeout: float = 30 * SECONDS
@@ -49,7 +53,7 @@ class ServerSettings:
     max_publishing_per_connection: int = 0
     #: SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients
     http2_max_concurrent_streams: int = 100
-    #: stream resets (by the client, or by us for 413) an HTTP/2 connection may cause at once
+    #: stream resets (RST_STREAM) one HTTP/2 client may send at once
     http2_max_reset_burst: int = 100
     #: resets per second given back to that budget; past it: GOAWAY ENHANCE_YOUR_CALM
     http2_reset_rate: float = 10.0
@@ -67,6 +71,8 @@ class ServerSettings:
             raise SettingsError("no server section: add at least one <http-server> or <https-server>")
         if self.threads < 1:
             raise SettingsError(f"server-threads must be at least 1, not {self.threads}")
+        if self.header_timeout <= 0:
+            raise SettingsError(f"header-timeout must be positive, not {self.header_timeout}")
         if self.max_connections < 1:
             raise SettingsError(f"max-connections must be at least 1, not {self.max_connections}")
         if self.max_header_size < 1024:
@@ -111,6 +117,7 @@ class ServerSettings:
             max_header_size=root.max_header_size,
             max_headers=root.max_headers,
             idle_timeout=float(root.idle_timeout),
+            header_timeout=float(root.header_timeout),
             max_connections=root.max_connections,
             shutdown_timeout=float(root.shutdown_timeout),
             stream_chunk_size=root.stream_chunk_size,
@@ -162,6 +169,7 @@ PASTE_OPTIONS = {
     "max_request_body_size": ("max_request_body_size", int),
     "max_header_size": ("max_header_size", int),
     "idle_timeout": ("idle_timeout", float),
+    "header_timeout": ("header_timeout", float),
     "max_connections": ("max_connections", int),
     "shutdown_timeout": ("shutdown_timeout", float),
     "trusted_proxy": ("trusted_proxies", lambda v: tuple(v.split())),

@@ -19,9 +19,12 @@ PRIVATE_TWISTED_NAMES = (
     "_buffer",                            # bytes received after the request (h2c upgrade)
     "_command", "_path", "_version",      # the request line being handled
     "_handlingRequest",                   # a request is being answered
+    "_busyReceiving",                     # LineReceiver is inside its parsing loop
 )
 
 log = Logger()
+
+BARE_LF = "bare LF in request head (lines must end in CRLF)"
 
 #: Connection-specific HTTP/1.1 headers, not carried over to the HTTP/2 request (RFC 9113 8.2.2).
 HOP_BY_HOP = {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
@@ -61,12 +64,17 @@ class HTTP1Channel(http.HTTPChannel):
     #: client still sends (a TLS transport keeps delivering) is ignored.
     rejected = False
     on_h2c_upgrade = None
+    #: The ``NegotiatingProtocol`` this channel speaks for (told when it goes idle or busy).
+    owner = None
 
     def __init__(self, settings):
         super().__init__()
         self.settings = settings
-        self.timeOut = settings.idle_timeout
         self._head_bytes = 0
+        #: No byte of the next request yet: idle (a fresh connection, or after a response).
+        self._awaiting_request = True
+        #: The header-timeout call while a request head is being read, else None.
+        self._head_timer = None
 
     # What HTTPChannel reads as attributes, answered from the settings (not copied)
 
@@ -86,6 +94,20 @@ class HTTP1Channel(http.HTTPChannel):
         """Called by HTTPChannel as ``self.requestFactory(self, queued)``."""
         return ZopeRequest(channel, queued, settings=self.settings, protocol=self)
 
+    # IProtocol
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.setTimeout(self.settings.idle_timeout)  # TimeoutMixin keeps it from here on
+        # Counted from the opening: a client that connects and sends nothing (or the start of
+        # a TLS handshake, or of an HTTP/2 preface) is cut after header-timeout too.
+        self._start_head_timer()
+        self._went_idle()
+
+    def connectionLost(self, reason):
+        self._stop_head_timer()
+        super().connectionLost(reason)
+
     # Rejection
 
     def reject_request(self, request, code, reason):
@@ -96,19 +118,71 @@ class HTTP1Channel(http.HTTPChannel):
         if self.rejected:
             return
         self.rejected = True
+        self._stop_head_timer()
         log.info("rejected request from {peer}: {code} {reason}",
                  peer=peer_of(self.transport), code=code, reason=reason)
         self.transport.write(http1_error_response(code, reason))
         self.loseConnection()
+
+    def close_idle(self):
+        """Close this connection, idle between requests: no response is owed to anybody.
+
+        The idle timeout stays armed: if the transport cannot close cleanly (a client that
+        does not read), ``timeoutConnection`` aborts it later.
+        """
+        self.rejected = True  # whatever the client sends meanwhile is ignored
+        self._stop_head_timer()
+        self.loseConnection()
+
+    # The request head: header-timeout, and whether the connection is idle
+
+    def _request_started(self):
+        """The first byte of a request arrived: the connection is busy, the head is timed."""
+        self._awaiting_request = False
+        self._start_head_timer()
+        if self.owner is not None:
+            self.owner.went_busy()
+
+    def _went_idle(self):
+        if self.owner is not None:
+            self.owner.went_idle()
+
+    def _start_head_timer(self):
+        if self._head_timer is None:
+            self._head_timer = self.callLater(self.settings.header_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self):
+        if self._head_timer is not None:
+            if self._head_timer.active():
+                self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self):
+        self._head_timer = None
+        self.reject(408, f"request line and headers not received within"
+                         f" {self.settings.header_timeout:g} seconds (header-timeout)")
 
     # Parsing, with limits
 
     def dataReceived(self, data):
         if self.rejected:
             return
+        if self._awaiting_request and data:
+            self._request_started()
+        outermost = not self._busyReceiving
         super().dataReceived(data)
+        # LineReceiver splits at CRLF only and would wait forever for one; what it kept
+        # in line mode is a partial head line, and a LF in it is a bare one (RFC 9112 2.2
+        # lets us refuse it). Checked once the outermost parsing loop is done.
+        if outermost and self.line_mode and b"\n" in self._buffer and not self.rejected:
+            self.reject(400, BARE_LF)
 
     def lineReceived(self, line):
+        if self._awaiting_request:  # a pipelined request, parsed in the same loop
+            self._request_started()
+        if b"\n" in line:
+            self.reject(400, BARE_LF)
+            return
         self._head_bytes += len(line) + 2
         if self._head_bytes > self.settings.max_header_size:
             self.reject(431, f"request line and headers exceed {self.settings.max_header_size} bytes"
@@ -129,6 +203,21 @@ class HTTP1Channel(http.HTTPChannel):
 
     def _respondToBadRequestAndDisconnect(self):
         self.reject(400, "malformed request")
+
+    def allHeadersReceived(self):
+        self._stop_head_timer()  # the body is bound by the idle timeout only
+        super().allHeadersReceived()
+
+    def requestDone(self, request):
+        """The response is complete: idle, unless the next request has begun already."""
+        self._awaiting_request = True
+        super().requestDone(request)  # replays pipelined bytes through dataReceived
+        if not self.persistent or self.rejected:
+            return
+        if self._awaiting_request and self._buffer:
+            self._request_started()  # parsed on by the loop that answered this one
+        elif self._awaiting_request:
+            self._went_idle()
 
     def allContentReceived(self):
         request = self.requests[-1] if self.requests else None
@@ -160,6 +249,7 @@ class HTTP1Channel(http.HTTPChannel):
         protocol taking over the connection registers itself with the returned object.
         """
         self.setTimeout(None)
+        self._stop_head_timer()
         network = self._networkProducer
         network.unregisterProducer()
         return network

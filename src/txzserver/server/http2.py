@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import h2.errors
 import h2.exceptions
 import h2.settings
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -58,14 +58,18 @@ class H2Channel(H2Connection):
 
     The idle timeout waits while streams are open (Twisted's HTTP/1.1 channel suspends its
     timeout while a request is handled; its HTTP/2 connection does not, so a long publish or a
-    large response to a slow reader could be cut). Streams the client resets, and streams we
-    reset ourselves (413 while the body arrives), count against a ``ResetBudget``.
+    large response to a slow reader could be cut). Streams the client resets count against
+    a ``ResetBudget``.
+    Its ``owner`` is told when the last open stream is done (idle) and when one opens (busy).
     """
+
+    #: The ``NegotiatingProtocol`` this connection speaks for.
+    owner = None
+    _gone = False
 
     def __init__(self, settings, reactor=None, upgrade=None):
         super().__init__(reactor=reactor)
         self.settings = settings
-        self.timeOut = settings.idle_timeout
         #: (HTTP2-Settings value, request headers) when made by "Upgrade: h2c".
         self.upgrade = upgrade
         self.resets = ResetBudget(settings.http2_max_reset_burst, settings.http2_reset_rate,
@@ -85,16 +89,37 @@ class H2Channel(H2Connection):
 
     def connectionMade(self):
         if self.upgrade is None:
-            return super().connectionMade()
+            super().connectionMade()
+            self.setTimeout(self.settings.idle_timeout)  # TimeoutMixin keeps it from here on
+            self._report_activity()
+            return
         # As H2Connection.connectionMade, but the upgraded request becomes stream 1.
         offer, headers = self.upgrade
         if ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
-        self.setTimeout(self.timeOut)
+        self.setTimeout(self.settings.idle_timeout)
         self.conn.initiate_upgrade_connection(offer)
         self.transport.write(self.conn.data_to_send())
         self._requestReceived(SimpleNamespace(stream_id=1, headers=headers))
         self._requestEnded(SimpleNamespace(stream_id=1))
+
+    def connectionLost(self, reason, _cancelTimeouts=True):
+        self._gone = True  # its streams are forgotten below: that is not "idle"
+        super().connectionLost(reason, _cancelTimeouts=_cancelTimeouts)
+
+    def close_idle(self):
+        """GOAWAY (NO_ERROR) and close this connection, which has no open stream."""
+        self.conn.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR)
+        self._terminate(Failure(ConnectionDone("idle connection closed to make room"
+                                               " (max-connections)")))
+
+    def _report_activity(self):
+        if self.owner is None or self._gone:
+            return
+        if self.streams:
+            self.owner.went_busy()
+        else:
+            self.owner.went_idle()
 
     def timeoutConnection(self):
         if self.streams:
@@ -105,9 +130,26 @@ class H2Channel(H2Connection):
         super().timeoutConnection()
 
     # h2 events
+    #
+    # Twisted hands on every event of one read, even after a handler closed the connection:
+    # past a spent reset budget that would be a thousand more requests built, reset, logged
+    # and answered with GOAWAY each. Once the connection is lost the rest is ignored.
+
+    def _requestReceived(self, event):
+        if self._gone:
+            return
+        super()._requestReceived(event)
+        self._report_activity()
+
+    def _requestDone(self, streamID):
+        super()._requestDone(streamID)
+        if not self.streams:
+            self._report_activity()
 
     def _requestDataReceived(self, event):
         # A stream we rejected early (413) may still receive DATA frames in flight.
+        if self._gone:
+            return
         if event.stream_id in self.streams:
             super()._requestDataReceived(event)
         else:
@@ -118,19 +160,24 @@ class H2Channel(H2Connection):
             super()._requestEnded(event)
 
     def _requestAborted(self, event):
+        if self._gone:
+            return
         if event.stream_id in self.streams:
             stream = self.streams[event.stream_id]
             stream.connectionLost(Failure(ConnectionLost(f"stream reset with code {event.error_code}")))
             self._requestDone(event.stream_id)
-        self._spend_reset()
+        self._spend_reset(event.stream_id)
 
-    def _spend_reset(self):
+    def _spend_reset(self, stream_id):
         """Count one reset; send GOAWAY (ENHANCE_YOUR_CALM) and close when the budget is gone."""
         if self.resets.spend(self._reactor.seconds()):
             return
         log.warn("closing HTTP/2 connection from {peer}: more than {burst} stream resets"
                  " (http2-max-reset-burst)", peer=peer_of(self.transport), burst=self.resets.burst)
-        self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        # Streams after this one are not handled (see above): GOAWAY says so, not h2's default
+        # (the highest stream id of the whole read).
+        self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                   last_stream_id=stream_id)
         self._terminate(Failure(ConnectionLost("too many stream resets")))
 
     # Rejection

@@ -68,6 +68,21 @@ class NegotiatingProtocol(Protocol):
         """The HTTP/1.1 or HTTP/2 protocol currently in charge (for tests and logging)."""
         return self._channel
 
+    # Activity: the channel in charge says when it goes idle (HTTP/1.1: no request being
+    # read or answered; HTTP/2: no open stream) and busy again. ``CountedProtocol`` keeps
+    # the idle ones in order, to close the longest idle when max-connections is reached.
+
+    def went_idle(self):
+        pass
+
+    def went_busy(self):
+        pass
+
+    def close_idle(self):
+        """Close the connection, which is idle: HTTP/2 says GOAWAY first."""
+        if self._channel is not None:
+            self._channel.close_idle()
+
     # Helpers
 
     def _attach(self, channel):

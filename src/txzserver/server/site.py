@@ -1,29 +1,53 @@
 """The Twisted Site of one listener: protocol choice, the connection limit, the access log."""
 
+from collections import OrderedDict
+
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web import server
 
 from .accesslog import log_request
-from .errors import http1_error_response
+from .errors import http1_error_response, peer_of
 from .negotiate import NegotiatingProtocol
 
 log = Logger()
 
 
 class ConnectionCounter:
-    """Open connections of the whole process (all listeners share one limit)."""
+    """Open connections of the whole process (all listeners share one limit), and which of
+    them are idle, the longest idle first: at the limit, that one makes room for a newcomer.
+
+    Every operation is O(1). Reactor thread only.
+    """
 
     def __init__(self, limit):
         self.limit = limit
         self.open = 0
+        self._idle = OrderedDict()  # protocol -> None, in the order they went idle
 
     def full(self):
         return self.open >= self.limit
 
+    def went_idle(self, protocol):
+        self._idle[protocol] = None
+        self._idle.move_to_end(protocol)
+
+    def went_busy(self, protocol):
+        self._idle.pop(protocol, None)
+
+    @property
+    def idle(self):
+        return len(self._idle)
+
+    def longest_idle(self):
+        """The protocol idle the longest (it leaves the idle list), or None."""
+        if not self._idle:
+            return None
+        return self._idle.popitem(last=False)[0]
+
 
 class _Overloaded(Protocol):
-    """Answers 503 to a connection beyond max-connections and closes it."""
+    """Answers 503 to a connection beyond max-connections, none being idle, and closes it."""
 
     def connectionMade(self):
         self.transport.write(http1_error_response(
@@ -44,6 +68,23 @@ class CountedProtocol(NegotiatingProtocol):
         self.counted = True
         super().makeConnection(transport)
 
+    # Activity, reported by the channel in charge
+
+    def went_idle(self):
+        if self.counted:
+            self.counter.went_idle(self)
+
+    def went_busy(self):
+        self.counter.went_busy(self)
+
+    def evict(self, newcomer):
+        """Close this idle connection now; its slot is free at once, for ``newcomer``."""
+        log.info("closing idle connection from {peer} to make room for {newcomer}"
+                 " ({n} open connections, max-connections)",
+                 peer=peer_of(self.transport), newcomer=newcomer, n=self.counter.open)
+        self._release_slot()
+        self.close_idle()
+
     def connectionLost(self, reason):
         self._release_slot()
         super().connectionLost(reason)
@@ -58,6 +99,7 @@ class CountedProtocol(NegotiatingProtocol):
         self._release_slot()
 
     def _release_slot(self):
+        self.counter.went_busy(self)
         if self.counted:
             self.counted = False
             self.counter.open -= 1
@@ -67,20 +109,28 @@ class ZopeSite(server.Site):
     """Site for one listener, built with the process's ``ServerSettings``."""
 
     def __init__(self, resource, settings, counter, h2c=False, reactor=None):
-        super().__init__(resource, timeout=settings.idle_timeout,
-                         reactor=reactor)
+        super().__init__(resource, reactor=reactor)
         self.settings = settings
         self.counter = counter
         self.h2c = h2c
 
     def buildProtocol(self, addr):
         if self.counter.full():
-            log.warn("refusing connection from {addr}: {n} open connections (max-connections)",
-                     addr=getattr(addr, "host", addr), n=self.counter.open)
-            protocol = _Overloaded()
-            protocol.factory = self
-            return protocol
+            newcomer = _host_port(addr)
+            idle = self.counter.longest_idle()
+            if idle is None:
+                log.warn("refusing connection from {addr}: {n} open connections, none idle"
+                         " (max-connections)", addr=newcomer, n=self.counter.open)
+                protocol = _Overloaded()
+                protocol.factory = self
+                return protocol
+            idle.evict(newcomer)
         return CountedProtocol(self, self.settings, self.counter, h2c=self.h2c)
 
     def log(self, request):
         log_request(request, self.settings.access_log_format)
+
+
+def _host_port(addr):
+    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
+    return f"{host}:{port}" if host is not None else str(addr)
