@@ -7,7 +7,8 @@ changes. Options, each with its zope.conf twin (``ServerSettings.from_paste``):
     listen = 127.0.0.1:8080 [::1]:8080     (one or more <http-server> addresses)
     h2c = on                               threads = 4            reactor = auto
     max_request_body_size = 1073741824     max_header_size = 65536
-    idle_timeout = 60                      max_connections = 1000
+    idle_timeout = 60                      header_timeout = 10
+    max_connections = 1000
     shutdown_timeout = 30                  trusted_proxy = 127.0.0.1 10.0.0.1
     max_publishing_per_connection = 0      http2_max_concurrent_streams = 100
     http2_max_reset_burst = 100            http2_reset_rate = 10
