@@ -30,7 +30,7 @@ class Servers:
         self.tls = tls
         self.running = []
 
-    def start(self, name, *, threads=1, extra="", https=False, h2c=True, with_site=True):
+    def start(self, name, *, threads=1, extra="", https=False, h2c=True, with_site=True, env=None):
         directory = self.tmp.mktemp(name)
         servers = http_server(0, h2c=h2c)
         if https:
@@ -38,7 +38,7 @@ class Servers:
         conf = new_instance(directory, servers, f"server-threads {threads}\n{extra}")
         if with_site:
             copy_instance_data(self.template["directory"], directory)
-        server = ServerProcess(conf).start()
+        server = ServerProcess(conf, env=env).start()
         self.running.append(server)
         return server
 

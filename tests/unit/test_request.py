@@ -191,3 +191,50 @@ def test_other_runtime_errors_still_raise():
     request = _request_on(_ClosedUnderUs("something else"))
     with pytest.raises(RuntimeError, match="something else"):
         request.write(b"data")
+
+
+class _FullDisk:
+    """An unbuffered spool file on a disk with ``room`` bytes left."""
+
+    instances = []
+
+    def __init__(self, room):
+        self.room = room
+        self.closed = False
+        _FullDisk.instances.append(self)
+
+    def write(self, data):
+        if self.room == 0:
+            import errno
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken = min(self.room, len(data))
+        self.room -= taken
+        return taken
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_full_spool_disk_gets_507_and_the_spool_file_is_closed(monkeypatch):
+    from txzserver.server import request as request_module
+    monkeypatch.setattr(request_module.tempfile, "TemporaryFile", lambda **kw: _FullDisk(150))
+    site = make_site(request_spool_threshold=10)
+    protocol, transport = connect(site)
+    feed(protocol, post(b"x" * 400))
+    assert_rejected(site, transport, 507, b"no space left")
+    assert _FullDisk.instances[-1].closed
+
+
+def test_partial_raw_writes_are_completed():
+    from txzserver.server.request import _write_all
+
+    class Trickle:
+        def __init__(self):
+            self.data = b""
+
+        def write(self, view):
+            self.data += bytes(view[:3])
+            return min(3, len(view))
+    spool = Trickle()
+    _write_all(spool, b"abcdefghij")
+    assert spool.data == b"abcdefghij"

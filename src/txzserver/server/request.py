@@ -9,6 +9,13 @@ from twisted.web import server
 log = Logger()
 
 
+def _write_all(spool, data):
+    """Write all of ``data`` to an unbuffered file (a raw write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[spool.write(view):]
+
+
 class ZopeRequest(server.Request):
     """A request whose body is limited and spooled according to the ``ServerSettings``.
 
@@ -41,7 +48,8 @@ class ZopeRequest(server.Request):
         if length is not None and length <= self.settings.request_spool_threshold:
             self.content = io.BytesIO()
         else:
-            self.content = tempfile.TemporaryFile(prefix="txzserver-body-")
+            # Unbuffered: a full disk shows at the write that fails, not at some later flush.
+            self.content = tempfile.TemporaryFile(prefix="txzserver-body-", buffering=0)
 
     def handleContentChunk(self, data):
         if self._rejected:
@@ -51,7 +59,19 @@ class ZopeRequest(server.Request):
         if limit and self._body_received > limit:
             self._reject_body(self._body_received)
             return
-        self.content.write(data)
+        try:
+            _write_all(self.content, data)
+        except OSError as exc:
+            self._spool_failed(exc)
+
+    def _spool_failed(self, exc):
+        """The spool could not take the body (disk full, quota): 507, and the file is gone."""
+        self._rejected = True
+        log.error("cannot spool a request body: {error}", error=exc)
+        self.content.close()  # an unlinked temporary file: closing frees its space
+        self.content = io.BytesIO()
+        self.reject(507, "the server has no space left to receive this request body;"
+                         " try again later")
 
     def _reject_body(self, size):
         self._rejected = True
