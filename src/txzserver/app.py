@@ -40,7 +40,7 @@ def build_sites(reactor, pool, app, settings, tracker, websocket=None):
                                  secure=listener.kind == "https", tracker=tracker,
                                  websocket=None if listener.kind == "webdav-source" else websocket)
         sites.append((listener, ZopeSite(resource_, settings, counter, h2c=listener.h2c,
-                                         reactor=reactor)))
+                                         http2=listener.http2, reactor=reactor)))
     return sites
 
 
@@ -50,7 +50,7 @@ def make_event_publisher(reactor, hub, settings):
         return LocalPublisher(reactor, hub)
     bus = settings.event_bus
     log.info("txzserver event bus: publish to %s, subscribe from %s", bus.publish, bus.subscribe)
-    return ZmqBus(reactor, hub, bus.publish, bus.subscribe)
+    return ZmqBus(reactor, hub, bus.publish, bus.subscribe, instance=settings.instance_name)
 
 
 def open_listeners(reactor, sites):

@@ -257,15 +257,15 @@ def test_aborted_downloads_do_not_leak_the_publisher_thread(servers, big_file, s
     assert tracebacks <= 2, server.log_text()[-5000:]
 
 
-# 6. Bad zope.conf files
+# 6. Bad zope.conf files: `serve` and `checkconfig` exit 2 with file, line and reason on stderr
 
-def _run_serve(directory, name, text, timeout=60):
+def _run(directory, name, text, command="serve", timeout=60):
     for sub in ("etc", "var", "log"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     conf = directory / "etc" / f"{name}.conf"
     conf.write_text(text)
     started = time.monotonic()
-    result = subprocess.run([TXZSERVER, "serve", str(conf)], capture_output=True, text=True,
+    result = subprocess.run([TXZSERVER, command, str(conf)], capture_output=True, text=True,
                             timeout=timeout, cwd=directory)
     return conf, result, time.monotonic() - started
 
@@ -277,29 +277,44 @@ def _line_of(conf, key):
     raise AssertionError(f"no {key!r} line in {conf}")
 
 
-def test_unknown_key_is_refused(tmp_path):
-    conf, result, elapsed = _run_serve(tmp_path, "unknown", zope_conf(
-        tmp_path, http_server(0), "frobnicate-level 3"))
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert elapsed < 10
-    assert "frobnicate-level" in output
-    assert str(conf) in output
-    assert f"line {_line_of(conf, 'frobnicate-level')}" in output
-    assert "Traceback" not in output
+#: name: (the zope.conf's server sections and extra keys, the key of the bad line, the reason)
+BAD_CONFIGS = {
+    "unknown-key": (lambda d: (http_server(0), "frobnicate-level 3"),
+                    "frobnicate-level", "'frobnicate-level' is not a known key name"),
+    "missing-certificate": (lambda d: (https_server(0, d / "no-such-cert.pem", d / "no-such-key.pem"), ""),
+                            "certificate", "{d}/no-such-cert.pem is not an existing file"),
+    "port-above-65535": (lambda d: (http_server(65536), ""),
+                         "address", "65536 is above upper bound (65535)"),
+    "port-not-a-number": (lambda d: ("<http-server>\n  address 127.0.0.1:http\n</http-server>", ""),
+                          "address", "'http'"),
+}
 
 
-def test_missing_certificate_is_refused_with_file_and_line(tmp_path):
-    missing = tmp_path / "no-such-cert.pem"
-    conf, result, elapsed = _run_serve(tmp_path, "cert", zope_conf(
-        tmp_path, https_server(0, missing, tmp_path / "no-such-key.pem")))
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+@pytest.mark.parametrize("command", ["serve", "checkconfig"])
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_configuration_exits_2_with_file_line_and_reason(tmp_path, case, command):
+    sections, key, reason = BAD_CONFIGS[case]
+    conf, result, elapsed = _run(tmp_path, case, zope_conf(tmp_path, *sections(tmp_path)), command)
+    assert result.returncode == 2, result.stdout + result.stderr
     assert elapsed < 10
-    assert str(missing) in output
-    assert str(conf) in output
-    assert f"line {_line_of(conf, 'certificate')}" in output
-    assert "Traceback" not in output
+    assert result.stderr.startswith("txzserver: bad configuration: "), result.stderr
+    assert str(conf) in result.stderr
+    assert f"line {_line_of(conf, key)}" in result.stderr
+    assert reason.format(d=tmp_path) in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_checkconfig_lists_the_listeners_of_a_good_config(tmp_path, tls_files):
+    # checkconfig binds nothing: fixed port numbers are fine even if taken.
+    servers = "\n".join([http_server(18080), https_server(18443, tls_files["cert"], tls_files["key"]),
+                         "<webdav-source-server>\n  address 11980\n</webdav-source-server>"])
+    _, result, elapsed = _run(tmp_path, "good", zope_conf(tmp_path, servers), "checkconfig")
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 10
+    assert result.stdout.splitlines() == [
+        "http 127.0.0.1:18080", "https 127.0.0.1:18443", "webdav-source *:11980"]
+    assert result.stderr == ""
 
 
 def _port_in_use_run(tmp_path):
@@ -307,7 +322,7 @@ def _port_in_use_run(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        conf, result, elapsed = _run_serve(tmp_path, "port", zope_conf(tmp_path, http_server(port)))
+        conf, result, elapsed = _run(tmp_path, "port", zope_conf(tmp_path, http_server(port)))
     return port, result, elapsed
 
 
@@ -315,7 +330,7 @@ def test_port_in_use_is_refused(tmp_path):
     port, result, elapsed = _port_in_use_run(tmp_path)
     output = result.stdout + result.stderr
     event_log = (tmp_path / "log" / "event.log").read_text()
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert elapsed < 5  # the sockets are opened before Zope starts
     assert f"127.0.0.1:{port}" in event_log
     assert "Address already in use" in event_log
@@ -324,7 +339,9 @@ def test_port_in_use_is_refused(tmp_path):
 
 def test_port_in_use_is_reported_on_the_terminal(tmp_path):
     port, result, _ = _port_in_use_run(tmp_path)
-    assert f"127.0.0.1:{port}" in result.stdout + result.stderr
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port}" in result.stderr
+    assert "Address already in use" in result.stderr
 
 
 # 7. max-connections
@@ -332,7 +349,13 @@ def test_port_in_use_is_reported_on_the_terminal(tmp_path):
 def test_max_connections(servers, site_id):
     server = servers.start("maxconn", threads=1, extra="max-connections 3")
     port = server.ports["http"]
+    # Each is reading a request body (the 100 Continue says the server is there): busy, so
+    # none can be closed to make room (idle ones would be: test_connection_slots.py).
     idle = [connect(port) for _ in range(3)]
+    for sock in idle:
+        sock.sendall(b"POST /%s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n"
+                     b"Expect: 100-continue\r\n\r\n" % site_id.encode())
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 ")
     try:
         status, headers, body = parse_response(exchange(port, b""))
         assert status == 503

@@ -234,3 +234,11 @@ def test_counter_orders_idle_protocols():
     assert counter.longest_idle() is b
     assert counter.longest_idle() is a
     assert counter.longest_idle() is None
+
+
+def test_alpn_offer_follows_the_listener():
+    """Twisted adds the site's acceptableProtocols() to the TLS listener's ALPN list."""
+    assert make_site().acceptableProtocols() == [b"h2", b"http/1.1"]
+    site = make_site()
+    site.http2 = False
+    assert site.acceptableProtocols() == [b"http/1.1"]

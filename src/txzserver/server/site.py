@@ -108,11 +108,19 @@ class CountedProtocol(NegotiatingProtocol):
 class ZopeSite(server.Site):
     """Site for one listener, built with the process's ``ServerSettings``."""
 
-    def __init__(self, resource, settings, counter, h2c=False, reactor=None):
+    def __init__(self, resource, settings, counter, h2c=False, http2=True, reactor=None):
         super().__init__(resource, reactor=reactor)
         self.settings = settings
         self.counter = counter
         self.h2c = h2c
+        self.http2 = http2
+
+    # IProtocolNegotiationFactory
+
+    def acceptableProtocols(self):
+        """What TLS offers by ALPN: Twisted adds this to the listener's list, so a listener
+        with ``http2 off`` must not offer h2 here either."""
+        return [b"h2", b"http/1.1"] if self.http2 else [b"http/1.1"]
 
     def buildProtocol(self, addr):
         if self.counter.full():

@@ -1,0 +1,34 @@
+"""README.md's Markdown tables, for tests that assert the figures the README states."""
+
+from .instance import ROOT
+
+README = ROOT / "README.md"
+
+
+def table_rows(heading):
+    """The rows of the first table below ``heading`` (e.g. "## Why"), as lists of cells.
+
+    The header row comes first; the ``|---|`` line is left out. Cells are stripped; a cell
+    must not contain ``|``.
+    """
+    text = README.read_text()
+    start = text.index(f"\n{heading}\n") + len(heading) + 2
+    rows = []
+    for line in text[start:].splitlines():
+        if line.startswith("#"):  # the next section: no table (more) here
+            break
+        if line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if not all(set(cell) <= set("-: ") for cell in cells):
+                rows.append(cells)
+        elif rows:
+            break
+    return rows
+
+
+def table_row(heading, first_cell):
+    """The cells after ``first_cell`` in that row of the table below ``heading``."""
+    for row in table_rows(heading):
+        if row[0] == first_cell:
+            return row[1:]
+    raise AssertionError(f"README.md, {heading!r}: no table row starting with {first_cell!r}")
