@@ -73,7 +73,7 @@ def _cmd_listen(args):
     from .listen import ListenCommandError, listen
     try:
         return listen(args.url, path=args.path, user=args.user, token=args.token,
-                      count=args.count, timeout=args.timeout)
+                      count=args.count, timeout=args.timeout, fail_on_gap=args.fail_on_gap)
     except ListenCommandError as exc:
         print(f"txzserver listen: {exc}", file=sys.stderr)
         return 2
@@ -90,6 +90,7 @@ def _cmd_checkconfig(args):
 
 def build_parser():
     from .bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
+    from .listen import GAP_STATUS
 
     parser = argparse.ArgumentParser(prog="txzserver", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +134,10 @@ def build_parser():
     listen.add_argument("--count", type=int, default=0, help="exit after this many events")
     listen.add_argument("--timeout", type=float, default=0,
                         help="exit 0 after this many seconds (0: run until interrupted)")
+    listen.add_argument("--fail-on-gap", action="store_true",
+                        help="exit with status %d at the first gap message (the server lost"
+                             " events on the bus: rebuild from scratch); gaps are printed"
+                             " as JSON lines either way" % GAP_STATUS)
     listen.set_defaults(func=_cmd_listen)
 
     check = commands.add_parser("checkconfig", help="parse a zope.conf and list its listeners")

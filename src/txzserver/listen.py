@@ -1,6 +1,8 @@
 """`txzserver listen URL`: print each event a user receives as one JSON line on stdout.
 
 For scripts and static-site builders. Welcome, status and error messages go to stderr.
+A ``gap`` message (the server lost some events on the bus) is printed on stdout too; with
+``fail_on_gap`` the command stops there with GAP_STATUS, so a builder knows to rebuild in full.
 """
 
 import base64
@@ -10,6 +12,10 @@ import time
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .bus.message import EVENT_TYPES
+
+#: Exit status of ``txzserver listen --fail-on-gap`` at the first gap (2 is for errors).
+GAP_STATUS = 3
+PRINTED_TYPES = frozenset(EVENT_TYPES) | {"gap"}
 
 
 class ListenCommandError(Exception):
@@ -38,11 +44,17 @@ def _headers(user, token):
     return {}
 
 
-def listen(url, path=None, user=None, token=None, count=0, timeout=0, out=sys.stdout, err=sys.stderr):
-    """Connect and print events until ``count`` events or ``timeout`` seconds; return 0."""
+def listen(url, path=None, user=None, token=None, count=0, timeout=0, fail_on_gap=False,
+           out=sys.stdout, err=sys.stderr, connect=None):
+    """Connect and print events (and gaps) until ``count`` events or ``timeout`` seconds;
+    return 0, or GAP_STATUS at the first gap when ``fail_on_gap``. ``connect`` is
+    websockets' sync client (tests pass a fake one)."""
+    # websockets is imported here, not at the top: cli.py imports this module for every
+    # command (GAP_STATUS in --help), and `txzserver serve` does not need websockets.
     from websockets.exceptions import InvalidStatus, WebSocketException
-    from websockets.sync.client import connect
+    from websockets.sync.client import connect as ws_connect
 
+    connect = connect or ws_connect
     deadline = time.monotonic() + timeout if timeout else None
     received = 0
     try:
@@ -57,10 +69,13 @@ def listen(url, path=None, user=None, token=None, count=0, timeout=0, out=sys.st
                 except TimeoutError:
                     break
                 message = json.loads(text)
-                if message.get("type") in EVENT_TYPES:
+                kind = message.get("type")
+                if kind in PRINTED_TYPES:
                     out.write(json.dumps(message, separators=(",", ":")) + "\n")
                     out.flush()
-                    received += 1
+                    if kind == "gap" and fail_on_gap:
+                        return GAP_STATUS
+                    received += kind in EVENT_TYPES  # --count counts events, not gaps
                 else:
                     err.write(json.dumps(message) + "\n")
     except InvalidStatus as exc:

@@ -199,3 +199,69 @@ def test_instances_reconnect_after_broker_restart(cluster, people):
         print(f"first event after the broker restart: edit #{n}")
     finally:
         watcher.stop()
+
+
+def test_events_lost_while_the_broker_is_down_are_announced_as_a_gap(cluster, people):
+    """Issue 11: stop the broker, commit on alpha (that event is lost), start it again, commit
+    more: a client on beta gets {"type": "gap"} before the next event, and `txzserver listen
+    --fail-on-gap` exits with its documented status."""
+    import json
+    import selectors
+    import subprocess
+    from tests.support.instance import TXZSERVER
+    from txzserver.listen import GAP_STATUS
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    watcher = Collector(ws_url(beta, "/Plone/gapped"), basic(*ADMIN), name="admin").start_and_wait()
+    outsider = Collector(ws_url(beta, "/Plone/elsewhere"), name="anonymous").start_and_wait()
+    listener = subprocess.Popen(
+        [TXZSERVER, "listen", ws_url(beta), "--user", f"{ADMIN[0]}:{ADMIN[1]}", "--path",
+         "/Plone/gapped", "--fail-on-gap", "--timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(listener.stderr, selectors.EVENT_READ)
+        assert selector.select(timeout=30), "listen printed no welcome within 30 s"
+        assert json.loads(listener.stderr.readline())["type"] == "welcome"
+        # beta hears alpha's run before the outage: its baseline
+        api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "gapped", "title": "g0"})
+        watcher.wait_for_event(type="created", path="/Plone/gapped")
+
+        cluster.broker.terminate()
+        assert cluster.broker.wait(10) == 0, "broker did not stop cleanly on SIGTERM"
+        api(alpha, "PATCH", "/Plone/gapped", json={"title": "lost"})  # nobody to forward it
+        cluster.start_broker()
+        # Edits made while the instances reconnect are lost too; edit until one arrives.
+        deadline = time.monotonic() + 30
+        n = 0
+        while time.monotonic() < deadline and not watcher.events(type="modified"):
+            n += 1
+            api(alpha, "PATCH", "/Plone/gapped", json={"title": f"g{n}"})
+            time.sleep(0.5)
+        [arrived, *_] = watcher.wait_for_event(type="modified", timeout=5)
+        print(f"first event after the broker came back: edit #{n} ({arrived['title']})")
+        assert arrived["title"] != "lost"
+        messages = [m for m in watcher.messages if m["type"] in ("gap", "modified")]
+        gap = messages[0]
+        assert gap["type"] == "gap", messages  # the gap comes before the event
+        print(f"gap announced before it: {gap}")
+        assert gap["instance"] == "alpha"
+        # "lost" and the edits g1.. before the one that arrived (at least one event each)
+        assert gap["missed"] >= int(arrived["title"][1:]), (gap, arrived)
+        assert [m["type"] for m in watcher.messages].count("gap") == 1  # once per gap
+        assert "guard" not in arrived and "seq" not in arrived
+
+        # anonymous, subscribed elsewhere: the gap all the same, no content
+        wait_deadline = time.monotonic() + 10
+        while time.monotonic() < wait_deadline and not any(m["type"] == "gap" for m in outsider.messages):
+            time.sleep(0.05)
+        assert [m for m in outsider.messages if m["type"] != "welcome"] == [gap]
+
+        out, err = listener.communicate(timeout=30)
+        assert listener.returncode == GAP_STATUS == 3, err
+        printed = [json.loads(line) for line in out.splitlines()]
+        assert printed[-1] == gap  # exits at the first gap, after printing it
+        assert [p["type"] for p in printed] == ["created", "gap"]
+    finally:
+        listener.kill()
+        watcher.stop()
+        outsider.stop()

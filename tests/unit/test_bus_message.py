@@ -86,8 +86,39 @@ def test_relative_path_is_rejected(path):
     b'{"type": "created", "path": "/x", "guard": 5}',
     b'{"type": "created", "path": "/x", "guard": "Member"}',
     b'{"type": ["created"], "path": "/x"}',
+    b'{"type": "created", "path": "/x", "seq": "3"}',
+    b'{"type": "created", "path": "/x", "seq": -1}',
+    b'{"type": "created", "path": "/x", "seq": true}',
+    b'{"type": "created", "path": "/x", "seq": 1.5}',
+    b'{"type": "created", "path": "/x", "instance": 5}',
+    b'{"type": "created", "path": "/x", "epoch": ["a"]}',
 ])
 def test_malformed_wire_data_raises_value_or_type_error(wire):
     """ZmqBus.doRead skips what raises ValueError or TypeError; nothing else may escape."""
     with pytest.raises((ValueError, TypeError)):
         Event.from_wire(wire)
+
+
+# The publisher's stamp (issue 11)
+
+def test_events_are_unstamped_until_a_publisher_stamps_them():
+    event = Event(**FULL)
+    assert (event.instance, event.epoch, event.seq) == ("", "", 0)
+    stamped = event.stamped("alpha", "0f1e2d3c", 7)
+    assert (stamped.instance, stamped.epoch, stamped.seq) == ("alpha", "0f1e2d3c", 7)
+    assert stamped.guard == event.guard and stamped.title == event.title
+    assert event.seq == 0  # frozen: stamping makes a new event
+
+
+def test_stamp_travels_on_the_wire_but_never_to_browsers():
+    stamped = Event(**FULL).stamped("alpha", "0f1e2d3c", 7)
+    assert Event.from_wire(stamped.to_wire()) == stamped
+    wire = json.loads(stamped.to_wire())
+    assert (wire["instance"], wire["epoch"], wire["seq"]) == ("alpha", "0f1e2d3c", 7)
+    assert stamped.public() == Event(**FULL).public()
+
+
+def test_wire_without_a_stamp_is_still_read():
+    """Messages of an instance that predates sequence numbers (a rolling upgrade)."""
+    event = Event.from_wire(b'{"type": "created", "path": "/x"}')
+    assert event.seq == 0

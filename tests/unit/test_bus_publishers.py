@@ -1,6 +1,8 @@
 """txzserver.bus.publishers: LocalPublisher hands events to the reactor thread; ZmqBus sends
 them through a real broker to every instance's hub (ipc:// in a temporary directory)."""
 
+import json
+import socket
 import threading
 
 import pytest
@@ -12,7 +14,7 @@ from zope.interface.verify import verifyObject
 
 from txzserver.bus import Event, IEventPublisher
 from txzserver.bus.publishers import LocalPublisher, ZmqBus
-from txzserver.websocket.fanout import Hub
+from txzserver.websocket.fanout import Hub, Subscriber
 
 from .zmqbroker import poll_readable, running_broker, wait_for
 
@@ -98,10 +100,10 @@ def test_local_publisher_of_nothing():
 class Instance:
     """One process's bus: a hub, a reactor recording readers, and the ZmqBus."""
 
-    def __init__(self, broker):
+    def __init__(self, broker, name=None):
         self.reactor = MemoryReactorClock()
         self.hub = RecordingHub()
-        self.bus = ZmqBus(self.reactor, self.hub, broker.frontend, broker.backend)
+        self.bus = ZmqBus(self.reactor, self.hub, broker.frontend, broker.backend, instance=name)
 
     def pump(self):
         poll_readable([self.bus.sub], 10)
@@ -165,13 +167,15 @@ def test_events_reach_every_instance_in_order_exactly_once(instances):
     a.bus.publish(events[10:])
     end = Event("notification", "/probe/end", guard={"nobody"})
     a.bus.publish([end])
-    wait_for(lambda: all(end in i.hub.events for i in instances), lambda: pump_all(instances),
-             what="the end marker")
+    wait_for(lambda: all(any(e.path == end.path for e in i.hub.events) for i in instances),
+             lambda: pump_all(instances), what="the end marker")
     expected = [e.path for e in events]
     assert a.paths() == expected  # the publishing instance hears its own events through the broker
     assert b.paths() == expected
     delivered = [e for e in b.hub.events if e.path.startswith("/Plone")]
-    assert delivered == events  # equal after the wire round trip, guard included
+    # equal after the wire round trip, guard included, once stamped by the publisher
+    assert delivered == [e.stamped(a.bus.instance, a.bus.epoch, d.seq) for e, d in zip(events, delivered)]
+    assert [d.seq for d in delivered] == list(range(delivered[0].seq, delivered[0].seq + 20))
 
 
 def test_events_from_both_instances(instances):
@@ -189,7 +193,6 @@ def test_events_from_both_instances(instances):
 def test_received_events_go_through_the_hubs_guards(instances):
     a, b = instances
     sent = []
-    from txzserver.websocket.fanout import Subscriber
     b.hub.add(Subscriber({"Member"}, ["/Plone/news"], sent.append))
     joined(a, instances)
     a.bus.publish([event(1), Event("modified", "/Plone/news/secret", guard={"Manager"})])
@@ -271,3 +274,67 @@ def test_full_bus_drops_with_a_warning(broker, logged, monkeypatch):
     finally:
         monkeypatch.undo()
         instance.bus.close()
+
+
+
+# Sequence numbers (issue 11)
+
+def published(instance):
+    return [e for e in instance.hub.events if e.path.startswith("/Plone")]
+
+
+def test_zmq_bus_stamps_instance_epoch_and_consecutive_numbers(broker):
+    a, b = Instance(broker, name="alpha"), Instance(broker)
+    try:
+        joined(a, [b])
+        before = a.bus.sent  # the probes used some numbers
+        a.bus.publish([event(1), event(2)])
+        a.bus.publish([event(3)])
+        wait_for(lambda: len(b.paths()) == 3, b.pump, what="three events at b")
+        assert [e.seq for e in published(b)] == [before + 1, before + 2, before + 3]
+        assert {(e.instance, e.epoch) for e in published(b)} == {("alpha", a.bus.epoch)}
+        assert b.hub.gaps == 0
+    finally:
+        a.bus.close()
+        b.bus.close()
+
+
+def test_each_bus_is_a_new_run_and_instance_defaults_to_the_host_name(broker):
+    first, second = Instance(broker), Instance(broker, name="x")
+    try:
+        assert first.bus.instance == socket.gethostname()  # the default of instance-name
+        assert second.bus.instance == "x"
+        assert first.bus.epoch != second.bus.epoch and len(first.bus.epoch) == 16
+        assert first.bus.sent == second.bus.sent == 0
+    finally:
+        first.bus.close()
+        second.bus.close()
+
+
+def test_pub_socket_queues_only_on_a_live_connection(instances):
+    """While the broker is down events are dropped (and become a gap), not queued for later."""
+    assert instances[0].bus.pub.getsockopt(zmq.IMMEDIATE) == 1
+
+
+def test_an_event_dropped_at_the_publisher_still_uses_its_number(instances, monkeypatch, logged):
+    a, b = instances
+    joined(a, instances)
+    sent = []
+    b.hub.add(Subscriber({"Member"}, ["/Plone"], sent.append))
+    real_send, calls = a.bus.pub.send, []
+
+    def full_once(data, flags=0):
+        calls.append(data)
+        if len(calls) == 2:
+            raise zmq.Again()
+        return real_send(data, flags)
+
+    monkeypatch.setattr(a.bus.pub, "send", full_once)
+    a.bus.publish([event(1), event(2), event(3)])
+    wait_for(lambda: len(b.paths()) == 2, b.pump, what="two of three events at b")
+    assert b.paths() == ["/Plone/news/item1", "/Plone/news/item3"]
+    messages = [json.loads(m) for m in sent]
+    assert [m["type"] for m in messages] == ["modified", "gap", "modified"]
+    assert messages[1] == {"type": "gap", "instance": a.bus.instance, "missed": 1}
+    assert b.hub.gaps == 1
+    assert any("dropped an event" in t for t in texts(logged))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from txzserver.bus import Event
-from txzserver.websocket.fanout import Hub, Subscriber, normalize_path, path_matches
+from txzserver.websocket.fanout import Hub, Sequences, Subscriber, normalize_path, path_matches
 
 
 # Paths
@@ -162,3 +162,112 @@ def test_subscription_changes_apply_to_the_next_event():
     assert hub.deliver(event("/Plone/events/x")) == 0
     r.subscriber.paths.add("/Plone/events")
     assert hub.deliver(event("/Plone/events/x")) == 1
+
+
+# Sequence numbers: noticing lost events (issue 11)
+
+def stamped(seq, instance="alpha", epoch="run-1", path="/Plone/news/a", guard=("Member",)):
+    return event(path, guard).stamped(instance, epoch, seq)
+
+
+def missed(sequences, *events):
+    return [sequences.missed_before(e) for e in events]
+
+
+def test_sequences_in_order_have_no_gap():
+    assert missed(Sequences(), *(stamped(n) for n in (1, 2, 3, 4))) == [0, 0, 0, 0]
+
+
+def test_sequences_first_event_of_a_run_is_the_baseline():
+    """This process may have started after the publisher: the first number seen is no gap."""
+    assert missed(Sequences(), stamped(57), stamped(58)) == [0, 0]
+
+
+def test_sequences_a_jump_counts_the_missing_events():
+    assert missed(Sequences(), stamped(1), stamped(2), stamped(5), stamped(6), stamped(8)) == [
+        0, 0, 2, 0, 1]
+
+
+def test_sequences_publisher_restart_is_neither_a_gap_nor_a_replay():
+    sequences = Sequences()
+    assert missed(sequences, stamped(40), stamped(41)) == [0, 0]
+    # alpha restarted: a new epoch counting from 1 again
+    assert missed(sequences, stamped(1, epoch="run-2"), stamped(2, epoch="run-2")) == [0, 0]
+    assert missed(sequences, stamped(4, epoch="run-2")) == [1]
+    # a late event of the old run is still judged against the old run
+    assert missed(sequences, stamped(42)) == [0]
+
+
+def test_sequences_duplicates_and_late_events_are_refused():
+    sequences = Sequences()
+    assert missed(sequences, stamped(1), stamped(2), stamped(2), stamped(1)) == [0, 0, None, None]
+    assert missed(sequences, stamped(5), stamped(4), stamped(3), stamped(6)) == [2, None, None, 0]
+
+
+def test_sequences_are_per_instance():
+    sequences = Sequences()
+    assert missed(sequences, stamped(1, "alpha"), stamped(1, "beta"), stamped(2, "alpha"),
+                  stamped(3, "beta")) == [0, 0, 0, 1]
+
+
+def test_sequences_same_name_different_runs_do_not_mix():
+    """Two instances left with the default instance-name (the host name) on one host."""
+    sequences = Sequences()
+    assert missed(sequences, stamped(10, "host", "a"), stamped(3, "host", "b"),
+                  stamped(11, "host", "a"), stamped(4, "host", "b")) == [0, 0, 0, 0]
+
+
+def test_sequences_ignore_unstamped_events():
+    sequences = Sequences()
+    assert missed(sequences, event(), event(), event()) == [0, 0, 0]
+    assert sequences.last == {}
+
+
+def test_sequences_remember_a_bounded_number_of_runs():
+    sequences = Sequences(limit=3)
+    for run in ("r1", "r2", "r3"):
+        sequences.missed_before(stamped(1, epoch=run))
+    sequences.missed_before(stamped(2, epoch="r1"))  # r1 heard from again: r2 is now the oldest
+    sequences.missed_before(stamped(1, epoch="r4"))
+    assert list(sequences.last) == [("alpha", "r3"), ("alpha", "r1"), ("alpha", "r4")]
+    assert missed(sequences, stamped(5, epoch="r2")) == [0]  # forgotten: a new baseline
+
+
+def test_hub_announces_a_gap_to_everybody_once_before_the_event():
+    hub = Hub()
+    member, stranger, elsewhere = Recorder(), Recorder(tokens=("user:bob",)), Recorder(
+        paths=("/Other",))
+    for r in (member, stranger, elsewhere):
+        hub.add(r.subscriber)
+    hub.deliver(stamped(1))
+    assert hub.deliver(stamped(4)) == 1
+    gap = {"type": "gap", "instance": "alpha", "missed": 2}
+    assert [json.loads(p) for p in stranger.sent] == [gap]  # regardless of guard
+    assert [json.loads(p) for p in elsewhere.sent] == [gap]  # regardless of paths
+    assert [json.loads(p)["type"] for p in member.sent] == ["created", "gap", "created"]
+    assert json.loads(member.sent[1]) == gap
+    hub.deliver(stamped(5))
+    assert len(stranger.sent) == 1  # once per gap
+    assert hub.gaps == 1
+
+
+def test_hub_gap_is_announced_even_when_nobody_wants_the_event():
+    hub = Hub()
+    r = Recorder(paths=("/Other",))
+    hub.add(r.subscriber)
+    hub.deliver(stamped(1))
+    assert hub.deliver(stamped(3, guard=("Manager",))) == 0
+    assert [json.loads(p) for p in r.sent] == [{"type": "gap", "instance": "alpha", "missed": 1}]
+
+
+def test_hub_drops_duplicates_and_never_sends_the_stamp_or_guard():
+    hub = Hub()
+    r = Recorder()
+    hub.add(r.subscriber)
+    assert hub.deliver(stamped(1, guard=("Member", "Secret-Token"))) == 1
+    assert hub.deliver(stamped(1, guard=("Member", "Secret-Token"))) == 0
+    assert hub.dropped == 1
+    assert len(r.sent) == 1
+    data = json.loads(r.sent[0])
+    assert not {"guard", "seq", "epoch", "instance"} & set(data)
+    assert b"Secret-Token" not in r.sent[0] and b"run-1" not in r.sent[0]

@@ -10,7 +10,9 @@ import time
 import pytest
 from websockets.sync.server import serve
 
-from txzserver.listen import ListenCommandError, _headers, _url, listen
+from txzserver import cli
+from txzserver import listen as listen_module
+from txzserver.listen import GAP_STATUS, ListenCommandError, _headers, _url, listen
 
 WELCOME = {"type": "welcome", "instance": "i1", "user": "jane", "subscriptions": ["/Plone"]}
 EVENT1 = {"type": "created", "path": "/Plone/news/a", "title": "A \u00e9"}
@@ -175,3 +177,83 @@ def test_nobody_listening_raises_listen_error():
 def test_http_url_is_refused_before_connecting():
     with pytest.raises(ListenCommandError, match="ws://"):
         listen("http://127.0.0.1:1/ws", out=io.StringIO(), err=io.StringIO())
+
+
+# Gaps (issue 11): fake connections, no sockets
+
+GAP = {"type": "gap", "instance": "alpha", "missed": 2}
+
+
+class FakeConnection:
+    """What listen() uses of websockets' sync client: a context manager with recv(timeout)."""
+
+    def __init__(self, *messages):
+        self.queue = [json.dumps(m) for m in messages]
+        self.closed = False
+        self.opened_with = None
+
+    def __call__(self, url, **options):
+        self.opened_with = (url, options)
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.closed = True
+
+    def recv(self, timeout=None):
+        if not self.queue:
+            raise TimeoutError()
+        return self.queue.pop(0)
+
+
+def test_gap_is_printed_as_a_json_line_and_not_counted_as_an_event():
+    out, err = io.StringIO(), io.StringIO()
+    ws = FakeConnection(WELCOME, EVENT1, GAP, EVENT2, EVENT1)
+    assert listen("ws://h/Plone/ws", count=2, out=out, err=err, connect=ws) == 0
+    assert lines(out) == [EVENT1, GAP, EVENT2]
+    assert lines(err) == [WELCOME]
+    assert ws.closed
+
+
+def test_fail_on_gap_stops_at_the_first_gap_with_the_gap_status():
+    out, err = io.StringIO(), io.StringIO()
+    ws = FakeConnection(WELCOME, EVENT1, GAP, EVENT2)
+    assert listen("ws://h/Plone/ws", fail_on_gap=True, out=out, err=err, connect=ws) == GAP_STATUS
+    assert lines(out) == [EVENT1, GAP]  # the gap is printed before exiting; nothing after it
+    assert ws.closed
+    assert ws.queue == [json.dumps(EVENT2)]
+
+
+def test_fail_on_gap_without_a_gap_ends_normally():
+    out = io.StringIO()
+    ws = FakeConnection(WELCOME, EVENT1, EVENT2)
+    assert listen("ws://h/Plone/ws", fail_on_gap=True, out=out, err=io.StringIO(), connect=ws) == 0
+    assert lines(out) == [EVENT1, EVENT2]
+
+
+def test_gap_status_is_distinct_from_success_and_errors():
+    assert GAP_STATUS not in (0, 1, 2)  # 2: ListenCommandError, 1: Python's own failures
+
+
+def test_cli_fail_on_gap_flag_and_exit_status(monkeypatch, capsys):
+    calls = []
+
+    def fake_listen(url, **options):
+        calls.append((url, options))
+        return GAP_STATUS
+
+    monkeypatch.setattr(listen_module, "listen", fake_listen)
+    assert cli.main(["listen", "ws://h/Plone/ws", "--fail-on-gap"]) == GAP_STATUS
+    assert calls[0][1]["fail_on_gap"] is True
+    cli.main(["listen", "ws://h/Plone/ws"])
+    assert calls[1][1]["fail_on_gap"] is False
+
+
+def test_cli_help_names_the_gap_status(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["listen", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--fail-on-gap" in help_text
+    assert f"exit with status {GAP_STATUS} at the first gap" in help_text

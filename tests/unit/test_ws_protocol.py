@@ -135,6 +135,25 @@ def test_event_outside_the_subscribed_paths_is_not_sent(endpoint):
     assert client.frames() == []
 
 
+def test_gap_reaches_every_connection_before_the_next_event(endpoint):
+    """Issue 11: lost bus events are announced to every client, whatever its paths and tokens,
+    once, before the event that revealed them; the stamp and guard stay on the server."""
+    reader, _ = opened(endpoint)
+    outsider, _ = opened(endpoint, b"/ws?path=/Other")
+    endpoint.hub.deliver(event(uid="one").stamped("alpha", "run-1", 1))
+    assert [m["uid"] for m in reader.messages()] == ["one"]
+    endpoint.hub.deliver(event(uid="four", guard=("Member", "Secret-Token")).stamped("alpha", "run-1", 4))
+    gap = {"type": "gap", "instance": "alpha", "missed": 2}
+    first, second = reader.messages()
+    assert first == gap
+    assert second["uid"] == "four"
+    assert not {"guard", "seq", "epoch", "instance"} & set(second)
+    assert outsider.messages() == [gap]  # not subscribed to /Plone: the gap all the same
+    endpoint.hub.deliver(event(uid="five").stamped("alpha", "run-1", 5))
+    assert [m["type"] for m in reader.messages()] == ["created"]  # once per gap
+    assert outsider.frames() == []
+
+
 def test_site_path_of_the_principal_is_the_first_subscription(monkeypatch):
     principal = {"userid": "jane", "tokens": ["Member"], "site_path": "/sites/Plone"}
     endpoint = Endpoint(monkeypatch, app=ZopeApp(principal=principal))

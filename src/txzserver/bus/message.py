@@ -1,9 +1,12 @@
-"""The event message: what browsers receive, plus the guard that decides who receives it."""
+"""The event message: what browsers receive, plus the guard that decides who receives it
+and the publisher's stamp (instance, epoch, seq) that lets every subscriber notice lost events.
+"""
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 EVENT_TYPES = ("created", "modified", "removed", "transition", "notification")
+_NOT_PUBLIC = ("guard", "instance", "epoch", "seq")
 
 
 @dataclass(frozen=True)
@@ -11,6 +14,12 @@ class Event:
     """One content event. ``guard`` holds allowedRolesAndUsers-style tokens ("Reviewer",
     "user:jane", "Anonymous"); a connection receives the event when its user's tokens
     intersect the guard. The guard never leaves the server (see ``public``).
+
+    ``instance``, ``epoch`` and ``seq`` are stamped by the bus publisher when the event is
+    sent (see ``stamped``): the publishing instance's name, an id of this run of its publisher
+    (so a restarted instance, counting from 1 again, is neither a gap nor a replay) and the
+    number of the event in that run, 1, 2, 3... ``seq`` 0 means unstamped (in-process
+    delivery, which cannot lose events). The stamp is bus bookkeeping: not sent to browsers.
     """
 
     type: str
@@ -24,6 +33,9 @@ class Event:
     time: str = ""
     message: str = ""
     guard: frozenset = field(default_factory=frozenset)
+    instance: str = ""
+    epoch: str = ""
+    seq: int = 0
 
     def __post_init__(self):
         if self.type not in EVENT_TYPES:
@@ -33,11 +45,20 @@ class Event:
         if isinstance(self.guard, (str, bytes)):
             raise TypeError(f"event guard must be a collection of tokens, not {self.guard!r}")
         object.__setattr__(self, "guard", frozenset(self.guard))
+        if type(self.seq) is not int or self.seq < 0:  # bool is an int: refuse it too
+            raise ValueError(f"event seq must be a non-negative integer, not {self.seq!r}")
+        if not isinstance(self.instance, str) or not isinstance(self.epoch, str):
+            raise TypeError("event instance and epoch must be strings")
+
+    def stamped(self, instance, epoch, seq):
+        """This event as sent by publisher run ``epoch`` of ``instance``, number ``seq``."""
+        return replace(self, instance=instance, epoch=epoch, seq=seq)
 
     def public(self):
-        """The JSON-able dict sent to browsers (no guard)."""
+        """The JSON-able dict sent to browsers (no guard, no bus stamp)."""
         data = asdict(self)
-        del data["guard"]
+        for private in _NOT_PUBLIC:
+            del data[private]
         return data
 
     def to_wire(self) -> bytes:

@@ -4,6 +4,8 @@ Both provide IEventPublisher: ``publish(events)`` may be called from any thread 
 transaction's after-commit hook) and never blocks on the network.
 """
 
+import secrets
+import socket
 import threading
 
 import zmq
@@ -47,16 +49,27 @@ class ZmqBus:
     The SUB socket's file descriptor is edge-triggered: every wake-up drains the socket
     completely. The PUB socket is shared by publisher threads under a lock; a PUB socket
     never blocks (messages beyond the high-water mark are dropped, which ZeroMQ counts).
+
+    Every event sent is stamped with ``instance``, this bus's ``epoch`` (random, new at every
+    start) and the next sequence number, taken under the same lock as the send, so numbers
+    follow the send order and an event dropped here still uses its number: the hubs that
+    miss it see the jump and tell their clients (``Hub.deliver``).
     """
 
-    def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint):
+    def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint, instance=None):
         self.reactor = reactor
         self.hub = hub
+        self.instance = instance or socket.gethostname()  # the default of instance-name
+        self.epoch = secrets.token_hex(8)
+        self.sent = 0  # the last sequence number used
         self._lock = threading.Lock()
         ctx = context()
         self.pub = ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 1000)
         self.pub.setsockopt(zmq.SNDHWM, 100000)
+        # Queue only on a live connection: while the broker is down, events are dropped now
+        # (and reported as a gap) instead of bursting out, stale, when it is back.
+        self.pub.setsockopt(zmq.IMMEDIATE, 1)
         self.pub.connect(publish_endpoint)
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
@@ -78,6 +91,8 @@ class ZmqBus:
             if self._closed:
                 return
             for event in events:
+                self.sent += 1
+                event = event.stamped(self.instance, self.epoch, self.sent)
                 try:
                     self.pub.send(event.to_wire(), zmq.NOBLOCK)
                 except zmq.Again:

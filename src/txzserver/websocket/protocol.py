@@ -2,7 +2,8 @@
 
 Client to server: {"action": "subscribe"|"unsubscribe", "path": "/Plone/news"}; answered
 with {"type": "status", ...} or {"type": "error", "message": ...}. Server to client: a
-{"type": "welcome", ...} after the handshake, then events (see txzserver.bus.Event).
+{"type": "welcome", ...} after the handshake, then events (see txzserver.bus.Event), and
+{"type": "gap", "instance", "missed"} before the next event when some were lost (fanout.Hub).
 """
 
 import json
@@ -38,20 +39,40 @@ class NotificationProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(403, reason)
         if service.full():
             raise ConnectionDeny(503, "too many WebSocket connections (max-connections)")
-        d = deferToThreadPool(service.reactor, service.pool, resolve_principal, service.app,
-                              self.handshake["environ"], self.handshake["site"])
+        d = deferToThreadPool(service.reactor, service.pool, self._lookup_principal)
         d.addCallbacks(self._accepted, self._refused)
         return d
+
+    def _lookup_principal(self):
+        """Publisher thread. A handshake can wait behind other work in the pool longer than its
+        client stays (or than openHandshakeTimeout): Zope is not asked for a connection gone."""
+        if self.state == self.STATE_CLOSED:  # a plain attribute read; set by the reactor
+            raise _Gone()
+        service = self.factory.service
+        return resolve_principal(service.app, self.handshake["environ"], self.handshake["site"])
 
     def _accepted(self, principal):
         self.principal = principal
         return None, {"X-Txzserver-Instance": self.factory.service.instance_name}
 
     def _refused(self, failure):
+        if failure.check(_Gone):
+            return None  # succeedHandshake below does nothing for a closed connection
         if failure.check(AuthenticationFailed):
-            raise ConnectionDeny(failure.value.code, failure.value.reason)
-        log.failure("WebSocket principal lookup failed", failure)
-        raise ConnectionDeny(500, "principal lookup failed")
+            deny = ConnectionDeny(failure.value.code, failure.value.reason)
+        else:
+            log.failure("WebSocket principal lookup failed", failure)
+            deny = ConnectionDeny(500, "principal lookup failed")
+        if self.state == self.STATE_CLOSED:
+            return None  # nobody left to answer
+        raise deny
+
+    def succeedHandshake(self, res):
+        # Autobahn opens the connection whatever its state: one dropped while its principal was
+        # looked up (client gone, open-handshake timeout) would enter the hub and stay there.
+        if self.state != self.STATE_CONNECTING:
+            return None
+        return super().succeedHandshake(res)
 
     def onOpen(self):
         self.reader = PauseObserver()
@@ -100,6 +121,27 @@ class NotificationProtocol(WebSocketServerProtocol):
             self.factory.service.hub.remove(self.subscriber)
             self.subscriber = None
 
+    _abort_call = None
+
+    def dropConnection(self, abort=False):
+        # Autobahn resets (abort) the TCP connection once a closing handshake it started is
+        # answered. When the answer arrives before the client read our close frame (a close
+        # frame that is itself the protocol error, or both sides closing at once), the reset
+        # discards that frame in the client's kernel and it never learns the close code.
+        # RFC 6455 7.1.1: the server closes TCP first, so close it cleanly, and abort only a
+        # client that does not read even that within closeHandshakeTimeout.
+        if abort and self.wasClean and self.state == self.STATE_CLOSING and self.transport is not None:
+            abort = False
+            self._abort_call = self.factory.service.reactor.callLater(
+                self.closeHandshakeTimeout, self.transport.abortConnection)
+        super().dropConnection(abort=abort)
+
+    def connectionLost(self, reason):
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        super().connectionLost(reason)
+
     # Helpers
 
     def _send(self, payload):
@@ -124,6 +166,10 @@ class NotificationProtocol(WebSocketServerProtocol):
 
     def _error(self, text):
         self._reply({"type": "error", "message": text})
+
+
+class _Gone(Exception):
+    """The connection closed before a publisher thread got to its principal lookup."""
 
 
 def make_factory(service, settings):

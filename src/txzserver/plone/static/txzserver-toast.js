@@ -7,9 +7,15 @@
  * 30 s, reset once a connection succeeded). Plain DOM, no framework: it must not fight with
  * whatever else the page loads.
  *
- * DOM contract (tests rely on it): container #txzserver-toasts, each toast .txzserver-toast.
- * window.txzserverToasts exposes {show, connect, socketUrl, connected} for debugging and tests;
- * connected is true between the server's welcome message and the socket's close.
+ * A "gap" message (the server lost some events on its bus) shows one "Some updates were
+ * missed" toast; on a folder listing, where the page itself is what went stale, the toast
+ * offers a Reload button.
+ *
+ * DOM contract (tests rely on it): container #txzserver-toasts, each toast .txzserver-toast,
+ * the gap toast .txzserver-toast-gap with its button .txzserver-toast-reload on listings.
+ * window.txzserverToasts exposes {show, showGap, handle, connect, socketUrl, connected} for
+ * debugging and tests (handle takes a parsed server message); connected is true between the
+ * server's welcome message and the socket's close.
  */
 (function () {
   "use strict";
@@ -26,6 +32,9 @@
     notification: "Notification"
   };
   var LOG_TYPES = { welcome: true, status: true, error: true };
+  var GAP_TEXT = "Some updates were missed";
+  // Body classes of Classic UI folder listings (folder default views, collections, contents).
+  var LISTING = /(^|\s)template-(listing_view|summary_view|tabular_view|album_view|full_view|event_listing|folder_contents)(\s|$)/;
   var MIN_DELAY = 1000;
   var MAX_DELAY = 30000;
   var TOAST_MS = 10000;
@@ -38,6 +47,9 @@
     "box-shadow:0 2px 8px rgba(0,0,0,.15);position:relative;word-wrap:break-word}",
     ".txzserver-toast-notification{border-left-color:#e5a000}",
     ".txzserver-toast-removed{border-left-color:#b00}",
+    ".txzserver-toast-gap{border-left-color:#6c757d}",
+    ".txzserver-toast-reload{margin-top:.4rem;border:1px solid #007bb1;border-radius:3px;",
+    "background:#fff;color:#007bb1;padding:.1rem .6rem;cursor:pointer}",
     ".txzserver-toast-kind{display:block;font-size:.75rem;text-transform:uppercase;color:#666}",
     ".txzserver-toast-title{font-weight:bold}",
     ".txzserver-toast-close{position:absolute;top:.2rem;right:.4rem;border:0;background:none;",
@@ -86,11 +98,65 @@
     }
   }
 
-  function show(event) {
-    var box = container();
+  function newToast(type) {
     var toast = document.createElement("div");
-    toast.className = "txzserver-toast txzserver-toast-" + event.type;
-    toast.dataset.type = event.type;
+    toast.className = "txzserver-toast txzserver-toast-" + type;
+    toast.dataset.type = type;
+    return toast;
+  }
+
+  function place(toast) {
+    var box = container();
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "txzserver-toast-close";
+    close.setAttribute("aria-label", "Dismiss notification");
+    close.textContent = "\u00d7";
+    close.addEventListener("click", function () { dismiss(toast); });
+    toast.appendChild(close);
+
+    box.appendChild(toast);
+    while (box.children.length > MAX_TOASTS) {
+      dismiss(box.firstChild);
+    }
+    var hide = setTimeout(function () { dismiss(toast); }, TOAST_MS);
+    toast.addEventListener("mouseenter", function () { clearTimeout(hide); });
+    toast.addEventListener("mouseleave", function () {
+      hide = setTimeout(function () { dismiss(toast); }, TOAST_MS / 2);
+    });
+    return toast;
+  }
+
+  function isListing() {
+    return LISTING.test((document.body && document.body.className) || "");
+  }
+
+  function showGap() {
+    // One gap toast at a time: several instances' gaps after a broker restart say one thing.
+    var old = document.querySelector("#txzserver-toasts .txzserver-toast-gap");
+    if (old) {
+      dismiss(old);
+    }
+    var toast = newToast("gap");
+    var text = document.createElement("span");
+    text.className = "txzserver-toast-title";
+    text.textContent = GAP_TEXT;
+    toast.appendChild(text);
+    if (isListing()) {
+      var reload = document.createElement("button");
+      reload.type = "button";
+      reload.className = "txzserver-toast-reload";
+      reload.textContent = "Reload";
+      reload.addEventListener("click", function () { window.location.reload(); });
+      var line = document.createElement("div");
+      line.appendChild(reload);
+      toast.appendChild(line);
+    }
+    return place(toast);
+  }
+
+  function show(event) {
+    var toast = newToast(event.type);
     if (event.uid) {
       toast.dataset.uid = event.uid;
     }
@@ -121,25 +187,24 @@
       actor.textContent = "by " + event.actor;
       toast.appendChild(actor);
     }
+    return place(toast);
+  }
 
-    var close = document.createElement("button");
-    close.type = "button";
-    close.className = "txzserver-toast-close";
-    close.setAttribute("aria-label", "Dismiss notification");
-    close.textContent = "\u00d7";
-    close.addEventListener("click", function () { dismiss(toast); });
-    toast.appendChild(close);
-
-    box.appendChild(toast);
-    while (box.children.length > MAX_TOASTS) {
-      dismiss(box.firstChild);
+  function handle(event) {
+    if (!event || typeof event.type !== "string") {
+      return;
     }
-    var hide = setTimeout(function () { dismiss(toast); }, TOAST_MS);
-    toast.addEventListener("mouseenter", function () { clearTimeout(hide); });
-    toast.addEventListener("mouseleave", function () {
-      hide = setTimeout(function () { dismiss(toast); }, TOAST_MS / 2);
-    });
-    return toast;
+    if (event.type === "welcome") {
+      window.txzserverToasts.connected = true;  // the server now delivers events to us
+    }
+    if (CONTENT_TYPES.hasOwnProperty(event.type)) {
+      show(event);
+    } else if (event.type === "gap") {
+      console.log("txzserver: missed", event.missed, "update(s) from", event.instance);
+      showGap();
+    } else if (LOG_TYPES[event.type]) {
+      console.log("txzserver:", event.type, event);
+    }
   }
 
   function onMessage(raw) {
@@ -150,17 +215,7 @@
       console.warn("txzserver: ignoring a message that is not JSON", err);
       return;
     }
-    if (!event || typeof event.type !== "string") {
-      return;
-    }
-    if (event.type === "welcome") {
-      window.txzserverToasts.connected = true;  // the server now delivers events to us
-    }
-    if (CONTENT_TYPES.hasOwnProperty(event.type)) {
-      show(event);
-    } else if (LOG_TYPES[event.type]) {
-      console.log("txzserver:", event.type, event);
-    }
+    handle(event);
   }
 
   function nextDelay() {
@@ -210,7 +265,8 @@
     return ws;
   }
 
-  window.txzserverToasts = { show: show, connect: connect, socketUrl: socketUrl, connected: false };
+  window.txzserverToasts = { show: show, showGap: showGap, handle: handle, connect: connect,
+                             socketUrl: socketUrl, connected: false };
 
   if (!("WebSocket" in window)) {
     return;

@@ -1,0 +1,501 @@
+"""WebSocket at the frame level against the real endpoint (issue 11): raw loopback sockets send
+what well-behaved clients never do, and each test asserts the RFC 6455 answer (close code,
+HTTP status) and that the server stays well: the front page answers within 1 s afterwards and
+the server's RSS stays bounded.
+
+Events come from a ZeroMQ PUB socket the test binds where the server's ``<event-bus>``
+subscribes: thousands of events a second without a Zope transaction each.
+
+Bounded in time: ``UNFINISHED_HANDSHAKES`` is 1,000 (not 10,000) and the keepalive server pings
+every second. Frame helpers are the unit tests' (tests/unit/wsframes.py).
+"""
+
+import json
+import select
+import socket
+import struct
+import time
+from contextlib import ExitStack
+
+import httpx
+import pytest
+import zmq
+
+from tests.support.clients import connect, is_closed, parse_response, read_until_closed
+from tests.support.instance import SITE_ID
+from tests.support.server import wait_for
+from tests.support.wsclient import Collector
+from tests.unit.wsframes import (
+    CLOSE, PING, PONG, TEXT, client_close, client_frame, close_code, handshake, parse_frames,
+)
+from txzserver.bus import Event
+from txzserver.websocket.protocol import MAX_PENDING_WHILE_PAUSED
+
+#: Handshakes held open at once (the issue names 10,000; 1,000 keeps the test within a minute).
+UNFINISHED_HANDSHAKES = 1000
+WS_MAX_CONNECTIONS = 50  # a leak of dead connections into the hub shows as 503 at this limit
+MAX_MESSAGE_SIZE = 64 * 1024
+PING_INTERVAL = 1.0
+PING_TIMEOUT = 1.0
+EVERYBODY = frozenset({"Anonymous"})
+
+
+@pytest.fixture(scope="module")
+def bus(tmp_path_factory):
+    """The PUB socket the servers' event bus subscribes to."""
+    directory = tmp_path_factory.mktemp("wsbus")
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.setsockopt(zmq.SNDHWM, 1_000_000)
+    subscribe = f"ipc://{directory}/subscribe.sock"
+    pub.bind(subscribe)
+    yield {"pub": pub, "subscribe": subscribe, "publish": f"ipc://{directory}/publish.sock"}
+    pub.close()
+
+
+def _conf(bus, **websocket):
+    keys = "\n".join(f"  {k.replace('_', '-')} {v}" for k, v in websocket.items())
+    return (f"<websocket>\n  path /ws\n{keys}\n</websocket>\n"
+            f"<event-bus>\n  publish {bus['publish']}\n  subscribe {bus['subscribe']}\n</event-bus>\n")
+
+
+def _warm(server):
+    for _ in range(3):  # the first renderings of the front page compile its templates
+        assert httpx.get(server.url(f"/{SITE_ID}"), timeout=60).status_code == 200
+    return server
+
+
+@pytest.fixture(scope="module")
+def ws_server(servers, bus):
+    return _warm(servers.start("ws-hostile", threads=2, extra=_conf(
+        bus, max_connections=WS_MAX_CONNECTIONS, max_message_size="64KB", ping_interval="30s",
+        ping_timeout="20s")))
+
+
+@pytest.fixture(scope="module")
+def ping_server(servers, bus):
+    return _warm(servers.start("ws-ping", threads=1, extra=_conf(
+        bus, ping_interval=f"{PING_INTERVAL:g}s", ping_timeout=f"{PING_TIMEOUT:g}s")))
+
+
+# Helpers
+
+def page_seconds(server):
+    started = time.monotonic()
+    response = httpx.get(server.url(f"/{SITE_ID}"), timeout=10)
+    assert response.status_code == 200
+    return time.monotonic() - started
+
+
+def assert_responsive(server):
+    """The front page answers within 1 s (twice: one slow answer on a shared machine is noise
+    only if the next one is fast)."""
+    times = [page_seconds(server) for _ in range(2)]
+    assert min(times) < 1.0, f"front page took {times} s"
+
+
+def publish(bus, n=1, path=f"/{SITE_ID}/hostile", message=""):
+    for i in range(n):
+        bus["pub"].send(Event("modified", path, title=f"event {i}", message=message,
+                              guard=EVERYBODY).to_wire())
+
+
+class RawSocket:
+    """A WebSocket client on a plain socket: the opening handshake, then raw bytes."""
+
+    def __init__(self, server, path=b"/Plone/ws", rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", server.port))
+        self.sock.sendall(handshake(path, host=f"127.0.0.1:{server.port}".encode()))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"closed during the handshake: {data!r}"
+            data += chunk
+        head, _, self.pending = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        welcome = self.next_frame()
+        assert welcome[0] == TEXT and json.loads(welcome[1])["type"] == "welcome", welcome
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def next_frame(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            frames, _ = parse_frames(self.pending)
+            if frames:
+                self.pending = self.pending[_frame_length(self.pending):]  # the rest: next call
+                return frames[0]
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; pending {self.pending[:100]!r}")
+            self.pending += chunk
+
+    def close_code(self, timeout=10):
+        """Read until the server's close frame; answer it (as a client must) and return its
+        code, once the server has closed the TCP connection too."""
+        deadline = time.monotonic() + timeout
+        while True:
+            opcode, payload = self.next_frame(timeout=max(deadline - time.monotonic(), 0.01))
+            if opcode == CLOSE:
+                break
+        try:
+            self.send(client_close(1000))
+        except OSError:
+            pass
+        assert is_closed(self.sock, timeout=max(deadline - time.monotonic(), 0.5))
+        return close_code(payload)
+
+    def close(self):
+        self.sock.close()
+
+
+def _frame_length(data):
+    n = data[1] & 0x7F
+    offset = 2 + {126: 2, 127: 8}.get(n, 0)
+    if n == 126:
+        n = struct.unpack("!H", data[2:4])[0]
+    elif n == 127:
+        n = struct.unpack("!Q", data[2:10])[0]
+    return offset + (4 if data[1] & 0x80 else 0) + n
+
+
+def raw_handshake(server, request):
+    """Send a handshake request; return (status, headers, body) once the server closed."""
+    with connect(server.port) as sock:
+        sock.sendall(request)
+        raw = read_until_closed(sock, timeout=10)
+    return parse_response(raw)
+
+
+# Frames a server must refuse (RFC 6455 section 5)
+
+def _unmasked(payload, opcode=TEXT):
+    return bytes([0x80 | opcode, len(payload)]) + payload
+
+
+def _with_rsv(bits):
+    frame = bytearray(client_frame("hello"))
+    frame[0] |= bits
+    return bytes(frame)
+
+
+PROTOCOL_ERRORS = {
+    "unmasked text frame": _unmasked(b"hello"),
+    "unmasked close frame": _unmasked(struct.pack("!H", 1000), CLOSE),
+    "RSV1 without extension": _with_rsv(0x40),
+    "RSV2": _with_rsv(0x20),
+    "RSV3": _with_rsv(0x10),
+    "reserved data opcode 0x3": client_frame("x", opcode=0x3),
+    "reserved data opcode 0x7": client_frame("x", opcode=0x7),
+    "reserved control opcode 0xB": client_frame("x", opcode=0xB),
+    "reserved control opcode 0xF": client_frame("x", opcode=0xF),
+    "fragmented ping": client_frame("x", opcode=PING, fin=False),
+    "fragmented close": client_frame(struct.pack("!H", 1000), opcode=CLOSE, fin=False),
+    "ping over 125 bytes": client_frame("p" * 126, opcode=PING),
+    "close over 125 bytes": client_frame(struct.pack("!H", 1000) + b"r" * 124, opcode=CLOSE),
+    "continuation without a start": client_frame("x", opcode=0x0),
+}
+
+
+@pytest.mark.parametrize("frame", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
+def test_protocol_errors_close_with_1002(ws_server, frame):
+    ws = RawSocket(ws_server)
+    try:
+        ws.send(frame)
+        assert ws.close_code() == 1002
+    finally:
+        ws.close()
+    assert_responsive(ws_server)
+
+
+INVALID_UTF8 = {
+    "lone continuation byte": b"\x80",
+    "truncated sequence": b"ok \xe2\x82",
+    "overlong slash": b"\xc0\xaf",
+    "surrogate": b"\xed\xa0\x80",
+    "above U+10FFFF": b"\xf4\x90\x80\x80",
+}
+
+
+@pytest.mark.parametrize("payload", INVALID_UTF8.values(), ids=INVALID_UTF8.keys())
+def test_invalid_utf8_in_a_text_message_closes_with_1007(ws_server, payload):
+    ws = RawSocket(ws_server)
+    try:
+        ws.send(client_frame(payload))
+        assert ws.close_code() == 1007
+    finally:
+        ws.close()
+    assert_responsive(ws_server)
+
+
+def test_invalid_utf8_split_across_fragments_closes_with_1007(ws_server):
+    ws = RawSocket(ws_server)
+    try:
+        ws.send(client_frame(b'{"action": "\xe2\x82', fin=False))
+        ws.send(client_frame(b"\x28", opcode=0x0))  # \xe2\x82\x28 is not UTF-8
+        assert ws.close_code() == 1007
+    finally:
+        ws.close()
+
+
+def test_frame_announcing_1_gb_closes_with_1009_without_reading_it(ws_server):
+    ws = RawSocket(ws_server)
+    before = ws_server.rss()
+    try:
+        mask = b"\x01\x02\x03\x04"
+        ws.send(bytes([0x80 | TEXT, 0x80 | 127]) + struct.pack("!Q", 1 << 30) + mask + b"x" * 4096)
+        assert ws.close_code() == 1009
+    finally:
+        ws.close()
+    grown = ws_server.rss() - before
+    assert grown < 4 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB"
+    assert_responsive(ws_server)
+
+
+def test_message_over_max_message_size_in_small_fragments_closes_with_1009(ws_server):
+    ws = RawSocket(ws_server)
+    try:
+        ws.send(client_frame("x" * 1000, fin=False))
+        for _ in range(MAX_MESSAGE_SIZE // 1000 + 1):
+            ws.send(client_frame("x" * 1000, opcode=0x0, fin=False))
+        assert ws.close_code() == 1009
+    finally:
+        ws.close()
+
+
+# Bad opening handshakes: an HTTP error with a reason, then the connection closes
+
+def _request(*headers, path=b"/Plone/ws"):
+    lines = [b"GET " + path + b" HTTP/1.1", b"Host: 127.0.0.1", b"Upgrade: websocket",
+             b"Connection: Upgrade", *headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def test_handshake_without_key_is_400_with_a_reason(ws_server):
+    started = time.monotonic()
+    status, _, _ = raw_handshake(ws_server, _request(b"Sec-WebSocket-Version: 13"))
+    assert status == 400
+    assert time.monotonic() - started < 2
+    reason = _status_line(ws_server, _request(b"Sec-WebSocket-Version: 13"))
+    assert "Sec-WebSocket-Key" in reason
+
+
+@pytest.mark.parametrize("version", [b"12", b"99", b"x"])
+def test_handshake_with_a_wrong_version_is_refused_with_the_supported_versions(ws_server, version):
+    started = time.monotonic()
+    request = _request(KEY, b"Sec-WebSocket-Version: " + version)
+    status, headers, _ = raw_handshake(ws_server, request)
+    assert status in (400, 426)
+    assert time.monotonic() - started < 2
+    reason = _status_line(ws_server, request)
+    assert "version" in reason.lower()
+    if version.isdigit():  # RFC 6455 4.4: the answer lists the versions the server speaks
+        assert "13" in headers["sec-websocket-version"].split(",")
+
+
+def test_handshake_without_version_is_400(ws_server):
+    status, _, _ = raw_handshake(ws_server, _request(KEY))
+    assert status == 400
+
+
+def _status_line(server, request):
+    with connect(server.port) as sock:
+        sock.sendall(request)
+        raw = read_until_closed(sock, timeout=10)
+    return raw.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+# Handshakes that never finish
+
+PARTIAL_HANDSHAKE = b"GET /Plone/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+
+
+def hold_unfinished_handshakes(stack, server):
+    """UNFINISHED_HANDSHAKES sockets that sent an upgrade request without its final blank line.
+
+    The request head is read by the HTTP/1.1 channel before anything is handed to Autobahn,
+    so it is header-timeout (10 s by default, like Autobahn's openHandshakeTimeout) that
+    ends them, and until then they are HTTP connections (max-connections, 1000 by default).
+    """
+    socks = []
+    for _ in range(UNFINISHED_HANDSHAKES):
+        sock = stack.enter_context(connect(server.port))
+        sock.sendall(PARTIAL_HANDSHAKE)
+        socks.append(sock)
+    return socks
+
+
+def test_unfinished_handshakes_are_closed_after_the_header_timeout(ws_server):
+    rss_before = ws_server.rss()
+    with ExitStack() as stack:
+        started = time.monotonic()
+        socks = hold_unfinished_handshakes(stack, ws_server)
+        opened = time.monotonic() - started
+        rss_held = ws_server.rss()
+        answers = {}  # socket -> what the server sent before closing it
+
+        def all_closed():
+            waiting = [sock for sock in socks if sock not in answers]
+            for sock in select.select(waiting, [], [], 0)[0]:
+                answers[sock] = read_until_closed(sock, timeout=5)[:12]
+            return len(answers) == len(socks)
+
+        wait_for(all_closed, 30, 0.5, "the unfinished handshakes to be closed")
+        closed_after = time.monotonic() - started
+        answers = set(answers.values())
+    print(f"\n{UNFINISHED_HANDSHAKES} unfinished handshakes opened in {opened:.1f} s, all closed"
+          f" {closed_after:.1f} s after the first; server RSS {rss_before / 2**20:.0f} ->"
+          f" {rss_held / 2**20:.0f} MiB while held")
+    assert closed_after < 10 + opened + 5
+    assert rss_held - rss_before < 64 * 2**20
+    assert answers <= {b"HTTP/1.1 408", b""}, answers
+    assert_responsive(ws_server)
+
+
+@pytest.mark.xfail(strict=True, reason="the unfinished heads hold HTTP connection slots (default"
+                   " max-connections 1000, none idle): newcomers get 503 until header-timeout;"
+                   " server/site.py, outside websocket/")
+def test_unfinished_handshakes_leave_room_for_other_clients(ws_server, bus):
+    with ExitStack() as stack:
+        hold_unfinished_handshakes(stack, ws_server)
+        assert_responsive(ws_server)
+        client = Collector(ws_server.url("/Plone/ws").replace("http://", "ws://"),
+                           name="meanwhile").start_and_wait()
+        try:
+            wait_for(lambda: publish(bus) or client.events(), 10, 0.2, "an event")
+        finally:
+            client.stop()
+
+
+def test_abandoned_handshakes_leave_no_connection_behind(ws_server, bus):
+    """UNFINISHED_HANDSHAKES complete upgrade requests whose clients leave at once: their
+    principal lookups wait in the pool; none may open a connection for a client gone
+    (the hub would keep it: WS_MAX_CONNECTIONS would answer 503 for good)."""
+    request = _request(KEY, b"Sec-WebSocket-Version: 13")
+    for _ in range(UNFINISHED_HANDSHAKES):
+        with connect(ws_server.port) as sock:
+            sock.sendall(request)  # then FIN: the server reads the request, then the end
+    wait_for(lambda: page_seconds(ws_server) < 1.0, 30, 0.5, "the front page to answer in 1 s")
+    clients = [Collector(ws_server.url("/Plone/ws").replace("http://", "ws://"), name=f"after-{i}")
+               for i in range(WS_MAX_CONNECTIONS)]
+    try:
+        for client in clients:
+            client.start_and_wait()
+        wait_for(lambda: publish(bus) or all(c.events() for c in clients), 10, 0.2, "events")
+    finally:
+        for client in clients:
+            if client.is_alive():
+                client.stop()
+    assert_responsive(ws_server)
+
+
+# Keepalive
+
+def test_peer_that_never_answers_pings_is_closed(ping_server):
+    ws = RawSocket(ping_server)
+    started = time.monotonic()
+    try:
+        opcode, _ = ws.next_frame(timeout=PING_INTERVAL + 2)
+        assert opcode == PING
+        pinged = time.monotonic() - started
+        # no pong: the server drops the connection after ping-timeout
+        with pytest.raises((ConnectionError, OSError)):
+            while True:
+                ws.next_frame(timeout=PING_INTERVAL + PING_TIMEOUT + 3)
+        closed = time.monotonic() - started
+    finally:
+        ws.close()
+    print(f"\nping after {pinged:.2f} s, closed after {closed:.2f} s"
+          f" (ping-interval {PING_INTERVAL:g} s, ping-timeout {PING_TIMEOUT:g} s)")
+    assert PING_INTERVAL - 0.3 < pinged < PING_INTERVAL + 1
+    assert PING_INTERVAL + PING_TIMEOUT - 0.3 < closed < PING_INTERVAL + PING_TIMEOUT + 1.5
+
+
+def test_peer_that_answers_pings_stays(ping_server):
+    ws = RawSocket(ping_server)
+    try:
+        deadline = time.monotonic() + 3 * (PING_INTERVAL + PING_TIMEOUT)
+        pings = 0
+        while time.monotonic() < deadline:
+            try:
+                opcode, payload = ws.next_frame(timeout=deadline - time.monotonic())
+            except TimeoutError:
+                break
+            if opcode == PING:
+                pings += 1
+                ws.send(client_frame(payload, opcode=PONG))
+        assert pings >= 3
+        ws.send(client_frame(json.dumps({"action": "subscribe", "path": "/Plone/news"})))
+        opcode, payload = ws.next_frame()
+        assert json.loads(payload)["type"] == "status"
+    finally:
+        ws.close()
+
+
+# A client that stops reading while events flow
+
+def test_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(ws_server, bus):
+    reader = Collector(ws_server.url("/Plone/ws").replace("http://", "ws://"),
+                       name="reader").start_and_wait()
+    stalled = RawSocket(ws_server, rcvbuf=4096)
+    message = "m" * 4000
+    rss_before = ws_server.rss()
+    try:
+        sent = 0
+        peak = rss_before
+        started = time.monotonic()
+        for _ in range(40):  # up to 40 x 100 events of 4 KB: 16 MB if nothing were cut off
+            publish(bus, 100, message=message)
+            sent += 100
+            time.sleep(0.1)  # a steady flow, not one burst
+            peak = max(peak, ws_server.rss())
+            if "stopped reading" in ws_server.log_text():
+                break
+        cut_after = time.monotonic() - started
+        assert "stopped reading" in ws_server.log_text(), "the stalled client was not cut off"
+        # what the stalled client still gets is less than what was sent, then the end
+        received = 0
+        stalled.sock.settimeout(5)
+        try:
+            while True:
+                opcode, _ = stalled.next_frame(timeout=5)
+                received += opcode == TEXT
+        except (ConnectionError, OSError):
+            pass
+        assert received < sent
+        wait_for(lambda: len(reader.events()) >= sent, 20, 0.2, "the reading client to get all")
+    finally:
+        stalled.close()
+        reader.stop()
+    grown = peak - rss_before
+    print(f"\nstalled client cut off after {sent} events ({cut_after:.1f} s; it had read"
+          f" {received}, limit {MAX_PENDING_WHILE_PAUSED} pending); server RSS +{grown / 2**20:.1f}"
+          f" MiB at peak")
+    assert grown < 32 * 2**20
+    assert_responsive(ws_server)
+
+
+@pytest.mark.xfail(strict=True, reason="writes while paused are counted within one reactor turn:"
+                   " a burst of more than about MAX_PENDING_WHILE_PAUSED + 64 KiB of events (one"
+                   " bulk commit) cuts off clients that do read; protocol._send")
+def test_a_burst_does_not_cut_off_a_client_that_reads(ws_server, bus):
+    reader = Collector(ws_server.url("/Plone/ws").replace("http://", "ws://"),
+                       name="burst").start_and_wait()
+    try:
+        wait_for(lambda: publish(bus, path=f"/{SITE_ID}/warmup") or reader.events(), 10, 0.2,
+                 "the bus to deliver")
+        publish(bus, 1000, path=f"/{SITE_ID}/burst", message="m" * 300)  # one bulk commit
+        wait_for(lambda: len(reader.events(path=f"/{SITE_ID}/burst")) == 1000 or reader.error,
+                 20, 0.2, "the burst")
+        assert reader.error is None, reader.error
+    finally:
+        reader.stop()
