@@ -38,15 +38,18 @@ class PauseObserver:
     """Registered with a transport as a streaming producer only to hear ``pauseProducing``.
 
     The transport pauses its producer when its write buffer passes the high-water mark and
-    resumes it once drained; ``stopProducing`` means the client is gone. ``backlog`` counts
-    the writes a caller made while paused (``wrote_while_paused``), reset on resume.
-    Reactor thread only.
+    resumes it once drained; ``stopProducing`` means the client is gone. ``backlog`` and
+    ``backlog_bytes`` count what a caller wrote while paused (``wrote_while_paused``), and
+    ``paused_at`` (on ``clock``) says since when; all reset on resume. Reactor thread only.
     """
 
-    def __init__(self):
+    def __init__(self, clock=None):
         self.paused = False
         self.stopped = False
         self.backlog = 0
+        self.backlog_bytes = 0
+        self.paused_at = None
+        self._clock = clock
         self._waiting = None
 
     def wait(self):
@@ -59,20 +62,31 @@ class PauseObserver:
             self._waiting = defer.Deferred()
         return self._waiting
 
-    def wrote_while_paused(self):
-        """Count a write made while paused; return how many since the last resume."""
+    def wrote_while_paused(self, size=0):
+        """Count a write of ``size`` bytes made while paused; return how many since the resume."""
         if self.paused:
             self.backlog += 1
+            self.backlog_bytes += size
         return self.backlog
+
+    def paused_for(self):
+        """Seconds since the transport paused us (0 when not paused or without a clock)."""
+        if not self.paused or self.paused_at is None:
+            return 0.0
+        return self._clock() - self.paused_at
 
     # IPushProducer
 
     def pauseProducing(self):
+        if not self.paused and self._clock is not None:
+            self.paused_at = self._clock()
         self.paused = True
 
     def resumeProducing(self):
         self.paused = False
         self.backlog = 0
+        self.backlog_bytes = 0
+        self.paused_at = None
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             waiting.callback(None)

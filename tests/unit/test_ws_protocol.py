@@ -354,27 +354,50 @@ def test_close_all_sends_going_away(endpoint):
 
 # Clients that stop reading
 
-def test_a_client_that_stops_reading_is_cut_off_not_buffered_forever(endpoint):
-    from txzserver.websocket.protocol import MAX_PENDING_WHILE_PAUSED
+def big_event(size=10_000):
+    return event(message="m" * size)
+
+
+def test_a_client_that_stops_reading_is_cut_off_at_the_byte_limit(endpoint):
+    from txzserver.websocket.protocol import MAX_BACKLOG_BYTES
     client, _ = opened(endpoint)
     reader = client.protocol.reader
     assert client.transport.producer is reader  # the transport tells us when it is full
     reader.pauseProducing()  # what the transport does when the client stops reading
-    for _ in range(MAX_PENDING_WHILE_PAUSED):
-        endpoint.hub.deliver(event())
+    delivered = 0
+    while reader.backlog_bytes + 10_100 < MAX_BACKLOG_BYTES:
+        endpoint.hub.deliver(big_event())
+        delivered += 1
     assert not client.transport.disconnecting
+    endpoint.hub.deliver(big_event())
+    endpoint.hub.deliver(big_event())
+    assert client.transport.disconnecting or client.transport.disconnected
+    assert delivered > 90  # about 1 MiB of 10 kB events
+
+
+def test_a_client_stalled_too_long_is_cut_off_at_the_next_event(endpoint):
+    from txzserver.websocket.protocol import MAX_STALL_SECONDS
+    client, _ = opened(endpoint)
+    reader = client.protocol.reader
+    reader.pauseProducing()
+    endpoint.hub.deliver(event())
+    endpoint.reactor.advance(MAX_STALL_SECONDS - 1)
+    endpoint.hub.deliver(event())
+    assert not client.transport.disconnecting
+    endpoint.reactor.advance(2)
     endpoint.hub.deliver(event())
     assert client.transport.disconnecting or client.transport.disconnected
 
 
-def test_a_client_that_reads_again_is_kept(endpoint):
-    from txzserver.websocket.protocol import MAX_PENDING_WHILE_PAUSED
+def test_a_burst_to_a_client_that_reads_again_is_kept(endpoint):
+    """A bulk commit: a thousand small events in one turn, then the transport drains."""
     client, _ = opened(endpoint)
     reader = client.protocol.reader
     for _ in range(3):
         reader.pauseProducing()
-        for _ in range(MAX_PENDING_WHILE_PAUSED):
+        for _ in range(1000):
             endpoint.hub.deliver(event())
         reader.resumeProducing()  # the transport drained: the count starts again
+        assert reader.backlog == 0 and reader.backlog_bytes == 0
     assert not client.transport.disconnecting
-    assert len(client.messages()) == 3 * MAX_PENDING_WHILE_PAUSED
+    assert len(client.messages()) == 3000

@@ -19,8 +19,13 @@ from .fanout import Subscriber, normalize_path
 
 log = Logger()
 MAX_SUBSCRIPTIONS = 64
-#: Events queued for a client that does not read (its transport paused us) before we cut it off.
-MAX_PENDING_WHILE_PAUSED = 256
+#: A client whose socket is full (its transport paused us) is cut off once this much was
+#: queued for it since, or once it has not drained for MAX_STALL_SECONDS while events flow.
+#: A burst (one bulk commit: a thousand events in one reactor turn) fits in the bytes and is
+#: drained in well under the time by a client that reads; a client that stopped reading costs
+#: at most this much memory.
+MAX_BACKLOG_BYTES = 1024 * 1024
+MAX_STALL_SECONDS = 10.0
 
 
 class NotificationProtocol(WebSocketServerProtocol):
@@ -75,7 +80,7 @@ class NotificationProtocol(WebSocketServerProtocol):
         return super().succeedHandshake(res)
 
     def onOpen(self):
-        self.reader = PauseObserver()
+        self.reader = PauseObserver(clock=self.factory.service.reactor.seconds)
         self.transport.registerProducer(self.reader, True)
         service = self.factory.service
         path = self.handshake["path"] or self.principal.site_path
@@ -149,9 +154,11 @@ class NotificationProtocol(WebSocketServerProtocol):
             return  # closing: still in the hub until the socket closes; sendMessage would raise
         reader = getattr(self, "reader", None)
         if reader is not None and reader.paused:
-            if reader.wrote_while_paused() > MAX_PENDING_WHILE_PAUSED:
-                log.info("closing a WebSocket that stopped reading ({n} events pending)",
-                         n=reader.backlog)
+            reader.wrote_while_paused(len(payload))
+            if reader.backlog_bytes > MAX_BACKLOG_BYTES or reader.paused_for() > MAX_STALL_SECONDS:
+                log.info("closing a WebSocket that stopped reading ({n} events, {size} bytes"
+                         " pending for {seconds:.1f} s)", n=reader.backlog,
+                         size=reader.backlog_bytes, seconds=reader.paused_for())
                 self.dropConnection(abort=True)
                 return
         # max-message-size limits what clients send; Autobahn applies it to sending as well
