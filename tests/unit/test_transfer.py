@@ -65,3 +65,17 @@ def test_close_body_errors_are_logged_or_raised():
     close_body(Body(ValueError("x")))  # quietly: logged
     with pytest.raises(ValueError):
         close_body(Body(ValueError("x")), quietly=False)
+
+
+def test_paused_for_and_backlog_bytes_on_a_clock():
+    now = [100.0]
+    observer = PauseObserver(clock=lambda: now[0])
+    assert observer.paused_for() == 0.0
+    observer.pauseProducing()
+    now[0] = 103.5
+    observer.pauseProducing()  # a second pause does not restart the clock
+    observer.wrote_while_paused(10)
+    observer.wrote_while_paused(5)
+    assert (observer.paused_for(), observer.backlog, observer.backlog_bytes) == (3.5, 2, 15)
+    observer.resumeProducing()
+    assert (observer.paused_for(), observer.backlog, observer.backlog_bytes) == (0.0, 0, 0)
