@@ -19,7 +19,6 @@ we had sent by then say little, as the kernel takes all 5,000 (about 200 kB) at 
 """
 
 import json
-import os
 import select
 import socket
 import ssl
@@ -33,9 +32,9 @@ import h2.errors
 import pytest
 from hyperframe.frame import Frame, GoAwayFrame, PingFrame
 
-from tests.support.instance import ROOT, copy_instance_data, http_server, https_server, new_instance
-from tests.support.published import SITE_ZCML, published
-from tests.support.server import ServerProcess
+from tests.support.counting import start_counting_server
+from tests.support.instance import ROOT
+from tests.support.published import published
 from tests.support.slow import timed_get
 
 THREADS = 1
@@ -52,15 +51,8 @@ RESULTS = ROOT / "tests" / "results" / "rapid-reset.json"
 
 
 def _counting_server(servers, name, extra=""):
-    """One thread, h2c and TLS, Zope's publishes counted (SITE_ZCML); stopped with ``servers``."""
-    directory = servers.tmp.mktemp(name)
-    listeners = http_server(0, h2c=True) + "\n" + https_server(0, servers.tls["cert"], servers.tls["key"])
-    conf = new_instance(directory, listeners, f"server-threads {THREADS}\n{extra}")
-    copy_instance_data(servers.template["directory"], directory)
-    (directory / "etc" / "site.zcml").write_text(SITE_ZCML)
-    process = ServerProcess(conf, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    servers.running.append(process)
-    return process.start()
+    """One thread, h2c and TLS, Zope's publishes counted; stopped with ``servers``."""
+    return start_counting_server(servers, name, threads=THREADS, extra=extra)
 
 
 @pytest.fixture(scope="module")

@@ -66,14 +66,17 @@ def header_environ(headers):
     return environ
 
 
-def _origin_path(target):
-    """The path of a request-target, also of the absolute form "http://host/path" that
-    HTTP/1.1 servers must accept (RFC 9112 3.2.2); Twisted keeps the whole URL in ``uri``."""
+def _split_target(target):
+    """``(authority, path)`` of an absolute-form target "http://host/path", which HTTP/1.1
+    servers must accept (RFC 9112 3.2.2; Twisted keeps the whole URL in ``uri``), and
+    ``(None, target)`` of any other."""
     if not target.startswith(b"/") and b"://" in target:
         authority_and_path = target.partition(b"://")[2]
         slash = authority_and_path.find(b"/")
-        return authority_and_path[slash:] if slash >= 0 else b"/"
-    return target
+        if slash < 0:
+            return authority_and_path, b"/"
+        return authority_and_path[:slash], authority_and_path[slash:]
+    return None, target
 
 
 def _split_host(value, default_port):
@@ -91,12 +94,13 @@ def build_environ(request, body, body_length, *, secure, trust, errors=sys.stder
     otherwise; REMOTE_ADDR is the peer (Zope itself resolves X-Forwarded-For).
     """
     raw_path, _, query = request.uri.partition(b"?")
+    authority, path = _split_target(raw_path)
     local = request.getHost()
     peer = request.getClientAddress()
     environ = {
         "REQUEST_METHOD": _latin1(request.method),
         "SCRIPT_NAME": "",
-        "PATH_INFO": _latin1(unquote_to_bytes(_origin_path(raw_path))),
+        "PATH_INFO": _latin1(unquote_to_bytes(path)),
         "QUERY_STRING": _latin1(query),
         "SERVER_PROTOCOL": _latin1(request.clientproto),
         "SERVER_SOFTWARE": SERVER_SOFTWARE,
@@ -118,6 +122,8 @@ def build_environ(request, body, body_length, *, secure, trust, errors=sys.stder
     if body_length or request.requestHeaders.hasHeader(b"content-length"):
         environ["CONTENT_LENGTH"] = str(body_length)
     environ.update(header_environ(request.requestHeaders))
+    if authority:  # RFC 9112 3.2.2: the target's host wins over the Host header
+        environ["HTTP_HOST"] = _latin1(authority.rpartition(b"@")[2])
 
     if environ["REMOTE_ADDR"] in trust:
         proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()

@@ -25,6 +25,13 @@ PRIVATE_TWISTED_NAMES = (
 log = Logger()
 
 BARE_LF = "bare LF in request head (lines must end in CRLF)"
+OBS_FOLD = "obs-fold: a header line starts with whitespace (line folding is refused)"
+
+#: Control characters no header value may contain: CTLs but HTAB (RFC 9110 5.5).
+CONTROL_CHARACTERS = bytes(range(0x09)) + bytes(range(0x0a, 0x20)) + b"\x7f"
+#: Longer Content-Length values are refused before int() sees them (Python refuses to
+#: convert more than 4300 digits: a ValueError out of the parser, a traceback, no answer).
+MAX_LENGTH_DIGITS = 18
 
 #: Connection-specific HTTP/1.1 headers, not carried over to the HTTP/2 request (RFC 9113 8.2.2).
 HOP_BY_HOP = {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection",
@@ -33,6 +40,70 @@ HOP_BY_HOP = {b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"pro
 
 def _tokens(headers, name):
     return {t.strip().lower() for v in headers.getRawHeaders(name, []) for t in v.split(b",")}
+
+
+def header_error(line, version, headers):
+    """``(code, reason)`` when the header ``line`` cannot follow ``headers``, else None.
+
+    Checked before Twisted parses the line; each refusal closes the connection. 400 for:
+
+    - a control character in the value (RFC 9110 5.5: CR, LF, NUL MUST be refused or
+      replaced; Twisted catches only those three, not e.g. \\x01 or DEL);
+    - Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1: its framing is faulty);
+    - a Transfer-Encoding other than exactly ``chunked`` (RFC 9112 6.3 item 4: chunked not
+      the final coding means the length cannot be determined; Twisted ignored ``identity``
+      and parsed the body as the next request: request smuggling);
+    - Content-Length together with Transfer-Encoding, either order (RFC 9112 6.3 item 3
+      lets the server reject it, and it is a smuggling attempt), or a second
+      Transfer-Encoding (chunked twice, RFC 9112 6.1);
+    - a second Content-Length, a list ("5, 5") or anything but digits ("+5", "-1")
+      (RFC 9112 6.3 item 5; RFC 9110 8.6 lets the list be refused);
+    - a second Host (RFC 9112 3.2: MUST answer 400).
+
+    And 413 for a Content-Length of more than 18 digits (RFC 9110 8.6: guard against
+    overflow; Twisted's int() raised ValueError at 4300 digits: a traceback, no answer).
+    """
+    name, _, value = line.partition(b":")
+    name = name.lower()
+    value = value.strip(b" \t")
+    if len(value.translate(None, CONTROL_CHARACTERS)) != len(value):
+        return 400, b"control character in the value of header %s (RFC 9110 5.5)" % name
+    if name == b"transfer-encoding":
+        if version != b"HTTP/1.1":
+            return 400, b"Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)"
+        if value.lower() != b"chunked":
+            return 400, b"Transfer-Encoding %s: only chunked is accepted (RFC 9112 6.3)" % value[:40]
+    if name in (b"transfer-encoding", b"content-length"):
+        if headers.hasHeader(b"transfer-encoding") or headers.hasHeader(b"content-length"):
+            return 400, b"more than one Content-Length or Transfer-Encoding (RFC 9112 6.3)"
+    if name == b"content-length":
+        if not value.isdigit():
+            return 400, b"Content-Length %s is not one decimal number (RFC 9112 6.3)" % value[:40]
+        if len(value) > MAX_LENGTH_DIGITS:
+            return 413, b"Content-Length of %d digits is too large (RFC 9110 8.6)" % len(value)
+    if name == b"host" and headers.hasHeader(b"host"):
+        return 400, b"more than one Host header (RFC 9112 3.2)"
+    return None
+
+
+def target_error(method, target, version, headers):
+    """Why the request line's target (with the headers) cannot be served (str), or None.
+
+    RFC 9112 3.2: an HTTP/1.1 request without Host gets 400. RFC 9112 3.2.3/3.2.4: the
+    authority form belongs to CONNECT and the asterisk form to OPTIONS; this server is no
+    proxy, so CONNECT is refused, and a target must be origin-form ("/...") or absolute
+    http(s) (3.2.2), or ``*`` for OPTIONS.
+    """
+    if version == b"HTTP/1.1" and not headers.hasHeader(b"host"):
+        return "request without a Host header (RFC 9112 3.2)"
+    if method == b"CONNECT":
+        return "CONNECT: this server is not a proxy (RFC 9112 3.2.3)"
+    if target.startswith(b"/") or (target == b"*" and method == b"OPTIONS"):
+        return None
+    scheme, sep, _ = target.partition(b"://")
+    if sep and scheme.lower() in (b"http", b"https"):
+        return None
+    return "request-target is neither a path nor an http(s) URL (RFC 9112 3.2)"
 
 
 def h2c_upgrade_offer(request):
@@ -75,6 +146,8 @@ class HTTP1Channel(http.HTTPChannel):
         self._awaiting_request = True
         #: The header-timeout call while a request head is being read, else None.
         self._head_timer = None
+        #: Between a request's head and the end of its body.
+        self._receiving_body = False
 
     # What HTTPChannel reads as attributes, answered from the settings (not copied)
 
@@ -117,12 +190,15 @@ class HTTP1Channel(http.HTTPChannel):
     def reject(self, code, reason):
         if self.rejected:
             return
+        self._send_error(code, reason)
+        self.loseConnection()
+
+    def _send_error(self, code, reason):
         self.rejected = True
         self._stop_head_timer()
         log.info("rejected request from {peer}: {code} {reason}",
                  peer=peer_of(self.transport), code=code, reason=reason)
         self.transport.write(http1_error_response(code, reason))
-        self.loseConnection()
 
     def close_idle(self):
         """Close this connection, idle between requests: no response is owed to anybody.
@@ -190,6 +266,9 @@ class HTTP1Channel(http.HTTPChannel):
             return
         if line == b"":
             self._head_bytes = 0
+        elif line[0] in b" \t":  # RFC 9112 5.2 (obs-fold) and 2.2 (whitespace before a header)
+            self.reject(400, OBS_FOLD)
+            return
         return super().lineReceived(line)
 
     def lineLengthExceeded(self, line):
@@ -199,6 +278,11 @@ class HTTP1Channel(http.HTTPChannel):
         if self._receivedHeaderCount >= self.settings.max_headers:
             self.reject(431, f"more than {self.settings.max_headers} header lines (max-headers)")
             return False
+        error = header_error(line, self._version, self.requests[-1].requestHeaders)
+        if error is not None:
+            code, reason = error
+            self.reject(code, reason.decode("latin-1"))
+            return False
         return super().headerReceived(line)
 
     def _respondToBadRequestAndDisconnect(self):
@@ -206,7 +290,32 @@ class HTTP1Channel(http.HTTPChannel):
 
     def allHeadersReceived(self):
         self._stop_head_timer()  # the body is bound by the idle timeout only
+        error = target_error(self._command, self._path, self._version,
+                             self.requests[-1].requestHeaders)
+        if error is not None:
+            self.reject(400, error)  # allContentReceived, called next for no body, sees it
+            return
+        self._receiving_body = True
         super().allHeadersReceived()
+
+    def checkPersistence(self, request, version):
+        """Twisted's, reading Connection as the comma-separated list it is (RFC 9110 7.6.1).
+
+        Twisted splits only the first Connection line at spaces, so ``keep-alive,close`` (or
+        ``close`` on a second line) kept the connection open that the client asked to close.
+        """
+        if version == b"HTTP/1.1" and b"close" in _tokens(request.requestHeaders, b"connection"):
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return super().checkPersistence(request, version)
+
+    def timeoutConnection(self):
+        """idle-timeout: in the middle of a request body the client is told, 408 (RFC 9110
+        15.5.9), before Twisted closes the connection (and aborts it if it does not close)."""
+        if self._receiving_body and not self.rejected:
+            self._send_error(408, f"request body incomplete: nothing received for"
+                             f" {self.settings.idle_timeout:g} seconds (idle-timeout)")
+        super().timeoutConnection()
 
     def requestDone(self, request):
         """The response is complete: idle, unless the next request has begun already."""
@@ -220,6 +329,9 @@ class HTTP1Channel(http.HTTPChannel):
             self._went_idle()
 
     def allContentReceived(self):
+        self._receiving_body = False
+        if self.rejected:  # refused in allHeadersReceived: Twisted still calls this
+            return
         request = self.requests[-1] if self.requests else None
         if (self.on_h2c_upgrade is not None and len(self.requests) == 1
                 and self._version == b"HTTP/1.1" and not self._handlingRequest):
