@@ -12,6 +12,7 @@ changes. Options, each with its zope.conf twin (``ServerSettings.from_paste``):
     shutdown_timeout = 30                  trusted_proxy = 127.0.0.1 10.0.0.1
     max_publishing_per_connection = 0      http2_max_concurrent_streams = 100
     http2_max_reset_burst = 100            http2_reset_rate = 10
+    http2_max_control_frames = 100         http2_control_frame_rate = 10
 
 Unknown options are rejected with a clear message.
 """

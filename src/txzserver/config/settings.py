@@ -3,7 +3,7 @@
 import socket
 from dataclasses import dataclass
 
-from .datatypes import EventBusSettings, Listener, WebSocketSettings, reactor_name
+from .datatypes import EventBusSettings, Listener, TaskQueueSettings, WebSocketSettings, reactor_name
 
 
 class SettingsError(ValueError):
@@ -57,16 +57,26 @@ class ServerSettings:
     http2_max_reset_burst: int = 100
     #: resets per second given back to that budget; past it: GOAWAY ENHANCE_YOUR_CALM
     http2_reset_rate: float = 10.0
+    #: SETTINGS and PING frames one HTTP/2 client may send at once (each is answered)
+    http2_max_control_frames: int = 100
+    #: control frames per second given back to that budget; past it: ENHANCE_YOUR_CALM
+    http2_control_frame_rate: float = 10.0
     #: the <websocket> section, or None for no WebSocket endpoint
     websocket: WebSocketSettings | None = None
     #: the <event-bus> section, or None for in-process events only
     event_bus: EventBusSettings | None = None
     #: X-Txzserver-Instance header and WebSocket welcome; the host name when empty
     instance_name: str = ""
+    #: the <task-queue NAME> sections; None: one local queue "default" when server-threads >= 2
+    task_queues: tuple[TaskQueueSettings, ...] | None = None
 
     def __post_init__(self):
         if not self.instance_name:
             object.__setattr__(self, "instance_name", socket.gethostname())
+        if self.task_queues is None:
+            implicit = (TaskQueueSettings("default"),) if self.threads >= 2 else ()
+            object.__setattr__(self, "task_queues", implicit)
+        self._check_task_queues()
         if not self.listeners:
             raise SettingsError("no server section: add at least one <http-server> or <https-server>")
         if self.threads < 1:
@@ -83,6 +93,9 @@ class ServerSettings:
             raise SettingsError("http2-max-concurrent-streams must be at least 1")
         if self.http2_max_reset_burst < 1 or self.http2_reset_rate <= 0:
             raise SettingsError("http2-max-reset-burst and http2-reset-rate must be positive")
+        if self.http2_max_control_frames < 1 or self.http2_control_frame_rate <= 0:
+            raise SettingsError("http2-max-control-frames and http2-control-frame-rate must be"
+                                " positive")
         if self.stream_chunk_size < 1024:
             raise SettingsError(f"stream-chunk-size must be at least 1KB, not {self.stream_chunk_size}")
         sources = [s for s in self.listeners if s.kind == "webdav-source"]
@@ -95,6 +108,16 @@ class ServerSettings:
                 raise SettingsError(
                     f"two server sections listen on {listener.host or '*'}:{listener.port}")
             seen.add(key)
+
+    def _check_task_queues(self):
+        names = [queue.name for queue in self.task_queues]
+        if len(set(names)) != len(names):
+            raise SettingsError(f"two <task-queue> sections have the same name: {', '.join(names)}")
+        busy = sum(queue.concurrency for queue in self.task_queues)
+        if busy and busy >= self.threads:
+            raise SettingsError(
+                f"the task queues run up to {busy} task(s) at once: that must stay below"
+                f" server-threads ({self.threads}), so a share of the threads stays free for HTTP")
 
     @property
     def publish_share(self) -> int:
@@ -126,9 +149,12 @@ class ServerSettings:
             http2_max_concurrent_streams=root.http2_max_concurrent_streams,
             http2_max_reset_burst=root.http2_max_reset_burst,
             http2_reset_rate=float(root.http2_reset_rate),
+            http2_max_control_frames=root.http2_max_control_frames,
+            http2_control_frame_rate=float(root.http2_control_frame_rate),
             websocket=root.websocket,
             event_bus=root.event_bus,
             instance_name=root.instance_name,
+            task_queues=tuple(root.task_queues) if root.task_queues else None,
         )
 
     @classmethod
@@ -177,4 +203,6 @@ PASTE_OPTIONS = {
     "http2_max_concurrent_streams": ("http2_max_concurrent_streams", int),
     "http2_max_reset_burst": ("http2_max_reset_burst", int),
     "http2_reset_rate": ("http2_reset_rate", float),
+    "http2_max_control_frames": ("http2_max_control_frames", int),
+    "http2_control_frame_rate": ("http2_control_frame_rate", float),
 }

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection
 
 from .errors import error_body, peer_of
+from .h2limits import AdvertisedSettings, FrameGuard, TokenBucket, field_count
 from .request import ZopeRequest
 
 #: Private names of twisted.web._http2 (itself a private module) used below.
@@ -25,59 +26,67 @@ PRIVATE_TWISTED_NAMES = (
     "_requestDone",            # forget a stream we answered and reset ourselves
     "_tryToWriteControlData",  # flush HEADERS/RST_STREAM now (False when the buffer overflowed)
     "_terminate",              # GOAWAY already queued: close the transport
+    "_sendPrioritisedData",    # the sending loop: park shut-window streams, resume held producers
 )
+
+#: Response bytes one stream may have produced but not yet sent. Twisted pauses a stream's
+#: producer only when the client's flow-control window is used up; a client that opens a
+#: 2 GB window and does not read made the whole of a big file queue in memory.
+OUTBOUND_HIGH_WATER = 256 * 1024
+
+#: Seconds a connection closed for hostile input (floods, bad frames, the reset budget) has
+#: to take its GOAWAY and close before it is aborted.
+HOSTILE_CLOSE_GRACE = 1.0
 
 log = Logger()
 
 
-class ResetBudget:
-    """Token bucket of stream resets a client may cause (HTTP/2 Rapid Reset, CVE-2023-44487).
-
-    ``burst`` resets at once, refilled at ``rate`` per second. Browsers cancel a few streams
-    when a page is left; a flood of HEADERS + RST_STREAM empties the bucket in a moment.
-    """
-
-    def __init__(self, burst, rate, now):
-        self.burst = burst
-        self.rate = rate
-        self.tokens = float(burst)
-        self.stamp = now
-
-    def spend(self, now):
-        """Take one token; False when the bucket is empty (the connection must go)."""
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+def _abort(transport):
+    """Abort ``transport`` unless it is closed already (then there is nothing to do)."""
+    if transport is not None and not getattr(transport, "disconnected", False):
+        try:
+            transport.abortConnection()
+        except Exception:  # closed meanwhile: TLS and TCP transports differ in what they raise
+            pass
 
 
 class H2Channel(H2Connection):
     """One HTTP/2 connection, limited by the ``ServerSettings`` it is built with.
 
-    The idle timeout waits while streams are open (Twisted's HTTP/1.1 channel suspends its
-    timeout while a request is handled; its HTTP/2 connection does not, so a long publish or a
-    large response to a slow reader could be cut). Streams the client resets count against
-    a ``ResetBudget``.
+    The idle timeout waits while streams are being answered (Twisted's HTTP/1.1 channel
+    suspends its timeout while a request is handled; its HTTP/2 connection does not, so a long
+    publish or a large response to a slow reader could be cut), but not for a client that
+    neither reads nor opens its flow-control window. Streams the client resets, and streams
+    refused past SETTINGS_MAX_CONCURRENT_STREAMS, count against a ``TokenBucket`` of resets. Requests
+    with more than max-headers fields get 431 on their stream.
     Its ``owner`` is told when the last open stream is done (idle) and when one opens (busy).
     """
 
     #: The ``NegotiatingProtocol`` this connection speaks for.
     owner = None
     _gone = False
+    _released = False  # no longer the transport's producer
 
     def __init__(self, settings, reactor=None, upgrade=None):
         super().__init__(reactor=reactor)
         self.settings = settings
         #: (HTTP2-Settings value, request headers) when made by "Upgrade: h2c".
         self.upgrade = upgrade
-        self.resets = ResetBudget(settings.http2_max_reset_burst, settings.http2_reset_rate,
+        self.resets = TokenBucket(settings.http2_max_reset_burst, settings.http2_reset_rate,
                                   self._reactor.seconds())
-        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
+        self.conn.local_settings = AdvertisedSettings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.http2_max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_size,
         })
+        # h2's own check, for streams opened within one read before _requestReceived refuses
+        # them: past this many the reset budget would be spent anyway (h2's connection error).
+        self.conn.local_settings.h2_limit = (settings.http2_max_concurrent_streams
+                                             + settings.http2_max_reset_burst)
+        self._frames = FrameGuard(TokenBucket(settings.http2_max_control_frames,
+                                              settings.http2_control_frame_rate,
+                                              self._reactor.seconds()), self._reactor.seconds)
+        #: Streams with queued data taken out of the sending loop while their window is shut.
+        self._stalled = set()
         # The decoder takes the setting only once the client acknowledged it; bound it now.
         self.conn.decoder.max_header_list_size = settings.max_header_size
 
@@ -103,9 +112,50 @@ class H2Channel(H2Connection):
         self._requestReceived(SimpleNamespace(stream_id=1, headers=headers))
         self._requestEnded(SimpleNamespace(stream_id=1))
 
+    def dataReceived(self, data):
+        if self._gone:
+            return
+        error = self._frames.check(data, self.conn.max_inbound_frame_size)
+        if error is None:
+            super().dataReceived(data)
+            if self._stalled and not self._gone:
+                self._wake_stalled_streams()
+            return
+        code, reason = error
+        log.info("closing HTTP/2 connection from {peer}: {reason}", peer=peer_of(self.transport),
+                 reason=reason)
+        self._close_hostile(code, reason)
+
+    def _close_hostile(self, code, reason, last_stream_id=None):
+        """GOAWAY ``code``, read nothing more, and abort if the client has not let the
+        connection close within HOSTILE_CLOSE_GRACE (a flood from a client that does not read
+        would otherwise keep it, and our reading, going until Twisted's abort timeout)."""
+        self.conn.close_connection(error_code=code, last_stream_id=last_stream_id)
+        transport = self.transport
+        pause = getattr(transport, "pauseProducing", None)
+        if pause is not None:
+            pause()
+        self._terminate(Failure(ConnectionLost(reason)))
+        self._reactor.callLater(HOSTILE_CLOSE_GRACE, _abort, transport)
+
     def connectionLost(self, reason, _cancelTimeouts=True):
         self._gone = True  # its streams are forgotten below: that is not "idle"
         super().connectionLost(reason, _cancelTimeouts=_cancelTimeouts)
+        if not _cancelTimeouts:
+            # Twisted's own close (GOAWAY sent or received): it called loseConnection.
+            self._let_transport_close()
+
+    def _let_transport_close(self):
+        """Unregister from the transport, which ``negotiate`` made us the producer of.
+
+        TLS sends its close_notify and closes only once no producer is registered, and
+        H2Connection never unregisters: every HTTP/2 connection over TLS that the server
+        closed (GOAWAY, idle timeout) stayed open until the client left, or for Twisted's
+        abortTimeout (15 s) after an idle timeout.
+        """
+        if self.transport is not None and not self._released:
+            self._released = True
+            self.transport.unregisterProducer()
 
     def close_idle(self):
         """GOAWAY (NO_ERROR) and close this connection, which has no open stream."""
@@ -122,12 +172,66 @@ class H2Channel(H2Connection):
             self.owner.went_idle()
 
     def timeoutConnection(self):
-        if self.streams:
-            # The timer has fired and is gone: resetTimeout() would do nothing and the
-            # connection would never time out again. Start a new one.
+        if self.streams and not all(self._waits_for_client(sid) for sid in self.streams):
+            # A stream is still being published. The timer has fired and is gone:
+            # resetTimeout() would do nothing and the connection would never time out
+            # again. Start a new one.
             self.setTimeout(self.timeOut)
             return
         super().timeoutConnection()
+        self._let_transport_close()
+
+    def _waits_for_client(self, stream_id):
+        """Response data is ready for ``stream_id`` but the client takes none: it keeps its
+        flow-control window shut or does not read (then nothing was sent or received for a
+        whole idle timeout, or this would not be asked)."""
+        window, queued = self._window_and_queue(stream_id)
+        return queued > 0 or (self.streams[stream_id].producer is not None and window <= 0)
+
+    def _window_and_queue(self, stream_id):
+        """(the client's flow-control window for ``stream_id``, response bytes queued on it)."""
+        try:
+            window = self.conn.local_flow_control_window(stream_id)
+        except h2.exceptions.NoSuchStreamError:  # closed in h2 (StreamClosedError) or unknown
+            return 0, 0
+        return window, window - H2Connection.remainingOutboundWindow(self, stream_id)
+
+    # Sending: no spinning on shut windows, a bound on what one stream may queue
+
+    def remainingOutboundWindow(self, streamID):
+        """Room for more data on ``streamID``: the flow-control window minus what is queued,
+        and at most OUTBOUND_HIGH_WATER minus what is queued. At 0 or less Twisted pauses the
+        stream's producer."""
+        remaining = super().remainingOutboundWindow(streamID)
+        queued = self.conn.local_flow_control_window(streamID) - remaining
+        return min(remaining, OUTBOUND_HIGH_WATER - queued)
+
+    def _sendPrioritisedData(self, *args):
+        super()._sendPrioritisedData(*args)
+        for stream_id, stream in list(self.streams.items()):
+            window, queued = self._window_and_queue(stream_id)
+            if queued and window <= 0:
+                # Twisted leaves a stream with queued data in its priority tree when the
+                # window is shut (a response finished behind a zero window): its loop picked
+                # it again and again, sending nothing, and reset the idle timeout each time:
+                # the reactor spun at 100% CPU for as long as the client kept its window shut.
+                self.priority.block(stream_id)
+                self._stalled.add(stream_id)
+            else:
+                # Twisted resumes a paused producer on WINDOW_UPDATE only; one paused at
+                # OUTBOUND_HIGH_WATER resumes here, once its queue has drained below it.
+                stream.windowUpdated()
+
+    def _wake_stalled_streams(self):
+        """After a read: a stalled stream whose window the client opened (WINDOW_UPDATE or
+        SETTINGS_INITIAL_WINDOW_SIZE) is unblocked, and the parked sending loop woken, by
+        writing nothing to it (Twisted wakes it for WINDOW_UPDATE only when a producer writes)."""
+        for stream_id in list(self._stalled):
+            if stream_id not in self.streams:
+                self._stalled.discard(stream_id)
+            elif self._window_and_queue(stream_id)[0] > 0:
+                self._stalled.discard(stream_id)
+                self.writeDataToStream(stream_id, b"")
 
     # h2 events
     #
@@ -137,6 +241,16 @@ class H2Channel(H2Connection):
 
     def _requestReceived(self, event):
         if self._gone:
+            return
+        stream_id = event.stream_id
+        if len(self.streams) >= self.settings.http2_max_concurrent_streams:
+            # RFC 9113 5.1.2: a stream error; REFUSED_STREAM tells the client to retry it.
+            self.conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.REFUSED_STREAM)
+            self._spend_reset(stream_id)
+            return
+        if field_count(event.headers) > self.settings.max_headers:
+            self._answer_and_reset(stream_id, 431, f"more than {self.settings.max_headers}"
+                                                   " header fields (max-headers)")
             return
         super()._requestReceived(event)
         self._report_activity()
@@ -176,28 +290,35 @@ class H2Channel(H2Connection):
                  " (http2-max-reset-burst)", peer=peer_of(self.transport), burst=self.resets.burst)
         # Streams after this one are not handled (see above): GOAWAY says so, not h2's default
         # (the highest stream id of the whole read).
-        self.conn.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
-                                   last_stream_id=stream_id)
-        self._terminate(Failure(ConnectionLost("too many stream resets")))
+        self._close_hostile(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets",
+                            last_stream_id=stream_id)
 
     # Rejection
 
     def reject_request(self, request, code, reason):
         """Send a complete error response on the request's stream and reset it (NO_ERROR)."""
         stream_id = request.channel.streamID
+        if self._answer_and_reset(stream_id, code, reason) and stream_id in self.streams:
+            self.streams[stream_id].connectionLost(Failure(ConnectionLost(reason)))
+            self._requestDone(stream_id)
+
+    def _answer_and_reset(self, stream_id, code, reason):
+        """The error response and RST_STREAM (NO_ERROR) on ``stream_id``; False when the
+        connection was dropped for buffering too much control data."""
         log.info("rejected HTTP/2 stream {stream} from {peer}: {code} {reason}",
                  stream=stream_id, peer=peer_of(self.transport), code=code, reason=reason)
         body = error_body(reason)
+        if self.conn.local_flow_control_window(stream_id) < len(body):
+            body = b""  # h2 refuses DATA past the client's window: the status alone
         self.conn.send_headers(stream_id, [
             (b":status", str(code).encode()),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
-        ])
-        self.conn.send_data(stream_id, body, end_stream=True)
+        ], end_stream=not body)
+        if body:
+            self.conn.send_data(stream_id, body, end_stream=True)
         try:
             self.conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.NO_ERROR)
         except h2.exceptions.StreamClosedError:
             pass  # the client had sent its whole body: our response closed the stream already
-        if self._tryToWriteControlData() and stream_id in self.streams:
-            self.streams[stream_id].connectionLost(Failure(ConnectionLost(reason)))
-            self._requestDone(stream_id)
+        return self._tryToWriteControlData()

@@ -5,21 +5,36 @@ Protocol switching in the order Hypercorn uses: ALPN first, then the preface, th
 upgrade (only for requests without a body, see ``http1.h2c_upgrade_offer``).
 """
 
+from twisted.internet.interfaces import IHandshakeListener, INegotiated
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
 
+from .errors import peer_of
 from .http1 import HTTP1Channel
 from .http2 import H2Channel
+
+log = Logger()
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
 
 
+@implementer(IHandshakeListener)
 class NegotiatingProtocol(Protocol):
     """Speak HTTP/1.1 or HTTP/2 on one connection, chosen from its first bytes.
 
     Built by ``ZopeSite.buildProtocol`` with the site (its resource, access log and reactor),
     the process's ``ServerSettings`` and whether this listener speaks h2c.
+
+    On a TLS listener the handshake must finish within header-timeout, or the connection is
+    aborted. The HTTP/1.1 channel's own header-timeout cannot close it: its 408 waits in the
+    TLS layer for a handshake that never comes, and TLS closes only after sending it
+    (a client that sent nothing, or a ClientHello and then silence, kept its connection for
+    idle-timeout plus Twisted's abortTimeout, 75 s by default).
     """
+
+    _handshake_timer = None
 
     def __init__(self, site, settings, h2c=False):
         self.site = site
@@ -33,6 +48,9 @@ class NegotiatingProtocol(Protocol):
     # IProtocol
 
     def makeConnection(self, transport):
+        if INegotiated.providedBy(transport):  # TLS: its handshake comes first
+            self._handshake_timer = self.site.reactor.callLater(
+                self.settings.header_timeout, self._handshake_timed_out)
         channel = self._attach(HTTP1Channel(self.settings))
         if self.h2c:
             channel.on_h2c_upgrade = self._upgrade_to_h2c
@@ -56,8 +74,27 @@ class NegotiatingProtocol(Protocol):
             self._decide(data, h2=False)
 
     def connectionLost(self, reason):
+        self._stop_handshake_timer()
         if self._channel is not None:
             self._channel.connectionLost(reason)
+
+    # IHandshakeListener (TLS listeners)
+
+    def handshakeCompleted(self):
+        self._stop_handshake_timer()
+
+    def _handshake_timed_out(self):
+        self._handshake_timer = None
+        log.info("closing connection from {peer}: no TLS handshake within {timeout:g} seconds"
+                 " (header-timeout)", peer=peer_of(self.transport),
+                 timeout=self.settings.header_timeout)
+        self.transport.abortConnection()
+
+    def _stop_handshake_timer(self):
+        if self._handshake_timer is not None:
+            if self._handshake_timer.active():
+                self._handshake_timer.cancel()
+            self._handshake_timer = None
 
     def detach(self):
         """The connection now belongs to another protocol (a WebSocket): forget the channel."""
