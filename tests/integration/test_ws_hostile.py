@@ -361,9 +361,6 @@ def test_unfinished_handshakes_are_closed_after_the_header_timeout(ws_server):
     assert_responsive(ws_server)
 
 
-@pytest.mark.xfail(strict=True, reason="the unfinished heads hold HTTP connection slots (default"
-                   " max-connections 1000, none idle): newcomers get 503 until header-timeout;"
-                   " server/site.py, outside websocket/")
 def test_unfinished_handshakes_leave_room_for_other_clients(ws_server, bus):
     with ExitStack() as stack:
         hold_unfinished_handshakes(stack, ws_server)

@@ -16,8 +16,10 @@ from .helpers import (
     PEER, H2Client, Hanging, connect, feed, make_settings, make_site, parse_http1, spin,
 )
 
-#: The start of a request head: the connection is reading a request, so it is not idle.
+#: The start of a request head: not idle, but the first to go when nothing is idle.
 PARTIAL_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
+#: A request whose body is arriving: busy, never closed for a newcomer.
+PARTIAL_BODY = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def test_second_connection_over_the_limit_gets_503_when_none_is_idle():
     first, first_transport = connect(site)
     assert isinstance(first, CountedProtocol)
     assert site.counter.open == 1
-    feed(first, PARTIAL_HEAD)  # reading a request: busy
+    feed(first, PARTIAL_BODY)  # reading a request body: busy
     assert site.counter.idle == 0
 
     second, transport = connect(site)
@@ -52,7 +54,7 @@ def test_second_connection_over_the_limit_gets_503_when_none_is_idle():
     assert site.counter.open == 1
 
     # The first connection still works; once it is gone a new one is accepted.
-    feed(first, b"\r\n")
+    feed(first, b"defghij")
     assert parse_http1(first_transport.value())[0] == 200
     lost(first)
     assert site.counter.open == 0
@@ -65,8 +67,8 @@ def test_listeners_share_one_counter():
     counter = ConnectionCounter(settings.max_connections)
     one = make_site(settings=settings, counter=counter)
     two = make_site(settings=settings, counter=counter, h2c=True)
-    feed(connect(one)[0], PARTIAL_HEAD)
-    feed(connect(two)[0], PARTIAL_HEAD)
+    feed(connect(one)[0], PARTIAL_BODY)
+    feed(connect(two)[0], PARTIAL_BODY)
     _, transport = connect(one)
     assert parse_http1(transport.value())[0] == 503
     assert counter.open == 2
@@ -109,7 +111,7 @@ def test_interfaces():
     site = make_site(max_connections=1)
     assert verifyObject(IProtocolFactory, site)
     assert verifyObject(IProtocol, site.buildProtocol(PEER))
-    feed(connect(site)[0], PARTIAL_HEAD)
+    feed(connect(site)[0], PARTIAL_BODY)
     protocol = site.buildProtocol(PEER)
     assert not isinstance(protocol, NegotiatingProtocol)
     assert verifyObject(IProtocol, protocol)  # the 503 protocol
@@ -144,7 +146,7 @@ def test_longest_idle_connection_is_closed_for_a_newcomer(logged):
     assert site.counter.idle == 1  # third, idle after its response
 
 
-def test_connections_reading_or_answering_a_request_are_not_closed():
+def test_connections_answering_or_reading_a_body_are_not_closed_a_trickling_head_is():
     resource = Hanging()
     site = make_site(resource, max_connections=3)
     answering, answering_transport = connect(site)
@@ -152,17 +154,25 @@ def test_connections_reading_or_answering_a_request_are_not_closed():
     reading, reading_transport = connect(site)
     feed(reading, PARTIAL_HEAD)
     body, body_transport = connect(site)
-    feed(body, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
-    assert site.counter.idle == 0
+    feed(body, PARTIAL_BODY)
+    assert (site.counter.idle, site.counter.reading_heads) == (0, 1)
 
+    # Nothing idle: the head still arriving makes room (408), the others are kept.
+    newcomer, _ = connect(site)
+    assert isinstance(newcomer, CountedProtocol)
+    code, _, reason = parse_http1(reading_transport.value())
+    assert code == 408 and b"max-connections" in reason
+    assert reading_transport.disconnecting
+    assert not any(t.disconnecting for t in (answering_transport, body_transport))
+
+    feed(newcomer, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")  # busy too
     _, refused = connect(site)
     assert parse_http1(refused.value())[0] == 503
-    assert not any(t.disconnecting for t in (answering_transport, reading_transport, body_transport))
 
     resource.finish_all()  # answered: that connection is idle now, the next newcomer gets it
     assert site.counter.idle == 1
-    newcomer, _ = connect(site)
-    assert isinstance(newcomer, CountedProtocol)
+    third, _ = connect(site)
+    assert isinstance(third, CountedProtocol)
     assert answering_transport.disconnecting
     assert answering_transport.value().count(b"HTTP/1.1 200") == 1  # its response was complete
 

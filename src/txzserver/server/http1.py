@@ -201,11 +201,16 @@ class HTTP1Channel(http.HTTPChannel):
         self.transport.write(http1_error_response(code, reason))
 
     def close_idle(self):
-        """Close this connection, idle between requests: no response is owed to anybody.
+        """Close this connection, idle between requests: no response is owed to anybody;
+        one still reading a request head is told so (408).
 
         The idle timeout stays armed: if the transport cannot close cleanly (a client that
         does not read), ``timeoutConnection`` aborts it later.
         """
+        if not self._awaiting_request and self._head_timer is not None:
+            self.reject(408, "request head still incomplete: the connection was closed to make"
+                             " room for another (max-connections)")
+            return
         self.rejected = True  # whatever the client sends meanwhile is ignored
         self._stop_head_timer()
         self.loseConnection()
@@ -213,11 +218,12 @@ class HTTP1Channel(http.HTTPChannel):
     # The request head: header-timeout, and whether the connection is idle
 
     def _request_started(self):
-        """The first byte of a request arrived: the connection is busy, the head is timed."""
+        """The first byte of a request arrived: the head is timed, and the connection is
+        reading it until allHeadersReceived (then busy)."""
         self._awaiting_request = False
         self._start_head_timer()
         if self.owner is not None:
-            self.owner.went_busy()
+            self.owner.reading_head()
 
     def _went_idle(self):
         if self.owner is not None:
@@ -290,6 +296,8 @@ class HTTP1Channel(http.HTTPChannel):
 
     def allHeadersReceived(self):
         self._stop_head_timer()  # the body is bound by the idle timeout only
+        if self.owner is not None:
+            self.owner.went_busy()
         error = target_error(self._command, self._path, self._version,
                              self.requests[-1].requestHeaders)
         if error is not None:

@@ -115,8 +115,12 @@ class NegotiatingProtocol(Protocol):
     def went_busy(self):
         pass
 
+    def reading_head(self):
+        pass
+
     def close_idle(self):
-        """Close the connection, which is idle: HTTP/2 says GOAWAY first."""
+        """Close the connection, idle or still reading a request head: HTTP/2 says GOAWAY
+        first, HTTP/1.1 answers 408 to a head it was reading."""
         if self._channel is not None:
             self._channel.close_idle()
 

@@ -14,8 +14,11 @@ log = Logger()
 
 
 class ConnectionCounter:
-    """Open connections of the whole process (all listeners share one limit), and which of
-    them are idle, the longest idle first: at the limit, that one makes room for a newcomer.
+    """Open connections of the whole process (all listeners share one limit), which of them
+    are idle, and which are still reading a request head. At the limit the connection idle
+    the longest makes room for a newcomer; when none is idle, the one whose head has been
+    arriving the longest (a browser sends its head at once; slowloris clients and unfinished
+    WebSocket handshakes trickle it).
 
     Every operation is O(1). Reactor thread only.
     """
@@ -24,26 +27,45 @@ class ConnectionCounter:
         self.limit = limit
         self.open = 0
         self._idle = OrderedDict()  # protocol -> None, in the order they went idle
+        self._heads = OrderedDict()  # protocol -> None, in the order their heads began
 
     def full(self):
         return self.open >= self.limit
 
     def went_idle(self, protocol):
+        self._heads.pop(protocol, None)
         self._idle[protocol] = None
         self._idle.move_to_end(protocol)
 
+    def reading_head(self, protocol):
+        self._idle.pop(protocol, None)
+        self._heads.setdefault(protocol, None)
+
     def went_busy(self, protocol):
         self._idle.pop(protocol, None)
+        self._heads.pop(protocol, None)
 
     @property
     def idle(self):
         return len(self._idle)
+
+    @property
+    def reading_heads(self):
+        return len(self._heads)
 
     def longest_idle(self):
         """The protocol idle the longest (it leaves the idle list), or None."""
         if not self._idle:
             return None
         return self._idle.popitem(last=False)[0]
+
+    def evictable(self):
+        """The connection to close for a newcomer (it leaves the lists), or None."""
+        if self._idle:
+            return self._idle.popitem(last=False)[0]
+        if self._heads:
+            return self._heads.popitem(last=False)[0]
+        return None
 
 
 class _Overloaded(Protocol):
@@ -77,8 +99,12 @@ class CountedProtocol(NegotiatingProtocol):
     def went_busy(self):
         self.counter.went_busy(self)
 
+    def reading_head(self):
+        if self.counted:
+            self.counter.reading_head(self)
+
     def evict(self, newcomer):
-        """Close this idle connection now; its slot is free at once, for ``newcomer``."""
+        """Close this idle (or head-reading) connection now; its slot is free at once."""
         log.info("closing idle connection from {peer} to make room for {newcomer}"
                  " ({n} open connections, max-connections)",
                  peer=peer_of(self.transport), newcomer=newcomer, n=self.counter.open)
@@ -125,10 +151,11 @@ class ZopeSite(server.Site):
     def buildProtocol(self, addr):
         if self.counter.full():
             newcomer = _host_port(addr)
-            idle = self.counter.longest_idle()
+            idle = self.counter.evictable()
             if idle is None:
                 log.warn("refusing connection from {addr}: {n} open connections, none idle"
-                         " (max-connections)", addr=newcomer, n=self.counter.open)
+                         " or reading a request head (max-connections)", addr=newcomer,
+                         n=self.counter.open)
                 protocol = _Overloaded()
                 protocol.factory = self
                 return protocol
