@@ -61,6 +61,7 @@ lint: venv lint-containers
 bench: venv
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.fanout
+	$(BIN)/python -m tests.bench.tasks
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,8 +1,9 @@
 """Fail when a module of txzserver imports against the agreed direction (see README, "Package map").
 
 server/, websocket/ and bus/ use only themselves, the package root (``__version__``) and the
-leaf ``transfer``; config/ uses itself and bus/ (its defaults); zope/ and plone/ may use the
-protocol packages; app.py, cli.py and paste.py may use everything. Usage:
+leaf ``transfer``; config/ uses itself and bus/ (its defaults); tasks/ uses server/ and bus/;
+zope/ and plone/ may use the protocol packages (plone/ also tasks/); app.py, cli.py and paste.py
+may use everything. Usage:
 
     python tools/check_imports.py [SRC_DIR]     (default: src/txzserver); exit 1 on a violation
 """
@@ -19,7 +20,9 @@ ALLOWED = {
     "bus": {"bus"},
     "config": {"config", "bus"},
     "zope": {"zope", "server", "websocket", "bus", "config"},
-    "plone": {"plone", "bus"},
+    "plone": {"plone", "bus", "tasks"},
+    "tasks": {"tasks", "server", "bus"},
+    "ctl": {"config", "zope"},
     "transfer": set(),
     "listen": {"bus"},
 }

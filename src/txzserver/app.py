@@ -1,4 +1,5 @@
-"""The wiring: settings -> thread pool, sites, WebSocket service, event bus; Zope through zope/.
+"""The wiring: settings -> thread pool, sites, WebSocket service, event bus, task queues; Zope
+through zope/.
 
 The only module (with cli.py and paste.py) that knows every package. Nothing here runs at
 import: the reactor is installed by ``serve`` (or paste) before ``run`` imports it.
@@ -19,6 +20,9 @@ from .server.publisher import ZopeResource
 from .server.reactor import install_reactor
 from .server.shutdown import InFlight, drain
 from .server.site import ConnectionCounter, ZopeSite
+from .tasks import auth as task_auth
+from .tasks import register_task_queues
+from .tasks.backends import TaskQueues
 from .websocket.fanout import Hub
 from .websocket.service import NotificationService
 from .zope.startup import close_zope, configure_logging, register_event_publisher, start_zope
@@ -91,6 +95,20 @@ def serve(opts, settings, site_id=None, site_factory=None):
     return run(start_app, settings, on_stop=close_zope)
 
 
+def wire_task_queues(reactor, tasks, app, settings):
+    """Run the task queues on the publisher pool once the reactor runs; stop them first at
+    shutdown (what is still queued is dropped, and logged)."""
+    if not settings.task_queues:
+        return
+    task_auth.apply()
+    tasks.set_app(app)
+    reactor.callWhenRunning(tasks.start)
+    reactor.addSystemEventTrigger("before", "shutdown", tasks.stop)
+    reactor.addSystemEventTrigger("after", "shutdown", tasks.close)
+    log.info("txzserver task queues: %s", ", ".join(
+        f"{q.name} ({q.backend}, {q.concurrency} at once)" for q in settings.task_queues))
+
+
 def raise_open_file_limit():
     """Lift the soft limit on open files to the hard one: each connection is a descriptor."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -128,6 +146,8 @@ def run(app_factory, settings, on_stop=None):
         print(f"txzserver: {exc}", file=sys.stderr)
         return 2
     register_event_publisher(publisher)
+    tasks = TaskQueues.build(reactor, pool, settings.task_queues)
+    register_task_queues(tasks)
     app = app_factory()
     for _, site in sites:
         site.resource.app = app
@@ -140,6 +160,7 @@ def run(app_factory, settings, on_stop=None):
         reactor.callWhenRunning(publisher.start)
     reactor.addSystemEventTrigger("after", "shutdown", publisher.close)
     reactor.callWhenRunning(pool.start)
+    wire_task_queues(reactor, tasks, app, settings)
     reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
     reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,
                                   settings.shutdown_timeout)

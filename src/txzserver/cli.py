@@ -1,6 +1,7 @@
-"""The `txzserver` command: serve a zope.conf, or make an instance folder."""
+"""The `txzserver` command: serve a zope.conf, make an instance folder, control it (ctl)."""
 
 import argparse
+import os
 import sys
 
 
@@ -41,6 +42,8 @@ def _cmd_mkinstance(args):
     if ":" not in args.user:
         print(f"admin user {user} with generated password: {password}")
     print(f"start it with: txzserver serve {conf}")
+    print(f"or under supervisor: supervisord -c {os.path.join(os.path.dirname(conf), 'supervisord.conf')}"
+          " (then `txzserver ctl -c ... status`)")
     return 0
 
 
@@ -66,7 +69,8 @@ def _cmd_broker(args):
     import logging
     from .bus.broker import run_broker
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    return run_broker(args.frontend, args.backend)
+    tasks = None if args.no_tasks else (args.tasks_frontend, args.tasks_backend)
+    return run_broker(args.frontend, args.backend, tasks=tasks)
 
 
 def _cmd_listen(args):
@@ -81,6 +85,23 @@ def _cmd_listen(args):
         return 0
 
 
+def _cmd_ctl(args):
+    from .ctl import Control, CtlError, connect, debug, find_config, zope_conf_for
+    try:
+        config = find_config(args.configuration)
+        if args.action == "debug":
+            opts, settings = _load(zope_conf_for(config, args.zope_conf))
+            return debug(opts, settings, stdin=sys.stdin)
+        control = Control(connect(config))
+        if args.action == "tail":
+            return control.tail(args.names[0] if args.names else None, follow=args.follow,
+                                length=args.bytes, stream=args.stream)
+        return getattr(control, args.action)(args.names)
+    except CtlError as exc:
+        print(f"txzserver ctl: {exc}", file=sys.stderr)
+        return exc.status
+
+
 def _cmd_checkconfig(args):
     _, settings = _load(args.config)
     for listener in settings.listeners:
@@ -89,7 +110,7 @@ def _cmd_checkconfig(args):
 
 
 def build_parser():
-    from .bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
+    from .bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, DEFAULT_TASKS_PULL, DEFAULT_TASKS_PUSH
     from .listen import GAP_STATUS
 
     parser = argparse.ArgumentParser(prog="txzserver", description=__doc__)
@@ -124,6 +145,13 @@ def build_parser():
                         help=f"endpoint instances publish to (bound here; default {DEFAULT_PUBLISH})")
     broker.add_argument("--backend", default=DEFAULT_SUBSCRIBE,
                         help=f"endpoint instances subscribe from (bound here; default {DEFAULT_SUBSCRIBE})")
+    broker.add_argument("--tasks-frontend", default=DEFAULT_TASKS_PUSH,
+                        help="endpoint instances push tasks to (a <task-queue>'s push; bound here;"
+                             f" default {DEFAULT_TASKS_PUSH})")
+    broker.add_argument("--tasks-backend", default=DEFAULT_TASKS_PULL,
+                        help="endpoint instances pull tasks from (a <task-queue>'s pull; bound here;"
+                             f" default {DEFAULT_TASKS_PULL})")
+    broker.add_argument("--no-tasks", action="store_true", help="forward events only, no task stream")
     broker.set_defaults(func=_cmd_broker)
 
     listen = commands.add_parser("listen", help="print the events a user receives, one JSON line each")
@@ -139,6 +167,24 @@ def build_parser():
                              " events on the bus: rebuild from scratch); gaps are printed"
                              " as JSON lines either way" % GAP_STATUS)
     listen.set_defaults(func=_cmd_listen)
+
+    ctl = commands.add_parser(
+        "ctl", help="control the instance under supervisord (plonectl): status, start, stop,"
+                    " restart, tail, debug",
+        description="Exit status: 0 done (status: all RUNNING), 1 an action failed, 2 usage"
+                    " (no supervisord.conf, unknown program), 3 status: a program is not"
+                    " RUNNING, 4 supervisord is not running.")
+    ctl.add_argument("-c", "--configuration", metavar="SUPERVISORD_CONF",
+                     help="default: $TXZSERVER_SUPERVISORD_CONF, ./etc/supervisord.conf,"
+                          " /app/etc/supervisord.conf")
+    ctl.add_argument("action", choices=("status", "start", "stop", "restart", "tail", "debug"))
+    ctl.add_argument("names", nargs="*", metavar="PROGRAM",
+                     help="programs (default all; tail: the instance)")
+    ctl.add_argument("-f", "--follow", action="store_true", help="tail: keep printing new output")
+    ctl.add_argument("--bytes", type=int, default=4096, help="tail: how much of the log (default 4096)")
+    ctl.add_argument("--stream", choices=("stdout", "stderr"), default="stdout", help="tail: which log")
+    ctl.add_argument("--zope-conf", help="debug: zope.conf (default: next to the supervisord.conf)")
+    ctl.set_defaults(func=_cmd_ctl)
 
     check = commands.add_parser("checkconfig", help="parse a zope.conf and list its listeners")
     check.add_argument("config")

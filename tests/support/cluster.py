@@ -52,9 +52,12 @@ class Cluster:
     def start_broker(self):
         bus = self.directory / "bus"
         bus.mkdir(exist_ok=True)
-        self.bus = {"publish": f"ipc://{bus}/publish.sock", "subscribe": f"ipc://{bus}/subscribe.sock"}
+        self.bus = {"publish": f"ipc://{bus}/publish.sock", "subscribe": f"ipc://{bus}/subscribe.sock",
+                    "tasks_push": f"ipc://{bus}/tasks-in.sock", "tasks_pull": f"ipc://{bus}/tasks-out.sock"}
         process = self._spawn([str(BIN / "txzserver"), "broker", "--frontend", self.bus["publish"],
-                               "--backend", self.bus["subscribe"]], bus / "broker.log")
+                               "--backend", self.bus["subscribe"], "--tasks-frontend",
+                               self.bus["tasks_push"], "--tasks-backend", self.bus["tasks_pull"]],
+                              bus / "broker.log")
         wait_for(lambda: (bus / "subscribe.sock").exists() or process.poll() is not None, 30,
                  what="broker sockets")
         assert process.poll() is None, (bus / "broker.log").read_text()
@@ -67,14 +70,15 @@ class Cluster:
         assert self.broker.wait(10) == 0, "broker did not stop cleanly on SIGTERM"
         return self.start_broker()
 
-    def start_instance(self, name, threads=2, extra=""):
+    def start_instance(self, name, threads=2, extra="", prepare=None):
+        """``prepare(conf)`` (optional) runs before the start and returns the server's env."""
         websocket = "<websocket>\n  path /ws\n  site Plone\n  ping-interval 5s\n</websocket>"
         bus = (f"<event-bus>\n  publish {self.bus['publish']}\n  subscribe {self.bus['subscribe']}\n"
                "</event-bus>") if self.bus else ""
         conf = new_instance(self.directory / name, http_server(0),
                             f"server-threads {threads}\ninstance-name {name}\n{websocket}\n{bus}\n{extra}",
                             storage=zeo_storage(self.zeo_address))
-        server = ServerProcess(conf).start()
+        server = ServerProcess(conf, env=prepare(conf) if prepare else None).start()
         self.instances[name] = server
         return server
 

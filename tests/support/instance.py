@@ -115,3 +115,20 @@ def copy_instance_data(template, directory):
     shutil.copy2(template / "var" / "Data.fs", directory / "var" / "Data.fs")
     shutil.copytree(template / "var" / "blobstorage", directory / "var" / "blobstorage",
                     copy_function=os.link, dirs_exist_ok=True)
+
+
+SITE_ZCML = """<configure xmlns="http://namespaces.zope.org/zope"
+           xmlns:five="http://namespaces.zope.org/five">
+  <include package="Zope2.App" />
+  <five:loadProducts file="meta.zcml"/>
+  <five:loadProducts />
+  <five:loadProductsOverrides />
+  <include package="tests.support" file="taskviews.zcml" />
+</configure>
+"""
+
+
+def with_task_views(conf):
+    """Load tests/support/taskviews.zcml in the instance of ``conf``; the env its server needs."""
+    (Path(conf).parent / "site.zcml").write_text(SITE_ZCML)
+    return dict(os.environ, PYTHONPATH=str(ROOT))

@@ -78,3 +78,48 @@ def test_endpoints_can_be_bound_again_after_a_stop(tmp_path):
     finally:
         if cleanup:
             shutil.rmtree(cleanup, ignore_errors=True)
+
+
+def test_task_stream_deals_each_task_to_one_puller(tmp_path):
+    """PUSH -> broker (PULL/PUSH) -> two PULL sockets: every task arrives once, at either."""
+    from txzserver.bus.broker import run_broker
+    from .zmqbroker import short_dir
+    base, cleanup = short_dir(tmp_path)
+    ends = [f"ipc://{base}/{name}.sock" for name in ("pub", "sub", "tin", "tout")]
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=run_broker, args=(ends[0], ends[1], ready, stop),
+                              kwargs={"tasks": (ends[2], ends[3])}, daemon=True)
+    thread.start()
+    ctx = zmq.Context.instance()
+    push, pulls = ctx.socket(zmq.PUSH), [ctx.socket(zmq.PULL) for _ in range(2)]
+    try:
+        assert ready.wait(DEADLINE)
+        push.connect(ends[2])
+        for pull in pulls:
+            pull.connect(ends[3])
+        got = [[] for _ in pulls]
+
+        def receive():
+            for index, pull in enumerate(pulls):
+                while pull.poll(20):
+                    got[index].append(pull.recv())
+
+        deadline = time.monotonic() + DEADLINE
+        while not (got[0] and got[1]):  # probes until both pullers are connected (slow joiners)
+            assert time.monotonic() < deadline, "the broker never dealt to both pullers"
+            push.send(b"probe")
+            receive()
+        got = [[] for _ in pulls]
+        for i in range(20):
+            push.send(b"task%d" % i)
+        while sum(len([m for m in g if m != b"probe"]) for g in got) < 20 and time.monotonic() < deadline:
+            receive()
+        tasks = [m for m in got[0] + got[1] if m != b"probe"]
+        assert sorted(tasks) == sorted(b"task%d" % i for i in range(20))
+        assert all(any(m != b"probe" for m in g) for g in got)  # round-robin: both took tasks
+    finally:
+        for sock in (push, *pulls):
+            sock.close(linger=0)
+        stop.set()
+        thread.join(DEADLINE)
+        shutil.rmtree(cleanup, ignore_errors=True)

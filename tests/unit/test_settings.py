@@ -78,7 +78,8 @@ def test_from_zconfig():
         max_headers=20, idle_timeout=7, header_timeout=3, max_connections=9, shutdown_timeout=4,
         stream_chunk_size=4096, trusted_proxies=None, websocket=None, event_bus=None,
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
-        http2_max_reset_burst=30, http2_reset_rate=3)
+        http2_max_reset_burst=30, http2_reset_rate=3, task_queues=None, http2_max_control_frames=40,
+        http2_control_frame_rate=4)
     s = ServerSettings.from_zconfig(root)
     assert s == ServerSettings(
         (HTTP,), threads=3, reactor="asyncio", access_log_format="common", max_request_body_size=10,
@@ -86,7 +87,8 @@ def test_from_zconfig():
         header_timeout=3.0, max_connections=9, shutdown_timeout=4.0, stream_chunk_size=4096,
         trusted_proxies=(),
         max_publishing_per_connection=2, http2_max_concurrent_streams=50, http2_max_reset_burst=30,
-        http2_reset_rate=3.0, instance_name="alpha")
+        http2_reset_rate=3.0, http2_max_control_frames=40, http2_control_frame_rate=4.0,
+        instance_name="alpha")
     assert isinstance(s.http2_reset_rate, float)
     assert isinstance(s.idle_timeout, float)
     assert isinstance(s.header_timeout, float)

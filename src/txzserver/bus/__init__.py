@@ -7,5 +7,9 @@ from .interfaces import IEventPublisher
 #: directory (a volume shared by the containers of one host).
 DEFAULT_PUBLISH = "ipc:///tmp/txzserver-bus/publish.sock"
 DEFAULT_SUBSCRIBE = "ipc:///tmp/txzserver-bus/subscribe.sock"
+#: The broker's task stream (PULL from instances, PUSH to instances): `<task-queue>` zmq defaults.
+DEFAULT_TASKS_PUSH = "ipc:///tmp/txzserver-bus/tasks-in.sock"
+DEFAULT_TASKS_PULL = "ipc:///tmp/txzserver-bus/tasks-out.sock"
 
-__all__ = ["DEFAULT_PUBLISH", "DEFAULT_SUBSCRIBE", "Event", "EVENT_TYPES", "IEventPublisher"]
+__all__ = ["DEFAULT_PUBLISH", "DEFAULT_SUBSCRIBE", "DEFAULT_TASKS_PUSH", "DEFAULT_TASKS_PULL", "Event",
+           "EVENT_TYPES", "IEventPublisher"]

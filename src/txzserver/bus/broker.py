@@ -1,7 +1,9 @@
-"""`txzserver broker`: the XSUB/XPUB forwarder between instances.
+"""`txzserver broker`: the XSUB/XPUB forwarder between instances, and the task stream.
 
 Instances connect their PUB sockets to the frontend and their SUB sockets to the backend.
-A steerable proxy runs in a thread; SIGTERM/SIGINT send it TERMINATE, so it stops cleanly
+With ``tasks`` (frontend, backend) a second forwarder, PULL/PUSH, deals the tasks instances
+PUSH to its frontend round-robin to the instances PULLing from its backend (each task to one).
+Each steerable proxy runs in a thread; SIGTERM/SIGINT send it TERMINATE, so it stops cleanly
 (and promptly: docker stop does not wait 10 s).
 """
 
@@ -20,31 +22,52 @@ def _prepare_ipc(endpoint):
             os.makedirs(directory, exist_ok=True)
 
 
-def run_broker(frontend, backend, ready=None, stop=None):
-    """Forward until a signal (or ``stop`` is set); returns 0. ``ready`` is set when bound."""
-    import zmq
-    ctx = zmq.Context.instance()
-    xsub, xpub = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
-    control = ctx.socket(zmq.PAIR)
-    control_endpoint = f"inproc://txzserver-broker-control-{id(control)}"
-    control.bind(control_endpoint)
-    for endpoint in (frontend, backend):
-        _prepare_ipc(endpoint)
-    xsub.bind(frontend)
-    xpub.bind(backend)
-    for endpoint in (frontend, backend):
-        if endpoint.startswith("ipc://"):
-            os.chmod(endpoint[len("ipc://"):], 0o660)
-    log.info("txzserver broker: publishers connect to %s, subscribers to %s", frontend, backend)
+class _Forwarder:
+    """One steerable zmq.proxy in a thread, between a bound frontend and backend socket."""
 
-    def proxy():
+    def __init__(self, ctx, kinds, frontend, backend, name):
+        import zmq
+        self.zmq = zmq
+        self.ctx = ctx
+        self.front, self.back = ctx.socket(kinds[0]), ctx.socket(kinds[1])
+        self.control = ctx.socket(zmq.PAIR)
+        self.control_endpoint = f"inproc://txzserver-broker-control-{id(self.control)}"
+        self.control.bind(self.control_endpoint)
+        for endpoint in (frontend, backend):
+            _prepare_ipc(endpoint)
+        self.front.bind(frontend)
+        self.back.bind(backend)
+        for endpoint in (frontend, backend):
+            if endpoint.startswith("ipc://"):
+                os.chmod(endpoint[len("ipc://"):], 0o660)
+        self.thread = threading.Thread(target=self._proxy, name=name, daemon=True)
+        self.thread.start()
+
+    def _proxy(self):
         try:
-            zmq.proxy_steerable(xsub, xpub, None, control)
-        except zmq.ContextTerminated:
+            self.zmq.proxy_steerable(self.front, self.back, None, self.control)
+        except self.zmq.ContextTerminated:
             pass
 
-    thread = threading.Thread(target=proxy, name="broker-proxy", daemon=True)
-    thread.start()
+    def stop(self):
+        steer = self.ctx.socket(self.zmq.PAIR)
+        steer.connect(self.control_endpoint)
+        steer.send(b"TERMINATE")
+        self.thread.join(5)
+        for sock in (steer, self.control, self.front, self.back):
+            sock.close(linger=0)
+
+
+def run_broker(frontend, backend, ready=None, stop=None, tasks=None):
+    """Forward until a signal (or ``stop`` is set); returns 0. ``ready`` is set when bound.
+    ``tasks``: (frontend, backend) of the task stream, or None for events only."""
+    import zmq
+    ctx = zmq.Context.instance()
+    forwarders = [_Forwarder(ctx, (zmq.XSUB, zmq.XPUB), frontend, backend, "broker-proxy")]
+    log.info("txzserver broker: publishers connect to %s, subscribers to %s", frontend, backend)
+    if tasks is not None:
+        forwarders.append(_Forwarder(ctx, (zmq.PULL, zmq.PUSH), tasks[0], tasks[1], "broker-tasks"))
+        log.info("txzserver broker: tasks are pushed to %s, pulled from %s", *tasks)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,11 +77,7 @@ def run_broker(frontend, backend, ready=None, stop=None):
     while not stop.wait(0.5):
         pass
     log.info("txzserver broker: stopping")
-    steer = ctx.socket(zmq.PAIR)
-    steer.connect(control_endpoint)
-    steer.send(b"TERMINATE")
-    thread.join(5)
-    for sock in (steer, control, xsub, xpub):
-        sock.close(linger=0)
+    for forwarder in forwarders:
+        forwarder.stop()
     log.info("txzserver broker: stopped")
     return 0

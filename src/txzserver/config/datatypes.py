@@ -1,14 +1,15 @@
 """ZConfig datatypes of txzserver's keys and sections: listeners, <websocket>, <event-bus>,
-<logger>; each section becomes a frozen dataclass."""
+<task-queue>, <logger>; each section becomes a frozen dataclass."""
 
 from dataclasses import dataclass
 
 from ZConfig.components.logger.logger import LoggerFactory
 
-from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
+from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, DEFAULT_TASKS_PULL, DEFAULT_TASKS_PUSH
 
 REACTORS = ("auto", "uvloop", "asyncio", "default")
 ACCESS_LOG_FORMATS = ("common", "combined")
+TASK_BACKENDS = ("local", "zmq")
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,43 @@ def bus_endpoint(value):
 def event_bus_settings(section):
     return EventBusSettings(publish=(section.publish or DEFAULT_PUBLISH).strip(),
                             subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip())
+
+
+@dataclass(frozen=True)
+class TaskQueueSettings:
+    """A ``<task-queue NAME>`` section: where its tasks go and how they are run."""
+
+    name: str = "default"
+    backend: str = "local"
+    concurrency: int = 1
+    retries: int = 3
+    retry_delay: float = 1.0
+    retry_max_delay: float = 60.0
+    task_user: str = ""
+    push: str = DEFAULT_TASKS_PUSH
+    pull: str = DEFAULT_TASKS_PULL
+
+    def __post_init__(self):
+        if self.backend not in TASK_BACKENDS:
+            raise ValueError(f"task-queue backend must be one of {', '.join(TASK_BACKENDS)},"
+                             f" not {self.backend!r}")
+        if self.concurrency < 1:
+            raise ValueError(f"task-queue {self.name}: concurrency must be at least 1")
+        if self.retries < 0 or self.retry_delay < 0 or self.retry_max_delay < self.retry_delay:
+            raise ValueError(f"task-queue {self.name}: retries and retry-delay must not be negative,"
+                             " retry-max-delay not below retry-delay")
+
+
+def task_backend(value):
+    return _choice(value, TASK_BACKENDS, "task-queue backend")
+
+
+def task_queue_settings(section):
+    return TaskQueueSettings(
+        name=section.getSectionName(), backend=section.backend, concurrency=section.concurrency,
+        retries=section.retries, retry_delay=float(section.retry_delay),
+        retry_max_delay=float(section.retry_max_delay), task_user=(section.task_user or "").strip(),
+        push=(section.push or DEFAULT_TASKS_PUSH).strip(), pull=(section.pull or DEFAULT_TASKS_PULL).strip())
 
 
 def named_logger(section):

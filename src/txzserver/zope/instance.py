@@ -1,10 +1,14 @@
-"""`txzserver mkinstance`: an instance folder with etc/zope.conf, var/ and log/."""
+"""`txzserver mkinstance`: an instance folder with etc/zope.conf, etc/supervisord.conf (for
+`txzserver ctl`), var/ and log/."""
 
 import os
 import secrets
+import sys
 from string import Template
 
-TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config", "zope.conf.in")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config")
+TEMPLATE = os.path.join(CONFIG_DIR, "zope.conf.in")
+SUPERVISOR_TEMPLATE = os.path.join(CONFIG_DIR, "supervisord.conf.in")
 
 FILESTORAGE = """<zodb_db main>
   mount-point /
@@ -31,6 +35,14 @@ ZEOCLIENT = """<zodb_db main>
 </zodb_db>"""
 
 
+TASK_QUEUE = """<task-queue default>
+  backend local
+  concurrency 1
+  retries 3
+  retry-delay 1s
+</task-queue>"""
+
+
 class InstanceError(Exception):
     pass
 
@@ -51,7 +63,16 @@ def render_config(instance, address="8080", threads=4, zeo=None):
     storage = ZEOCLIENT.format(server=zeo) if zeo else FILESTORAGE
     with open(TEMPLATE) as f:
         template = Template(f.read())
-    return template.substitute(instance=instance, address=address, threads=threads, storage=storage)
+    queue = TASK_QUEUE if threads >= 2 else "# (none: server-threads 1 leaves no thread to share)"
+    return template.substitute(instance=instance, address=address, threads=threads, storage=storage,
+                               task_queue=queue)
+
+
+def render_supervisor_config(instance, txzserver=None):
+    """supervisord.conf running ``txzserver serve`` on the instance's zope.conf."""
+    txzserver = txzserver or os.path.join(os.path.dirname(sys.executable), "txzserver")
+    with open(SUPERVISOR_TEMPLATE) as f:
+        return Template(f.read()).substitute(instance=instance, txzserver=txzserver)
 
 
 def make_instance(directory, user, address="8080", threads=4, zeo=None, force=False):
@@ -67,5 +88,7 @@ def make_instance(directory, user, address="8080", threads=4, zeo=None, force=Fa
         os.makedirs(os.path.join(directory, sub), exist_ok=True)
     with open(conf, "w") as f:
         f.write(render_config(directory, address, threads, zeo))
+    with open(os.path.join(directory, "etc", "supervisord.conf"), "w") as f:
+        f.write(render_supervisor_config(directory))
     write_inituser(os.path.join(directory, "inituser"), name, password)
     return conf, name, password

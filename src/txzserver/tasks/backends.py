@@ -1,0 +1,176 @@
+"""Where committed tasks go: this process's runner (``local``) or the broker (``zmq``).
+
+``local``: ``submit`` hands the tasks to the queue's runner on the reactor. ``zmq``: ``submit``
+PUSHes them to the broker's task frontend; every instance PULLs from the broker's task backend,
+which deals them round-robin to the instances that have room, so any instance may run a task and
+each task reaches one instance. An instance reads from its PULL socket only while its runner has
+room (the rest stays with the broker or in transit). Neither backend is durable: a task that is
+queued in memory or in the broker when a process stops is lost (README, "Background tasks").
+"""
+
+import threading
+
+import zmq
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .interfaces import ITaskQueues
+from .runner import TaskRunner
+from .task import Task
+
+log = Logger()
+
+
+class LocalBackend:
+    """Tasks stay in this process."""
+
+    def __init__(self, reactor, runner):
+        self.reactor = reactor
+        self.runner = runner
+
+    def submit(self, tasks):
+        """Any thread."""
+        self.reactor.callFromThread(self.runner.enqueue_all, list(tasks))
+
+    def start(self):
+        self.runner.start()
+
+    def close(self):
+        pass
+
+
+@implementer(IReadDescriptor)
+class ZmqBackend:
+    """PUSH to the broker's task frontend, PULL from its task backend.
+
+    The PULL socket's descriptor is edge-triggered (as the event bus's SUB): it is drained as
+    far as the runner has room on each wake-up, and read again whenever a slot frees up.
+    """
+
+    def __init__(self, reactor, runner, push_endpoint, pull_endpoint, context=None):
+        self.reactor = reactor
+        self.runner = runner
+        runner.on_room = self.doRead
+        self._lock = threading.Lock()
+        ctx = context or zmq.Context.instance()
+        self.push = ctx.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.LINGER, 2000)
+        self.push.setsockopt(zmq.SNDHWM, 100000)
+        self.push.connect(push_endpoint)
+        self.pull = ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull.setsockopt(zmq.RCVHWM, max(1, runner.settings.concurrency))
+        self.pull.connect(pull_endpoint)
+        self.sent = self.received = 0
+        self._closed = False
+
+    def submit(self, tasks):
+        """Any thread: never blocks (a full queue loses the task, in the dead-letter log)."""
+        with self._lock:
+            if self._closed:
+                return
+            for task in tasks:
+                try:
+                    self.push.send(task.to_wire(), zmq.NOBLOCK)
+                    self.sent += 1
+                except zmq.Again:
+                    self.runner.give_up(task, 0, "the broker's task queue is full")
+
+    def start(self):
+        self.runner.start()
+        self.reactor.addReader(self)
+        self.doRead()
+
+    # IReadDescriptor (reactor thread)
+
+    def fileno(self):
+        return self.pull.getsockopt(zmq.FD)
+
+    def doRead(self):
+        while not self._closed and self.runner.has_room() \
+                and self.pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                data = self.pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.received += 1
+            try:
+                task = Task.from_wire(data)
+            except (ValueError, TypeError) as exc:
+                log.warn("ignored a malformed task from the broker: {error}", error=exc)
+                continue
+            self.runner.enqueue(task)
+
+    def connectionLost(self, reason):
+        self.close()
+
+    def logPrefix(self):
+        return "txzserver-tasks"
+
+    def close(self):
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.reactor.removeReader(self)
+        self.push.close()
+        self.pull.close()
+
+
+@implementer(ITaskQueues)
+class TaskQueues:
+    """Every configured queue of this process: the ITaskQueues utility ``add()`` finds."""
+
+    def __init__(self, backends):
+        self.backends = dict(backends)
+
+    @classmethod
+    def build(cls, reactor, pool, queue_settings, context=None):
+        """One runner and backend per ``TaskQueueSettings``."""
+        backends = {}
+        for settings in queue_settings:
+            runner = TaskRunner(reactor, pool, settings)
+            if settings.backend == "zmq":
+                backends[settings.name] = ZmqBackend(reactor, runner, settings.push, settings.pull,
+                                                     context=context)
+            else:
+                backends[settings.name] = LocalBackend(reactor, runner)
+        return cls(backends)
+
+    def names(self):
+        return tuple(self.backends)
+
+    def task_user(self, name):
+        return self.backends[name].runner.settings.task_user
+
+    def runner(self, name):
+        return self.backends[name].runner
+
+    def submit(self, tasks):
+        by_queue = {}
+        for task in tasks:
+            by_queue.setdefault(task.queue, []).append(task)
+        for name, group in by_queue.items():
+            backend = self.backends.get(name)
+            if backend is None:
+                log.error("no task queue {name}: {count} task(s) dropped", name=name, count=len(group))
+                continue
+            backend.submit(group)
+
+    def set_app(self, app):
+        for backend in self.backends.values():
+            backend.runner.app = app
+
+    def start(self):
+        """Reactor thread, once the app is set."""
+        for backend in self.backends.values():
+            backend.start()
+
+    def stop(self):
+        for backend in self.backends.values():
+            backend.runner.stop()
+
+    def close(self):
+        for backend in self.backends.values():
+            backend.close()
