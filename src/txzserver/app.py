@@ -1,5 +1,5 @@
-"""The wiring: settings -> thread pool, sites, WebSocket service, event bus, task queues; Zope
-through zope/.
+"""The wiring: settings -> thread pool, sites, health listener, WebSocket service, event bus,
+task queues; Zope through zope/.
 
 The only module (with cli.py and paste.py) that knows every package. Nothing here runs at
 import: the reactor is installed by ``serve`` (or paste) before ``run`` imports it.
@@ -15,6 +15,7 @@ from twisted.python.threadpool import ThreadPool
 
 from .bus.publishers import LocalPublisher, ZmqBus
 from .server.environ import ProxyTrust
+from .server.health import DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Started
 from .server.listeners import endpoint_for, url_of
 from .server.publisher import ZopeResource
 from .server.reactor import install_reactor
@@ -25,6 +26,7 @@ from .tasks import register_task_queues
 from .tasks.backends import TaskQueues
 from .websocket.fanout import Hub
 from .websocket.service import NotificationService
+from .zope import health as zope_health
 from .zope.startup import close_zope, configure_logging, register_event_publisher, start_zope
 
 log = logging.getLogger("txzserver")
@@ -54,7 +56,29 @@ def make_event_publisher(reactor, hub, settings):
         return LocalPublisher(reactor, hub)
     bus = settings.event_bus
     log.info("txzserver event bus: publish to %s, subscribe from %s", bus.publish, bus.subscribe)
-    return ZmqBus(reactor, hub, bus.publish, bus.subscribe, instance=settings.instance_name)
+    return ZmqBus(reactor, hub, bus.publish, bus.subscribe, instance=settings.instance_name,
+                  watch=settings.health is not None)
+
+
+def build_health(reactor, pool, settings, tracker, publisher, site_id=None, probe=None,
+                 disconnected=None):
+    """The <health-server> site and the ``Started`` check to mark once Zope runs.
+
+    ``probe`` and ``disconnected`` default to the ZODB's (txzserver.zope.health). The first
+    database probe starts when the reactor runs, so the first readiness probe finds an answer.
+    """
+    config = settings.health
+    started = Started(site_id)
+    canary = PoolCanary(reactor, pool, config.stuck_after)
+    database = DatabaseCheck(reactor, probe or zope_health.make_probe(site_id),
+                             disconnected or zope_health.disconnected,
+                             interval=config.check_interval, timeout=config.check_timeout)
+    ready = [started, Draining(tracker), canary, database]
+    if settings.event_bus is not None and hasattr(publisher, "links_up"):
+        ready.append(LinkCheck("event-bus", publisher.links_up))
+    health = Health(startup=[started], live=[canary], ready=ready)
+    reactor.callWhenRunning(database.check)
+    return HealthSite(health, reactor=reactor), started
 
 
 def open_listeners(reactor, sites):
@@ -92,7 +116,7 @@ def serve(opts, settings, site_id=None, site_factory=None):
             site_factory(site_id)
         return app
 
-    return run(start_app, settings, on_stop=close_zope)
+    return run(start_app, settings, on_stop=close_zope, site_id=site_id)
 
 
 def wire_task_queues(reactor, tasks, app, settings):
@@ -121,11 +145,12 @@ def raise_open_file_limit():
     return soft
 
 
-def run(app_factory, settings, on_stop=None):
+def run(app_factory, settings, on_stop=None, site_id=None):
     """Listen, make the WSGI app with ``app_factory()``, serve until the reactor stops.
 
     The reactor must be installed already (install_reactor). ``on_stop`` runs after the
-    reactor shut down (closing the ZODB). Returns the process exit status.
+    reactor shut down (closing the ZODB). ``site_id``: the site readiness looks for.
+    Returns the process exit status.
     """
     from twisted.internet import reactor  # installed by the caller: import it only now
 
@@ -141,6 +166,11 @@ def run(app_factory, settings, on_stop=None):
         sites = build_sites(reactor, pool, None, settings, tracker, websocket)
         ports = open_listeners(reactor, sites)
         publisher = make_event_publisher(reactor, hub, settings)
+        started = None
+        if settings.health is not None:
+            # Its own listener, not in ``ports``: the drain must not close it.
+            health_site, started = build_health(reactor, pool, settings, tracker, publisher, site_id)
+            open_listeners(reactor, [(settings.health.listener, health_site)])
     except (BindError, ValueError) as exc:
         log.error("%s", exc)
         print(f"txzserver: {exc}", file=sys.stderr)
@@ -161,6 +191,8 @@ def run(app_factory, settings, on_stop=None):
     reactor.addSystemEventTrigger("after", "shutdown", publisher.close)
     reactor.callWhenRunning(pool.start)
     wire_task_queues(reactor, tasks, app, settings)
+    if started is not None:
+        reactor.callWhenRunning(started.mark)  # app_factory() has returned: Zope runs
     reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
     reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,
                                   settings.shutdown_timeout)

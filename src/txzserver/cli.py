@@ -106,6 +106,9 @@ def _cmd_checkconfig(args):
     _, settings = _load(args.config)
     for listener in settings.listeners:
         print(f"{listener.kind} {listener.host or '*'}:{listener.port}")
+    if settings.health is not None:
+        health = settings.health.listener
+        print(f"health {health.host or '*'}:{health.port}")
     return 0
 
 

@@ -308,12 +308,14 @@ def test_bad_configuration_exits_2_with_file_line_and_reason(tmp_path, case, com
 def test_checkconfig_lists_the_listeners_of_a_good_config(tmp_path, tls_files):
     # checkconfig binds nothing: fixed port numbers are fine even if taken.
     servers = "\n".join([http_server(18080), https_server(18443, tls_files["cert"], tls_files["key"]),
-                         "<webdav-source-server>\n  address 11980\n</webdav-source-server>"])
+                         "<webdav-source-server>\n  address 11980\n</webdav-source-server>",
+                         "<health-server>\n  address 127.0.0.1:18081\n</health-server>"])
     _, result, elapsed = _run(tmp_path, "good", zope_conf(tmp_path, servers), "checkconfig")
     assert result.returncode == 0, result.stderr
     assert elapsed < 10
     assert result.stdout.splitlines() == [
-        "http 127.0.0.1:18080", "https 127.0.0.1:18443", "webdav-source *:11980"]
+        "http 127.0.0.1:18080", "https 127.0.0.1:18443", "webdav-source *:11980",
+        "health 127.0.0.1:18081"]
     assert result.stderr == ""
 
 

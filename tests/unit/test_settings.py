@@ -76,7 +76,7 @@ def test_from_zconfig():
         servers=[HTTP], server_threads=3, reactor="asyncio", access_log_format="common",
         max_request_body_size=10, request_spool_threshold=5, max_header_size=2048,
         max_headers=20, idle_timeout=7, header_timeout=3, max_connections=9, shutdown_timeout=4,
-        stream_chunk_size=4096, trusted_proxies=None, websocket=None, event_bus=None,
+        stream_chunk_size=4096, trusted_proxies=None, websocket=None, event_bus=None, health=None,
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
         http2_max_reset_burst=30, http2_reset_rate=3, task_queues=None, http2_max_control_frames=40,
         http2_control_frame_rate=4)

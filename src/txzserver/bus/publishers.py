@@ -9,6 +9,7 @@ import socket
 import threading
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
@@ -54,9 +55,13 @@ class ZmqBus:
     start) and the next sequence number, taken under the same lock as the send, so numbers
     follow the send order and an event dropped here still uses its number: the hubs that
     miss it see the jump and tell their clients (``Hub.deliver``).
+
+    With ``watch`` (a <health-server> is configured) each socket's link to the broker is
+    watched (``LinkWatch``), and ``links_up()`` tells the readiness probe.
     """
 
-    def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint, instance=None):
+    def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint, instance=None,
+                 watch=False):
         self.reactor = reactor
         self.hub = hub
         self.instance = instance or socket.gethostname()  # the default of instance-name
@@ -70,11 +75,17 @@ class ZmqBus:
         # Queue only on a live connection: while the broker is down, events are dropped now
         # (and reported as a gap) instead of bursting out, stale, when it is back.
         self.pub.setsockopt(zmq.IMMEDIATE, 1)
-        self.pub.connect(publish_endpoint)
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.RCVHWM, 100000)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        # With ``watch`` (the readiness probe asks): monitors set before connecting, so the
+        # first CONNECTED is not missed.
+        self.links = {}
+        if watch:
+            self.links = {publish_endpoint: LinkWatch(self.pub),
+                          subscribe_endpoint: LinkWatch(self.sub)}
+        self.pub.connect(publish_endpoint)
         self.sub.connect(subscribe_endpoint)
         self.received = 0
         self._closed = False
@@ -120,6 +131,12 @@ class ZmqBus:
     def connectionLost(self, reason):
         self.close()
 
+    # Readiness (reactor thread)
+
+    def links_up(self):
+        """{endpoint: connected} of the PUB and SUB sockets; empty unless built with ``watch``."""
+        return {endpoint: watch.is_connected() for endpoint, watch in self.links.items()}
+
     def logPrefix(self):
         return "txzserver-bus"
 
@@ -129,5 +146,38 @@ class ZmqBus:
                 return
             self._closed = True
         self.reactor.removeReader(self)
+        for watch in self.links.values():
+            watch.close()
         self.pub.close()
         self.sub.close()
+
+
+class LinkWatch:
+    """Whether a connecting socket has a connection to its peer, from ZeroMQ's monitor events,
+    read when asked (one thread). ZeroMQ heartbeats (PING every 2 s, none answered within
+    6 s: disconnected) make a peer that vanished without closing the connection (a killed
+    pod, a cut network) show as down too."""
+
+    EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+
+    def __init__(self, socket):
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+        self.socket = socket
+        self.monitor = socket.get_monitor_socket(self.EVENTS)
+        self.connected = False
+
+    def is_connected(self):
+        while self.monitor is not None:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.connected = event["event"] == zmq.EVENT_CONNECTED
+        return self.connected
+
+    def close(self):
+        if self.monitor is not None:
+            self.socket.disable_monitor()
+            self.monitor.close()
+            self.monitor = None

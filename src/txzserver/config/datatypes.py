@@ -1,5 +1,5 @@
-"""ZConfig datatypes of txzserver's keys and sections: listeners, <websocket>, <event-bus>,
-<task-queue>, <logger>; each section becomes a frozen dataclass."""
+"""ZConfig datatypes of txzserver's keys and sections: listeners, <health-server>, <websocket>,
+<event-bus>, <task-queue>, <logger>; each section becomes a frozen dataclass."""
 
 from dataclasses import dataclass
 
@@ -14,7 +14,7 @@ TASK_BACKENDS = ("local", "zmq")
 
 @dataclass(frozen=True)
 class Listener:
-    """One socket to listen on; ``kind`` is "http", "https" or "webdav-source"."""
+    """One socket to listen on; ``kind`` is "http", "https", "webdav-source" or "health"."""
 
     kind: str
     host: str
@@ -54,6 +54,29 @@ def https_server(section):
 def webdav_source_server(section):
     host, port = _address(section)
     return Listener("webdav-source", host, port, section.backlog)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """The ``<health-server>`` section: the probes' own listener and their bounds (seconds)."""
+
+    listener: Listener
+    stuck_after: float = 300.0
+    check_interval: float = 5.0
+    check_timeout: float = 10.0
+
+    def __post_init__(self):
+        for name in ("stuck_after", "check_interval", "check_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"health-server {name.replace('_', '-')} must be positive")
+
+
+def health_settings(section):
+    host, port = _address(section)
+    return HealthSettings(Listener("health", host, port, section.backlog),
+                          stuck_after=float(section.stuck_after),
+                          check_interval=float(section.check_interval),
+                          check_timeout=float(section.check_timeout))
 
 
 @dataclass(frozen=True)

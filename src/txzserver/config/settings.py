@@ -3,7 +3,9 @@
 import socket
 from dataclasses import dataclass
 
-from .datatypes import EventBusSettings, Listener, TaskQueueSettings, WebSocketSettings, reactor_name
+from .datatypes import (
+    EventBusSettings, HealthSettings, Listener, TaskQueueSettings, WebSocketSettings, reactor_name,
+)
 
 
 class SettingsError(ValueError):
@@ -61,6 +63,9 @@ class ServerSettings:
     http2_max_control_frames: int = 100
     #: control frames per second given back to that budget; past it: ENHANCE_YOUR_CALM
     http2_control_frame_rate: float = 10.0
+    #: the <health-server> section (/healthz/live, /ready, /startup on a listener of their own,
+    #: outside the Zope tree and max-connections), or None for no health endpoints
+    health: HealthSettings | None = None
     #: the <websocket> section, or None for no WebSocket endpoint
     websocket: WebSocketSettings | None = None
     #: the <event-bus> section, or None for in-process events only
@@ -108,6 +113,11 @@ class ServerSettings:
                 raise SettingsError(
                     f"two server sections listen on {listener.host or '*'}:{listener.port}")
             seen.add(key)
+        if self.health is not None:
+            health = self.health.listener
+            if health.port and (health.interface, health.port) in seen:
+                raise SettingsError(f"<health-server> and a server section both listen on"
+                                    f" {health.host or '*'}:{health.port}")
 
     def _check_task_queues(self):
         names = [queue.name for queue in self.task_queues]
@@ -151,6 +161,7 @@ class ServerSettings:
             http2_reset_rate=float(root.http2_reset_rate),
             http2_max_control_frames=root.http2_max_control_frames,
             http2_control_frame_rate=float(root.http2_control_frame_rate),
+            health=root.health,
             websocket=root.websocket,
             event_bus=root.event_bus,
             instance_name=root.instance_name,

@@ -7,10 +7,15 @@ log = Logger()
 
 
 class InFlight:
-    """Counts requests from arrival until their response is finished (reactor thread)."""
+    """Counts requests from arrival until their response is finished (reactor thread).
+
+    ``draining`` turns true when the shutdown drain starts: the readiness probe fails from
+    then on (server/health.py), so a load balancer stops sending traffic here.
+    """
 
     def __init__(self):
         self.count = 0
+        self.draining = False
         self._idle = []
 
     def started(self):
@@ -33,6 +38,7 @@ class InFlight:
 
 def drain(reactor, ports, tracker, timeout):
     """Reactor 'before shutdown' trigger: returns a Deferred the reactor waits for."""
+    tracker.draining = True
     log.info("shutting down: closing {n} listener(s), {count} request(s) in flight",
              n=len(ports), count=tracker.count)
     stopped = [defer.maybeDeferred(port.stopListening).addErrback(
