@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt setuptools wheel
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[plone,supervisor,test]'
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[plone,relstorage,supervisor,test]'
 	touch $@
 
 $(INSTANCE)/etc/zope.conf: | venv

@@ -6,7 +6,9 @@ set -eu
 DIR=${1:-$(dirname "$0")/certs}
 mkdir -p "$DIR"
 cd "$DIR"
-if [ -s front.pem ] && [ -s ca.crt ]; then exit 0; fi
+# front.pem (it holds the key) is mode 0640: the front runs as user haproxy with the file's group
+# added (compose group_add, FRONT_CERT_GID), not as root
+if [ -s front.pem ] && [ -s ca.crt ]; then chmod 640 front.pem; exit 0; fi
 umask 077
 openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 825 \
   -subj "/CN=txzserver development CA ($(hostname))" \
@@ -25,4 +27,5 @@ openssl x509 -req -in localhost.csr -CA ca.crt -CAkey ca.key -CAcreateserial -da
 cat localhost.crt ca.crt localhost.key > front.pem
 rm -f localhost.csr localhost.ext ca.srl
 chmod 644 ca.crt localhost.crt
+chmod 640 front.pem
 echo "made a development CA and a localhost certificate in $DIR (trust $DIR/ca.crt)"

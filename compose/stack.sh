@@ -2,6 +2,7 @@
 # The compose stack: compose/stack.sh up|wait|down|logs|ps|config|compose ARGS...
 # Uses Debian's docker-compose v1 when present, else `docker compose` (v2).
 # COMPOSE_PROJECT_NAME (default txzserver) and FRONT_PORT (default 8443) select the stack.
+# ADMIN_PASSWORD (or compose/.env) is needed to make containers, not to stop or look at them.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 PATH=/usr/bin:$PATH
@@ -39,11 +40,24 @@ wait_ready() {  # the front page through the front, verified with the dev CA
   done
 }
 
+cert_group() {  # the front's user gets the group of the mounted certificate (mode 0640)
+  if [ -e "$HERE/certs/front.pem" ]; then
+    FRONT_CERT_GID=${FRONT_CERT_GID:-$(stat -c %g "$HERE/certs/front.pem")}
+    export FRONT_CERT_GID
+  fi
+}
+
 cmd=${1:-up}
 [ $# -eq 0 ] || shift
 case $cmd in
+  # these make no container: the password compose insists on (${ADMIN_PASSWORD:?}) is not used
+  down|ps|logs|wait) export ADMIN_PASSWORD="${ADMIN_PASSWORD:-not-used-by-$cmd}" ;;
+esac
+cert_group
+case $cmd in
   up)
     "$HERE/dev-certs.sh"
+    cert_group
     ensure_env
     compose up -d
     start=$(date +%s)

@@ -1,9 +1,9 @@
 #!/bin/sh
-# Build the txzserver images in layer order: base, runtime, plone, front.
+# Build the txzserver images in layer order: base, runtime, plone, front, postgresql.
 # Uses Debian's docker client (BuildKit) at $DOCKER; the extra CA for pip ($PIP_CERT) is passed
 # as a BuildKit secret. When the Debian base image is neither present nor pullable, it is made
 # locally with debootstrap (root only).
-# Usage: images/build.sh [base|runtime|plone|front ...]   (default: all four)
+# Usage: images/build.sh [base|runtime|plone|front|postgresql ...]   (default: all five)
 set -eu
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -51,7 +51,7 @@ LABELS
   echo "built $PREFIX/$name:$TAG in $(( $(date +%s) - start )) s"
 }
 
-[ $# -gt 0 ] || set -- base runtime plone front
+[ $# -gt 0 ] || set -- base runtime plone front postgresql
 for layer in "$@"; do
   case $layer in
     # the git revision only on the top images: base and runtime stay cached across commits
@@ -59,6 +59,7 @@ for layer in "$@"; do
     runtime) build runtime unknown --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     plone) build plone "$REVISION" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
     front) build front "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
+    postgresql) build postgresql "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     *) echo "unknown image $layer" >&2; exit 2 ;;
   esac
 done

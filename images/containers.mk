@@ -12,7 +12,7 @@ SMOKE_ENV := COMPOSE_PROJECT_NAME=txzsmoke FRONT_PORT=$(SMOKE_PORT)
 docker-host:
 	@images/docker-host.sh
 
-# base, runtime, plone, front; the Debian base image is debootstrapped when it cannot be pulled
+# base, runtime, plone, front, postgresql; the Debian base image is debootstrapped when it cannot be pulled
 images: docker-host
 	images/build.sh
 	@$(DOCKER) images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^txzserver/' || true
@@ -55,3 +55,6 @@ lint-containers: venv lint-tools
 	$(BIN)/hadolint images/*/Dockerfile
 	shellcheck images/*.sh images/*/*.sh compose/*.sh
 	yamllint -s -c config/yamllint.yml compose config $(wildcard .github)
+
+# kube-render, kube-lint (part of lint), kube-smoke (part of test)
+include images/kubernetes.mk

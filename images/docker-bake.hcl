@@ -1,4 +1,4 @@
-# Multi-arch builds of the four images with buildx bake (.github/workflows/images.yml).
+# Multi-arch builds of the five images with buildx bake (.github/workflows/images.yml).
 # Each image is built FROM the target before it (named contexts), so no registry round trip.
 variable "PREFIX" { default = "txzserver" }
 variable "TAG" { default = "latest" }
@@ -7,7 +7,7 @@ variable "REVISION" { default = "unknown" }
 variable "PLATFORMS" { default = "linux/amd64,linux/arm64" }
 
 group "default" {
-  targets = ["base", "runtime", "plone", "front"]
+  targets = ["base", "runtime", "plone", "front", "postgresql"]
 }
 
 # The OCI labels of the images, written only here: images/build.sh (the local build without
@@ -74,4 +74,17 @@ target "front" {
   tags = ["${PREFIX}/front:${TAG}"]
   cache-from = ["type=gha,scope=front"]
   cache-to = ["type=gha,mode=max,scope=front"]
+}
+
+target "postgresql" {
+  inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-postgresql"
+    "org.opencontainers.image.description" = "PostgreSQL 15 from Debian for RelStorage: cluster made from POSTGRES_* on first start, scram-sha-256, non-root"
+  }
+  dockerfile = "images/postgresql/Dockerfile"
+  contexts = { "txzserver/base:latest" = "target:base" }
+  tags = ["${PREFIX}/postgresql:${TAG}"]
+  cache-from = ["type=gha,scope=postgresql"]
+  cache-to = ["type=gha,mode=max,scope=postgresql"]
 }

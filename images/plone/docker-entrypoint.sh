@@ -25,7 +25,12 @@ export IDLE_TIMEOUT=${IDLE_TIMEOUT:-60s}
 # below docker stop's 10 s, so in-flight requests finish or are cut before SIGKILL
 export SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT:-8s}
 export TRUSTED_PROXY=${TRUSTED_PROXY:-127.0.0.1}
+export TRUSTED_PROXY_NETWORK=${TRUSTED_PROXY_NETWORK:-}
 export INSTANCE_NAME=${INSTANCE_NAME:-}
+# /healthz/live, /healthz/ready, /healthz/startup (the Kubernetes probes) on a port of their own;
+# empty or "off": none. See health_conf below.
+export HEALTH_PORT=${HEALTH_PORT-8081}
+export HEALTH_STUCK_AFTER=${HEALTH_STUCK_AFTER:-300s}
 export DEBUG_MODE=${DEBUG_MODE:-off}
 export LOG_LEVEL=${LOG_LEVEL:-INFO}
 export SITE=${SITE:-}
@@ -35,6 +40,10 @@ export ZEO_ADDRESS=${ZEO_ADDRESS:-}
 export ZEO_STORAGE=${ZEO_STORAGE:-1}
 export ZEO_READ_ONLY=${ZEO_READ_ONLY:-false}
 export ZEO_CLIENT_CACHE_SIZE=${ZEO_CLIENT_CACHE_SIZE:-128MB}
+# seconds a request waits for a disconnected ZEO (per attempt; Zope retries 3 times): fail fast
+export ZEO_WAIT_TIMEOUT=${ZEO_WAIT_TIMEOUT:-1}
+# seconds the start waits for ZEO to accept connections (the client itself waits ZEO_WAIT_TIMEOUT)
+export ZEO_START_TIMEOUT=${ZEO_START_TIMEOUT:-120}
 export ZEO_LISTEN=${ZEO_LISTEN:-0.0.0.0:8100}
 export ZEO_PACK_KEEP_OLD=${ZEO_PACK_KEEP_OLD:-false}
 export ADMIN_USER=${ADMIN_USER:-admin}
@@ -47,9 +56,49 @@ fi
 export EVENT_BUS_PUBLISH=${EVENT_BUS_PUBLISH:-}
 export EVENT_BUS_SUBSCRIBE=${EVENT_BUS_SUBSCRIBE:-}
 if [ -n "$EVENT_BUS_PUBLISH" ] && [ -n "$EVENT_BUS_SUBSCRIBE" ]; then export EVENT_BUS=on; else export EVENT_BUS=off; fi
-if [ -n "$ZEO_ADDRESS" ]; then export ZODB_STORAGE=zeo; else export ZODB_STORAGE=filestorage; fi
 
-mkdir -p /data/var /data/etc
+# RelStorage on PostgreSQL, plone-backend's variables and defaults (config/storage-relstorage.conf).
+# Blobs are kept in PostgreSQL; RELSTORAGE_BLOB_DIR is this client's cache of them.
+if [ -n "${RELSTORAGE_DSN_FILE:-}" ]; then RELSTORAGE_DSN=$(cat "$RELSTORAGE_DSN_FILE"); fi
+export RELSTORAGE_DSN=${RELSTORAGE_DSN:-}
+export RELSTORAGE_NAME=${RELSTORAGE_NAME:-storage}
+export RELSTORAGE_READ_ONLY=${RELSTORAGE_READ_ONLY:-off}
+export RELSTORAGE_KEEP_HISTORY=${RELSTORAGE_KEEP_HISTORY:-true}
+export RELSTORAGE_COMMIT_LOCK_TIMEOUT=${RELSTORAGE_COMMIT_LOCK_TIMEOUT:-30}
+export RELSTORAGE_CREATE_SCHEMA=${RELSTORAGE_CREATE_SCHEMA:-true}
+export RELSTORAGE_SHARED_BLOB_DIR=${RELSTORAGE_SHARED_BLOB_DIR:-false}
+export RELSTORAGE_BLOB_DIR=${RELSTORAGE_BLOB_DIR:-/data/blobcache}
+export RELSTORAGE_BLOB_CACHE_SIZE=${RELSTORAGE_BLOB_CACHE_SIZE:-100mb}
+export RELSTORAGE_BLOB_CACHE_SIZE_CHECK=${RELSTORAGE_BLOB_CACHE_SIZE_CHECK:-10}
+export RELSTORAGE_BLOB_CACHE_SIZE_CHECK_EXTERNAL=${RELSTORAGE_BLOB_CACHE_SIZE_CHECK_EXTERNAL:-false}
+export RELSTORAGE_BLOB_CHUNK_SIZE=${RELSTORAGE_BLOB_CHUNK_SIZE:-1048576}
+# empty: the database's name
+export RELSTORAGE_CACHE_PREFIX=${RELSTORAGE_CACHE_PREFIX:-}
+export RELSTORAGE_CACHE_LOCAL_MB=${RELSTORAGE_CACHE_LOCAL_MB:-10}
+export RELSTORAGE_CACHE_LOCAL_OBJECT_MAX=${RELSTORAGE_CACHE_LOCAL_OBJECT_MAX:-16384}
+export RELSTORAGE_CACHE_LOCAL_COMPRESSION=${RELSTORAGE_CACHE_LOCAL_COMPRESSION:-none}
+export RELSTORAGE_CACHE_DELTA_SIZE_LIMIT=${RELSTORAGE_CACHE_DELTA_SIZE_LIMIT:-100000}
+# seconds the start waits for PostgreSQL to accept a connection with RELSTORAGE_DSN
+export RELSTORAGE_START_TIMEOUT=${RELSTORAGE_START_TIMEOUT:-120}
+
+# The storage: ZODB_STORAGE if set, else RelStorage when RELSTORAGE_DSN is set (it wins over
+# ZEO_ADDRESS, as in plone-backend), ZEO when ZEO_ADDRESS is set, else a FileStorage in /data.
+if [ -z "${ZODB_STORAGE:-}" ]; then
+  if [ -n "$RELSTORAGE_DSN" ]; then ZODB_STORAGE=relstorage
+  elif [ -n "$ZEO_ADDRESS" ]; then ZODB_STORAGE=zeo
+  else ZODB_STORAGE=filestorage
+  fi
+fi
+export ZODB_STORAGE
+case $ZODB_STORAGE in
+  filestorage) ;;
+  zeo) [ -n "$ZEO_ADDRESS" ] || die "ZODB_STORAGE=zeo needs ZEO_ADDRESS (host:port)" ;;
+  relstorage) [ -n "$RELSTORAGE_DSN" ] || die "ZODB_STORAGE=relstorage needs RELSTORAGE_DSN" ;;
+  *) die "unknown ZODB_STORAGE=$ZODB_STORAGE (filestorage, zeo, relstorage)" ;;
+esac
+
+# TMPDIR may point into /data (a read-only root filesystem with a small /tmp tmpfs: the compose stack)
+mkdir -p /data/var /data/etc "${TMPDIR:-/tmp}"
 if [ "$ZODB_STORAGE" = filestorage ] || [ "$ROLE" = zeo ] || [ "$ROLE" = standalone ]; then
   mkdir -p /data/filestorage /data/blobstorage
 fi
@@ -80,7 +129,7 @@ prepare_admin() {
     export ADMIN_PASSWORD
     write_inituser
     log "new database: generated password for Zope user '$ADMIN_USER': $ADMIN_PASSWORD"
-  elif [ "$ZODB_STORAGE" = zeo ]; then
+  elif [ "$ZODB_STORAGE" != filestorage ]; then
     log "no ADMIN_PASSWORD: no admin user is made (a new database needs one: addzopeuser USER PASSWORD)"
   fi
 }
@@ -122,28 +171,83 @@ truthy() {  # true, t, yes, y, on, 1 (any case), as plone-backend's asbool; "fal
   case ${1,,} in true|t|yes|y|on|1) return 0 ;; *) return 1 ;; esac
 }
 
-profiles() {  # PROFILES, comma or space separated, as --profile arguments
-  local p
-  for p in ${PROFILES//,/ }; do printf -- '--profile\n%s\n' "$p"; done
+wait_for_zeo() {  # until ZEO_ADDRESS accepts connections (ZEO may start after us)
+  [ "$ZODB_STORAGE" = zeo ] || return 0
+  local host=${ZEO_ADDRESS%:*} port=${ZEO_ADDRESS##*:} deadline=$((SECONDS + ZEO_START_TIMEOUT))
+  # shellcheck disable=SC2016  # $0 and $1 are the inner bash's arguments
+  until timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || die "ZEO at $ZEO_ADDRESS is not reachable after ${ZEO_START_TIMEOUT} s"
+    sleep 1
+  done
 }
 
+wait_for_postgresql() {  # until PostgreSQL accepts a connection with RELSTORAGE_DSN
+  [ "$ZODB_STORAGE" = relstorage ] || return 0
+  # exit 0: connected; 1: not reachable (yet); 2: reached but refused (password, no database):
+  # waiting would not help
+  python3 - <<'PY' || { [ $? -eq 1 ] || exit 2; die "PostgreSQL (RELSTORAGE_DSN) is not reachable after ${RELSTORAGE_START_TIMEOUT} s"; }
+import os, sys, time
+import psycopg2
+deadline = time.monotonic() + float(os.environ["RELSTORAGE_START_TIMEOUT"])
+while True:
+    try:
+        psycopg2.connect(os.environ["RELSTORAGE_DSN"], connect_timeout=3).close()
+        sys.exit(0)
+    except psycopg2.OperationalError as exc:
+        message = " ".join(str(exc).split())
+        if "authentication failed" in message or "does not exist" in message:
+            print(f"error: PostgreSQL refuses RELSTORAGE_DSN: {message}", file=sys.stderr)
+            sys.exit(2)
+        if time.monotonic() > deadline:
+            print(f"PostgreSQL: {message}", file=sys.stderr)
+            sys.exit(1)
+    time.sleep(1)
+PY
+}
+
+wait_for_database() { wait_for_zeo; wait_for_postgresql; }
+
 run_script() {  # run_script SCRIPT [ARGS]: a Python script with Zope configured and app bound
+  wait_for_database
   exec txzserver run "$CONF" "$@"
+}
+
+# --- health endpoints: a <health-server> added to the zope.conf that `start` serves ---------
+# /app/etc/zope.conf stays as it is (scripts and `txzserver run` need no listener):
+# /data/etc/zope-serve.conf includes it and adds the section. Prints the file to serve.
+health_conf() {
+  case ${HEALTH_PORT,,} in
+    ""|off) echo "$CONF"; return ;;
+  esac
+  cat > /data/etc/zope-serve.conf <<ZCONF
+%include $CONF
+<health-server>
+  address \$(HEALTH_PORT)
+  stuck-after \$(HEALTH_STUCK_AFTER)
+</health-server>
+ZCONF
+  echo /data/etc/zope-serve.conf
 }
 
 start_instance() {
   prepare_admin
   write_site_zcml
   install_addons
+  wait_for_database
   local args=()
   if [ -n "$SITE" ]; then
     if truthy "${DELETE_EXISTING:-}"; then
       txzserver run "$CONF" /app/bin/create_site.py
     fi
     args=(--site "$SITE")
-    mapfile -t -O 2 args < <(profiles)
+    # PROFILES, comma or space separated, as --profile arguments (a loop, not a process
+    # substitution: its subshell would stay a zombie under the exec'd server, which never reaps it)
+    local profile
+    for profile in ${PROFILES//,/ }; do args+=(--profile "$profile"); done
   fi
-  exec txzserver serve "$CONF" "${args[@]}"
+  local conf
+  conf=$(health_conf)
+  exec txzserver serve "$conf" "${args[@]}"
 }
 
 start() {

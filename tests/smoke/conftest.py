@@ -75,11 +75,27 @@ def client(base_url, ssl_context):
         yield c
 
 
-def compose(*args, check=True):
-    """compose/stack.sh compose ARGS for the smoke project; stdout as text."""
-    result = subprocess.run([str(ROOT / "compose" / "stack.sh"), "compose", *args], check=check,
+def smoke_env():
+    """The environment `make smoke` starts the stack with: project txzsmoke, its port and admin
+    password (so that the tests also work when run alone against `make smoke-up`)."""
+    env = dict(os.environ)
+    env.setdefault("COMPOSE_PROJECT_NAME", "txzsmoke")
+    env.setdefault("FRONT_PORT", os.environ.get("SMOKE_FRONT_PORT", "18443"))
+    if os.environ.get("SMOKE_ADMIN_PASSWORD"):
+        env.setdefault("ADMIN_PASSWORD", os.environ["SMOKE_ADMIN_PASSWORD"])
+    return env
+
+
+def stack(*args, check=True):
+    """compose/stack.sh ARGS for the smoke project; stdout as text."""
+    result = subprocess.run([str(ROOT / "compose" / "stack.sh"), *args], check=check, env=smoke_env(),
                             capture_output=True, text=True, timeout=300)
     return result.stdout
+
+
+def compose(*args, check=True):
+    """compose/stack.sh compose ARGS for the smoke project; stdout as text."""
+    return stack("compose", *args, check=check)
 
 
 def container(service):

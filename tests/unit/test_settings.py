@@ -76,7 +76,8 @@ def test_from_zconfig():
         servers=[HTTP], server_threads=3, reactor="asyncio", access_log_format="common",
         max_request_body_size=10, request_spool_threshold=5, max_header_size=2048,
         max_headers=20, idle_timeout=7, header_timeout=3, max_connections=9, shutdown_timeout=4,
-        stream_chunk_size=4096, trusted_proxies=None, websocket=None, event_bus=None, health=None,
+        stream_chunk_size=4096, trusted_proxies=None, trusted_proxy_networks=None, websocket=None,
+        event_bus=None, health=None,
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
         http2_max_reset_burst=30, http2_reset_rate=3, task_queues=None, http2_max_control_frames=40,
         http2_control_frame_rate=4)
@@ -127,3 +128,23 @@ def test_header_timeout_from_zope_conf_and_paste(tmp_path):
     assert load(str(conf))[1].header_timeout == 3.0
     assert ServerSettings.from_paste(header_timeout="2.5").header_timeout == 2.5
     assert settings().header_timeout < settings().idle_timeout
+
+
+def test_trusted_proxy_networks_join_the_addresses(tmp_path):
+    conf = tmp_path / "zope.conf"
+    conf.write_text(f"instancehome {tmp_path}\n<http-server>\n  address 8080\n</http-server>\n"
+                    "trusted-proxy 127.0.0.1\ntrusted-proxy-network 10.0.0.0/8\n"
+                    "trusted-proxy-network\n"  # empty, as $(TRUSTED_PROXY_NETWORK) unset
+                    "<zodb_db main>\n  <mappingstorage/>\n  mount-point /\n</zodb_db>\n")
+    _, loaded = load(str(conf))
+    assert loaded.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+
+
+def test_a_bad_trusted_proxy_network_names_the_line(tmp_path):
+    from txzserver.config import ConfigError
+    conf = tmp_path / "zope.conf"
+    conf.write_text(f"instancehome {tmp_path}\n<http-server>\n  address 8080\n</http-server>\n"
+                    "trusted-proxy-network 10.0.0.0/33\n"
+                    "<zodb_db main>\n  <mappingstorage/>\n  mount-point /\n</zodb_db>\n")
+    with pytest.raises(ConfigError, match=r"trusted-proxy-network must be a network.*\(line 5"):
+        load(str(conf))

@@ -1,6 +1,8 @@
 """pack [DAYS]: pack the database, keeping DAYS days of history (default $PACK_DAYS or 7).
 
-With a ZEO client the ZEO server packs; with a FileStorage this process does.
+With a ZEO client the ZEO server packs; with a FileStorage this process does; with RelStorage
+this process runs RelStorage's pack against PostgreSQL (pre-pack, then garbage collection of
+unreachable objects and their blobs, as zodbpack does).
 """
 import os
 import sys

@@ -1,6 +1,7 @@
 """ZConfig datatypes of txzserver's keys and sections: listeners, <health-server>, <websocket>,
 <event-bus>, <task-queue>, <logger>; each section becomes a frozen dataclass."""
 
+import ipaddress
 from dataclasses import dataclass
 
 from ZConfig.components.logger.logger import LoggerFactory
@@ -99,6 +100,18 @@ class WebSocketSettings:
         for origin in self.allowed_origins:
             if "://" not in origin:
                 raise ValueError(f"allowed-origin must be scheme://host[:port], not {origin!r}")
+
+
+def proxy_network(value):
+    """``trusted-proxy-network``: a network in CIDR notation, or "" (ignored) -> str or None."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError as exc:
+        raise ValueError(f"trusted-proxy-network must be a network like 10.0.0.0/8, not {value!r}"
+                         ) from exc
 
 
 def websocket_path(value):

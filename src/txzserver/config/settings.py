@@ -154,7 +154,8 @@ class ServerSettings:
             max_connections=root.max_connections,
             shutdown_timeout=float(root.shutdown_timeout),
             stream_chunk_size=root.stream_chunk_size,
-            trusted_proxies=tuple(root.trusted_proxies or ()),
+            trusted_proxies=tuple(root.trusted_proxies or ())
+            + tuple(net for net in root.trusted_proxy_networks or () if net),
             max_publishing_per_connection=root.max_publishing_per_connection,
             http2_max_concurrent_streams=root.http2_max_concurrent_streams,
             http2_max_reset_burst=root.http2_max_reset_burst,

