@@ -7,13 +7,14 @@ connections; raw loopback sockets send what ordinary clients do not. Waits are c
 deadlines (``select`` on the sockets).
 """
 
-import select
 import time
 
 import httpx
 import pytest
 
-from tests.support.clients import connect, exchange, is_closed, parse_response
+from tests.support.clients import (
+    connect, exchange, is_closed, parse_response, readable, readable_among,
+)
 from tests.support.server import wait_for
 
 MAX_CONNECTIONS = 50
@@ -59,7 +60,7 @@ def read_response(sock, timeout=10):
 
 def still_open(sock):
     """True when the server has neither closed ``sock`` nor sent anything on it."""
-    return not select.select([sock], [], [], 0)[0]
+    return not readable(sock)
 
 
 def front_page_time(server, site_id):
@@ -151,7 +152,7 @@ def test_slowloris_connections_are_closed_after_header_timeout(slowloris_server,
             if page_time is None and now - min(s[0] for s in attackers.values()) > 0.5:
                 page_time = front_page_time(slowloris_server, site_id)  # during the attack
             open_socks = [sock for sock, state in attackers.items() if state[3] is None]
-            for sock in select.select(open_socks, [], [], 0.05)[0]:
+            for sock in readable_among(open_socks, 0.05):
                 state = attackers[sock]
                 try:
                     chunk = sock.recv(65536)

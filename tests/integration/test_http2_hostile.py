@@ -15,7 +15,6 @@ the whole file), streams stalled on the client's window (never timed out).
 """
 
 import os
-import select
 import socket
 import ssl
 import threading
@@ -34,6 +33,7 @@ from hyperframe.frame import (
 )
 
 from tests.integration.test_rapid_reset import PageProbe, _counting_server
+from tests.support.clients import readable
 from tests.support.published import published
 from tests.support.server import rss_bytes
 from tests.support.slow import timed_get
@@ -109,7 +109,7 @@ class Raw:
 
     def read(self, wait):
         pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
-        if not pending and not select.select([self.sock], [], [], wait)[0]:
+        if not pending and not readable(self.sock, wait):
             return
         try:
             data = self.sock.recv(65536)

@@ -19,7 +19,6 @@ we had sent by then say little, as the kernel takes all 5,000 (about 200 kB) at 
 """
 
 import json
-import select
 import socket
 import ssl
 import threading
@@ -32,6 +31,7 @@ import h2.errors
 import pytest
 from hyperframe.frame import Frame, GoAwayFrame, PingFrame
 
+from tests.support.clients import readable
 from tests.support.counting import start_counting_server
 from tests.support.instance import ROOT
 from tests.support.published import published
@@ -150,7 +150,7 @@ def rapid_reset(sock, path, pairs, chunk=10, timeout=10.0):
     def read(wait):
         """Read what is there (waiting up to ``wait`` s); False once the connection is closed."""
         pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
-        if not pending and not select.select([sock], [], [], wait)[0]:
+        if not pending and not readable(sock, wait):
             return True
         try:
             data = sock.recv(65536)

@@ -1,6 +1,6 @@
 """Small socket-level clients for tests that send what ordinary HTTP clients refuse to send."""
 
-import select
+import selectors
 import socket
 import struct
 import time
@@ -79,7 +79,16 @@ def abort(sock):
 
 
 def readable(sock, timeout=0.0):
-    return bool(select.select([sock], [], [], timeout)[0])
+    return bool(readable_among([sock], timeout))
+
+
+def readable_among(socks, timeout=0.0):
+    """The sockets of ``socks`` with something to read (or closed). A selector, not select():
+    a test session holds more than 1,024 descriptors at times, which select() cannot take."""
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        return [key.fileobj for key, _ in selector.select(timeout)]
 
 
 class H2Client:
