@@ -7,7 +7,7 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv run test unit integration lint bench clean browser webdav-tools
+.PHONY: help venv run test unit integration lint bench clean browser webdav-tools h2load postgresql
 
 help:
 	@echo "make up | make down | make logs | make ps | make images | make test | make lint | make bench | make run | make venv | make clean"
@@ -28,10 +28,12 @@ $(INSTANCE)/etc/zope.conf: | venv
 run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
-# pytest (unit + integration), then the smoke tests against the compose stack (`make smoke`)
-test: venv lint browser webdav-tools
+# pytest (unit + integration), then the smoke tests against the compose stack (`make smoke`) and
+# against its RelStorage variant (`make smoke-relstorage`)
+test: venv lint browser webdav-tools postgresql
 	$(BIN)/pytest
 	$(MAKE) smoke
+	$(MAKE) smoke-relstorage
 
 # Headless Chromium for the browser test, from Debian (installed when run as root).
 browser:
@@ -39,6 +41,14 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "make test needs chromium and chromium-driver: apt-get install chromium chromium-driver" >&2; exit 1; fi
+
+# PostgreSQL for the RelStorage integration tests (tests/integration/test_relstorage.py start
+# their own server with initdb and pg_ctl), from Debian (installed when run as root).
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "make test needs PostgreSQL: apt-get install postgresql" >&2; exit 1; fi
 
 # litmus and cadaver for the WebDAV tests, from Debian (installed when run as root).
 webdav-tools:
@@ -50,7 +60,7 @@ webdav-tools:
 unit: venv
 	$(BIN)/pytest tests/unit
 
-integration: venv
+integration: venv postgresql
 	$(BIN)/pytest tests/integration
 
 # ruff, the import direction of the package (tools/check_imports.py), the container lints
@@ -58,10 +68,18 @@ lint: venv lint-containers
 	$(BIN)/ruff check src tests tools
 	$(BIN)/python tools/check_imports.py src/txzserver
 
-bench: venv
+# h2load for the HTTP/2 download benchmark, from Debian (installed when run as root).
+h2load:
+	@if command -v h2load >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; \
+	else echo "make bench needs h2load: apt-get install nghttp2-client" >&2; exit 1; fi
+
+bench: venv h2load
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.fanout
 	$(BIN)/python -m tests.bench.tasks
+	$(BIN)/python -m tests.bench.h2download
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -2,28 +2,45 @@
 # The compose stack: compose/stack.sh up|wait|down|logs|ps|config|compose ARGS...
 # Uses Debian's docker-compose v1 when present, else `docker compose` (v2).
 # COMPOSE_PROJECT_NAME (default txzserver) and FRONT_PORT (default 8443) select the stack.
-# ADMIN_PASSWORD (or compose/.env) is needed to make containers, not to stop or look at them.
+# STORAGE=zeo (default) or relstorage: the database, ZEO or PostgreSQL (docker-compose.relstorage.yml
+# added; `down` always names both files, so it removes either variant).
+# ADMIN_PASSWORD (and POSTGRES_PASSWORD for relstorage; or compose/.env) is needed to make
+# containers, not to stop or look at them.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 PATH=/usr/bin:$PATH
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-txzserver}"
 export FRONT_PORT="${FRONT_PORT:-8443}"
 SITE_URL="https://localhost:$FRONT_PORT/Plone"
+STORAGE=${STORAGE:-zeo}
+case $STORAGE in
+  zeo) OVERRIDE="" ;;
+  relstorage) OVERRIDE="docker-compose.relstorage.yml" ;;
+  *) echo "STORAGE=$STORAGE: zeo or relstorage" >&2; exit 2 ;;
+esac
 
 compose() {
+  [ -z "$OVERRIDE" ] || set -- -f "$HERE/$OVERRIDE" "$@"
+  set -- --project-directory "$HERE" -f "$HERE/docker-compose.yml" "$@"
   if command -v docker-compose >/dev/null 2>&1; then
-    docker-compose --project-directory "$HERE" -f "$HERE/docker-compose.yml" "$@"
+    docker-compose "$@"
   else
-    docker compose --project-directory "$HERE" -f "$HERE/docker-compose.yml" "$@"
+    docker compose "$@"
   fi
 }
 
-ensure_env() {  # the admin password, made once and printed once
-  if [ -n "${ADMIN_PASSWORD:-}" ]; then return; fi
-  if [ ! -s "$HERE/.env" ]; then
+in_env_file() { grep -q "^$1=" "$HERE/.env" 2>/dev/null; }
+
+ensure_env() {  # the admin password, made once and printed once; PostgreSQL's password
+  if [ -z "${ADMIN_PASSWORD:-}" ] && ! in_env_file ADMIN_PASSWORD; then
     password=$(openssl rand -base64 15 | tr '+/' '-_')
-    (umask 077; printf 'ADMIN_PASSWORD=%s\n' "$password" > "$HERE/.env")
+    (umask 077; printf 'ADMIN_PASSWORD=%s\n' "$password" >> "$HERE/.env")
     echo "generated the Zope admin password (kept in compose/.env, shown only now): admin / $password"
+  fi
+  # hex: it goes into RELSTORAGE_DSN unquoted
+  if [ "$STORAGE" = relstorage ] && [ -z "${POSTGRES_PASSWORD:-}" ] && ! in_env_file POSTGRES_PASSWORD; then
+    (umask 077; printf 'POSTGRES_PASSWORD=%s\n' "$(openssl rand -hex 16)" >> "$HERE/.env")
+    echo "generated PostgreSQL's password (user zope, kept in compose/.env)"
   fi
 }
 
@@ -51,8 +68,12 @@ cmd=${1:-up}
 [ $# -eq 0 ] || shift
 case $cmd in
   # these make no container: the password compose insists on (${ADMIN_PASSWORD:?}) is not used
-  down|ps|logs|wait) export ADMIN_PASSWORD="${ADMIN_PASSWORD:-not-used-by-$cmd}" ;;
+  down|ps|logs|wait)
+    export ADMIN_PASSWORD="${ADMIN_PASSWORD:-not-used-by-$cmd}"
+    export POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-not-used-by-$cmd}" ;;
 esac
+# `down` removes the stack whichever storage it was started with
+[ "$cmd" != down ] || OVERRIDE="docker-compose.relstorage.yml"
 cert_group
 case $cmd in
   up)

@@ -6,8 +6,11 @@ STACK := compose/stack.sh
 SMOKE_PORT ?= 18443
 # the smoke tests run their own stack (project txzsmoke, fresh volumes), not the one of `make up`
 SMOKE_ENV := COMPOSE_PROJECT_NAME=txzsmoke FRONT_PORT=$(SMOKE_PORT)
+# and the RelStorage variant its own (project txzsmokerel, PostgreSQL instead of ZEO)
+SMOKE_RELSTORAGE_PORT ?= 18453
+SMOKE_RELSTORAGE_ENV := COMPOSE_PROJECT_NAME=txzsmokerel FRONT_PORT=$(SMOKE_RELSTORAGE_PORT) STORAGE=relstorage
 
-.PHONY: docker-host images up down logs ps smoke smoke-up smoke-down lint-containers lint-tools
+.PHONY: docker-host images up down logs ps smoke smoke-relstorage smoke-up smoke-down lint-containers lint-tools
 
 docker-host:
 	@images/docker-host.sh
@@ -37,6 +40,17 @@ smoke: venv images
 	trap '$(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
 	$(STACK) up; \
 	SMOKE_FRONT_PORT=$(SMOKE_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" $(BIN)/pytest -p no:cacheprovider tests/smoke
+
+# The stack with STORAGE=relstorage (`make up STORAGE=relstorage`): the confinement tests and
+# tests/smoke/test_relstorage.py (front page, blob round trip through both instances, the blob in
+# PostgreSQL, `pack` in a container, PostgreSQL restarted), removed afterwards. About 1 minute.
+smoke-relstorage: venv images
+	@set -e; export $(SMOKE_RELSTORAGE_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)" POSTGRES_PASSWORD="$$(openssl rand -hex 16)"; \
+	$(STACK) down -v >/dev/null 2>&1 || true; \
+	trap '$(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
+	$(STACK) up; \
+	SMOKE_FRONT_PORT=$(SMOKE_RELSTORAGE_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" $(BIN)/pytest -p no:cacheprovider \
+	  tests/smoke/test_confinement.py tests/smoke/test_relstorage.py
 
 smoke-up: venv images
 	$(SMOKE_ENV) ADMIN_PASSWORD=smoke-$$(openssl rand -hex 6) $(STACK) up

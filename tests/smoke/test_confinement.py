@@ -1,8 +1,11 @@
 """Every service of the compose stack is confined: read-only root filesystem, no capabilities,
 no privilege gain, a memory limit, non-root processes. Checked twice: in the configuration compose
-renders (compose/stack.sh config, with the smoke stack's environment) and in the running stack."""
+renders (compose/stack.sh config, with the smoke stack's environment) and in the running stack.
+With STORAGE=relstorage (`make smoke-relstorage`) the stack runs PostgreSQL instead of ZEO; the zeo
+service stays in the rendered config with no container (scale 0), so it is checked there only."""
 
 import json
+import os
 import re
 import subprocess
 
@@ -10,7 +13,9 @@ import pytest
 
 from .conftest import DOCKER, container, stack
 
-SERVICES = ("zeo", "broker", "instance1", "instance2", "front")
+RELSTORAGE = os.environ.get("STORAGE") == "relstorage"
+SERVICES = ("postgresql" if RELSTORAGE else "zeo", "broker", "instance1", "instance2", "front")
+RENDERED = SERVICES + (("zeo",) if RELSTORAGE else ())
 UNITS = {"": 1, "b": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30}
 
 
@@ -31,7 +36,7 @@ def rendered_config():
 @pytest.fixture(scope="module")
 def services():
     config = rendered_config()["services"]
-    assert set(config) == set(SERVICES)
+    assert set(config) == set(RENDERED)
     return config
 
 
@@ -41,7 +46,7 @@ def memory_bytes(value):
     return int(number) * UNITS[unit]
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", RENDERED)
 def test_rendered_config_confines_the_service(services, name):
     service = services[name]
     assert service.get("read_only") is True, service
