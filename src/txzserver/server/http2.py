@@ -9,10 +9,13 @@ from types import SimpleNamespace
 import h2.errors
 import h2.exceptions
 import h2.settings
+import priority
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import _http2
 from twisted.web._http2 import H2Connection
 
 from .errors import error_body, peer_of
@@ -26,19 +29,39 @@ PRIVATE_TWISTED_NAMES = (
     "_requestDone",            # forget a stream we answered and reset ourselves
     "_tryToWriteControlData",  # flush HEADERS/RST_STREAM now (False when the buffer overflowed)
     "_terminate",              # GOAWAY already queued: close the transport
-    "_sendPrioritisedData",    # the sending loop: park shut-window streams, resume held producers
+    "_sendPrioritisedData",    # the sending loop, replaced: a batch of frames per turn
 )
+
+#: Private state of H2Connection (not callables) that our sending loop reads and sets, and the
+#: module's end-of-stream marker (``tests/unit/test_http2.py`` checks they still exist).
+PRIVATE_TWISTED_ATTRIBUTES = (
+    "_stillProducing", "_consumerBlocked", "_sendingDeferred", "_outboundStreamQueues",
+)
+PRIVATE_TWISTED_MODULE_NAMES = ("_END_STREAM_SENTINEL",)
 
 #: Response bytes one stream may have produced but not yet sent. Twisted pauses a stream's
 #: producer only when the client's flow-control window is used up; a client that opens a
 #: 2 GB window and does not read made the whole of a big file queue in memory.
 OUTBOUND_HIGH_WATER = 256 * 1024
 
+#: Response bytes one turn of the sending loop sends on the stream it picked: as many DATA
+#: frames as the client's frame size and window allow, in one write to the transport.
+#: Twisted sent one frame (16 KB with most clients) per reactor turn, one send() each: h2c ran
+#: at 15% of HTTP/1.1's throughput for the same file, h2 over TLS at 8% (tests/bench/
+#: h2download.py). Streams still take turns by priority; one turn holds the connection for at
+#: most this many bytes.
+SEND_BATCH = 256 * 1024
+
 #: Seconds a connection closed for hostile input (floods, bad frames, the reset budget) has
 #: to take its GOAWAY and close before it is aborted.
 HOSTILE_CLOSE_GRACE = 1.0
 
 log = Logger()
+
+
+def _data_frame_header(length, stream_id):
+    """The 9-byte header of a DATA frame without flags (RFC 9113 4.1, 6.1)."""
+    return length.to_bytes(3, "big") + b"\x00\x00" + stream_id.to_bytes(4, "big")
 
 
 def _abort(transport):
@@ -207,7 +230,98 @@ class H2Channel(H2Connection):
         return min(remaining, OUTBOUND_HIGH_WATER - queued)
 
     def _sendPrioritisedData(self, *args):
-        super()._sendPrioritisedData(*args)
+        """The sending loop (replaces Twisted's): one stream per turn, picked by priority, and
+        up to SEND_BATCH bytes of it, framed as the client allows, in one transport write."""
+        if not self._stillProducing:
+            return
+        try:
+            stream_id = next(self.priority)
+        except priority.DeadlockError:
+            # Nothing to send: wait until a stream has data (writeDataToStream, endRequest).
+            self._sendingDeferred = Deferred()
+            self._sendingDeferred.addCallback(self._sendPrioritisedData)
+            return
+        if self._consumerBlocked is not None:  # wait behind the transport
+            self._consumerBlocked.addCallback(self._sendPrioritisedData)
+            return
+        self.resetTimeout()
+        self._send_batch(stream_id)
+        self._park_or_resume_streams()
+        self._reactor.callLater(0, self._sendPrioritisedData)
+
+    def _send_batch(self, stream_id):
+        """Frame up to SEND_BATCH queued bytes of ``stream_id`` and write them at once; end the
+        stream when its end marker is reached."""
+        queue = self._outboundStreamQueues[stream_id]
+        budget = SEND_BATCH
+        ended = False
+        pieces = []
+        while queue and budget > 0:
+            chunk = queue[0]
+            if chunk is _http2._END_STREAM_SENTINEL:
+                queue.popleft()
+                self.conn.end_stream(stream_id)
+                ended = True
+                break
+            if not len(chunk):  # written to wake the loop (_wake_stalled_streams)
+                queue.popleft()
+                continue
+            window = self.conn.local_flow_control_window(stream_id)
+            frame = min(self.conn.max_outbound_frame_size, window, budget)
+            if frame <= 0:
+                break
+            # A view: no copy of the rest of the chunk per frame (Twisted's loop copied the
+            # remainder of a 256 KB chunk for every 16 KB frame).
+            view = memoryview(chunk)
+            at = min(len(view), window, budget)
+            pieces.append(self.conn.data_to_send())
+            pieces.extend(self._data_frames(stream_id, view[:at], frame))
+            budget -= at
+            if at == len(view):
+                queue.popleft()
+            else:
+                queue[0] = view[at:]  # len() of what is left, as remainingOutboundWindow sums
+        pieces.append(self.conn.data_to_send())
+        self.transport.write(b"".join(pieces))
+        if ended:
+            self._requestDone(stream_id)
+            return
+        if not queue:
+            self.priority.block(stream_id)
+        if self.remainingOutboundWindow(stream_id) <= 0:
+            self.streams[stream_id].flowControlBlocked()
+
+    def _data_frames(self, stream_id, data, frame):
+        """``data`` sent on ``stream_id`` as DATA frames of at most ``frame`` bytes; the
+        frames' bytes (a list of pieces to join), h2's own send buffer left empty.
+
+        h2 spends ~20 us of Python on each frame (state machine, frame objects, three copies):
+        a 16 KB frame size made that most of the server's time, h2c stayed at a third of
+        HTTP/1.1. h2 accounts ``data`` here (flow-control windows, stream state) as one DATA
+        frame, with the frame size it checks raised for the call; its frame header is replaced
+        with one per ``frame`` bytes (RFC 9113 6.1: 9-byte header, type 0, no flags, no
+        padding), as the client's SETTINGS_MAX_FRAME_SIZE demands.
+        """
+        if len(data) <= frame:
+            self.conn.send_data(stream_id, data)
+            return [self.conn.data_to_send()]
+        limit = self.conn.max_outbound_frame_size
+        self.conn.max_outbound_frame_size = len(data)
+        try:
+            self.conn.send_data(stream_id, data)
+        finally:
+            self.conn.max_outbound_frame_size = limit
+        raw = self.conn.data_to_send()
+        if raw[:9] != _data_frame_header(len(data), stream_id) or len(raw) != 9 + len(data):
+            raise RuntimeError("h2 framed DATA unexpectedly: cannot split it into frames")
+        payload = memoryview(raw)[9:]
+        pieces = []
+        for at in range(0, len(data), frame):
+            body = payload[at:at + frame]
+            pieces += (_data_frame_header(len(body), stream_id), body)
+        return pieces
+
+    def _park_or_resume_streams(self):
         for stream_id, stream in list(self.streams.items()):
             window, queued = self._window_and_queue(stream_id)
             if queued and window <= 0:
