@@ -70,5 +70,5 @@ lint-containers: venv lint-tools
 	shellcheck images/*.sh images/*/*.sh compose/*.sh
 	yamllint -s -c config/yamllint.yml compose config $(wildcard .github)
 
-# kube-render, kube-lint (part of lint), kube-smoke (part of test)
+# kube-render, kube-lint (part of lint), k8s-smoke (part of test)
 include images/kubernetes.mk
