@@ -6,6 +6,8 @@ from tests.support.instance import (
     ADMIN, SITE_ID, BIG_FILE_ID, build_template, copy_instance_data, http_server, https_server,
     new_instance,
 )
+from tests.support.cluster import relstorage_source, zeo_storage_source
+from tests.support.postgresql import PostgreSQL, build_site
 from tests.support.server import ServerProcess
 from tests.support.tls import make_certificates
 
@@ -14,6 +16,38 @@ from tests.support.tls import make_certificates
 def plone_template(tmp_path_factory):
     """A Plone site with a 100 MB File, built once (about 10 s) and copied per server."""
     return build_template(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def shared_postgresql():
+    """One real PostgreSQL (Debian's) for the session's RelStorage clusters."""
+    server = PostgreSQL(timeout=60)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+RELSTORAGE_TEMPLATE = "plone_template"
+
+
+@pytest.fixture(scope="session")
+def relstorage_template(tmp_path_factory, shared_postgresql):
+    """The Plone site built in PostgreSQL, as test_relstorage.py does (a small File instead of the
+    100 MB one): each RelStorage cluster gets a copy of this database."""
+    dsn = shared_postgresql.create_database(RELSTORAGE_TEMPLATE)
+    build_site(tmp_path_factory.mktemp("relstorage-template"), dsn, BIG_FILE_ID, 64 * 1024,
+               seed=b"cluster")
+    return relstorage_source(shared_postgresql, RELSTORAGE_TEMPLATE)
+
+
+@pytest.fixture(scope="module", params=["zeo", "relstorage"])
+def cluster_storage(request):
+    """The storage of a module's two-instance cluster (tests.support.cluster.Cluster): ZEO, then
+    RelStorage on PostgreSQL; every test of the module runs on both."""
+    if request.param == "zeo":
+        return zeo_storage_source(request.getfixturevalue("plone_template"))
+    return request.getfixturevalue("relstorage_template")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,16 @@
-"""Live notifications across instances: two txzserver instances on one ZEO server with a
+"""Live notifications across instances: two txzserver instances on one shared storage with a
 broker between them; real users, real WebSocket clients, plone.restapi for the edits.
+
+Every test runs twice: on a real ZEO server and on RelStorage with a real PostgreSQL (the
+``cluster_storage`` fixture of conftest.py), each cluster on its own copy of the Plone site.
 """
 
+import base64
+import hashlib
+import os
 import time
+
+import httpx
 
 import pytest
 
@@ -22,18 +30,16 @@ USERS = {  # name: global roles
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, plone_template):
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"), plone_template)
+def cluster(tmp_path_factory, cluster_storage):
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"), cluster_storage)
     try:
-        cluster.start_zeo()
+        cluster.start_storage()
         cluster.start_broker()
         cluster.start_instance("alpha")
         cluster.start_instance("beta")
         yield cluster
     finally:
         cluster.stop()
-
-
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +75,34 @@ def stop_all(clients):
 
 def settle(seconds=1.5):
     time.sleep(seconds)  # long enough for any stray delivery; deliveries are asserted with deadlines
+
+
+def test_content_made_on_one_instance_is_read_on_the_other(cluster):
+    """The shared storage: a Document and a File (its blob) made on alpha are read on beta, an
+    edit on beta is seen on alpha (each instance's caches invalidated by the other's commits)."""
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    if cluster.kind == "relstorage":
+        chunks_before = cluster.sql("SELECT count(*) FROM blob_chunk")
+    api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "shared", "title": "Made on alpha",
+                                       "text": {"data": "<p>from alpha</p>",
+                                                "content-type": "text/html"}})
+    data = os.urandom(256 * 1024)
+    api(alpha, "POST", "/Plone", json={
+        "@type": "File", "id": "shared.bin", "title": "Shared blob",
+        "file": {"data": base64.b64encode(data).decode("ascii"), "encoding": "base64",
+                 "filename": "shared.bin", "content-type": "application/octet-stream"}})
+    read = api(beta, "GET", "/Plone/shared")
+    assert read.headers["X-Txzserver-Instance"] == "beta"
+    assert read.json()["title"] == "Made on alpha" and "from alpha" in read.json()["text"]["data"]
+    download = httpx.get(beta.url("/Plone/shared.bin/@@download/file"), auth=ADMIN, timeout=60)
+    assert download.status_code == 200, download.status_code
+    assert hashlib.sha256(download.content).digest() == hashlib.sha256(data).digest()
+    if cluster.kind == "relstorage":  # the blob went to PostgreSQL, beta read it from there
+        assert cluster.sql("SELECT count(*) FROM blob_chunk") > chunks_before
+        assert not (cluster.directory / "alpha" / "var" / "Data.fs").exists()
+
+    api(beta, "PATCH", "/Plone/shared", json={"title": "Edited on beta"})
+    assert api(alpha, "GET", "/Plone/shared").json()["title"] == "Edited on beta"
 
 
 def test_welcome_names_user_and_instance(cluster, people):

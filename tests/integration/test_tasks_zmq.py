@@ -1,5 +1,6 @@
-"""The zmq task queue: two instances on one ZEO server, a real broker dealing the tasks one
-queued; each runs exactly once, on either instance."""
+"""The zmq task queue: two instances on one shared storage (ZEO, then RelStorage on PostgreSQL:
+the ``cluster_storage`` fixture of conftest.py), a real broker dealing the tasks one queued; each
+runs exactly once, on either instance."""
 
 import time
 from collections import Counter
@@ -17,10 +18,10 @@ def zmq_queue(bus):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, plone_template):
-    cluster = Cluster(tmp_path_factory.mktemp("taskcluster"), plone_template)
+def cluster(tmp_path_factory, cluster_storage):
+    cluster = Cluster(tmp_path_factory.mktemp("taskcluster"), cluster_storage)
     try:
-        cluster.start_zeo()
+        cluster.start_storage()
         cluster.start_broker()
         for name in ("alpha", "beta"):
             cluster.start_instance(name, threads=2, extra=zmq_queue(cluster.bus),

@@ -1,10 +1,18 @@
-"""Several instances on one real ZEO server, with a real event-bus broker between them."""
+"""Several instances on one shared storage, with a real event-bus broker between them.
 
+The storage is a real ZEO server or RelStorage on a real PostgreSQL (Debian's, one per test
+session): ``Cluster(directory, storage)`` with ``storage`` one of ``zeo_storage_source`` and
+``relstorage_source`` (the ``cluster_storage`` fixture of tests/integration/conftest.py gives
+both in turn). Either way the cluster starts on its own copy of a Plone site built once.
+"""
+
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 from .instance import copy_instance_data, http_server, new_instance
+from .postgresql import STORAGE_CONF, relstorage_environment
 from .server import ServerProcess, free_port, port_is_free, wait_for
 
 BIN = Path(sys.executable).parent
@@ -24,20 +32,43 @@ def zeo_storage(address):
 </zodb_db>"""
 
 
-class Cluster:
-    """ZEO holding a copy of the template site, a broker, and txzserver instances."""
+def zeo_storage_source(template):
+    """``template``: the session's Plone template instance (FileStorage), copied for ZEO."""
+    return {"kind": "zeo", "template": template}
 
-    def __init__(self, directory, template):
+
+def relstorage_source(postgresql, database):
+    """``database``: a database of ``postgresql`` holding the site, copied per cluster."""
+    return {"kind": "relstorage", "postgresql": postgresql, "template_database": database}
+
+
+class Cluster:
+    """The storage holding a copy of the template site, a broker, and txzserver instances."""
+
+    def __init__(self, directory, storage):
         self.directory = Path(directory)
-        self.template = template
+        # a template instance alone (as tests/bench/tasks.py gives it): ZEO
+        self.storage = storage if "kind" in storage else zeo_storage_source(storage)
+        self.kind = self.storage["kind"]
         self.processes = []
         self.instances = {}
         self.zeo_address = None
+        self.database = self.dsn = None
         self.bus = None
+
+    def start_storage(self):
+        """ZEO on a copy of the template's Data.fs and blobs, or a new PostgreSQL database made
+        from the template database (CREATE DATABASE ... TEMPLATE)."""
+        if self.kind == "zeo":
+            return self.start_zeo()
+        self.database = f"cluster_{secrets.token_hex(4)}"
+        self.dsn = self.storage["postgresql"].create_database(
+            self.database, template=self.storage["template_database"])
+        return self.dsn
 
     def start_zeo(self):
         zeo = self.directory / "zeo"
-        copy_instance_data(self.template["directory"], zeo)
+        copy_instance_data(self.storage["template"]["directory"], zeo)
         port = free_port()
         conf = zeo / "zeo.conf"
         conf.write_text(f"<zeo>\n  address 127.0.0.1:{port}\n</zeo>\n<blobstorage 1>\n"
@@ -48,6 +79,10 @@ class Cluster:
         assert process.poll() is None, (zeo / "zeo.log").read_text()
         self.zeo_address = f"127.0.0.1:{port}"
         return self.zeo_address
+
+    def sql(self, statement):
+        """RelStorage: one statement on the cluster's database (PostgreSQL.sql)."""
+        return self.storage["postgresql"].sql(statement, database=self.database)
 
     def start_broker(self):
         bus = self.directory / "bus"
@@ -75,10 +110,16 @@ class Cluster:
         websocket = "<websocket>\n  path /ws\n  site Plone\n  ping-interval 5s\n</websocket>"
         bus = (f"<event-bus>\n  publish {self.bus['publish']}\n  subscribe {self.bus['subscribe']}\n"
                "</event-bus>") if self.bus else ""
-        conf = new_instance(self.directory / name, http_server(0),
+        directory = self.directory / name
+        storage = (zeo_storage(self.zeo_address) if self.kind == "zeo"
+                   else f"%include {STORAGE_CONF}")
+        conf = new_instance(directory, http_server(0),
                             f"server-threads {threads}\ninstance-name {name}\n{websocket}\n{bus}\n{extra}",
-                            storage=zeo_storage(self.zeo_address))
-        server = ServerProcess(conf, env=prepare(conf) if prepare else None).start()
+                            storage=storage)
+        env = prepare(conf) if prepare else None
+        if self.kind == "relstorage":  # the image's RELSTORAGE_* variables, a blob cache each
+            env = dict(relstorage_environment(self.dsn, directory / "var"), **(env or {}))
+        server = ServerProcess(conf, env=env).start()
         self.instances[name] = server
         return server
 

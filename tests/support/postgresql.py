@@ -41,8 +41,18 @@ class PostgreSQL:
 
     @property
     def dsn(self):
-        return (f"host=127.0.0.1 port={self.port} dbname={DATABASE} user={USER} "
+        return self.dsn_for(DATABASE)
+
+    def dsn_for(self, database):
+        return (f"host=127.0.0.1 port={self.port} dbname={database} user={USER} "
                 f"password={self.password}")
+
+    def create_database(self, name, template=None):
+        """A new database owned by the test user; a copy of ``template`` (a file-level copy,
+        large objects included: about a second for a Plone site) when given."""
+        copy = f" TEMPLATE {template}" if template else ""
+        self.sql(f"CREATE DATABASE {name} OWNER {USER}{copy}", database="postgres")
+        return self.dsn_for(name)
 
     def _run(self, *argv, **kwargs):
         if self.runas:
@@ -72,7 +82,7 @@ class PostgreSQL:
                    f"-c unix_socket_directories={socket_dir} -c fsync=off")
         self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.directory / "server.log"),
                   "-o", options, "-w", "-t", str(self.timeout), "start")
-        self.sql(f"CREATE DATABASE {DATABASE} OWNER {USER}", database="postgres")
+        self.create_database(DATABASE)
         return self
 
     def connect(self, database=DATABASE):
@@ -121,3 +131,32 @@ def image_environment(dsn, blob_dir, **overrides):
     env = dict(DEFAULT.findall(ENTRYPOINT.read_text()))
     env.update(RELSTORAGE_DSN=dsn, RELSTORAGE_BLOB_DIR=str(blob_dir), **overrides)
     return env
+
+
+def relstorage_environment(dsn, directory, **overrides):
+    """The environment of a txzserver process (serve or run) of the instance ``directory`` on
+    STORAGE_CONF: ours, the image's variables (its blob cache in ``directory``/blobcache) and a
+    TMPDIR of the instance's own."""
+    directory = Path(directory)
+    (directory / "tmp").mkdir(parents=True, exist_ok=True)
+    return dict(os.environ, **image_environment(dsn, directory / "blobcache", **overrides),
+                TMPDIR=str(directory / "tmp"))
+
+
+def build_site(directory, dsn, file_id, file_size, seed=b"relstorage", servers=""):
+    """An instance folder in ``directory`` whose zope.conf includes STORAGE_CONF on ``dsn``, and
+    the test Plone site (tests/support/build_site.py, with a File ``file_id`` of ``file_size``
+    pseudo-random bytes) built in that database. Returns conf, directory, env and the File's
+    sha256."""
+    from .instance import BUILD_SCRIPT, SITE_ID, TXZSERVER, new_instance, write_inituser, \
+        write_random_file
+    directory = Path(directory)
+    conf = new_instance(directory, servers, "server-threads 2", storage=f"%include {STORAGE_CONF}")
+    write_inituser(directory)
+    env = relstorage_environment(dsn, directory)
+    source = directory / "file-source.bin"
+    digest = write_random_file(source, file_size, seed=seed)
+    subprocess.run([TXZSERVER, "run", str(conf), str(BUILD_SCRIPT), SITE_ID, str(source), file_id],
+                   check=True, cwd=directory, env=env, timeout=300)
+    source.unlink()
+    return {"conf": conf, "directory": directory, "env": env, "sha256": digest}
