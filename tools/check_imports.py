@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = "txzserver"
-LEAVES = {"", "transfer"}  # the root package and shared leaf modules: anyone may import them
+LEAVES = {"", "transfer", "aftercommit"}  # the root package and shared leaf modules: anyone may import them
 ALLOWED = {
     "server": {"server"},
     "websocket": {"websocket"},
@@ -24,6 +24,7 @@ ALLOWED = {
     "tasks": {"tasks", "server", "bus"},
     "ctl": {"config", "zope"},
     "transfer": set(),
+    "aftercommit": set(),
     "listen": {"bus"},
 }
 

@@ -1,94 +1,37 @@
 """``add()``: queue a task when the current transaction commits (nothing on abort).
 
-As with the content events (``txzserver.plone.eventqueue``), the tasks of a transaction live
-on the transaction object (thread-local, no locks) and a data manager joined to it forgets them
-on abort and on a savepoint rollback. An after-commit hook hands them, in order, to the
-``ITaskQueues`` utility the server registered; the hook's status says whether the commit
-succeeded.
+As with the content events, the tasks of a transaction are queued on it
+(``txzserver.aftercommit``: forgotten on abort and on a savepoint rollback) and handed, in
+order, to the ``ITaskQueues`` utility the server registered once the commit succeeded.
 """
 
 import logging
 import secrets
 
-import transaction
 from AccessControl import getSecurityManager
 from Acquisition import aq_inner, aq_parent
 from zope.component import queryUtility
 from zope.globalrequest import getRequest
 
+from ..aftercommit import AfterCommitQueue
 from .interfaces import ITaskQueues
 from .task import Task
 
 log = logging.getLogger("txzserver.tasks")
 
-_KEY = object()  # Transaction.data() key; never persisted
-
-
 class TaskQueueError(LookupError):
     """``add()`` named a queue this server does not have (or no server runs the queues)."""
 
 
-class _Pending:
-    def __init__(self):
-        self.tasks = []
+def _submit(tasks):
+    queues = queryUtility(ITaskQueues)
+    if queues is None:
+        log.error("no task queues registered: %d committed task(s) dropped", len(tasks))
+        return
+    queues.submit(tasks)
 
 
-class _Savepoint:
-    def __init__(self, pending):
-        self.pending = pending
-        self.length = len(pending.tasks)
-
-    def rollback(self):
-        del self.pending.tasks[self.length:]
-
-
-class _TaskDataManager:
-    """Joins the transaction only to forget its tasks on abort and to support savepoints."""
-
-    def __init__(self, pending, manager):
-        self.pending = pending
-        self.transaction_manager = manager
-
-    def abort(self, txn):
-        self.pending.tasks = []
-
-    def tpc_begin(self, txn):
-        pass
-
-    def commit(self, txn):
-        pass
-
-    def tpc_vote(self, txn):
-        pass
-
-    def tpc_finish(self, txn):
-        pass
-
-    def tpc_abort(self, txn):
-        self.pending.tasks = []
-
-    def sortKey(self):
-        return "~txzserver.tasks"
-
-    def savepoint(self):
-        return _Savepoint(self.pending)
-
-
-def _pending():
-    manager = transaction.manager
-    txn = manager.get()
-    try:
-        return txn.data(_KEY)
-    except KeyError:
-        pass
-    state = _Pending()
-    txn.set_data(_KEY, state)
-    try:
-        txn.join(_TaskDataManager(state, manager))
-    except ValueError:
-        log.debug("task queued during commit: no savepoint tracking for it")
-    txn.addAfterCommitHook(_after_commit, args=(state,))
-    return state
+TASKS = AfterCommitQueue("txzserver.tasks", _submit)
 
 
 def _current_user():
@@ -133,20 +76,6 @@ def add(path, method="GET", params=None, payload=None, queue="default", headers=
                 params=tuple(params or ()), payload=payload,
                 headers=tuple((headers or {}).items()), userid=userid, user_folder=folder,
                 server_url=_server_url())
-    _pending().tasks.append(task)
+    TASKS.pending().append(task)
     return task.id
 
-
-def _after_commit(status, state):
-    tasks, state.tasks = state.tasks, []
-    if not status or not tasks:
-        return
-    queues = queryUtility(ITaskQueues)
-    if queues is None:
-        log.error("no task queues registered: %d committed task(s) dropped", len(tasks))
-        return
-    try:
-        queues.submit(tasks)
-    except Exception:
-        # The transaction is committed; raising here would only hide the error in a hook log.
-        log.exception("queueing %d committed task(s) failed", len(tasks))
