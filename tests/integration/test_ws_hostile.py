@@ -414,9 +414,11 @@ def test_peer_that_never_answers_pings_is_closed(ping_server):
         ws.close()
     print(f"\nping after {pinged:.2f} s, closed after {closed:.2f} s"
           f" (ping-interval {PING_INTERVAL:g} s, ping-timeout {PING_TIMEOUT:g} s)")
-    # from our side the interval starts after the handshake's answer (later under load)
-    assert PING_INTERVAL / 2 < pinged < PING_INTERVAL + 1
-    assert PING_INTERVAL + PING_TIMEOUT - 0.3 < closed < PING_INTERVAL + PING_TIMEOUT + 1.5
+    # The server's ping interval starts when it opened the connection, before our clock did
+    # (the handshake's answer and the welcome take a moment, longer under load): the ping comes
+    # within the interval, and the close one ping-timeout after the ping.
+    assert pinged < PING_INTERVAL + 1
+    assert PING_TIMEOUT - 0.3 < closed - pinged < PING_TIMEOUT + 1.5
 
 
 def test_peer_that_answers_pings_stays(ping_server):
