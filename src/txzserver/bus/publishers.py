@@ -37,6 +37,19 @@ class LocalPublisher:
         pass
 
 
+def drain(sock, more=lambda: True):
+    """The messages waiting on ``sock``, read without blocking while ``more()`` says so.
+
+    A ZeroMQ socket's FD is edge-triggered: it wakes the reactor once for a whole burst, so a
+    reader must take everything waiting on each wake-up (or stop on purpose, ``more``).
+    """
+    while more() and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        try:
+            yield sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+
+
 def context():
     """The process's one ZeroMQ context."""
     return zmq.Context.instance()
@@ -115,11 +128,7 @@ class ZmqBus:
         return self.sub.getsockopt(zmq.FD)
 
     def doRead(self):
-        while not self._closed and self.sub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            try:
-                data = self.sub.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        for data in drain(self.sub, lambda: not self._closed):
             self.received += 1
             try:
                 event = Event.from_wire(data)

@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..bus.publishers import drain
 from .interfaces import ITaskQueues
 from .runner import TaskRunner
 from .task import Task
@@ -88,12 +89,7 @@ class ZmqBackend:
         return self.pull.getsockopt(zmq.FD)
 
     def doRead(self):
-        while not self._closed and self.runner.has_room() \
-                and self.pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            try:
-                data = self.pull.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        for data in drain(self.pull, lambda: not self._closed and self.runner.has_room()):
             self.received += 1
             try:
                 task = Task.from_wire(data)
