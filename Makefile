@@ -75,11 +75,21 @@ h2load:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; \
 	else echo "make bench needs h2load: apt-get install nghttp2-client" >&2; exit 1; fi
 
-bench: venv h2load
+# The numbers of README.md's "Performance" section: refuses a tree with uncommitted changes
+# (BENCH_ALLOW_DIRTY=1 measures anyway and says so); BENCH_ROUNDS (3) alternating rounds. Writes
+# tests/bench/results/ (JSON, results.md, starvation.png) and rewrites the README section.
+bench: venv h2load $(VENV)/.bench-installed
+	$(BIN)/python -m tests.bench.provenance
 	$(BIN)/python -m tests.bench.run
-	$(BIN)/python -m tests.bench.fanout
-	$(BIN)/python -m tests.bench.tasks
 	$(BIN)/python -m tests.bench.h2download
+	$(BIN)/python -m tests.bench.tasks
+	$(BIN)/python -m tests.bench.fanout
+	$(BIN)/python -m tests.bench.report --readme
+
+# matplotlib for the plots (the `bench` extra)
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

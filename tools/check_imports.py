@@ -1,9 +1,12 @@
 """Fail when a module of txzserver imports against the agreed direction (see README, "Package map").
 
 server/, websocket/ and bus/ use only themselves, the package root (``__version__``) and the
-leaf ``transfer``; config/ uses itself and bus/ (its defaults); tasks/ uses server/ and bus/;
-zope/ and plone/ may use the protocol packages (plone/ also tasks/); app.py, cli.py and paste.py
-may use everything. Usage:
+leaves: ``transfer``, ``aftercommit``, ``metrics`` (the per-server Prometheus registry: server/
+counts requests into it, zope/ and app.py register readers of their state; a leaf so that
+every side may share it without importing another) and ``jsonlog`` (the JSON log formatter,
+for zope/'s logging setup and PasteDeploy inis). config/ uses itself and bus/ (its defaults);
+tasks/ uses server/ and bus/; zope/ and plone/ may use the protocol packages (plone/ also
+tasks/); app.py, cli.py and paste.py may use everything. Usage:
 
     python tools/check_imports.py [SRC_DIR]     (default: src/txzserver); exit 1 on a violation
 """
@@ -13,7 +16,8 @@ import sys
 from pathlib import Path
 
 PACKAGE = "txzserver"
-LEAVES = {"", "transfer", "aftercommit"}  # the root package and shared leaf modules: anyone may import them
+# the root package and shared leaf modules: anyone may import them
+LEAVES = {"", "transfer", "aftercommit", "metrics", "jsonlog"}
 ALLOWED = {
     "server": {"server"},
     "websocket": {"websocket"},
@@ -25,6 +29,8 @@ ALLOWED = {
     "ctl": {"config", "zope"},
     "transfer": set(),
     "aftercommit": set(),
+    "metrics": set(),
+    "jsonlog": set(),
     "listen": {"bus"},
 }
 

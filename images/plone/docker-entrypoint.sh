@@ -1,17 +1,24 @@
 #!/bin/bash
 # Entrypoint of the txzserver Plone image.
 #
-# Commands: start (default), create-site, console, addzopeuser USER PASSWORD, pack; anything
-# else is exec'd (e.g. bash). ROLE=instance|zeo|broker|standalone says what `start` runs.
+# Commands: start (default), create-site, create-classic, create-volto, console, run SCRIPT
+# [ARGS], addzopeuser USER PASSWORD, pack [DAYS]; anything else is exec'd (e.g. bash).
+# ROLE=instance|zeo|broker|standalone says what `start` runs.
 # All configuration is environment variables, read by /app/etc/zope.conf through ZConfig's
 # $(VAR) substitution; this script only sets their defaults (see the README, "Containers").
+# It writes only /data/var/generated (remade at every start) and, once, the /data/etc/site.zcml
+# link; /data/etc/zope.conf.d and /data/etc/package-includes are yours and never touched.
 set -euo pipefail
 
 CONF=/app/etc/zope.conf
+GENERATED=/data/var/generated
 ROLE=${ROLE:-instance}
 
 log() { printf '%s %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
+truthy() {  # true, t, yes, y, on, 1 (any case), as plone-backend's asbool; "false" is false
+  case ${1,,} in true|t|yes|y|on|1) return 0 ;; *) return 1 ;; esac
+}
 
 # --- defaults (plone-backend names where they exist) --------------------------------------
 export LISTEN_PORT=${LISTEN_PORT:-8080}
@@ -33,12 +40,31 @@ export HEALTH_PORT=${HEALTH_PORT-8081}
 export HEALTH_STUCK_AFTER=${HEALTH_STUCK_AFTER:-300s}
 export DEBUG_MODE=${DEBUG_MODE:-off}
 export LOG_LEVEL=${LOG_LEVEL:-INFO}
+# Zope's own keys, plone-backend's names and defaults
+export CLIENT_HOME=${CLIENT_HOME:-/data/var}
+export SECURITY_POLICY_IMPLEMENTATION=${SECURITY_POLICY_IMPLEMENTATION:-C}
+export VERBOSE_SECURITY=${VERBOSE_SECURITY:-off}
+export DEFAULT_ZPUBLISHER_ENCODING=${DEFAULT_ZPUBLISHER_ENCODING:-utf-8}
+export ZOPE_CONF_INCLUDES=$GENERATED/zope.conf.d.conf
+export ZCML=${ZCML:-}
+# the site that `start` (with SITE) and create-* make (images/plone/scripts/create_site.py)
 export SITE=${SITE:-}
 export TYPE=${TYPE:-classic}
+export LANGUAGE=${LANGUAGE:-en}
+export TIMEZONE=${TIMEZONE:-Europe/Berlin}
+export SETUP_CONTENT=${SETUP_CONTENT:-false}
 export WEBSOCKET_SITE=${WEBSOCKET_SITE:-${SITE:-Plone}}
 export ZEO_ADDRESS=${ZEO_ADDRESS:-}
 export ZEO_STORAGE=${ZEO_STORAGE:-1}
 export ZEO_READ_ONLY=${ZEO_READ_ONLY:-false}
+export ZEO_CLIENT_READ_ONLY_FALLBACK=${ZEO_CLIENT_READ_ONLY_FALLBACK:-false}
+export ZEO_SHARED_BLOB_DIR=${ZEO_SHARED_BLOB_DIR:-off}
+# shared: the ZEO server's blob directory, mounted here; else this client's cache of blobs
+if truthy "$ZEO_SHARED_BLOB_DIR"; then ZEO_BLOB_DIR=${ZEO_BLOB_DIR:-/data/blobstorage}; fi
+export ZEO_BLOB_DIR=${ZEO_BLOB_DIR:-/data/blobcache}
+# accepted for plone-backend compatibility; ZEO 5 ignores it (a cache that cannot be verified is
+# always dropped), and ZEO's <clientstorage> has no such key
+export ZEO_DROP_CACHE_RATHER_VERIFY=${ZEO_DROP_CACHE_RATHER_VERIFY:-false}
 export ZEO_CLIENT_CACHE_SIZE=${ZEO_CLIENT_CACHE_SIZE:-128MB}
 # seconds a request waits for a disconnected ZEO (per attempt; Zope retries 3 times): fail fast
 export ZEO_WAIT_TIMEOUT=${ZEO_WAIT_TIMEOUT:-1}
@@ -46,6 +72,8 @@ export ZEO_WAIT_TIMEOUT=${ZEO_WAIT_TIMEOUT:-1}
 export ZEO_START_TIMEOUT=${ZEO_START_TIMEOUT:-120}
 export ZEO_LISTEN=${ZEO_LISTEN:-0.0.0.0:8100}
 export ZEO_PACK_KEEP_OLD=${ZEO_PACK_KEEP_OLD:-false}
+# days of history `pack` keeps (zeopack's and plone-backend's default: none)
+export PACK_DAYS=${PACK_DAYS:-0}
 export ADMIN_USER=${ADMIN_USER:-admin}
 if [ -n "${ADMIN_PASSWORD_FILE:-}" ]; then ADMIN_PASSWORD=$(cat "$ADMIN_PASSWORD_FILE"); fi
 export ADMIN_PASSWORD=${ADMIN_PASSWORD:-}
@@ -98,14 +126,14 @@ case $ZODB_STORAGE in
 esac
 
 # TMPDIR may point into /data (a read-only root filesystem with a small /tmp tmpfs: the compose stack)
-mkdir -p /data/var /data/etc "${TMPDIR:-/tmp}"
+mkdir -p /data/var /data/etc "$GENERATED/package-includes" "$CLIENT_HOME" "${TMPDIR:-/tmp}"
 if [ "$ZODB_STORAGE" = filestorage ] || [ "$ROLE" = zeo ] || [ "$ROLE" = standalone ]; then
   mkdir -p /data/filestorage /data/blobstorage
 fi
 
 case $TYPE in
-  classic) ;;
-  *) die "TYPE=$TYPE is not supported: this image makes Classic UI sites (TYPE=classic)" ;;
+  classic|volto) ;;
+  *) die "unknown TYPE=$TYPE (classic, volto)" ;;
 esac
 
 # --- admin user ---------------------------------------------------------------------------
@@ -134,29 +162,84 @@ prepare_admin() {
   fi
 }
 
-# --- CORS (plone.rest policy, as in the plone-backend image) ------------------------------
-write_site_zcml() {
-  rm -f /data/etc/site.zcml
+# --- ZCML and zope.conf extension points (nothing the user wrote is rewritten) ------------
+# Zope reads /data/etc/site.zcml: a link to the image's, made once; a file of your own stays.
+# An older image wrote the file itself for CORS: such a file is replaced by the link.
+link_site_zcml() {
+  local site=/data/etc/site.zcml
+  if [ -f "$site" ] && [ ! -L "$site" ] && grep -q '<plone:CORSPolicy' "$site" \
+      && grep -q '<include package="plone.rest" file="meta.zcml" />' "$site"; then
+    rm -f "$site"
+  fi
+  if [ ! -e "$site" ] && [ ! -L "$site" ]; then ln -s /app/etc/site.zcml "$site"; fi
+  mkdir -p /data/etc/zope.conf.d /data/etc/package-includes
+}
+
+xml_attr() { local s=${1//&/&amp;}; s=${s//</&lt;}; printf '%s' "${s//\"/&quot;}"; }
+
+# ZCML: buildout's `zcml` syntax, space or comma separated: PACKAGE (its configure.zcml),
+# PACKAGE-meta, PACKAGE-overrides, PACKAGE:FILE.zcml; one generated package-includes file each.
+write_zcml_includes() {
+  local item package file kind directive n=0
+  for item in ${ZCML//,/ }; do
+    n=$((n + 1))
+    case $item in
+      *:*) package=${item%%:*} file=${item#*:} ;;
+      *-meta) package=${item%-meta} file=meta.zcml ;;
+      *-overrides) package=${item%-overrides} file=overrides.zcml ;;
+      *) package=$item file=configure.zcml ;;
+    esac
+    case $file in
+      meta.zcml) kind=meta directive=include ;;
+      overrides.zcml) kind=overrides directive=includeOverrides ;;
+      *) kind=configure directive=include ;;
+    esac
+    printf '<configure xmlns="http://namespaces.zope.org/zope">\n  <%s package="%s" file="%s" />\n</configure>\n' \
+      "$directive" "$(xml_attr "$package")" "$(xml_attr "$file")" \
+      > "$GENERATED/package-includes/$(printf '%03d' "$n")-zcml-$kind.zcml"
+  done
+}
+
+# CORS: a plone.rest policy, as in the plone-backend image (its defaults)
+write_cors_zcml() {
   [ -n "${CORS_ALLOW_ORIGIN:-}" ] || return 0
-  cat > /data/etc/site.zcml <<ZCML
+  cat > "$GENERATED/package-includes/000-cors-configure.zcml" <<ZCML
 <configure xmlns="http://namespaces.zope.org/zope"
-           xmlns:five="http://namespaces.zope.org/five"
            xmlns:plone="http://namespaces.plone.org/plone">
-  <include package="Zope2.App" />
-  <five:loadProducts file="meta.zcml"/>
-  <five:loadProducts />
-  <five:loadProductsOverrides />
   <include package="plone.rest" file="meta.zcml" />
   <plone:CORSPolicy
-      allow_origin="${CORS_ALLOW_ORIGIN}"
-      allow_methods="${CORS_ALLOW_METHODS:-DELETE,GET,OPTIONS,PATCH,POST,PUT}"
-      allow_credentials="${CORS_ALLOW_CREDENTIALS:-true}"
-      expose_headers="${CORS_EXPOSE_HEADERS:-Content-Length,X-My-Header}"
-      allow_headers="${CORS_ALLOW_HEADERS:-Accept,Authorization,Content-Type,X-Custom-Header,Origin,Lock-Token}"
-      max_age="${CORS_MAX_AGE:-3600}"
+      allow_origin="$(xml_attr "$CORS_ALLOW_ORIGIN")"
+      allow_methods="$(xml_attr "${CORS_ALLOW_METHODS:-DELETE,GET,OPTIONS,PATCH,POST,PUT}")"
+      allow_credentials="$(xml_attr "${CORS_ALLOW_CREDENTIALS:-true}")"
+      expose_headers="$(xml_attr "${CORS_EXPOSE_HEADERS:-Content-Length,X-My-Header}")"
+      allow_headers="$(xml_attr "${CORS_ALLOW_HEADERS:-Accept,Authorization,Content-Type,X-Custom-Header,Origin,Lock-Token}")"
+      max_age="$(xml_attr "${CORS_MAX_AGE:-3600}")"
       />
 </configure>
 ZCML
+}
+
+# zope.conf.d: one %include per snippet, image's first, in name order (an empty file: none)
+write_conf_includes() {
+  local snippet tmp=$ZOPE_CONF_INCLUDES.$$
+  {
+    echo "# made by docker-entrypoint.sh at start: the zope.conf.d snippets, in this order"
+    for snippet in /app/etc/zope.conf.d/*.conf /data/etc/zope.conf.d/*.conf; do
+      [ -f "$snippet" ] && echo "%include $snippet"
+    done
+  } > "$tmp"
+  mv -f "$tmp" "$ZOPE_CONF_INCLUDES"
+}
+
+prepare_config() {  # before anything reads zope.conf
+  link_site_zcml
+  rm -f "$GENERATED"/package-includes/*.zcml
+  write_cors_zcml
+  write_zcml_includes
+  write_conf_includes
+  if [ -n "${ZEO_ADDRESS:-}" ] && truthy "$ZEO_DROP_CACHE_RATHER_VERIFY"; then
+    log "ZEO_DROP_CACHE_RATHER_VERIFY is ignored: ZEO 5 always drops a cache it cannot verify"
+  fi
 }
 
 # --- ADDONS: pip install at start (the venv is writable by group 0) -----------------------
@@ -167,9 +250,17 @@ install_addons() {
   pip install -q -c /opt/constraints.txt ${PIP_PARAMS:-} $ADDONS
 }
 
-truthy() {  # true, t, yes, y, on, 1 (any case), as plone-backend's asbool; "false" is false
-  case ${1,,} in true|t|yes|y|on|1) return 0 ;; *) return 1 ;; esac
+# --- DEVELOP: pip install --editable of source folders (mounted), as plone-backend -----------
+install_develop() {
+  [ -n "${DEVELOP:-}" ] || return 0
+  log "installing DEVELOP (editable): $DEVELOP"
+  local args=() folder
+  for folder in $DEVELOP; do args+=(--editable "$folder"); done
+  # shellcheck disable=SC2086  # PIP_PARAMS is a list of words
+  pip install -q -c /opt/constraints.txt ${PIP_PARAMS:-} "${args[@]}"
 }
+
+install_packages() { install_addons; install_develop; }
 
 wait_for_zeo() {  # until ZEO_ADDRESS accepts connections (ZEO may start after us)
   [ "$ZODB_STORAGE" = zeo ] || return 0
@@ -208,37 +299,71 @@ PY
 wait_for_database() { wait_for_zeo; wait_for_postgresql; }
 
 run_script() {  # run_script SCRIPT [ARGS]: a Python script with Zope configured and app bound
+  prepare_config
   wait_for_database
   exec txzserver run "$CONF" "$@"
 }
 
+create_site() {  # create_site TYPE: the site $SITE (DELETE_EXISTING, LANGUAGE, TIMEZONE, ...)
+  [ -n "$SITE" ] || die "$cmd needs SITE"
+  export TYPE=$1
+  prepare_admin; install_packages; run_script /app/bin/create_site.py
+}
+
+# --- pack: keep PACK_DAYS (0) days of history -------------------------------------------------
+# ZEO: zeopack asks the ZEO server to pack (no Zope here); RelStorage: zodbpack (pre-pack with
+# garbage collection, then the pack); FileStorage: this process packs it (no instance may have it
+# open). The ZEO server's pack-keep-old is ZEO_PACK_KEEP_OLD (false); a FileStorage keeps Data.fs.old.
+pack() {
+  local days=${1:-$PACK_DAYS} address
+  [[ $days =~ ^[0-9]+$ ]] || die "pack DAYS: a whole number of days, not '$days'"
+  if [ "$ROLE" = zeo ]; then
+    address=${ZEO_LISTEN##*:}; address=127.0.0.1:$address
+  elif [ "$ZODB_STORAGE" = zeo ]; then
+    address=$ZEO_ADDRESS
+  fi
+  if [ -n "${address:-}" ]; then
+    echo "packing ZEO storage $ZEO_STORAGE at $address, keeping $days days of history"
+    ZODB_STORAGE=zeo ZEO_ADDRESS=$address wait_for_zeo
+    zeopack -d "$days" "$address:$ZEO_STORAGE"
+  elif [ "$ZODB_STORAGE" = relstorage ]; then
+    echo "packing RelStorage $RELSTORAGE_NAME, keeping $days days of history"
+    wait_for_postgresql
+    zodbpack -d "$days" /app/etc/relstorage-pack.conf
+  else
+    echo "packing /data/filestorage/Data.fs, keeping $days days of history"
+    python3 /app/bin/pack.py "$days"
+  fi
+  echo packed
+}
+
 # --- health endpoints: a <health-server> added to the zope.conf that `start` serves ---------
 # /app/etc/zope.conf stays as it is (scripts and `txzserver run` need no listener):
-# /data/etc/zope-serve.conf includes it and adds the section. Prints the file to serve.
+# /data/var/generated/zope-serve.conf includes it and adds the section. Prints the file to serve.
 health_conf() {
   case ${HEALTH_PORT,,} in
     ""|off) echo "$CONF"; return ;;
   esac
-  cat > /data/etc/zope-serve.conf <<ZCONF
+  cat > "$GENERATED/zope-serve.conf" <<ZCONF
 %include $CONF
 <health-server>
   address \$(HEALTH_PORT)
   stuck-after \$(HEALTH_STUCK_AFTER)
 </health-server>
 ZCONF
-  echo /data/etc/zope-serve.conf
+  echo "$GENERATED/zope-serve.conf"
 }
 
 start_instance() {
   prepare_admin
-  write_site_zcml
-  install_addons
+  prepare_config
+  install_packages
   wait_for_database
   local args=()
   if [ -n "$SITE" ]; then
-    if truthy "${DELETE_EXISTING:-}"; then
-      txzserver run "$CONF" /app/bin/create_site.py
-    fi
+    # as plone-backend: the site is made (TYPE, PROFILES, LANGUAGE, ...) or, with
+    # DELETE_EXISTING, remade before the server starts; an existing one is left as it is
+    txzserver run "$CONF" /app/bin/create_site.py
     args=(--site "$SITE")
     # PROFILES, comma or space separated, as --profile arguments (a loop, not a process
     # substitution: its subshell would stay a zombie under the exec'd server, which never reaps it)
@@ -271,11 +396,14 @@ start() {
 cmd=${1:-start}
 case $cmd in
   start) start ;;
-  create-site)
-    [ -n "$SITE" ] || die "create-site needs SITE"
-    prepare_admin; install_addons; run_script /app/bin/create_site.py ;;
-  console) shift; run_script /app/bin/console.py "$@" ;;
+  create-site) create_site "$TYPE" ;;
+  create-classic) create_site classic ;;
+  create-volto) create_site volto ;;
+  console) shift; install_packages; run_script /app/bin/console.py "$@" ;;
+  run)
+    shift; [ $# -gt 0 ] || die "usage: run SCRIPT [ARGS]"
+    install_packages; run_script "$@" ;;
   addzopeuser) shift; run_script /app/bin/adduser.py "$@" ;;
-  pack) shift; run_script /app/bin/pack.py "$@" ;;
+  pack) shift; pack "$@" ;;
   *) exec "$@" ;;
 esac

@@ -1,10 +1,11 @@
-"""The wiring: settings -> thread pool, sites, health listener, WebSocket service, event bus,
-task queues; Zope through zope/.
+"""The wiring: settings -> thread pool, sites, health and metrics listeners, WebSocket service,
+event bus, task queues; Zope through zope/.
 
 The only module (with cli.py and paste.py) that knows every package. Nothing here runs at
 import: the reactor is installed by ``serve`` (or paste) before ``run`` imports it.
 """
 
+import gc
 import logging
 import resource
 import sys
@@ -14,9 +15,12 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .bus.publishers import LocalPublisher, ZmqBus
+from .metrics import ServerMetrics
+from .server.admission import Admission
 from .server.environ import ProxyTrust
 from .server.health import DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Started
 from .server.listeners import endpoint_for, url_of
+from .server.metrics import MetricsSite, read_server
 from .server.publisher import ZopeResource
 from .server.reactor import install_reactor
 from .server.shutdown import InFlight, drain
@@ -27,6 +31,7 @@ from .tasks.backends import TaskQueues
 from .websocket.fanout import Hub
 from .websocket.service import NotificationService
 from .zope import health as zope_health
+from .zope.metrics import ZodbCollector
 from .zope.startup import close_zope, configure_logging, register_event_publisher, start_zope
 
 log = logging.getLogger("txzserver")
@@ -36,17 +41,24 @@ class BindError(Exception):
     """A configured socket could not be opened (port taken, bad address, bad certificate)."""
 
 
-def build_sites(reactor, pool, app, settings, tracker, websocket=None):
-    """One ZopeSite per configured listener (the WebSocket endpoint on each except webdav-source)."""
+def build_sites(reactor, pool, app, settings, tracker, websocket=None, metrics=None):
+    """One ZopeSite per configured listener (the WebSocket endpoint on each except webdav-source).
+
+    With ``metrics`` (a ServerMetrics) the sites count their requests, and the state they
+    share (connections, admission, the pool) is read at each scrape."""
     trust = ProxyTrust(settings.trusted_proxies)
     counter = ConnectionCounter(settings.max_connections)
+    admission = Admission()
     sites = []
     for listener in settings.listeners:
         resource_ = ZopeResource(reactor, pool, app, settings, trust,
                                  secure=listener.kind == "https", tracker=tracker,
-                                 websocket=None if listener.kind == "webdav-source" else websocket)
+                                 websocket=None if listener.kind == "webdav-source" else websocket,
+                                 admission=admission)
         sites.append((listener, ZopeSite(resource_, settings, counter, h2c=listener.h2c,
-                                         http2=listener.http2, reactor=reactor)))
+                                         http2=listener.http2, reactor=reactor, metrics=metrics)))
+    if metrics is not None:
+        read_server(metrics.readings, pool, settings.threads, counter, tracker, admission)
     return sites
 
 
@@ -79,6 +91,38 @@ def build_health(reactor, pool, settings, tracker, publisher, site_id=None, prob
     health = Health(startup=[started], live=[canary], ready=ready)
     reactor.callWhenRunning(database.check)
     return HealthSite(health, reactor=reactor), started
+
+
+def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None):
+    """The <metrics-server> site; registers the readings of the event bus, the WebSocket hub
+    and the ZODB (``zodb``: a collector, default the databases Zope opened)."""
+    readings = metrics.readings
+    readings.counter("txzserver_events_published", "Messages this instance published: to the"
+                     " broker with <event-bus>, else to its own hub.", lambda: publisher.sent)
+    if hasattr(publisher, "received"):
+        readings.counter("txzserver_events_received", "Events received from the bus (every"
+                         " instance's, this one's too).", lambda: publisher.received)
+        readings.gauge("txzserver_bus_lag_seconds", "Seconds the latest of this instance's own"
+                       " events took through the broker and back.", lambda: publisher.lag)
+
+    def dropped():
+        found = {("duplicate",): hub.dropped}
+        if hasattr(publisher, "dropped"):
+            found[("bus-full",)] = publisher.dropped
+        return found
+
+    readings.counter("txzserver_events_dropped", "Events not delivered: the bus's send queue"
+                     " was full (bus-full), or already seen (duplicate).", dropped,
+                     labels=("reason",))
+    readings.counter("txzserver_events_delivered", "Event messages sent to WebSocket"
+                     " subscribers (one per subscriber that may see the event).",
+                     lambda: hub.delivered)
+    readings.counter("txzserver_events_gaps", "Gaps announced to the subscribers: events of"
+                     " another instance lost on the bus.", lambda: hub.gaps)
+    readings.gauge("txzserver_websocket_subscribers", "Open WebSocket connections subscribed"
+                   " to events.", lambda: len(hub))
+    metrics.registry.register(zodb if zodb is not None else ZodbCollector())
+    return MetricsSite(metrics, settings.metrics.path, reactor=reactor)
 
 
 def open_listeners(reactor, sites):
@@ -162,8 +206,9 @@ def run(app_factory, settings, on_stop=None, site_id=None):
     websocket = None
     if settings.websocket is not None:
         websocket = NotificationService(reactor, pool, settings.websocket, settings.instance_name, hub)
+    metrics = ServerMetrics() if settings.metrics is not None else None
     try:
-        sites = build_sites(reactor, pool, None, settings, tracker, websocket)
+        sites = build_sites(reactor, pool, None, settings, tracker, websocket, metrics)
         ports = open_listeners(reactor, sites)
         publisher = make_event_publisher(reactor, hub, settings)
         started = None
@@ -171,6 +216,10 @@ def run(app_factory, settings, on_stop=None, site_id=None):
             # Its own listener, not in ``ports``: the drain must not close it.
             health_site, started = build_health(reactor, pool, settings, tracker, publisher, site_id)
             open_listeners(reactor, [(settings.health.listener, health_site)])
+        if metrics is not None:
+            # Its own listener too: Prometheus may scrape while the others drain.
+            metrics_site = build_metrics(reactor, metrics, settings, hub, publisher)
+            open_listeners(reactor, [(settings.metrics.listener, metrics_site)])
     except (BindError, ValueError) as exc:
         log.error("%s", exc)
         print(f"txzserver: {exc}", file=sys.stderr)
@@ -179,6 +228,10 @@ def run(app_factory, settings, on_stop=None, site_id=None):
     tasks = TaskQueues.build(reactor, pool, settings.task_queues)
     register_task_queues(tasks)
     app = app_factory()
+    # Zope's and Plone's start-up objects (about a million) live as long as the process: keep
+    # them out of the collector's full passes, which connection storms trigger and which
+    # otherwise take long enough to be seen in page latency and handshake rates.
+    gc.freeze()
     for _, site in sites:
         site.resource.app = app
     if websocket is not None:

@@ -109,6 +109,9 @@ def _cmd_checkconfig(args):
     if settings.health is not None:
         health = settings.health.listener
         print(f"health {health.host or '*'}:{health.port}")
+    if settings.metrics is not None:
+        metrics = settings.metrics.listener
+        print(f"metrics {metrics.host or '*'}:{metrics.port}{settings.metrics.path}")
     return 0
 
 

@@ -13,6 +13,8 @@ changes. Options, each with its zope.conf twin (``ServerSettings.from_paste``):
     max_publishing_per_connection = 0      http2_max_concurrent_streams = 100
     http2_max_reset_burst = 100            http2_reset_rate = 10
     http2_max_control_frames = 100         http2_control_frame_rate = 10
+    log_format = text                      (json: access records carry their fields for
+                                           the ini's txzserver.jsonlog.JsonFormatter)
 
 Unknown options are rejected with a clear message.
 """

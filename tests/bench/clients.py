@@ -5,9 +5,11 @@ whose request waits in a starved server's queue ends too instead of being served
 taking a thread from the next phase.
 """
 
+import asyncio
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -99,6 +101,7 @@ def probe_sequential(url, seconds, timeout=10.0):
         "other": sorted({str(status) for _, status in samples if status not in (200, None)}),
         "p50_s": percentile(latencies, 50),
         "p95_s": percentile(latencies, 95),
+        "p99_s": percentile(latencies, 99),
         "max_s": max(latencies) if latencies else None,
         "latencies_s": [round(s, 4) for s in latencies],
     }
@@ -118,84 +121,74 @@ def wait_responsive(url, limit=60.0):
     return None
 
 
-def download(url, size, http2=False, timeout=120.0):
-    """Download ``url`` once at full speed; seconds, MB/s (MiB) and the protocol used."""
-    begin = time.monotonic()
-    received = 0
-    with httpx.Client(http1=not http2, http2=http2, timeout=timeout) as client:
-        with client.stream("GET", url) as response:
-            protocol = response.http_version
-            status = response.status_code
-            for chunk in response.iter_raw(1 << 20):
-                received += len(chunk)
-    seconds = time.monotonic() - begin
-    return {"status": status, "protocol": protocol, "bytes": received, "complete": received == size,
-            "seconds": round(seconds, 3), "mib_per_s": round(received / MB / seconds, 1)}
+H2LOAD = shutil.which("h2load")
+_H2LOAD_RATE = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
+_H2LOAD_REQUESTS = re.compile(r"requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, "
+                              r"(\d+) errored, (\d+) timeout")
+_H2LOAD_STATUS = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 
 
-WRK = shutil.which("wrk")
-_TIME = re.compile(r"([\d.]+)(us|ms|s|m)$")
-_SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+def request_rate(url, seconds, clients, http1, warmup=1.0):
+    """Requests/s of ``url`` with h2load: ``clients`` keep-alive connections, one request in
+    flight on each (HTTP/1.1, or h2c with prior knowledge), ``warmup`` s before ``seconds`` of
+    measurement; p50/p99 from h2load's per-request log (answered with 200)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".tsv", prefix="h2load-") as log:
+        argv = [H2LOAD, f"-c{clients}", "-m1", f"-D{seconds:g}", f"--warm-up-time={warmup:g}",
+                f"--log-file={log.name}", *(["--h1"] if http1 else []), url]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + warmup + 60)
+        times = []
+        for line in log.read().splitlines():
+            fields = line.split("\t")
+            if len(fields) == 3 and fields[1] == "200":
+                times.append(int(fields[2]) / 1e6)
+    rate, counts, status = (r.search(done.stdout) for r in (_H2LOAD_RATE, _H2LOAD_REQUESTS, _H2LOAD_STATUS))
+    if not rate or not counts:
+        raise RuntimeError(f"h2load: {' '.join(argv[1:])}: {done.stdout[-800:]}{done.stderr[-800:]}")
+    total, succeeded, failed, errored, timeouts = (int(g) for g in counts.groups())
+    return {"argv": " ".join(argv[1:]).replace(log.name, "LOG"), "requests_per_s": float(rate.group(1)),
+            "requests": total, "succeeded": succeeded, "failed": failed + errored + timeouts,
+            "non_2xx": sum(int(g) for g in status.groups()[1:]) if status else None,
+            "p50_s": percentile(times, 50), "p99_s": percentile(times, 99)}
 
 
-def _seconds(text):
-    match = _TIME.match(text)
-    return float(match.group(1)) * _SCALE[match.group(2)] if match else None
+REQUEST = "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: txzserver-bench\r\n\r\n"
 
 
-def rate_wrk(url, seconds, connections):
-    """Requests/s and p50 latency of ``url`` with wrk (keep-alive, HTTP/1.1)."""
-    argv = [WRK, "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s", "--latency", url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
-    result = {"tool": "wrk", "argv": " ".join(argv[1:]), "output": out}
-    if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
-        result["requests_per_s"] = float(m.group(1))
-    if m := re.search(r"^\s+50%\s+(\S+)", out, re.M):
-        p50 = _seconds(m.group(1))
-        result["p50_s"] = None if p50 is None else round(p50, 5)
-    if m := re.search(r"(\d+) requests in", out):
-        result["requests"] = int(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    result["non_2xx_3xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    result["socket_errors"] = sum(int(g) for g in m.groups()) if m else 0
-    return result
+def hold_idle(server, path, count, hold_seconds, timeout=5.0, concurrency=100):
+    """Open ``count`` HTTP/1.1 keep-alive connections, one answered request each, and leave them
+    idle for ``hold_seconds``: how many were answered, how many the server still holds, its RSS.
+    A connection the server does not answer within ``timeout`` s counts as not answered."""
+    request = REQUEST.format(path=path).encode()
 
+    async def one(gate, writers):
+        async with gate:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", server.port), timeout)
+        writers.append(writer)
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if not head.startswith(b"HTTP/1.1 200") or not length:
+            raise RuntimeError(head.split(b"\r\n")[0].decode(errors="replace"))
+        await asyncio.wait_for(reader.readexactly(int(length.group(1))), timeout)
+        return reader
 
-def rate_python(url, seconds, connections):
-    """Requests/s and p50 latency with ``connections`` keep-alive httpx clients in threads."""
-    latencies, errors = [], []
-    lock = threading.Lock()
-    end = time.monotonic() + seconds
+    async def run():
+        gate, writers = asyncio.Semaphore(concurrency), []
+        result = {"connections": count, "hold_s": hold_seconds, "rss_before": server.rss()}
+        try:
+            outcome = await asyncio.gather(*(one(gate, writers) for _ in range(count)),
+                                           return_exceptions=True)
+            answered = [r for r in outcome if not isinstance(r, BaseException)]
+            result["answered"] = len(answered)
+            result["errors"] = sorted({type(r).__name__ for r in outcome if isinstance(r, BaseException)})
+            result["rss_answered"] = server.rss()
+            await asyncio.sleep(hold_seconds)
+            result["held"] = sum(1 for reader in answered if not reader.at_eof())
+            result["rss_held"] = server.rss()
+        finally:
+            for writer in writers:
+                writer.close()
+        return result
 
-    def work():
-        with httpx.Client(timeout=10) as client:
-            while time.monotonic() < end:
-                begin = time.monotonic()
-                try:
-                    ok = client.get(url).status_code == 200
-                except httpx.HTTPError as exc:
-                    ok = False
-                    errors.append(repr(exc))
-                with lock:
-                    if ok:
-                        latencies.append(time.monotonic() - begin)
-
-    begin = time.monotonic()
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 15)
-    elapsed = time.monotonic() - begin
-    return {"tool": f"python httpx, {connections} threads", "requests": len(latencies),
-            "requests_per_s": round(len(latencies) / elapsed, 1), "p50_s": percentile(latencies, 50),
-            "errors": len(errors)}
-
-
-def front_page_rate(url, seconds=10, connections=4):
-    if WRK:
-        return rate_wrk(url, seconds, connections)
-    result = rate_python(url, seconds, connections)
-    result["note"] = "wrk is not installed (apt-get install -y wrk): measured with a Python loop"
-    return result
+    return asyncio.run(run())

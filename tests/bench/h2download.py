@@ -4,13 +4,15 @@ One txzserver (cleartext listener with h2c, TLS listener with ALPN h2 and http/1
 template serves its 100 MiB File. The same client, h2load (Debian's nghttp2-client), fetches it
 over each protocol in turn (h1, h2c, h1/TLS, h2/TLS, h1, ...), ROUNDS times; a run's figure is
 the File's size over h2load's wall time. Peak server RSS is sampled during each protocol's runs.
-Prints a Markdown table (median and spread, MiB/s) and writes results/h2download.json.
+Prints a Markdown table (median and spread, MiB/s) and writes results/h2download.json
+(tests.bench.report renders it with the other results).
 
-    python -m tests.bench.h2download [--rounds 5] [--template DIR] [--out DIR]
+    python -m tests.bench.h2download [--rounds 3 (BENCH_ROUNDS)] [--template DIR] [--out DIR]
 """
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -20,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.bench import provenance
 from tests.bench.clients import MB, RssSampler
 from tests.bench.servers import THREADS
 from tests.support.instance import (
@@ -87,9 +90,10 @@ def measure(server, rounds):
                 peaks[label] = max(peaks[label], sampler.stop())
             runs[label].append(round(BIG_FILE_SIZE / MB / seconds, 1))
         log(f"round {round_ + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]} MiB/s" for k, v in runs.items()))
-    return {label: {"mib_per_s": statistics.median(values), "runs": values,
-                    "rss_peak_mib": round(peaks[label] / MB, 1)}
-            for label, values in runs.items()} | {"rss_idle_mib": round(rss_idle / MB, 1)}
+    return {"protocols": {label: {"mib_per_s": statistics.median(values), "runs": values,
+                                  "rss_peak_mib": round(peaks[label] / MB, 1)}
+                          for label, values in runs.items()},
+            "baseline": BASELINE, "rss_idle_mib": round(rss_idle / MB, 1)}
 
 
 def markdown(results):
@@ -99,8 +103,8 @@ def markdown(results):
              "| protocol | MiB/s (median) | min-max | of HTTP/1.1 (same transport) | peak server RSS |",
              "|---|---|---|---|---|"]
     for label in PROTOCOLS:
-        r = results[label]
-        share = 100 * r["mib_per_s"] / results[BASELINE[label]]["mib_per_s"]
+        r = results["protocols"][label]
+        share = 100 * r["mib_per_s"] / results["protocols"][BASELINE[label]]["mib_per_s"]
         lines.append(f"| {label} | {r['mib_per_s']:.0f} | {min(r['runs']):.0f}-{max(r['runs']):.0f}"
                      f" | {share:.0f}% | {r['rss_peak_mib']:.0f} MiB |")
     return "\n".join(lines) + "\n"
@@ -108,10 +112,12 @@ def markdown(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
     parser.add_argument("--template", type=Path, help="a built template instance to reuse")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    provenance.require_clean()
+    record = provenance.record()
     if H2LOAD is None:
         print("h2load not found: apt-get install nghttp2-client", file=sys.stderr)
         return 1
@@ -125,7 +131,7 @@ def main(argv=None):
             results = measure(server, args.rounds)
         finally:
             server.stop(timeout=30)
-    results["rounds"] = args.rounds
+    results.update(provenance=record, rounds=args.rounds, file_size=BIG_FILE_SIZE)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "h2download.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

@@ -17,10 +17,11 @@ VARIANTS = {
 }
 
 
-def start_variant(name, workdir, template_dir):
-    """Start variant ``name`` on a fresh copy of the template under ``workdir``; return it."""
+def start_variant(name, directory, template_dir):
+    """Start variant ``name`` in the new instance folder ``directory``, on a fresh copy of the
+    template; return it."""
     _, kind, seekable = VARIANTS[name]
-    directory = Path(workdir) / name
+    directory = Path(directory)
     if kind == "txzserver":
         conf = new_instance(directory, http_server(0, h2c=True), f"server-threads {THREADS}\n")
         copy_instance_data(template_dir, directory)

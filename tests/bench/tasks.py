@@ -1,9 +1,10 @@
 """`make bench`: task queue throughput, tasks/s, ``local`` (one instance) and ``zmq`` (a broker
 and two instances on one ZEO server). Each run queues N no-op tasks (tests/support/taskviews.py,
 ``@@test-task-hit``) in one transaction and times from the queuing response to the last
-committed run (read from the event logs). Writes tasks.json and tasks.md.
+committed run (read from the event logs), ROUNDS times on the same servers. Writes tasks.json
+and tasks.md (tests.bench.report renders it with the other results).
 
-    python -m tests.bench.tasks [--tasks 500] [--out tests/bench/results]
+    python -m tests.bench.tasks [--tasks 500] [--rounds 3 (BENCH_ROUNDS)] [--out tests/bench/results]
 """
 
 import argparse
@@ -14,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.bench import provenance
 from tests.support.cluster import Cluster
 from tests.support.instance import build_template, copy_instance_data, http_server, new_instance
 from tests.support.instance import with_task_views
@@ -57,18 +59,27 @@ def queue_conf(backend, bus=None):
     return "\n".join(lines + ["</task-queue>"])
 
 
-def run_local(work, template, count):
+def rounds_of(origin, servers, count, rounds, prefix):
+    """``rounds`` measurements on the same servers (task names ``{prefix}r{n}x...``)."""
+    found = []
+    for n in range(rounds):
+        found.append(measure(origin, servers, count, f"{prefix}r{n}x"))
+        log(f"{prefix} round {n + 1}/{rounds}: {found[-1]['tasks_per_s']} tasks/s")
+    return found
+
+
+def run_local(work, template, count, rounds):
     directory = work / "local"
     conf = new_instance(directory, http_server(0), f"server-threads {THREADS}\n{queue_conf('local')}")
     copy_instance_data(template["directory"], directory)
     server = ServerProcess(conf, env=dict(with_task_views(conf), TXZ_TEST_INSTANCE="local")).start()
     try:
-        return dict(backend="local", instances=1, **measure(server, [server], count, "B"))
+        return dict(backend="local", instances=1, rounds=rounds_of(server, [server], count, rounds, "B"))
     finally:
         server.stop()
 
 
-def run_zmq(work, template, count):
+def run_zmq(work, template, count, rounds):
     cluster = Cluster(work / "zmq", template)
     try:
         cluster.start_zeo()
@@ -78,7 +89,7 @@ def run_zmq(work, template, count):
                                    prepare=lambda conf, name=name: dict(with_task_views(conf),
                                                                         TXZ_TEST_INSTANCE=name))
         servers = list(cluster.instances.values())
-        return dict(backend="zmq", instances=2, **measure(servers[0], servers, count, "Z"))
+        return dict(backend="zmq", instances=2, rounds=rounds_of(servers[0], servers, count, rounds, "Z"))
     finally:
         cluster.stop()
 
@@ -92,26 +103,32 @@ def markdown(results):
              "instance; the zmq run uses ZEO and a broker, all on the same machine.", "",
              "| Backend | Instances | Tasks | Time | Tasks/s | Runs per instance | Each ran once |",
              "|---|---:|---:|---:|---:|---|---|"]
-    for r in results["runs"]:
-        per = ", ".join(f"{k} {v}" for k, v in sorted(r["per_instance"].items()))
-        lines.append(f"| {r['backend']} | {r['instances']} | {r['tasks']} | {r['elapsed_s']:.2f} s "
-                     f"| {r['tasks_per_s']:.0f} | {per} | {'yes' if r['ran_once'] else 'NO'} |")
+    for run in results["runs"]:
+        for r in run["rounds"]:
+            per = ", ".join(f"{k} {v}" for k, v in sorted(r["per_instance"].items()))
+            lines.append(f"| {run['backend']} | {run['instances']} | {r['tasks']} | {r['elapsed_s']:.2f} s "
+                         f"| {r['tasks_per_s']:.0f} | {per} | {'yes' if r['ran_once'] else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
     parser.add_argument("--out", default="tests/bench/results")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="txz-bench-tasks-"))
-    log(f"building the Plone template in {work}")
-    template = build_template(work / "template")
+    provenance.require_clean()
+    record = provenance.record()
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
-               "python": sys.version.split()[0], "tasks": args.tasks, "runs": []}
-    for run in (run_local, run_zmq):
-        results["runs"].append(run(work, template, args.tasks))
-        log(json.dumps(results["runs"][-1]))
+               "python": sys.version.split()[0], "tasks": args.tasks, "rounds": args.rounds,
+               "threads": THREADS, "concurrency": CONCURRENCY, "provenance": record, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="txz-bench-tasks-") as tmp:
+        work = Path(tmp)
+        log(f"building the Plone template in {work}")
+        template = build_template(work / "template")
+        for run in (run_local, run_zmq):
+            results["runs"].append(run(work, template, args.tasks, args.rounds))
+            log(json.dumps(results["runs"][-1]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tasks.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -309,13 +309,14 @@ def test_checkconfig_lists_the_listeners_of_a_good_config(tmp_path, tls_files):
     # checkconfig binds nothing: fixed port numbers are fine even if taken.
     servers = "\n".join([http_server(18080), https_server(18443, tls_files["cert"], tls_files["key"]),
                          "<webdav-source-server>\n  address 11980\n</webdav-source-server>",
-                         "<health-server>\n  address 127.0.0.1:18081\n</health-server>"])
+                         "<health-server>\n  address 127.0.0.1:18081\n</health-server>",
+                         "<metrics-server>\n  address 18082\n  path /prom\n</metrics-server>"])
     _, result, elapsed = _run(tmp_path, "good", zope_conf(tmp_path, servers), "checkconfig")
     assert result.returncode == 0, result.stderr
     assert elapsed < 10
     assert result.stdout.splitlines() == [
         "http 127.0.0.1:18080", "https 127.0.0.1:18443", "webdav-source *:11980",
-        "health 127.0.0.1:18081"]
+        "health 127.0.0.1:18081", "metrics *:18082/prom"]
     assert result.stderr == ""
 
 

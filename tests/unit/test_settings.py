@@ -77,7 +77,7 @@ def test_from_zconfig():
         max_request_body_size=10, request_spool_threshold=5, max_header_size=2048,
         max_headers=20, idle_timeout=7, header_timeout=3, max_connections=9, shutdown_timeout=4,
         stream_chunk_size=4096, trusted_proxies=None, trusted_proxy_networks=None, websocket=None,
-        event_bus=None, health=None,
+        event_bus=None, health=None, metrics=None, log_format="json",
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
         http2_max_reset_burst=30, http2_reset_rate=3, task_queues=None, http2_max_control_frames=40,
         http2_control_frame_rate=4)
@@ -89,7 +89,7 @@ def test_from_zconfig():
         trusted_proxies=(),
         max_publishing_per_connection=2, http2_max_concurrent_streams=50, http2_max_reset_burst=30,
         http2_reset_rate=3.0, http2_max_control_frames=40, http2_control_frame_rate=4.0,
-        instance_name="alpha")
+        instance_name="alpha", log_format="json")
     assert isinstance(s.http2_reset_rate, float)
     assert isinstance(s.idle_timeout, float)
     assert isinstance(s.header_timeout, float)

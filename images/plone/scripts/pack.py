@@ -1,14 +1,16 @@
-"""pack [DAYS]: pack the database, keeping DAYS days of history (default $PACK_DAYS or 7).
-
-With a ZEO client the ZEO server packs; with a FileStorage this process does; with RelStorage
-this process runs RelStorage's pack against PostgreSQL (pre-pack, then garbage collection of
-unreachable objects and their blobs, as zodbpack does).
-"""
-import os
+"""pack DAYS for a FileStorage: opened by this process, without starting Zope (no instance may
+have it open: FileStorage takes a lock). Blobs no longer referenced are removed too; the packed
+away records stay in Data.fs.old, as ZODB does. ZEO and RelStorage are packed by zeopack and
+zodbpack (docker-entrypoint.sh)."""
 import sys
 
-days = float(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PACK_DAYS", "7"))
-db = app._p_jar.db()  # noqa: F821 (bound by txzserver run)
-print(f"packing {db.getName()}, keeping {days:g} days of history")
-db.pack(days=days)
-print("packed")
+import ZODB
+from ZODB.FileStorage import FileStorage
+
+days = int(sys.argv[1])
+storage = FileStorage("/data/filestorage/Data.fs", blob_dir="/data/blobstorage")
+db = ZODB.DB(storage)
+try:
+    db.pack(days=days)
+finally:
+    db.close()

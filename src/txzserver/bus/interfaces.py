@@ -11,7 +11,8 @@ class IEventPublisher(Interface):
     """
 
     def publish(events):
-        """Send a sequence of ``txzserver.bus.Event`` to every instance, in order.
+        """Send a sequence of ``txzserver.bus.Event`` (or ``PrincipalChange``) to every
+        instance, in order.
 
         May be called from any thread; must not block on the network.
         """

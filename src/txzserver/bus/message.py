@@ -1,9 +1,12 @@
-"""The event message: what browsers receive, plus the guard that decides who receives it
-and the publisher's stamp (instance, epoch, seq) that lets every subscriber notice lost events.
+"""The bus messages: ``Event`` (what browsers receive, plus the guard that decides who receives
+it) and ``PrincipalChange`` (whose guard tokens changed: every instance updates its connections and
+drops its cached principal lookups), each with the publisher's stamp (instance, epoch, seq) that
+lets every subscriber notice lost messages. ``from_wire`` reads either.
 """
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 
 EVENT_TYPES = ("created", "modified", "removed", "transition", "notification")
 _NOT_PUBLIC = ("guard", "instance", "epoch", "seq")
@@ -72,4 +75,55 @@ class Event:
         fields = json.loads(data.decode("utf-8"))
         if not isinstance(fields, dict):
             raise ValueError("event on the wire must be a JSON object")
+        fields.pop("kind", None)
         return cls(**fields)
+
+
+@dataclass(frozen=True)
+class PrincipalChange:
+    """Users whose guard tokens changed in a committed transaction, for every instance.
+
+    ``users``: {user id: its tokens now} (a role or group membership changed); ``removed``: ids
+    of users or groups that no longer exist (connections of such a user, or holding such a
+    group's token, are closed: nobody can compute their tokens any more); ``logged_out``: user
+    ids whose cached lookups must go (their connections stay). Never sent to browsers; stamped
+    and numbered like events, in the same sequence (``Event.stamped``).
+    """
+
+    kind: ClassVar[str] = "principals"
+    users: dict = field(default_factory=dict)
+    removed: tuple = ()
+    logged_out: tuple = ()
+    instance: str = ""
+    epoch: str = ""
+    seq: int = 0
+
+    def __post_init__(self):
+        users = {str(k): frozenset(v) for k, v in dict(self.users).items()}
+        object.__setattr__(self, "users", users)
+        object.__setattr__(self, "removed", tuple(self.removed))
+        object.__setattr__(self, "logged_out", tuple(self.logged_out))
+        if type(self.seq) is not int or self.seq < 0:
+            raise ValueError(f"message seq must be a non-negative integer, not {self.seq!r}")
+
+    def stamped(self, instance, epoch, seq):
+        return replace(self, instance=instance, epoch=epoch, seq=seq)
+
+    def to_wire(self) -> bytes:
+        data = {"kind": self.kind, "users": {k: sorted(v) for k, v in self.users.items()},
+                "removed": list(self.removed), "logged_out": list(self.logged_out),
+                "instance": self.instance, "epoch": self.epoch, "seq": self.seq}
+        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
+def from_wire(data: bytes):
+    """An Event or a PrincipalChange from its bytes on the bus; ValueError/TypeError if bad."""
+    fields = json.loads(data.decode("utf-8"))
+    if not isinstance(fields, dict):
+        raise ValueError("message on the wire must be a JSON object")
+    kind = fields.pop("kind", "event")
+    if kind == PrincipalChange.kind:
+        return PrincipalChange(**fields)
+    if kind != "event":
+        raise ValueError(f"unknown message kind {kind!r}")
+    return Event(**fields)

@@ -7,6 +7,8 @@ transaction's after-commit hook) and never blocks on the network.
 import secrets
 import socket
 import threading
+import time
+from collections import OrderedDict
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -16,7 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IEventPublisher
-from .message import Event
+from .message import from_wire
 
 log = Logger()
 
@@ -28,9 +30,11 @@ class LocalPublisher:
     def __init__(self, reactor, hub):
         self.reactor = reactor
         self.hub = hub
+        self.sent = 0  # events published (for the metrics)
 
     def publish(self, events):
         for event in events:
+            self.sent += 1
             self.reactor.callFromThread(self.hub.deliver, event)
 
     def close(self):
@@ -71,7 +75,13 @@ class ZmqBus:
 
     With ``watch`` (a <health-server> is configured) each socket's link to the broker is
     watched (``LinkWatch``), and ``links_up()`` tells the readiness probe.
+
+    For the metrics: ``sent``, ``dropped`` (the PUB socket full), ``received``, and ``lag``,
+    the seconds the latest of this bus's own events took through the broker and back (send
+    times of the last ``LAG_SAMPLES`` events are kept; a monotonic clock, no clock skew).
     """
+
+    LAG_SAMPLES = 256
 
     def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint, instance=None,
                  watch=False):
@@ -80,6 +90,9 @@ class ZmqBus:
         self.instance = instance or socket.gethostname()  # the default of instance-name
         self.epoch = secrets.token_hex(8)
         self.sent = 0  # the last sequence number used
+        self.dropped = 0  # not sent: the PUB socket was full
+        self.lag = None
+        self._sent_at = OrderedDict()  # seq -> monotonic send time, the latest LAG_SAMPLES
         self._lock = threading.Lock()
         ctx = context()
         self.pub = ctx.socket(zmq.PUB)
@@ -117,10 +130,15 @@ class ZmqBus:
             for event in events:
                 self.sent += 1
                 event = event.stamped(self.instance, self.epoch, self.sent)
+                self._sent_at[self.sent] = time.monotonic()
+                if len(self._sent_at) > self.LAG_SAMPLES:
+                    self._sent_at.popitem(last=False)
                 try:
                     self.pub.send(event.to_wire(), zmq.NOBLOCK)
                 except zmq.Again:
-                    log.warn("event bus full: dropped an event for {path}", path=event.path)
+                    self.dropped += 1
+                    log.warn("event bus full: dropped an event for {what}",
+                             what=getattr(event, "path", "principals"))
 
     # IReadDescriptor (reactor thread)
 
@@ -131,11 +149,19 @@ class ZmqBus:
         for data in drain(self.sub, lambda: not self._closed):
             self.received += 1
             try:
-                event = Event.from_wire(data)
+                event = from_wire(data)
             except (ValueError, TypeError) as exc:
                 log.warn("ignored a malformed event from the bus: {error}", error=exc)
                 continue
+            if event.epoch == self.epoch and event.instance == self.instance:
+                self._came_back(event.seq)
             self.hub.deliver(event)
+
+    def _came_back(self, seq):
+        with self._lock:
+            sent_at = self._sent_at.pop(seq, None)
+        if sent_at is not None:
+            self.lag = time.monotonic() - sent_at
 
     def connectionLost(self, reason):
         self.close()

@@ -1,5 +1,6 @@
-"""ZConfig datatypes of txzserver's keys and sections: listeners, <health-server>, <websocket>,
-<event-bus>, <task-queue>, <logger>; each section becomes a frozen dataclass."""
+"""ZConfig datatypes of txzserver's keys and sections: listeners, <health-server>,
+<metrics-server>, <websocket>, <event-bus>, <task-queue>, <logger>; each section becomes a
+frozen dataclass."""
 
 import ipaddress
 from dataclasses import dataclass
@@ -10,12 +11,13 @@ from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, DEFAULT_TASKS_PULL, DEFAUL
 
 REACTORS = ("auto", "uvloop", "asyncio", "default")
 ACCESS_LOG_FORMATS = ("common", "combined")
+LOG_FORMATS = ("text", "json")
 TASK_BACKENDS = ("local", "zmq")
 
 
 @dataclass(frozen=True)
 class Listener:
-    """One socket to listen on; ``kind`` is "http", "https", "webdav-source" or "health"."""
+    """One socket to listen on; ``kind``: "http", "https", "webdav-source", "health", "metrics"."""
 
     kind: str
     host: str
@@ -81,6 +83,32 @@ def health_settings(section):
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The ``<metrics-server>`` section: the Prometheus listener and the path it answers."""
+
+    listener: Listener
+    path: str = "/metrics"
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", metrics_path(self.path))
+
+
+def metrics_path(value):
+    """Key datatype: "/metrics/" -> "/metrics"; a bad path is reported with its line."""
+    path = value.strip()
+    if path != "/":
+        path = path.rstrip("/")
+    if not path.startswith("/") or "//" in path or "?" in path or " " in path:
+        raise ValueError(f"metrics path must look like /metrics, not {value!r}")
+    return path
+
+
+def metrics_settings(section):
+    host, port = _address(section)
+    return MetricsSettings(Listener("metrics", host, port, section.backlog), path=section.path)
+
+
+@dataclass(frozen=True)
 class WebSocketSettings:
     """The ``<websocket>`` section."""
 
@@ -91,8 +119,14 @@ class WebSocketSettings:
     max_message_size: int = 64 * 1024
     ping_interval: float = 30.0
     ping_timeout: float = 20.0
+    #: seconds a handshake's principal lookup is reused for the same credentials; 0: none
+    principal_cache_ttl: float = 60.0
+    #: distinct credentials remembered at most (the least recently used go first)
+    principal_cache_size: int = 10000
 
     def __post_init__(self):
+        if self.principal_cache_ttl < 0 or self.principal_cache_size < 0:
+            raise ValueError("websocket principal-cache-ttl and principal-cache-size must not be negative")
         if not self.path.startswith("/") or self.path == "/" or "//" in self.path:
             raise ValueError(f"websocket path must look like /ws, not {self.path!r}")
         if self.max_connections < 1:
@@ -136,6 +170,8 @@ def websocket_settings(section):
         allowed_origins=tuple(section.allowed_origins or ()),
         max_connections=section.max_connections, max_message_size=section.max_message_size,
         ping_interval=float(section.ping_interval), ping_timeout=float(section.ping_timeout),
+        principal_cache_ttl=float(section.principal_cache_ttl),
+        principal_cache_size=section.principal_cache_size,
     )
 
 
@@ -230,3 +266,7 @@ def reactor_name(value):
 
 def access_log_format(value):
     return _choice(value, ACCESS_LOG_FORMATS, "access-log-format")
+
+
+def log_format(value):
+    return _choice(value, LOG_FORMATS, "log-format")

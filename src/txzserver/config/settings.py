@@ -4,7 +4,8 @@ import socket
 from dataclasses import dataclass
 
 from .datatypes import (
-    EventBusSettings, HealthSettings, Listener, TaskQueueSettings, WebSocketSettings, reactor_name,
+    LOG_FORMATS, EventBusSettings, HealthSettings, Listener, MetricsSettings, TaskQueueSettings,
+    WebSocketSettings, reactor_name,
 )
 
 
@@ -29,6 +30,8 @@ class ServerSettings:
     reactor: str = "auto"
     #: access log line format: common or combined
     access_log_format: str = "combined"
+    #: text, or json: one JSON object per line in the event log and the access log
+    log_format: str = "text"
     #: larger request bodies get 413; 0 means no limit
     max_request_body_size: int = 1024 * 1024 * KB
     #: request bodies above this (or of unknown length) are spooled to a temporary file
@@ -66,6 +69,8 @@ class ServerSettings:
     #: the <health-server> section (/healthz/live, /ready, /startup on a listener of their own,
     #: outside the Zope tree and max-connections), or None for no health endpoints
     health: HealthSettings | None = None
+    #: the <metrics-server> section (Prometheus metrics on a listener of their own), or None
+    metrics: MetricsSettings | None = None
     #: the <websocket> section, or None for no WebSocket endpoint
     websocket: WebSocketSettings | None = None
     #: the <event-bus> section, or None for in-process events only
@@ -113,11 +118,16 @@ class ServerSettings:
                 raise SettingsError(
                     f"two server sections listen on {listener.host or '*'}:{listener.port}")
             seen.add(key)
-        if self.health is not None:
-            health = self.health.listener
-            if health.port and (health.interface, health.port) in seen:
-                raise SettingsError(f"<health-server> and a server section both listen on"
-                                    f" {health.host or '*'}:{health.port}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"log-format must be one of {', '.join(LOG_FORMATS)}")
+        for name, section in (("<health-server>", self.health), ("<metrics-server>", self.metrics)):
+            if section is None:
+                continue
+            own = section.listener
+            if own.port and (own.interface, own.port) in seen:
+                raise SettingsError(f"{name} and another server section both listen on"
+                                    f" {own.host or '*'}:{own.port}")
+            seen.add((own.interface, own.port))
 
     def _check_task_queues(self):
         names = [queue.name for queue in self.task_queues]
@@ -145,6 +155,7 @@ class ServerSettings:
             threads=root.server_threads,
             reactor=root.reactor,
             access_log_format=root.access_log_format,
+            log_format=root.log_format,
             max_request_body_size=root.max_request_body_size,
             request_spool_threshold=root.request_spool_threshold,
             max_header_size=root.max_header_size,
@@ -163,6 +174,7 @@ class ServerSettings:
             http2_max_control_frames=root.http2_max_control_frames,
             http2_control_frame_rate=float(root.http2_control_frame_rate),
             health=root.health,
+            metrics=root.metrics,
             websocket=root.websocket,
             event_bus=root.event_bus,
             instance_name=root.instance_name,
@@ -211,6 +223,7 @@ PASTE_OPTIONS = {
     "max_connections": ("max_connections", int),
     "shutdown_timeout": ("shutdown_timeout", float),
     "trusted_proxy": ("trusted_proxies", lambda v: tuple(v.split())),
+    "log_format": ("log_format", lambda v: v.strip().lower()),
     "max_publishing_per_connection": ("max_publishing_per_connection", int),
     "http2_max_concurrent_streams": ("http2_max_concurrent_streams", int),
     "http2_max_reset_burst": ("http2_max_reset_burst", int),

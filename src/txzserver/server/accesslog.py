@@ -1,6 +1,8 @@
 """Access log lines in Common or Combined Log Format, written to the "access" logger.
 
-The logger is configured by zope.conf's ``<logger access>`` section, as with ZServer.
+The logger is configured by zope.conf's ``<logger access>`` section, as with ZServer. With
+``log-format json`` each record also carries the request's fields (``json_fields``, read by
+``txzserver.jsonlog.JsonFormatter``); the text line is the same either way.
 """
 
 import logging
@@ -33,6 +35,41 @@ def format_line(request, fmt="combined", now=None):
     return line
 
 
-def log_request(request, fmt):
+def request_protocol(request):
+    """"http/1.0", "http/1.1", "h2" (HTTP/2 over TLS) or "h2c" (cleartext HTTP/2)."""
+    version = request.clientproto
+    if version == b"HTTP/2":
+        return "h2" if request.isSecure() else "h2c"
+    if isinstance(version, bytes) and version.startswith(b"HTTP/"):
+        return version.decode("latin-1").lower()
+    return "-"
+
+
+def _text(value):
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def access_fields(request, duration=None, protocol=None):
+    """The fields of a JSON access line for a finished request."""
+    peer = request.getClientAddress()
+    return {
+        "client": getattr(peer, "host", None),
+        "user": getattr(request, "remote_user", None),
+        "method": _text(request.method),
+        "path": _text(request.uri),
+        "status": request.code,
+        "bytes": request.sentLength or 0,
+        "duration": None if duration is None else round(duration, 6),
+        "protocol": protocol or request_protocol(request),
+        "user_agent": _text(request.getHeader(b"user-agent")),
+        "referer": _text(request.getHeader(b"referer")),
+    }
+
+
+def log_request(request, fmt, structured=False, duration=None, protocol=None):
+    """Write the access line; with ``structured`` the record carries ``access_fields`` too."""
     if access_logger.isEnabledFor(logging.INFO):
-        access_logger.info(format_line(request, fmt))
+        extra = None
+        if structured:
+            extra = {"json_fields": access_fields(request, duration, protocol)}
+        access_logger.info(format_line(request, fmt), extra=extra)

@@ -35,6 +35,8 @@ class NegotiatingProtocol(Protocol):
     """
 
     _handshake_timer = None
+    #: A TLS transport (h2 by ALPN) rather than cleartext (h2c).
+    secure = False
 
     def __init__(self, site, settings, h2c=False):
         self.site = site
@@ -49,6 +51,7 @@ class NegotiatingProtocol(Protocol):
 
     def makeConnection(self, transport):
         if INegotiated.providedBy(transport):  # TLS: its handshake comes first
+            self.secure = True
             self._handshake_timer = self.site.reactor.callLater(
                 self.settings.header_timeout, self._handshake_timed_out)
         channel = self._attach(HTTP1Channel(self.settings))
@@ -99,6 +102,14 @@ class NegotiatingProtocol(Protocol):
     def detach(self):
         """The connection now belongs to another protocol (a WebSocket): forget the channel."""
         self._channel = None
+
+    @property
+    def protocol_name(self):
+        """"h2" (TLS), "h2c" or "http/1.1" (also before the first byte, and over TLS): the
+        label of the connection in the metrics."""
+        if isinstance(self._channel, H2Channel):
+            return "h2" if self.secure else "h2c"
+        return "http/1.1"
 
     @property
     def channel(self):

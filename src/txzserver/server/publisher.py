@@ -22,7 +22,7 @@ from ZPublisher.Iterators import IUnboundStreamIterator
 from zope.interface import providedBy
 
 from ..transfer import ClientGone, PauseObserver, close_body
-from .admission import PublishQueue
+from .admission import Admission, PublishQueue
 from .environ import SERVER_SOFTWARE, build_environ
 from .streaming import BodyProducer, StreamBody
 
@@ -203,12 +203,14 @@ class ZopeResource(resource.Resource):
 
     ``app`` is a WSGI application (Zope's publish_module in HTTPExceptionHandler);
     ``pool`` a started ThreadPool of server-threads workers; ``tracker`` counts requests
-    in flight for graceful shutdown; ``websocket`` (optional) takes the handshakes.
+    in flight for graceful shutdown; ``websocket`` (optional) takes the handshakes;
+    ``admission`` sums up the connections' publish queues (shared by every listener).
     """
 
     isLeaf = True
 
-    def __init__(self, reactor, pool, app, settings, trust, secure, tracker, websocket=None):
+    def __init__(self, reactor, pool, app, settings, trust, secure, tracker, websocket=None,
+                 admission=None):
         super().__init__()
         self.reactor = reactor
         self.pool = pool
@@ -218,6 +220,7 @@ class ZopeResource(resource.Resource):
         self.secure = secure
         self.tracker = tracker
         self.websocket = websocket
+        self.admission = admission if admission is not None else Admission()
 
     def render(self, request):
         body = request.content
@@ -241,7 +244,7 @@ class ZopeResource(resource.Resource):
         protocol = getattr(request, "protocol", None)
         queue = getattr(protocol, "publish_queue", None)
         if queue is None:
-            queue = PublishQueue(self.settings.publish_share)
+            queue = PublishQueue(self.settings.publish_share, self.admission)
             if protocol is not None:
                 protocol.publish_queue = queue
         return queue

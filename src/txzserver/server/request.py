@@ -2,6 +2,7 @@
 
 import io
 import tempfile
+import time
 
 from twisted.logger import Logger
 from twisted.web import server
@@ -28,11 +29,27 @@ class ZopeRequest(server.Request):
 
     _body_received = 0
     _rejected = False
+    #: Monotonic clock of ``duration`` (tests replace it).
+    clock = staticmethod(time.monotonic)
 
     def __init__(self, channel, queued=None, *, settings, protocol=None):
         super().__init__(channel)
         self.settings = settings
         self.protocol = protocol if protocol is not None else channel
+        #: Made at the request line (HTTP/1.1) or its HEADERS (HTTP/2).
+        self.started = self.clock()
+
+    def duration(self):
+        """Seconds since the request began (for the access log and the metrics)."""
+        return self.clock() - self.started
+
+    @property
+    def spooled(self):
+        """Body bytes written to a temporary file; 0 for a body kept in memory."""
+        content = getattr(self, "content", None)
+        if content is None or isinstance(content, io.BytesIO):
+            return 0
+        return self._body_received
 
     def reject(self, code, reason):
         """Answer ``code`` now, while the request is still being received."""

@@ -1,12 +1,13 @@
-"""The Twisted Site of one listener: protocol choice, the connection limit, the access log."""
+"""The Twisted Site of one listener: protocol choice, the connection limit, the access log
+and the request metrics (both written when a response is finished)."""
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web import server
 
-from .accesslog import log_request
+from .accesslog import log_request, request_protocol
 from .errors import http1_error_response, peer_of
 from .negotiate import NegotiatingProtocol
 
@@ -20,17 +21,34 @@ class ConnectionCounter:
     arriving the longest (a browser sends its head at once; slowloris clients and unfinished
     WebSocket handshakes trickle it).
 
-    Every operation is O(1). Reactor thread only.
+    Every operation is O(1) (``by_protocol``, for a metrics scrape, is O(open)). Reactor
+    thread only.
     """
 
     def __init__(self, limit):
         self.limit = limit
         self.open = 0
+        self.evicted = 0  # closed to make room for a newcomer
+        self.refused = 0  # newcomers answered 503: none could make room
+        self._open = set()  # the CountedProtocols holding a slot
         self._idle = OrderedDict()  # protocol -> None, in the order they went idle
         self._heads = OrderedDict()  # protocol -> None, in the order their heads began
 
     def full(self):
         return self.open >= self.limit
+
+    def opened(self, protocol):
+        self._open.add(protocol)
+        self.open += 1
+
+    def closed(self, protocol):
+        self.went_busy(protocol)
+        self._open.discard(protocol)
+        self.open -= 1
+
+    def by_protocol(self):
+        """{("http/1.1",): n, ("h2c",): n, ...}: open connections by the protocol they speak."""
+        return {(name,): n for name, n in Counter(p.protocol_name for p in self._open).items()}
 
     def went_idle(self, protocol):
         self._heads.pop(protocol, None)
@@ -86,7 +104,7 @@ class CountedProtocol(NegotiatingProtocol):
         self.counted = False
 
     def makeConnection(self, transport):
-        self.counter.open += 1
+        self.counter.opened(self)
         self.counted = True
         super().makeConnection(transport)
 
@@ -108,6 +126,7 @@ class CountedProtocol(NegotiatingProtocol):
         log.info("closing idle connection from {peer} to make room for {newcomer}"
                  " ({n} open connections, max-connections)",
                  peer=peer_of(self.transport), newcomer=newcomer, n=self.counter.open)
+        self.counter.evicted += 1
         self._release_slot()
         self.close_idle()
 
@@ -125,19 +144,23 @@ class CountedProtocol(NegotiatingProtocol):
         self._release_slot()
 
     def _release_slot(self):
-        self.counter.went_busy(self)
         if self.counted:
             self.counted = False
-            self.counter.open -= 1
+            self.counter.closed(self)
+        else:
+            self.counter.went_busy(self)
 
 
 class ZopeSite(server.Site):
-    """Site for one listener, built with the process's ``ServerSettings``."""
+    """Site for one listener, built with the process's ``ServerSettings``; ``metrics`` (a
+    ``txzserver.metrics.ServerMetrics``, or None) counts the requests it answers."""
 
-    def __init__(self, resource, settings, counter, h2c=False, http2=True, reactor=None):
+    def __init__(self, resource, settings, counter, h2c=False, http2=True, reactor=None,
+                 metrics=None):
         super().__init__(resource, reactor=reactor)
         self.settings = settings
         self.counter = counter
+        self.metrics = metrics
         self.h2c = h2c
         self.http2 = http2
 
@@ -156,6 +179,7 @@ class ZopeSite(server.Site):
                 log.warn("refusing connection from {addr}: {n} open connections, none idle"
                          " or reading a request head (max-connections)", addr=newcomer,
                          n=self.counter.open)
+                self.counter.refused += 1
                 protocol = _Overloaded()
                 protocol.factory = self
                 return protocol
@@ -163,7 +187,15 @@ class ZopeSite(server.Site):
         return CountedProtocol(self, self.settings, self.counter, h2c=self.h2c)
 
     def log(self, request):
-        log_request(request, self.settings.access_log_format)
+        """Twisted's hook, called once per finished response: the access line and the metrics."""
+        protocol = request_protocol(request)
+        duration = request.duration() if hasattr(request, "duration") else None
+        if self.metrics is not None:
+            self.metrics.request_done(protocol, request.code, duration or 0.0, request.sentLength,
+                                      getattr(request, "spooled", 0))
+        log_request(request, self.settings.access_log_format,
+                    structured=self.settings.log_format == "json", duration=duration,
+                    protocol=protocol)
 
 
 def _host_port(addr):

@@ -32,15 +32,21 @@ def path_matches(prefix, path):
 
 
 class Subscriber:
-    """What the hub needs of a connection: tokens, subscribed prefixes and a send method."""
+    """What the hub needs of a connection: its user and tokens, subscribed prefixes, a send
+    method, and ``close(code, reason)`` for when its user is removed."""
 
-    def __init__(self, tokens, paths, send):
-        self.tokens = frozenset(tokens)
+    __slots__ = ("tokens", "paths", "send", "userid", "close")
+
+    def __init__(self, tokens, paths, send, userid=None, close=None):
+        self.tokens = tokens if isinstance(tokens, frozenset) else frozenset(tokens)
         self.paths = set(paths)
         self.send = send
+        self.userid = userid
+        self.close = close
 
     def wants(self, event):
-        return bool(self.tokens & event.guard) and any(path_matches(p, event.path) for p in self.paths)
+        return not self.tokens.isdisjoint(event.guard) and any(path_matches(p, event.path)
+                                                               for p in self.paths)
 
 
 class Sequences:
@@ -76,11 +82,20 @@ class Sequences:
 
 
 class Hub:
-    """The connections of this process and the delivery of events to them."""
+    """The connections of this process and the delivery of events to them.
+
+    Delivery is one pass over the connections with two memos per event: allowed or not per
+    distinct set of tokens (connections of one user, or from one cached principal, share
+    one frozenset) and matching or not per subscribed prefix; the JSON is encoded once per
+    event. ``PrincipalChange`` messages (same bus, same sequence numbers) update the tokens
+    of live connections and tell ``principal_listeners`` (the principal cache) to forget.
+    """
 
     def __init__(self):
         self.subscribers = set()
         self.sequences = Sequences()
+        self.principal_listeners = []  # f(userids, tokens): forget cached lookups
+        self.batch = None  # begin()/flush() around a delivery (websocket.sending.Batch)
         self.delivered = 0
         self.gaps = 0
         self.dropped = 0  # duplicate or late events
@@ -98,7 +113,8 @@ class Hub:
         """Send ``event`` to every subscriber that may see it; return how many got it.
 
         When events of its publisher were lost just before it, every subscriber is first
-        told how many (``announce_gap``); a duplicate or late event is dropped.
+        told how many (``announce_gap``); a duplicate or late event is dropped. A
+        ``PrincipalChange`` is applied (``change_principals``) instead of sent.
         """
         missed = self.sequences.missed_before(event)
         if missed is None:
@@ -108,21 +124,79 @@ class Hub:
             return 0
         if missed:
             self.announce_gap(event.instance, missed)
+        if getattr(event, "kind", "event") == "principals":
+            self.change_principals(event)
+            return 0
+        if self.batch is None:
+            return self._deliver(event)
+        self.batch.begin()
+        try:
+            return self._deliver(event)
+        finally:
+            self.batch.flush()
+
+    def _deliver(self, event):
+        guard, path = event.guard, event.path
+        allowed = {}  # tokens -> bool
+        matching = {}  # prefix -> bool
         payload = None
         count = 0
         for subscriber in list(self.subscribers):
-            if subscriber.wants(event):
-                if payload is None:
-                    payload = json.dumps(event.public()).encode("utf-8")
-                subscriber.send(payload)
-                count += 1
+            tokens = subscriber.tokens
+            ok = allowed.get(tokens)
+            if ok is None:
+                ok = allowed[tokens] = not tokens.isdisjoint(guard)
+            if not ok:
+                continue
+            for prefix in subscriber.paths:
+                hit = matching.get(prefix)
+                if hit is None:
+                    hit = matching[prefix] = path_matches(prefix, path)
+                if hit:
+                    break
+            else:
+                continue
+            if payload is None:
+                payload = json.dumps(event.public(), separators=(",", ":")).encode("utf-8")
+            subscriber.send(payload)
+            count += 1
         self.delivered += count
         return count
+
+    def change_principals(self, change):
+        """Apply a PrincipalChange: new tokens for the live connections of changed users;
+        connections of removed users (or holding a removed group's token) are closed, so that
+        they reconnect as whoever their credentials make them now."""
+        removed_tokens = frozenset(f"user:{pid}" for pid in change.removed)
+        changed = set(change.users) | set(change.removed) | set(change.logged_out)
+        for listener in self.principal_listeners:
+            listener(changed, removed_tokens)
+        interned = {}
+        updated = closed = 0
+        for subscriber in list(self.subscribers):
+            userid = subscriber.userid
+            if userid in change.removed or not removed_tokens.isdisjoint(subscriber.tokens):
+                closed += 1
+                if subscriber.close is not None:
+                    subscriber.close(4001, "your user or one of its groups was removed")
+                self.remove(subscriber)
+            elif userid in change.users:
+                tokens = change.users[userid]
+                subscriber.tokens = interned.setdefault(tokens, tokens)
+                updated += 1
+        log.info("principals changed: {users} user(s); {updated} connection(s) updated, {closed}"
+                 " closed", users=len(changed), updated=updated, closed=closed)
+
+    def lost_messages(self):
+        """Some bus messages were lost: principal changes among them cannot be applied."""
+        for listener in self.principal_listeners:
+            listener(None, frozenset())
 
     def announce_gap(self, instance, missed):
         """Tell every subscriber, whatever its paths and tokens, that ``missed`` events of
         ``instance`` were lost: the message names no content, only that a reload is due."""
         self.gaps += 1
+        self.lost_messages()
         log.info("lost {missed} event(s) from instance {instance} on the bus", missed=missed,
                  instance=instance)
         payload = json.dumps({"type": "gap", "instance": instance, "missed": missed}).encode("utf-8")

@@ -7,23 +7,59 @@ from twisted.web import server
 
 from .fanout import Hub, normalize_path
 from .handoff import hand_off, is_websocket_upgrade
+from .principals import PrincipalCache, PrincipalLookups
 from .protocol import make_factory
+from .sending import Batch
 
 log = Logger()
 
 
 class NotificationService:
-    """Shared by every listener: the hub, the Autobahn factory, the limits."""
+    """Shared by every listener: the hub, the principal lookups, the Autobahn factory, the limits.
 
-    def __init__(self, reactor, pool, settings, instance_name, hub=None):
+    Principal lookups go to the pool in at most ``lanes`` batches at once (half the pool's
+    threads, at least one): the others stay free for page requests during a reconnect storm.
+    """
+
+    def __init__(self, reactor, pool, settings, instance_name, hub=None, lanes=None):
         self.reactor = reactor
-        self.pool = pool
         self.settings = settings
         self.instance_name = instance_name
         self.hub = hub if hub is not None else Hub()
-        self.app = None
+        self.cache = PrincipalCache(settings.principal_cache_ttl, settings.principal_cache_size)
+        if lanes is None:
+            lanes = max(1, getattr(pool, "max", 2) // 2)
+        self.principals = PrincipalLookups(reactor, pool, self.cache, lanes=lanes)
+        self.hub.principal_listeners.append(self.principals.forget)
+        self.sending = self.hub.batch = Batch()
         self.factory = make_factory(self, settings)
         self.open = 0
+        self._prepared = (None, None)
+
+    @property
+    def pool(self):
+        return self.principals.pool
+
+    @pool.setter
+    def pool(self, pool):
+        self.principals.pool = pool
+
+    @property
+    def app(self):
+        return self.principals.app
+
+    @app.setter
+    def app(self, app):
+        self.principals.app = app
+
+    def frame(self, payload):
+        """The WebSocket text frame of ``payload`` (Autobahn's prepared message), made once for
+        the connections the hub hands the same payload object to in one delivery."""
+        last, frame = self._prepared
+        if last is not payload:
+            frame = self.factory.prepareMessage(payload).payloadHybi
+            self._prepared = (payload, frame)
+        return frame
 
     # Which requests are ours
 
@@ -84,6 +120,7 @@ class NotificationService:
             if protocol is not None:
                 # sendClose only accepts 1000 and 3000-4999; 1001 (going away) is the server's
                 protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
+        self.sending.close()
 
 
 _REASONS = {400: b"Bad Request", 426: b"Upgrade Required"}

@@ -13,6 +13,7 @@ from Zope2.Startup.handlers import handleWSGIConfig
 from zope.component import provideUtility
 
 from ..bus.interfaces import IEventPublisher
+from ..jsonlog import use_json
 from . import davpatches, ranges, zeopatches
 from .publish import make_app
 
@@ -23,16 +24,21 @@ def configure_logging(root):
     """Install the handlers of ``<eventlog>`` and ``<logger ...>`` sections (ZServer-style).
 
     Without a ``<logger access>`` section access lines go nowhere rather than into the
-    event log.
+    event log. With ``log-format json`` every handler of those sections writes JSON lines
+    (``txzserver.jsonlog``) instead of its ``format``.
     """
     if root.eventlog is not None:
         root.eventlog()
     else:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     configured = set()
+    loggers = [logging.getLogger()]
     for factory in root.loggers or ():
         logger = factory()
         configured.add(logger.name)
+        loggers.append(logger)
+    if getattr(root, "log_format", "text") == "json":
+        use_json(loggers)
     if "access" not in configured:
         access = logging.getLogger("access")
         access.propagate = False
