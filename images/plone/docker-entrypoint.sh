@@ -35,11 +35,16 @@ export TRUSTED_PROXY=${TRUSTED_PROXY:-127.0.0.1}
 export TRUSTED_PROXY_NETWORK=${TRUSTED_PROXY_NETWORK:-}
 export INSTANCE_NAME=${INSTANCE_NAME:-}
 # /healthz/live, /healthz/ready, /healthz/startup (the Kubernetes probes) on a port of their own;
-# empty or "off": none. See health_conf below.
+# empty or "off": none. See serve_conf below.
 export HEALTH_PORT=${HEALTH_PORT-8081}
 export HEALTH_STUCK_AFTER=${HEALTH_STUCK_AFTER:-300s}
 export DEBUG_MODE=${DEBUG_MODE:-off}
 export LOG_LEVEL=${LOG_LEVEL:-INFO}
+# text or json: the event and access logs as one JSON object per line
+export LOG_FORMAT=${LOG_FORMAT:-text}
+# Prometheus metrics (<metrics-server>) on a port of their own; empty or "off": none
+export METRICS_PORT=${METRICS_PORT-8082}
+export METRICS_PATH=${METRICS_PATH:-/metrics}
 # Zope's own keys, plone-backend's names and defaults
 export CLIENT_HOME=${CLIENT_HOME:-/data/var}
 export SECURITY_POLICY_IMPLEMENTATION=${SECURITY_POLICY_IMPLEMENTATION:-C}
@@ -337,20 +342,21 @@ pack() {
   echo packed
 }
 
-# --- health endpoints: a <health-server> added to the zope.conf that `start` serves ---------
-# /app/etc/zope.conf stays as it is (scripts and `txzserver run` need no listener):
-# /data/var/generated/zope-serve.conf includes it and adds the section. Prints the file to serve.
-health_conf() {
+# --- health and metrics listeners: sections added to the zope.conf that `start` serves --------
+# /app/etc/zope.conf stays as it is (scripts and `txzserver run` bind no port):
+# /data/var/generated/zope-serve.conf includes it and adds the sections. Prints the file to serve.
+serve_conf() {
+  local sections=""
   case ${HEALTH_PORT,,} in
-    ""|off) echo "$CONF"; return ;;
+    ""|off) ;;
+    *) sections+=$'<health-server>\n  address $(HEALTH_PORT)\n  stuck-after $(HEALTH_STUCK_AFTER)\n</health-server>\n' ;;
   esac
-  cat > "$GENERATED/zope-serve.conf" <<ZCONF
-%include $CONF
-<health-server>
-  address \$(HEALTH_PORT)
-  stuck-after \$(HEALTH_STUCK_AFTER)
-</health-server>
-ZCONF
+  case ${METRICS_PORT,,} in
+    ""|off) ;;
+    *) sections+=$'<metrics-server>\n  address $(METRICS_PORT)\n  path $(METRICS_PATH)\n</metrics-server>\n' ;;
+  esac
+  if [ -z "$sections" ]; then echo "$CONF"; return; fi
+  printf '%%include %s\n%s' "$CONF" "$sections" > "$GENERATED/zope-serve.conf"
   echo "$GENERATED/zope-serve.conf"
 }
 
@@ -371,7 +377,7 @@ start_instance() {
     for profile in ${PROFILES//,/ }; do args+=(--profile "$profile"); done
   fi
   local conf
-  conf=$(health_conf)
+  conf=$(serve_conf)
   exec txzserver serve "$conf" "${args[@]}"
 }
 

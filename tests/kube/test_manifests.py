@@ -303,6 +303,8 @@ def cluster_pods(objects):
                            {"kubernetes.io/metadata.name": "kube-system"}))
     pods.append(netpol.Pod("intruder", NAMESPACE, {"app": "intruder"},
                            {"kubernetes.io/metadata.name": NAMESPACE}))
+    pods.append(netpol.Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"},
+                           {"kubernetes.io/metadata.name": "monitoring", "txzserver.io/monitoring": "true"}))
     pods.append(netpol.Pod("elsewhere", "default", {"app.kubernetes.io/component": "instance"},
                            {"kubernetes.io/metadata.name": "default"}))
     return {pod.name: pod for pod in pods}
@@ -344,6 +346,18 @@ def test_only_the_entry_reaches_the_instances(overlay):
         # clients from outside the namespace; the namespace's own other pods are egress-denied
         assert who_reaches(objects, "front", 8443) >= {"elsewhere", "ingress-nginx-controller"}
         assert who_reaches(objects, "instance", 8081) == {"front"}
+
+
+def test_only_monitoring_scrapes_the_metrics(overlay):
+    _, objects = overlay
+    instance = pod_template(find(objects, "Deployment", "instance"))
+    annotations = instance["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8082"
+    container = instance["spec"]["containers"][0]
+    assert {"name": "METRICS_PORT", "value": "8082"} in container["env"]
+    assert {"name": "metrics", "containerPort": 8082} in container["ports"]
+    assert who_reaches(objects, "instance", 8082) == {"prometheus"}
+    assert "prometheus" not in who_reaches(objects, "instance", 8080)
 
 
 def test_every_pod_resolves_names(overlay):

@@ -265,6 +265,42 @@ def test_a_restart_without_the_variables_keeps_only_the_volume_extensions(fs_vol
     assert facts["txzdev_origin"] is None  # DEVELOP installs into the container, not the volume
 
 
+OLD_SITE_ZCML = """<configure xmlns="http://namespaces.zope.org/zope"
+           xmlns:five="http://namespaces.zope.org/five"
+           xmlns:plone="http://namespaces.plone.org/plone">
+  <include package="Zope2.App" />
+  <five:loadProducts file="meta.zcml"/>
+  <five:loadProducts />
+  <five:loadProductsOverrides />
+  <include package="plone.rest" file="meta.zcml" />
+  <plone:CORSPolicy allow_origin="http://old.example.test" />
+</configure>
+"""
+
+
+def test_site_zcml_of_an_older_image_is_replaced_and_one_of_your_own_kept():
+    volume = f"txzsmoke-env-zcml-{RUN}"
+    docker("volume", "create", volume)
+    try:
+        write = 'mkdir -p /data/etc && printf %s "$1" > /data/etc/site.zcml'
+        # the file an older image wrote for CORS_ALLOW_ORIGIN: replaced by the link
+        ok(once("sh", "-c", write, "sh", OLD_SITE_ZCML, mounts=[f"{volume}:/data"], timeout=60))
+        facts, _ = probe(mounts=[f"{volume}:/data"])
+        assert facts["site_zcml"] == "/app/etc/site.zcml" and facts["utilities"] == []
+        # a site.zcml of your own: used, and left as it is
+        own = OLD_SITE_ZCML.replace(
+            '<plone:CORSPolicy allow_origin="http://old.example.test" />',
+            '<utility component="os.sep" provides="zope.interface.Interface" name="txzmine" />')
+        ok(once("sh", "-c", "rm /data/etc/site.zcml && " + write, "sh", own,
+                mounts=[f"{volume}:/data"], timeout=60))
+        facts, _ = probe(mounts=[f"{volume}:/data"])
+        assert facts["site_zcml"] is None and facts["utilities"] == ["txzmine"]
+        kept = ok(once("cat", "/data/etc/site.zcml", mounts=[f"{volume}:/data"], timeout=60))
+        assert kept.stdout == own
+    finally:
+        docker("volume", "rm", "-f", volume, check=False)
+
+
 # --- ZEO: Volto site, client settings, a served instance, zeopack -----------------------------
 
 def test_create_volto_with_language_and_timezone(zeo):
@@ -311,11 +347,13 @@ def test_zeo_start_timeout():
 
 
 @pytest.fixture(scope="module")
-def volto(zeo):
-    """A served ZEO client with the Volto site, a 1 MB body limit and every CORS_* variable."""
+def volto_container(zeo):
+    """A served ZEO client with the Volto site, a 1 MB body limit, every CORS_* variable, JSON logs
+    and the metrics listener published."""
     network, _, _ = zeo
     name = new_name()
     docker("run", "-d", "--name", name, "--network", network, "-p", "127.0.0.1::8080",
+           "-p", "127.0.0.1::8082", "-e", "LOG_FORMAT=json", "-e", "METRICS_PATH=/probe-metrics",
            "-e", ZEO_CLIENT[0], "-e", "SITE=Volto", "-e", "TYPE=volto", "-e", "MAX_REQUEST_BODY_SIZE=1MB",
            "-e", f"CORS_ALLOW_ORIGIN={ORIGIN}", "-e", "CORS_ALLOW_METHODS=GET,POST,OPTIONS",
            "-e", "CORS_ALLOW_CREDENTIALS=false", "-e", "CORS_EXPOSE_HEADERS=X-Probe-Exposed",
@@ -323,10 +361,15 @@ def volto(zeo):
            IMAGE)
     try:
         wait_http(name, 8080, "/Volto/ok")
-        yield f"http://127.0.0.1:{host_port(name, 8080)}/Volto"
+        yield name, f"http://127.0.0.1:{host_port(name, 8080)}/Volto"
     finally:
         docker("stop", name, check=False, timeout=60)
         docker("rm", "-fv", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def volto(volto_container):
+    return volto_container[1]
 
 
 def test_api_traversal_serves_the_volto_site(volto):
@@ -379,6 +422,40 @@ def test_an_uploaded_pdf_is_found_by_a_word_in_it(volto):
     found = json.loads(body)
     assert status == 200 and found["items_total"] == 1, found
     assert found["items"][0]["title"] == "Probe PDF"
+
+
+def scrape(url):
+    """{(name, labels): value} of a Prometheus text page."""
+    status, _, body = request(url)
+    assert status == 200
+    samples = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples
+
+
+def test_metrics_count_what_the_client_did_and_logs_are_json(volto_container):
+    """METRICS_PORT/METRICS_PATH: the counters move by what this test asked (the image's health
+    check asks /Volto/ok too, so 404s are counted exactly); LOG_FORMAT=json: every line parses."""
+    name, volto = volto_container
+    metrics = f"http://127.0.0.1:{host_port(name, 8082)}/probe-metrics"
+    key = 'txzserver_http_requests_total{protocol="http/1.1",status="404"}'
+    before = scrape(metrics).get(key, 0)
+    for n in range(5):
+        status, _, _ = request(f"{volto}/no-such-page-{n}")
+        assert status == 404
+    after = scrape(metrics)
+    assert after[key] - before == 5
+    assert after['txzserver_http_connections_max'] > 0
+    assert request(f"{volto}/probe-metrics")[0] == 404  # not under the Zope tree
+    logs = docker("logs", name)
+    lines = [line for line in (logs.stdout + logs.stderr).splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    access = [r for r in records if r.get("status") == 404 and "no-such-page-" in r.get("path", "")]
+    assert len(access) == 5 and all(r["method"] == "GET" and r["protocol"] for r in access)
+    assert any(r.get("level") == "INFO" and r.get("logger") for r in records)
 
 
 def data_fs(container):
