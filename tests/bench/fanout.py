@@ -21,11 +21,13 @@ What it measures, in order, on one server:
    cookies never seen before (one Zope lookup each, in batches on the publisher pool), while
    the Plone front page is fetched one request after the other; page latency max/p99.
 
-Results: ``fanout.json`` is a list of rows ``{"what": str, "value": number, "unit": str,
-"goal": str or null}`` (plus ``"ok": bool`` when there is a goal), e.g.
+Results: ``fanout.json`` is ``{"date", "cores", "python", "clients", "rounds", "provenance"
+(tests.bench.provenance.record()), "rows": [...]}``; each row is ``{"what": str, "value":
+number, "unit": str, "goal": str or null}`` plus ``"ok": bool`` when there is a goal, e.g.
 ``{"what": "fan-out p99 from commit, 10000 clients", "value": 0.21, "unit": "s", "goal":
-"< 0.25 s", "ok": true}``; ``fanout.md`` the same as a Markdown table, with the run's date,
-cores and Python. Loopback only; every phase is bounded in time.
+"< 0.25 s", "ok": true}``. ``fanout.md`` is the same as a Markdown table. Like every script of
+`make bench` it refuses a dirty tree unless BENCH_ALLOW_DIRTY=1. Loopback only; every phase is
+bounded in time.
 """
 
 import argparse
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.bench import provenance
 from tests.support.instance import ADMIN, build_template, copy_instance_data, http_server, new_instance
 from tests.support.restapi import add_users
 from tests.support.server import ServerProcess
@@ -313,12 +316,15 @@ def main(argv=None):
     parser.add_argument("--out", default="tests/bench/results")
     parser.add_argument("--server-src", help="run the server from this source tree (PYTHONPATH)")
     args = parser.parse_args(argv)
+    provenance.require_clean()
+    record = provenance.record()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.clients // CLIENT_PROCESSES + 100:
         sys.exit(f"open file limit {hard} is too low for {args.clients} clients")
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+               "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+               "clients": args.clients, "rounds": args.rounds, "provenance": record}
     with tempfile.TemporaryDirectory(prefix="txz-fanout-") as tmp:
         log("building the Plone template")
         template = build_template(Path(tmp) / "template")
@@ -344,7 +350,7 @@ def main(argv=None):
             server.stop(timeout=60)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fanout.json").write_text(json.dumps(results["rows"], indent=2) + "\n")
+    (out / "fanout.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "fanout.md").write_text(markdown(results))
     print(markdown(results))
     return 0

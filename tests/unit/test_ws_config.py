@@ -152,3 +152,18 @@ def test_settings_reject_bad_values_directly():
     with pytest.raises(ValueError):
         EventBusSettings(publish="tcp://b:1", subscribe="b:2")
     assert EventBusSettings(publish="inproc://a", subscribe="inproc://b").publish == "inproc://a"
+
+
+def test_principal_cache_settings(instance):
+    _, settings = load(str(conf(instance, "<websocket>\n  principal-cache-ttl 5m\n"
+                                          "  principal-cache-size 100\n</websocket>\n")[0]))
+    assert settings.websocket.principal_cache_ttl == 300.0
+    assert settings.websocket.principal_cache_size == 100
+    assert WebSocketSettings().principal_cache_ttl == 60.0  # the default: one minute
+    _, settings = load(str(conf(instance, "<websocket>\n  principal-cache-ttl 0\n</websocket>\n")[0]))
+    assert settings.websocket.principal_cache_ttl == 0.0  # off: every handshake asks Zope
+
+
+def test_negative_principal_cache_size_is_refused(instance):
+    message, _ = error(instance, "<websocket>\n  principal-cache-size -1\n</websocket>\n")
+    assert "principal-cache" in message

@@ -35,12 +35,12 @@ def _can_send_now(transport):
 
 
 def _send(sock, data):
-    """Any thread: how much of ``data`` the socket took (0 when full or broken)."""
+    """Any thread: how much of ``data`` the socket took (0 when full or broken: the caller
+    then hands it to ``transport.write``, and Twisted's next write finds the error and closes
+    as usual). Never raises: a helper thread's exception would lose the other sends."""
     try:
         return sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        return 0
-    except OSError:  # lost: transport.write queues it, Twisted's next write closes as usual
+    except Exception:  # BlockingIOError (full), OSError (lost), a socket already closed
         return 0
 
 
