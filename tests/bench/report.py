@@ -277,8 +277,10 @@ def fanout(data, level):
     rows = found if isinstance(found, list) else found.get("rows")
     if isinstance(rows, list) and all(isinstance(r, dict) and "what" in r for r in rows):
         made = found.get("date") if isinstance(found, dict) else None
+        prov = found.get("provenance") if isinstance(found, dict) else None
+        commit = f"commit {_commit(prov)}" if prov else "fanout.json names no commit"
         lines += [f"By `python -m tests.bench.fanout`{f' on {made}' if made else ''} (its own rounds; "
-                  f"fanout.json names no commit).", "",
+                  f"{commit}).", "",
                   "| What | Value | Goal |", "|---|---:|---|"]
         for r in rows:
             value = f"{_value(r.get('value'))} {r.get('unit') or ''}".strip()
