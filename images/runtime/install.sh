@@ -6,10 +6,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi
 PIP=/opt/venv/bin/pip
 
-# The lock was made on Python 3.11.7; Debian bookworm has 3.11.2, and soupsieve 4.1.3 (pulled in
-# by zope.testbrowser, pure Python) declares Requires-Python >=3.11.5. It is the only such
-# package in the lock (checked against every locked package's metadata).
-OPTS="-q --ignore-requires-python -c constraints.txt"
+# The lock resolves on the Python the image runs (Debian bookworm's 3.11.2): pip checks every
+# package's Requires-Python.
+OPTS="-q -c constraints.txt"
 # shellcheck disable=SC2086
 install() { "$PIP" install $OPTS --no-index --find-links /wheels "$@"; }
 # shellcheck disable=SC2086
