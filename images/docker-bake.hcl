@@ -5,6 +5,12 @@ variable "TAG" { default = "latest" }
 variable "VERSION" { default = "dev" }
 variable "REVISION" { default = "unknown" }
 variable "PLATFORMS" { default = "linux/amd64,linux/arm64" }
+# The Debian image everything is built on, pinned by the digest of its multi-arch index (Docker
+# Hub's debian:bookworm-slim). images/build.sh reads this line too; without a registry it makes
+# the same suite with debootstrap instead. Update the digest with the tag's current one
+# (`docker buildx imagetools inspect debian:bookworm-slim`).
+# renovate: datasource=docker depName=debian versioning=loose
+variable "DEBIAN_IMAGE" { default = "debian:bookworm-slim@sha256:e899040a73d36e2b36fa33216943539d9957cba8172b858097c2cabcdb20a3e2" }
 
 group "default" {
   targets = ["base", "runtime", "plone", "front", "postgresql"]
@@ -31,6 +37,7 @@ target "base" {
     "org.opencontainers.image.description" = "Debian bookworm with tini and CA certificates, the base of the txzserver images"
   }
   dockerfile = "images/base/Dockerfile"
+  args = { DEBIAN_IMAGE = "${DEBIAN_IMAGE}" }
   tags = ["${PREFIX}/base:${TAG}"]
   cache-from = ["type=gha,scope=base"]
   cache-to = ["type=gha,mode=max,scope=base"]
