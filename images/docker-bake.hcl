@@ -1,7 +1,8 @@
 # Multi-arch builds of the five images with buildx bake (.github/workflows/images.yml).
 # Each image is built FROM the target before it (named contexts), so no registry round trip.
 variable "PREFIX" { default = "txzserver" }
-variable "TAG" { default = "latest" }
+# one or more tags, comma-separated (CI: "edge,edge-plone6.2.2" or "0.3.0,0.3.0-plone6.2.2")
+variable "TAGS" { default = "latest" }
 variable "VERSION" { default = "dev" }
 variable "REVISION" { default = "unknown" }
 variable "PLATFORMS" { default = "linux/amd64,linux/arm64" }
@@ -38,7 +39,7 @@ target "base" {
   }
   dockerfile = "images/base/Dockerfile"
   args = { DEBIAN_IMAGE = "${DEBIAN_IMAGE}" }
-  tags = ["${PREFIX}/base:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/base:${tag}"]
   cache-from = ["type=gha,scope=base"]
   cache-to = ["type=gha,mode=max,scope=base"]
 }
@@ -52,7 +53,7 @@ target "runtime" {
   dockerfile = "images/runtime/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
   args = { BUILD_PACKAGES = "gcc python3-dev" }
-  tags = ["${PREFIX}/runtime:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/runtime:${tag}"]
   cache-from = ["type=gha,scope=runtime"]
   cache-to = ["type=gha,mode=max,scope=runtime"]
 }
@@ -65,7 +66,7 @@ target "plone" {
   }
   dockerfile = "images/plone/Dockerfile"
   contexts = { "txzserver/runtime:latest" = "target:runtime" }
-  tags = ["${PREFIX}/plone:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/plone:${tag}"]
   cache-from = ["type=gha,scope=plone"]
   cache-to = ["type=gha,mode=max,scope=plone"]
 }
@@ -78,7 +79,7 @@ target "front" {
   }
   dockerfile = "images/front/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
-  tags = ["${PREFIX}/front:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/front:${tag}"]
   cache-from = ["type=gha,scope=front"]
   cache-to = ["type=gha,mode=max,scope=front"]
 }
@@ -91,7 +92,7 @@ target "postgresql" {
   }
   dockerfile = "images/postgresql/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
-  tags = ["${PREFIX}/postgresql:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/postgresql:${tag}"]
   cache-from = ["type=gha,scope=postgresql"]
   cache-to = ["type=gha,mode=max,scope=postgresql"]
 }
