@@ -1,6 +1,6 @@
 """Budgets of the Plone image (issue 15): its size and how fast a new container serves a new site.
 
-Needs only the built image (`make images`), not the compose stack. SMOKE_PLONE_IMAGE selects another
+Needs only the built image (`make images`), not the compose stack. SMOKE_IMAGE selects another
 image than txzserver/plone:latest (e.g. one built with IMAGE_PREFIX). Both numbers are recorded as
 test properties (`--junitxml`) and printed (`pytest -s`).
 """
@@ -16,7 +16,7 @@ import pytest
 from .conftest import DOCKER
 
 NEEDS_STACK = False
-IMAGE = os.environ.get("SMOKE_PLONE_IMAGE", "txzserver/plone:latest")
+IMAGE = os.environ.get("SMOKE_IMAGE", "txzserver/plone:latest")
 SIZE_LIMIT_MB = 450       # `docker images` megabytes (10**6 bytes)
 FIRST_200_LIMIT_S = 15    # `docker run` to the first 200 on /Plone, site made on the way
 
