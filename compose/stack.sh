@@ -1,6 +1,8 @@
 #!/bin/sh
 # The compose stack: compose/stack.sh up|wait|down|logs|ps|config|compose ARGS...
-# Uses Debian's docker-compose v1 when present, else `docker compose` (v2).
+# Uses `docker compose` (v2, the CLI plugin) when it is installed, else Debian's docker-compose
+# (v1); COMPOSE=v1 or COMPOSE=v2 chooses, or names a compose binary (e.g. the v2 one `make
+# compose-v2` installs: COMPOSE=.venv/compose-v2/compose/docker-compose).
 # COMPOSE_PROJECT_NAME (default txzserver) and FRONT_PORT (default 8443) select the stack.
 # STORAGE=zeo (default) or relstorage: the database, ZEO or PostgreSQL (docker-compose.relstorage.yml
 # added; `down` always names both files, so it removes either variant).
@@ -19,14 +21,24 @@ case $STORAGE in
   *) echo "STORAGE=$STORAGE: zeo or relstorage" >&2; exit 2 ;;
 esac
 
+COMPOSE=${COMPOSE:-}
+if [ -z "$COMPOSE" ]; then
+  if docker compose version >/dev/null 2>&1; then COMPOSE=v2; else COMPOSE=v1; fi
+fi
+case $COMPOSE in
+  v1|v2) ;;
+  */*) [ -x "$COMPOSE" ] || { echo "COMPOSE=$COMPOSE is not an executable" >&2; exit 2; } ;;
+  *) echo "COMPOSE=$COMPOSE: v1 (docker-compose), v2 (docker compose) or a path" >&2; exit 2 ;;
+esac
+
 compose() {
   [ -z "$OVERRIDE" ] || set -- -f "$HERE/$OVERRIDE" "$@"
   set -- --project-directory "$HERE" -f "$HERE/docker-compose.yml" "$@"
-  if command -v docker-compose >/dev/null 2>&1; then
-    docker-compose "$@"
-  else
-    docker compose "$@"
-  fi
+  case $COMPOSE in
+    v1) docker-compose "$@" ;;
+    v2) docker compose "$@" ;;
+    *) "$COMPOSE" "$@" ;;
+  esac
 }
 
 in_env_file() { grep -q "^$1=" "$HERE/.env" 2>/dev/null; }

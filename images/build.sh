@@ -1,15 +1,17 @@
 #!/bin/sh
 # Build the txzserver images in layer order: base, runtime, plone, front, postgresql.
 # Uses Debian's docker client (BuildKit) at $DOCKER; the extra CA for pip ($PIP_CERT) is passed
-# as a BuildKit secret. When the Debian base image is neither present nor pullable, it is made
-# locally with debootstrap (root only).
+# as a BuildKit secret. The Debian base image is the one pinned by digest in images/docker-bake.hcl
+# (DEBIAN_IMAGE); when it is neither present nor pullable, the same suite is made locally with
+# debootstrap (root only) and tagged $PREFIX/debian:bookworm-slim (the name without the digest:
+# a local image has none), which later builds reuse until it is removed.
 # Usage: images/build.sh [base|runtime|plone|front|postgresql ...]   (default: all five)
 set -eu
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
 PREFIX=${IMAGE_PREFIX:-txzserver}
 TAG=${IMAGE_TAG:-latest}
-DEBIAN_IMAGE=${DEBIAN_IMAGE:-debian:bookworm-slim}
+DEBIAN_IMAGE=${DEBIAN_IMAGE:-$(sed -n 's/^variable "DEBIAN_IMAGE" { default = "\(.*\)" }$/\1/p' images/docker-bake.hcl)}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export DOCKER_BUILDKIT=1
@@ -19,14 +21,19 @@ if [ -n "${PIP_CERT:-}" ] && [ -s "${PIP_CERT}" ]; then
   secret="--secret id=ca,src=${PIP_CERT}"
 fi
 
-ensure_debian() {
-  if "$DOCKER" image inspect "$DEBIAN_IMAGE" >/dev/null 2>&1; then return; fi
-  if timeout 60 "$DOCKER" pull -q "$DEBIAN_IMAGE" >/dev/null 2>&1; then return; fi
+ensure_debian() {  # sets DEBIAN_FROM: the pinned image, else the local debootstrap one
+  DEBIAN_FROM=$DEBIAN_IMAGE
+  if "$DOCKER" image inspect "$DEBIAN_FROM" >/dev/null 2>&1; then return; fi
+  # made here by debootstrap before (no registry): reused, no pull attempt on every build
+  local_tag="$PREFIX/${DEBIAN_IMAGE%@*}"
+  if "$DOCKER" image inspect "$local_tag" >/dev/null 2>&1; then DEBIAN_FROM=$local_tag; return; fi
+  if timeout 60 "$DOCKER" pull -q "$DEBIAN_FROM" >/dev/null 2>&1; then return; fi
   if [ "$(id -u)" != 0 ] || ! command -v debootstrap >/dev/null; then
     echo "$DEBIAN_IMAGE cannot be pulled; run as root with debootstrap installed to make it" >&2
     exit 1
   fi
-  images/base/debootstrap.sh "$DEBIAN_IMAGE"
+  DEBIAN_FROM=$local_tag
+  images/base/debootstrap.sh "$DEBIAN_FROM"
 }
 
 labels() {  # labels TARGET REVISION: the key=value lines of "_common" and TARGET in the bake file
@@ -55,7 +62,7 @@ LABELS
 for layer in "$@"; do
   case $layer in
     # the git revision only on the top images: base and runtime stay cached across commits
-    base) ensure_debian; build base unknown --build-arg DEBIAN_IMAGE="$DEBIAN_IMAGE" ;;
+    base) ensure_debian; build base unknown --build-arg DEBIAN_IMAGE="$DEBIAN_FROM" ;;
     runtime) build runtime unknown --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     plone) build plone "$REVISION" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
     front) build front "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;

