@@ -14,7 +14,7 @@ from zope.component import provideUtility
 
 from ..bus.interfaces import IEventPublisher
 from ..jsonlog import use_json
-from . import davpatches, ranges, zeopatches
+from . import compilelock, davpatches, ranges, zeopatches
 from .publish import make_app
 
 log = logging.getLogger("txzserver")
@@ -49,6 +49,7 @@ def start_zope(opts, settings):
     """Configure and start Zope; return the WSGI application to publish with."""
 
     root = opts.configroot
+    compilelock.apply()  # before any publisher thread compiles a template
     if settings.webdav_source_port:
         root.webdav_source_port = settings.webdav_source_port
     handleWSGIConfig(root, opts.confighandlers)
