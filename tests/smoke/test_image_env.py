@@ -225,7 +225,9 @@ def test_zope_settings_and_extension_points_reach_zope(fs_volume, files):
         "IDLE_TIMEOUT=33s", "SHUTDOWN_TIMEOUT=5s", "DEBUG_MODE=on", "LOG_LEVEL=DEBUG",
         "SECURITY_POLICY_IMPLEMENTATION=PYTHON", "VERBOSE_SECURITY=on",
         "DEFAULT_ZPUBLISHER_ENCODING=iso-8859-15", "CLIENT_HOME=/data/client",
-        "DEVELOP=/src/txzdev", "PIP_PARAMS=--no-index --no-build-isolation", "ZCML=txzdev"],
+        "DEVELOP=/src/txzdev", "PIP_PARAMS=--no-index --no-build-isolation", "ZCML=txzdev",
+        "TRUSTED_PROXY=10.1.2.3", "TRUSTED_PROXY_NETWORK=10.244.0.0/16", "INSTANCE_NAME=probe-7",
+        "LOG_FORMAT=json"],
         mounts=[f"{fs_volume}:/data", f"{files / 'src'}:/src",
                 f"{files / 'image.conf'}:/app/etc/zope.conf.d/10-image.conf:ro",
                 f"{files / 'image-configure.zcml'}:/app/etc/package-includes/image-configure.zcml:ro"])
@@ -235,7 +237,12 @@ def test_zope_settings_and_extension_points_reach_zope(fs_volume, files):
     assert facts["form_limits"] == [5 * MB, 2048 * MB, 8 * 1024]
     assert (facts["idle_timeout"], facts["shutdown_timeout"]) == (33, 5)
     assert facts["debug_mode"] is True and facts["log_level"] == "DEBUG"
-    assert " DEBUG [" in result.stderr  # the event log writes DEBUG lines
+    # the event log writes DEBUG lines, as JSON (LOG_FORMAT=json)
+    json_lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(record["level"] == "DEBUG" for record in json_lines)
+    assert facts["log_format"] == "json"
+    assert facts["trusted_proxies"] == ["10.1.2.3", "10.244.0.0/16"]
+    assert facts["instance_name"] == "probe-7"
     assert facts["security_policy_implementation"] == "PYTHON" and facts["verbose_security"] is True
     assert facts["default_zpublisher_encoding"] == "iso-8859-15"
     assert facts["clienthome"] == "/data/client"
