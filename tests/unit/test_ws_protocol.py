@@ -49,6 +49,50 @@ def test_handshake_answers_101_with_the_accept_key_then_a_welcome(endpoint):
     assert not client.transport.disconnecting
 
 
+def test_the_101_and_the_welcome_leave_in_one_write(endpoint):
+    from .helpers import HOST, PEER, connect, spin
+    from .wsframes import Transport, handshake
+
+    class Writes(Transport):
+        def write(self, data):
+            self.writes = getattr(self, "writes", []) + [bytes(data)]
+            super().write(data)
+
+    transport = Writes(hostAddress=HOST, peerAddress=PEER)
+    channel, _ = connect(endpoint.site, transport)
+    channel.dataReceived(handshake(b"/ws"))
+    spin(endpoint.reactor)
+    [write] = transport.writes
+    assert write.startswith(b"HTTP/1.1 101 ") and b'"type": "welcome"' in write
+
+
+def test_the_http_side_is_freed_at_the_hand_off_without_the_collector(endpoint):
+    import gc
+    import weakref
+
+    from .helpers import HOST, PEER, connect, spin
+    from .wsframes import Transport, handshake
+
+    transport = Transport(hostAddress=HOST, peerAddress=PEER)
+    outer, _ = connect(endpoint.site, transport)
+    gc.disable()
+    try:
+        outer.dataReceived(handshake(b"/ws"))
+        spin(endpoint.reactor)
+        assert transport.value().startswith(b"HTTP/1.1 101 ")
+        refs = [weakref.ref(outer)]
+        del outer
+        assert [ref() for ref in refs] == [None]  # no cycle left: reference counting freed it
+    finally:
+        gc.enable()
+
+
+def test_a_refused_handshake_is_not_held_back(endpoint):
+    client = endpoint.connect(b"/ws", origin=b"https://elsewhere.example")
+    assert client.status == 403
+    assert client.transport.disconnecting
+
+
 def test_principal_is_looked_up_once_in_the_pool_with_the_handshake_credentials(endpoint):
     client, _ = opened(endpoint, headers=[b"Authorization: Basic amFuZTpzZWNyZXQ=",
                                           b"Cookie: __ac=abc"])

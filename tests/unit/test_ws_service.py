@@ -1,6 +1,9 @@
 """txzserver.websocket.service: which requests are handshakes, for which site, from which
 origins, with which first subscription, and the limits (over StringTransports)."""
 
+import gc
+import json
+
 import pytest
 
 from txzserver.bus import Event
@@ -207,3 +210,88 @@ def test_handshake_is_not_a_request_in_flight(endpoint):
     client = endpoint.connect(b"/ws")
     assert client.status == 101
     assert endpoint.resource.tracker.count == 0
+
+
+def test_welcomes_of_the_same_user_and_path_are_one_payload(endpoint):
+    svc = endpoint.service
+    assert svc.welcome("jane", ["/Plone"]) is svc.welcome("jane", ["/Plone"])
+    assert svc.welcome("jane", ["/Plone"]) is not svc.welcome(None, ["/Plone"])
+    assert json.loads(svc.welcome(None, ["/Plone/news"])) == {
+        "type": "welcome", "instance": "inst-1", "user": None, "subscriptions": ["/Plone/news"]}
+
+
+# The collector during a storm of handshakes
+
+class Collector:
+    def __init__(self):
+        self.threshold = (700, 10, 10)
+
+    def get_threshold(self):
+        return self.threshold
+
+    def set_threshold(self, *threshold):
+        self.threshold = threshold
+
+
+def pacing(burst=3, longest=30.0):
+    from twisted.internet.task import Clock
+
+    from txzserver.websocket.service import CollectorPacing
+    clock, collector = Clock(), Collector()
+    paced = CollectorPacing(clock, burst=burst, window=1.0, longest=longest, collector=collector)
+    return paced, clock, collector
+
+
+def test_full_collections_are_held_during_a_burst_and_restored_after():
+    paced, clock, collector = pacing()
+    paced.handshake()
+    paced.handshake()
+    assert collector.threshold == (700, 10, 10) and not paced.holding
+    paced.handshake()
+    assert collector.threshold == (700, 10, paced.HELD) and paced.holding
+    for _ in range(3):  # still a burst in the next window: held
+        paced.handshake()
+    clock.advance(1.0)
+    assert paced.holding
+    clock.advance(1.0)  # a quiet window
+    assert collector.threshold == (700, 10, 10) and not paced.holding
+    assert not clock.getDelayedCalls()
+
+
+def test_handshakes_spread_out_do_not_hold_the_collector():
+    paced, clock, collector = pacing()
+    for _ in range(10):
+        paced.handshake()
+        clock.advance(0.6)
+    assert collector.threshold == (700, 10, 10) and not clock.getDelayedCalls()
+
+
+def test_a_storm_holds_the_collector_for_longest_at_most_then_not_as_long():
+    paced, clock, collector = pacing(longest=3.0)
+    for second in range(8):
+        for _ in range(6):  # a burst each second
+            paced.handshake()
+        held = paced.holding
+        clock.advance(1.0)
+        assert held == (second < 3 or second >= 6), second
+    assert collector.threshold[2] == paced.HELD  # held again from second 6
+
+
+def test_release_restores_at_once():
+    paced, clock, collector = pacing()
+    for _ in range(3):
+        paced.handshake()
+    paced.release()
+    assert collector.threshold == (700, 10, 10)
+    clock.advance(1.0)  # the pending check finds nothing to do
+    assert collector.threshold == (700, 10, 10)
+
+
+def test_close_all_releases_the_collector(endpoint):
+    endpoint.service.pacing.saved = (700, 10, 10)
+    before = gc.get_threshold()
+    try:
+        endpoint.service.close_all()
+        assert gc.get_threshold() == (700, 10, 10) and not endpoint.service.pacing.holding
+    finally:
+        gc.set_threshold(*before)

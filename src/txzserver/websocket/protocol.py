@@ -95,9 +95,37 @@ class NotificationProtocol(WebSocketServerProtocol):
         # looked up (client gone, open-handshake timeout) would enter the hub and stay there.
         if self.state != self.STATE_CONNECTING:
             return None
-        return super().succeedHandshake(res)
+        # The 101 answer and the welcome are one write (one segment for the client) instead of
+        # Autobahn's write, then a frame built and written per connection. Twisted's buffered
+        # write, not sending.write_now: sending each at once wakes the client per handshake
+        # in the middle of the reactor's turn, and 10,000 connects took longer (5 pairs of
+        # runs, medians 4.4 s against 4.2 s). The cork ends with onOpen (or here without it).
+        self._corked = []
+        try:
+            return super().succeedHandshake(res)
+        finally:
+            self._uncork()
+
+    _corked = None
+
+    def sendData(self, data, sync=False, chopsize=None):
+        if self._corked is not None and not sync and not chopsize:
+            self._corked.append(data)
+            return
+        super().sendData(data, sync=sync, chopsize=chopsize)
+
+    def _uncork(self):
+        corked, self._corked = self._corked, None
+        if corked and self.transport is not None:
+            self.transport.write(b"".join(corked))
 
     def onOpen(self):
+        try:
+            self._open()
+        finally:
+            self._uncork()
+
+    def _open(self):
         self.reader = PauseObserver(clock=self.factory.service.reactor.seconds)
         self.transport.registerProducer(self.reader, True)
         service = self.factory.service
@@ -106,8 +134,7 @@ class NotificationProtocol(WebSocketServerProtocol):
                                      userid=self.principal.userid, close=self._close_for)
         self._forget_handshake()
         service.hub.add(self.subscriber)
-        self._reply({"type": "welcome", "instance": service.instance_name,
-                     "user": self.subscriber.userid, "subscriptions": sorted(self.subscriber.paths)})
+        self._send(service.welcome(self.subscriber.userid, sorted(self.subscriber.paths)))
 
     # Messages
 
@@ -195,6 +222,9 @@ class NotificationProtocol(WebSocketServerProtocol):
     def _send(self, payload):
         if self.state != self.STATE_OPEN:
             return  # closing: still in the hub until the socket closes; sendMessage would raise
+        if self._corked is not None:  # the welcome: written with the 101 (succeedHandshake)
+            self._corked.append(self.factory.service.frame(payload))
+            return
         reader = getattr(self, "reader", None)
         if reader is not None and reader.paused:
             reader.wrote_while_paused(len(payload))
