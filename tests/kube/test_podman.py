@@ -5,7 +5,8 @@ override, as an operator sets a registry; the tag is the image id, never `latest
 broker, two instances (the Deployment's template twice, as two replicas: pods instance-1 and
 instance-2) and the site-creation Job run as pods derived from the rendered workloads
 (tests/kube/pods.py says what is filled in for podman), on a podman network of their own. Each
-instance is reached on 127.0.0.1 through hostPorts of its own for 8080 (http) and 8081 (health).
+instance is reached on 127.0.0.1 through hostPorts of its own for 8080 (http), 8081 (health)
+and 8082 (metrics).
 Checked: ZEO and the broker pass their rendered readiness probes and both instances' readiness
 endpoints say ready; the Job makes the site over ZEO and both instances serve it; a document
 made through instance-1 (plone.restapi, the admin password of the Secret) is read through
@@ -120,8 +121,9 @@ def stack(tmp_path_factory):
     objects = render_dev(reference, tmp_path)
     password = secrets.token_urlsafe(12)
     values = {("txzserver-admin", "password"): password}
-    # each instance's own hostPorts for its http and health ports
-    ports = {pod: {"http": free_port(), "health": free_port()} for pod in INSTANCES}
+    # each instance's own hostPorts for its http, health and metrics ports (podman 4.3 publishes
+    # a containerPort without hostPort on the same host port: two instances would collide)
+    ports = {pod: {"http": free_port(), "health": free_port(), "metrics": free_port()} for pod in INSTANCES}
     instance = find(objects, "Deployment", "instance")
     pods = [
         as_pod(find(objects, "StatefulSet", "zeo"), "zeo", objects, values),
@@ -313,6 +315,16 @@ def test_health_endpoints(stack):
             status, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(http_get(base + path)),
                                     60, f"GET {path} on {pod}")
             assert status == 200, (path, body)
+
+
+def test_metrics_endpoint(stack):
+    """METRICS_PORT 8082 of the manifests: Prometheus text with the server's own figures."""
+    for pod in INSTANCES:
+        url = f"http://127.0.0.1:{stack['ports'][pod]['metrics']}/metrics"
+        status, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(http_get(url)),
+                                60, f"GET /metrics on {pod}")
+        assert status == 200 and "txzserver_http_connections_max" in body, body[:500]
+        assert "txzserver_publisher_threads" in body
 
 
 class PageLoads(threading.Thread):
