@@ -1,7 +1,8 @@
 """A Volto frontend pointed at the stack: a Volto site made in the stack's database from an
-instance container (`create-volto`), then its REST API through the TLS front, the way Volto
-calls it: `++api++` on the site's public URL (RAZZLE_API_PATH), and the virtual-hosting path
-that Volto's server-side proxy (seamless mode, RAZZLE_INTERNAL_API_PATH) sends."""
+instance container (`create-volto` with SETUP_CONTENT: a front page of blocks), then its REST
+API through the TLS front, the way Volto calls it: `++api++` on the site's public URL
+(RAZZLE_API_PATH), and the virtual-hosting path that Volto's server-side proxy (seamless mode,
+RAZZLE_INTERNAL_API_PATH) sends."""
 
 import time
 
@@ -13,7 +14,7 @@ SITE = "Volto"
 
 def create_volto_site():
     started = time.monotonic()
-    result = docker("exec", container("instance1"), "env", f"SITE={SITE}",
+    result = docker("exec", container("instance1"), "env", f"SITE={SITE}", "SETUP_CONTENT=true",
                     "/app/bin/docker-entrypoint.sh", "create-volto", check=False, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert f"site /{SITE} created" in result.stdout or f"site /{SITE} exists already" in result.stdout
