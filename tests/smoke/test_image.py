@@ -44,6 +44,13 @@ def wait_http(name, port, path, timeout=240):
     raise AssertionError(f"{url} not 200 within {timeout} s:\n{docker('logs', name).stderr[-3000:]}")
 
 
+def ok(result):
+    """``result`` (a CompletedProcess) when it exited 0; else a failure with its output."""
+    assert result.returncode == 0, (
+        f"exit {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
 def generated_password(name):
     for line in docker("logs", name).stderr.splitlines():
         if "generated password for Zope user" in line:

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from .conftest import DOCKER
-from .test_image import IMAGE, docker, wait_http
+from .test_image import IMAGE, docker, ok, wait_http
 
 NEEDS_STACK = False
 RUN = uuid.uuid4().hex[:6]
@@ -68,12 +68,6 @@ def once(*args, env=(), stdin=None, timeout=300):
                               input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         docker("rm", "-fv", name, check=False)
-
-
-def ok(result):
-    assert result.returncode == 0, (
-        f"exit {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from .conftest import DOCKER
-from .test_image import IMAGE, docker, host_port, wait_http
+from .test_image import IMAGE, docker, host_port, ok, wait_http
 
 NEEDS_STACK = False
 RUN = uuid.uuid4().hex[:6]
@@ -65,12 +65,6 @@ def once(*args, env=(), mounts=(), network=None, timeout=300):
                               capture_output=True, text=True, timeout=timeout, check=False)
     finally:
         docker("rm", "-fv", name, check=False)
-
-
-def ok(result):
-    assert result.returncode == 0, (
-        f"exit {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 def probe(env=(), mounts=(), network=None):
