@@ -109,10 +109,13 @@ def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None):
         found = {("duplicate",): hub.dropped}
         if hasattr(publisher, "dropped"):
             found[("bus-full",)] = publisher.dropped
+        if hasattr(publisher, "unsafe"):
+            found[("unsafe-url",)] = publisher.unsafe
         return found
 
     readings.counter("txzserver_events_dropped", "Events not delivered: the bus's send queue"
-                     " was full (bus-full), or already seen (duplicate).", dropped,
+                     " was full (bus-full), already seen (duplicate), or received with a url"
+                     " that is not http(s) (unsafe-url).", dropped,
                      labels=("reason",))
     readings.counter("txzserver_events_delivered", "Event messages sent to WebSocket"
                      " subscribers (one per subscriber that may see the event).",

@@ -3,13 +3,17 @@
 For scripts and static-site builders. Welcome, status and error messages go to stderr.
 A ``gap`` message (the server lost some events on the bus) is printed on stdout too; with
 ``fail_on_gap`` the command stops there with GAP_STATUS, so a builder knows to rebuild in full.
+
+An event's ``url`` is printed as the listened-to server's origin (http for ws://, https for
+wss://) plus the event's path (``event_url``), not as received: a script that follows it
+reaches the server it chose, never another host or a ``javascript:`` url.
 """
 
 import base64
 import json
 import sys
 import time
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from .bus.message import EVENT_TYPES
 
@@ -30,6 +34,15 @@ def _url(url, path):
     if path:
         query = (query + "&" if query else "") + urlencode({"path": path})
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def event_url(ws_url, path):
+    """The http(s) URL of ``path`` on the server of ``ws_url``; "" for a path that is not absolute."""
+    if not isinstance(path, str) or not path.startswith("/") or path.startswith("//"):
+        return ""
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urlunsplit((scheme, parts.netloc, quote(path, safe="/@+=:,;~!$&'()*"), "", ""))
 
 
 def _headers(user, token):
@@ -70,6 +83,8 @@ def listen(url, path=None, user=None, token=None, count=0, timeout=0, fail_on_ga
                     break
                 message = json.loads(text)
                 kind = message.get("type")
+                if kind in EVENT_TYPES and "url" in message:
+                    message["url"] = event_url(url, message.get("path"))
                 if kind in PRINTED_TYPES:
                     out.write(json.dumps(message, separators=(",", ":")) + "\n")
                     out.flush()

@@ -201,13 +201,14 @@ def test_lost_messages_clear_the_cache():
 def test_changed_tokens_apply_to_live_connections_and_removed_users_are_closed():
     hub = Hub()
     forgotten = []
-    hub.principal_listeners.append(lambda users, tokens: forgotten.append((users, tokens)))
+    hub.principal_listeners.append(lambda users, tokens, site: forgotten.append((users, tokens)))
     sent, closed = {}, []
 
     def connection(userid, tokens):
         sent[userid] = []
         subscriber = Subscriber(frozenset(tokens), ["/Plone"], sent[userid].append, userid=userid,
-                                close=lambda code, reason: closed.append((userid, code)))
+                                close=lambda code, reason: closed.append((userid, code)),
+                                site="/Plone")
         hub.add(subscriber)
 
     connection("rev", {"Member", "Reviewer", "user:rev"})
@@ -216,7 +217,8 @@ def test_changed_tokens_apply_to_live_connections_and_removed_users_are_closed()
     connection("other", {"Member", "Reviewer", "user:other"})
     review = Event("transition", "/Plone/doc", guard={"Reviewer"})
     assert hub.deliver(review) == 2
-    hub.deliver(PrincipalChange(users={"rev": ["Member", "user:rev"]}, removed=("gone", "oldgroup")))
+    hub.deliver(PrincipalChange(users={"rev": ["Member", "user:rev"]}, removed=("gone", "oldgroup"),
+                                site="/Plone"))
     assert sorted(closed) == [("gone", 4001), ("grouped", 4001)]
     assert len(hub) == 2
     assert hub.deliver(review) == 1 and len(sent["rev"]) == 1 and len(sent["other"]) == 2

@@ -45,7 +45,7 @@ def test_handshake_answers_101_with_the_accept_key_then_a_welcome(endpoint):
     assert client.headers[b"x-txzserver-instance"] == b"inst-1"
     assert isinstance(client.protocol, NotificationProtocol)
     assert client.messages() == [{"type": "welcome", "instance": "inst-1", "user": "jane",
-                                  "subscriptions": ["/Plone"]}]
+                                  "site": "/Plone", "subscriptions": ["/Plone"]}]
     assert not client.transport.disconnecting
 
 
@@ -183,7 +183,7 @@ def test_gap_reaches_every_connection_before_the_next_event(endpoint):
     """Issue 11: lost bus events are announced to every client, whatever its paths and tokens,
     once, before the event that revealed them; the stamp and guard stay on the server."""
     reader, _ = opened(endpoint)
-    outsider, _ = opened(endpoint, b"/ws?path=/Other")
+    outsider, _ = opened(endpoint, b"/ws?path=/Plone/other")
     endpoint.hub.deliver(event(uid="one").stamped("alpha", "run-1", 1))
     assert [m["uid"] for m in reader.messages()] == ["one"]
     endpoint.hub.deliver(event(uid="four", guard=("Member", "Secret-Token")).stamped("alpha", "run-1", 4))

@@ -214,10 +214,11 @@ def test_handshake_is_not_a_request_in_flight(endpoint):
 
 def test_welcomes_of_the_same_user_and_path_are_one_payload(endpoint):
     svc = endpoint.service
-    assert svc.welcome("jane", ["/Plone"]) is svc.welcome("jane", ["/Plone"])
-    assert svc.welcome("jane", ["/Plone"]) is not svc.welcome(None, ["/Plone"])
-    assert json.loads(svc.welcome(None, ["/Plone/news"])) == {
-        "type": "welcome", "instance": "inst-1", "user": None, "subscriptions": ["/Plone/news"]}
+    assert svc.welcome("jane", ["/Plone"], "/Plone") is svc.welcome("jane", ["/Plone"], "/Plone")
+    assert svc.welcome("jane", ["/Plone"], "/Plone") is not svc.welcome(None, ["/Plone"], "/Plone")
+    assert json.loads(svc.welcome(None, ["/Plone/news"], "/Plone")) == {
+        "type": "welcome", "instance": "inst-1", "user": None, "site": "/Plone",
+        "subscriptions": ["/Plone/news"]}
 
 
 # The collector during a storm of handshakes

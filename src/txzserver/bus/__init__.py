@@ -1,6 +1,6 @@
 """The event bus: content events from Zope (after commit) to every instance's WebSockets."""
 
-from .message import Event, EVENT_TYPES, PrincipalChange
+from .message import Event, EVENT_TYPES, PrincipalChange, UnsafeURL
 from .interfaces import IEventPublisher
 
 #: Where `txzserver broker` binds and `<event-bus>` connects unless told otherwise: a shared
@@ -12,4 +12,4 @@ DEFAULT_TASKS_PUSH = "ipc:///tmp/txzserver-bus/tasks-in.sock"
 DEFAULT_TASKS_PULL = "ipc:///tmp/txzserver-bus/tasks-out.sock"
 
 __all__ = ["DEFAULT_PUBLISH", "DEFAULT_SUBSCRIBE", "DEFAULT_TASKS_PUSH", "DEFAULT_TASKS_PULL", "Event",
-           "EVENT_TYPES", "IEventPublisher", "PrincipalChange"]
+           "EVENT_TYPES", "IEventPublisher", "PrincipalChange", "UnsafeURL"]

@@ -7,9 +7,36 @@ lets every subscriber notice lost messages. ``from_wire`` reads either.
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 EVENT_TYPES = ("created", "modified", "removed", "transition", "notification")
 _NOT_PUBLIC = ("guard", "instance", "epoch", "seq")
+
+
+class UnsafeURL(ValueError):
+    """An event whose ``url`` is not an http(s) URL: a browser would follow (or run) it."""
+
+
+def check_url(url):
+    """``url`` if it is empty or an absolute http(s) URL with a host, else UnsafeURL.
+
+    Browsers build links from the event's path, not from this; but the url still reaches
+    scripts (``txzserver listen``, other clients), and a ``javascript:`` or ``data:`` url only
+    arrives when something other than Plone published the event.
+    """
+    if not isinstance(url, str):
+        raise UnsafeURL(f"event url must be a string, not {url!r}")
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    # urlsplit strips what browsers strip (leading blanks, tabs and newlines): compare the whole
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.netloc \
+            or not url.lower().startswith(parts.scheme.lower() + "://"):
+        raise UnsafeURL(f"event url must be an http(s) URL, not {url[:80]!r}")
+    return url
 
 
 @dataclass(frozen=True)
@@ -45,6 +72,7 @@ class Event:
             raise ValueError(f"unknown event type {self.type!r}")
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ValueError(f"event path must be absolute, not {self.path!r}")
+        check_url(self.url)
         if isinstance(self.guard, (str, bytes)):
             raise TypeError(f"event guard must be a collection of tokens, not {self.guard!r}")
         object.__setattr__(self, "guard", frozenset(self.guard))
@@ -88,12 +116,19 @@ class PrincipalChange:
     group's token, are closed: nobody can compute their tokens any more); ``logged_out``: user
     ids whose cached lookups must go (their connections stay). Never sent to browsers; stamped
     and numbered like events, in the same sequence (``Event.stamped``).
+
+    ``site``: the path of the Plone site whose user folder changed ("/Plone"); the tokens
+    are that site's, and the change applies to connections of that site only (one user id
+    may name different people in two sites). "" (a change in the Zope root's user folder,
+    whose users log in to every site): ``removed`` and ``logged_out`` apply in every site,
+    ``users`` nowhere (no site's tokens are known: the cached lookups are dropped).
     """
 
     kind: ClassVar[str] = "principals"
     users: dict = field(default_factory=dict)
     removed: tuple = ()
     logged_out: tuple = ()
+    site: str = ""
     instance: str = ""
     epoch: str = ""
     seq: int = 0
@@ -103,6 +138,8 @@ class PrincipalChange:
         object.__setattr__(self, "users", users)
         object.__setattr__(self, "removed", tuple(self.removed))
         object.__setattr__(self, "logged_out", tuple(self.logged_out))
+        if not isinstance(self.site, str) or (self.site and not self.site.startswith("/")):
+            raise ValueError(f"message site must be a site path like /Plone, not {self.site!r}")
         if type(self.seq) is not int or self.seq < 0:
             raise ValueError(f"message seq must be a non-negative integer, not {self.seq!r}")
 
@@ -112,7 +149,7 @@ class PrincipalChange:
     def to_wire(self) -> bytes:
         data = {"kind": self.kind, "users": {k: sorted(v) for k, v in self.users.items()},
                 "removed": list(self.removed), "logged_out": list(self.logged_out),
-                "instance": self.instance, "epoch": self.epoch, "seq": self.seq}
+                "site": self.site, "instance": self.instance, "epoch": self.epoch, "seq": self.seq}
         return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IEventPublisher
-from .message import from_wire
+from .message import UnsafeURL, from_wire
 
 log = Logger()
 
@@ -76,7 +76,8 @@ class ZmqBus:
     With ``watch`` (a <health-server> is configured) each socket's link to the broker is
     watched (``LinkWatch``), and ``links_up()`` tells the readiness probe.
 
-    For the metrics: ``sent``, ``dropped`` (the PUB socket full), ``received``, and ``lag``,
+    For the metrics: ``sent``, ``dropped`` (the PUB socket full), ``received``, ``unsafe``
+    (received events dropped for a url that is not http(s): Plone sends none), and ``lag``,
     the seconds the latest of this bus's own events took through the broker and back (send
     times of the last ``LAG_SAMPLES`` events are kept; a monotonic clock, no clock skew).
     """
@@ -114,6 +115,8 @@ class ZmqBus:
         self.pub.connect(publish_endpoint)
         self.sub.connect(subscribe_endpoint)
         self.received = 0
+        self.unsafe = 0  # received events dropped: their url was not http(s)
+        self._unsafe_logged = None
         self._closed = False
 
     def start(self):
@@ -150,12 +153,24 @@ class ZmqBus:
             self.received += 1
             try:
                 event = from_wire(data)
+            except UnsafeURL as exc:
+                self.unsafe += 1
+                self._warn_unsafe(exc)
+                continue
             except (ValueError, TypeError) as exc:
                 log.warn("ignored a malformed event from the bus: {error}", error=exc)
                 continue
             if event.epoch == self.epoch and event.instance == self.instance:
                 self._came_back(event.seq)
             self.hub.deliver(event)
+
+    def _warn_unsafe(self, exc):
+        """Logged at most once a minute: a peer sending such events could flood the log."""
+        now = time.monotonic()
+        if self._unsafe_logged is None or now - self._unsafe_logged >= 60:
+            self._unsafe_logged = now
+            log.warn("dropped an event from the bus with an unsafe url ({count} so far): {error}",
+                     count=self.unsafe, error=exc)
 
     def _came_back(self, seq):
         with self._lock:

@@ -31,13 +31,18 @@ from .guard import current_user_id, user_tokens
 logger = logging.getLogger("txzserver.plone")
 
 
+def _portal_path(context):
+    """The path of the Plone site ``context`` is in: what a connection's ``site`` is."""
+    return "/".join(getToolByName(context, "portal_url").getPortalObject().getPhysicalPath())
+
+
 class PrincipalView(BrowserView):
     def __call__(self):
         site = getToolByName(self.context, "portal_url").getPortalObject()
         data = {
             "userid": current_user_id() or None,
             "tokens": user_tokens(self.context),
-            "site_path": "/".join(site.getPhysicalPath()),
+            "site_path": _portal_path(site),
             "site_url": site.absolute_url(),
         }
         response = self.request.response
@@ -115,11 +120,14 @@ def _compute(state):
     logged_out = list(dict.fromkeys(state.logged_out))
     if not ids and not logged_out:
         return
-    users, removed = {}, []
+    users, removed, site_path = {}, [], ""
     try:
         site = getSite()
         acl_users = getToolByName(site, "acl_users", None) if site is not None else None
         if acl_users is not None:
+            # the tokens are this site's: the change applies to its connections only (the
+            # site path PrincipalView names, the portal's even in a child site)
+            site_path = _portal_path(site)
             for pid, user in _affected_users(acl_users, ids, removed):
                 users[pid] = user_tokens(site, user)
         else:  # not in a Plone site (the Zope root's user folder): forget them, tokens unknown
@@ -129,7 +137,8 @@ def _compute(state):
         users, removed = {}, []
         logged_out += ids
     # what the after-commit hook hands over: the change instead of the ids
-    state.items = [PrincipalChange(users=users, removed=tuple(removed), logged_out=tuple(logged_out))]
+    state.items = [PrincipalChange(users=users, removed=tuple(removed), logged_out=tuple(logged_out),
+                                   site=site_path)]
     state.logged_out = []
     logger.info("tokens recomputed for changed principals: %s%s", ", ".join(sorted(users)) or "-",
                 f"; removed {', '.join(removed)}" if removed else "")

@@ -34,16 +34,25 @@ def path_matches(prefix, path):
 
 class Subscriber:
     """What the hub needs of a connection: its user and tokens, subscribed prefixes, a send
-    method, and ``close(code, reason)`` for when its user is removed."""
+    method, ``close(code, reason)`` for when its user is removed, and ``site``, the path of
+    the Plone site it authenticated against (its tokens are that site's)."""
 
-    __slots__ = ("tokens", "paths", "send", "userid", "close")
+    __slots__ = ("tokens", "paths", "send", "userid", "close", "site")
 
-    def __init__(self, tokens, paths, send, userid=None, close=None):
+    def __init__(self, tokens, paths, send, userid=None, close=None, site="/"):
         self.tokens = tokens if isinstance(tokens, frozenset) else frozenset(tokens)
         self.paths = set(paths)
         self.send = send
         self.userid = userid
         self.close = close
+        self.site = site
+
+    def outside(self, path):
+        """Why ``path`` may not be subscribed to (it is not in this connection's site), or None."""
+        if path_matches(self.site, path):
+            return None
+        return (f"path {path} is outside this connection's site {self.site}: open a"
+                f" connection to that site's endpoint")
 
     def wants(self, event):
         return not self.tokens.isdisjoint(event.guard) and any(path_matches(p, event.path)
@@ -95,7 +104,7 @@ class Hub:
     def __init__(self):
         self.subscribers = set()
         self.sequences = Sequences()
-        self.principal_listeners = []  # f(userids, tokens): forget cached lookups
+        self.principal_listeners = []  # f(userids, tokens, site): forget cached lookups
         self.batch = None  # begin()/flush() around a delivery (websocket.sending.Batch)
         self.delivered = 0
         self.gaps = 0
@@ -175,23 +184,27 @@ class Hub:
         return count
 
     def change_principals(self, change):
-        """Apply a PrincipalChange: new tokens for the live connections of changed users;
-        connections of removed users (or holding a removed group's token) are closed, so that
-        they reconnect as whoever their credentials make them now."""
+        """Apply a PrincipalChange to the connections of its site (``change.site``; every
+        site when it names none, see PrincipalChange): new tokens for the live connections
+        of changed users; connections of removed users (or holding a removed group's token)
+        are closed, so that they reconnect as whoever their credentials make them now."""
         removed_tokens = frozenset(f"user:{pid}" for pid in change.removed)
         changed = set(change.users) | set(change.removed) | set(change.logged_out)
+        site = change.site or None
         for listener in self.principal_listeners:
-            listener(changed, removed_tokens)
+            listener(changed, removed_tokens, site)
         interned = {}
         updated = closed = 0
         for subscriber in list(self.subscribers):
+            if site is not None and subscriber.site != site:
+                continue  # the same user id in another site may be someone else
             userid = subscriber.userid
             if userid in change.removed or not removed_tokens.isdisjoint(subscriber.tokens):
                 closed += 1
                 if subscriber.close is not None:
                     subscriber.close(4001, "your user or one of its groups was removed")
                 self.remove(subscriber)
-            elif userid in change.users:
+            elif userid in change.users and site is not None:
                 tokens = change.users[userid]
                 subscriber.tokens = interned.setdefault(tokens, tokens)
                 updated += 1
@@ -201,7 +214,7 @@ class Hub:
     def lost_messages(self):
         """Some bus messages were lost: principal changes among them cannot be applied."""
         for listener in self.principal_listeners:
-            listener(None, frozenset())
+            listener(None, frozenset(), None)
 
     def announce_gap(self, instance, missed):
         """Tell every subscriber, whatever its paths and tokens, that ``missed`` events of

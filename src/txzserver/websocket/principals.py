@@ -83,11 +83,13 @@ class PrincipalCache:
             shared = self.interned[tokens] = tokens
         return shared
 
-    def drop_users(self, userids, tokens=()):
-        """Forget the entries of these users, and of anyone holding one of ``tokens``."""
+    def drop_users(self, userids, tokens=(), site=None):
+        """Forget the entries of these users, and of anyone holding one of ``tokens``, in
+        ``site`` (a site path; None: in every site)."""
         userids, tokens = set(userids), frozenset(tokens)
         stale = [key for key, (_, principal) in self.entries.items()
-                 if principal.userid in userids or not tokens.isdisjoint(principal.tokens)]
+                 if (site is None or principal.site_path == site)
+                 and (principal.userid in userids or not tokens.isdisjoint(principal.tokens))]
         for key in stale:
             del self.entries[key]
         return len(stale)
@@ -151,18 +153,18 @@ class PrincipalLookups:
         self._dispatch()
         return d
 
-    def forget(self, userids, tokens=()):
-        """Hub listener: a PrincipalChange named ``userids`` (and removed groups' ``tokens``),
-        or, with ``userids`` None, bus messages were lost. Lookups running now may have read
-        the old roles: their answers still go to their waiters, but are not cached, and
-        later handshakes start a lookup of their own."""
+    def forget(self, userids, tokens=(), site=None):
+        """Hub listener: a PrincipalChange of ``site`` (None: every site) named ``userids``
+        (and removed groups' ``tokens``), or, with ``userids`` None, bus messages were lost.
+        Lookups running now may have read the old roles: their answers still go to their
+        waiters, but are not cached, and later handshakes start a lookup of their own."""
         for pending in self.pending.values():
             pending.stale = pending.running
         self.pending.clear()
         if userids is None:
             self.cache.clear()
         else:
-            self.cache.drop_users(userids, tokens)
+            self.cache.drop_users(userids, tokens, site)
 
     # Batches (reactor thread, except _run_batch)
 

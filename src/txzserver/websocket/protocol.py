@@ -4,6 +4,11 @@ Client to server: {"action": "subscribe"|"unsubscribe", "path": "/Plone/news"}; 
 with {"type": "status", ...} or {"type": "error", "message": ...}. Server to client: a
 {"type": "welcome", ...} after the handshake, then events (see txzserver.bus.Event), and
 {"type": "gap", "instance", "missed"} before the next event when some were lost (fanout.Hub).
+
+A connection belongs to the site it authenticated against (its tokens are that site's roles
+and groups): a subscription outside that site is refused with an error message, and a
+``?path=`` outside it with 403 before the 101 (service.handle checks the site the URL names,
+``_accepted`` the one Zope answered for).
 """
 
 import json
@@ -16,7 +21,7 @@ from twisted.logger import Logger
 
 from ..transfer import PauseObserver
 from .auth import AuthenticationFailed
-from .fanout import Subscriber, normalize_path
+from .fanout import Subscriber, normalize_path, path_matches
 from .principals import Gone
 
 log = Logger()
@@ -75,6 +80,12 @@ class NotificationProtocol(WebSocketServerProtocol):
         return self.state != self.STATE_CLOSED
 
     def _accepted(self, principal):
+        first = self.handshake["path"]
+        if first and not path_matches(principal.site_path, first):
+            if self.state == self.STATE_CLOSED:
+                return None  # nobody left to answer
+            raise ConnectionDeny(403, f"path {first} is outside this connection's site"
+                                      f" {principal.site_path}")
         self.principal = principal
         return None, {"X-Txzserver-Instance": self.factory.service.instance_name}
 
@@ -129,12 +140,14 @@ class NotificationProtocol(WebSocketServerProtocol):
         self.reader = PauseObserver(clock=self.factory.service.reactor.seconds)
         self.transport.registerProducer(self.reader, True)
         service = self.factory.service
-        path = self.handshake["path"] or self.principal.site_path
+        site = self.principal.site_path
+        path = self.handshake["path"] or site
         self.subscriber = Subscriber(self.principal.tokens, [path], self._send,
-                                     userid=self.principal.userid, close=self._close_for)
+                                     userid=self.principal.userid, close=self._close_for,
+                                     site=site)
         self._forget_handshake()
         service.hub.add(self.subscriber)
-        self._send(service.welcome(self.subscriber.userid, sorted(self.subscriber.paths)))
+        self._send(service.welcome(self.subscriber.userid, sorted(self.subscriber.paths), site))
 
     # Messages
 
@@ -156,6 +169,9 @@ class NotificationProtocol(WebSocketServerProtocol):
             return self._error(str(exc))
         paths = self.subscriber.paths
         if action == "subscribe":
+            outside = self.subscriber.outside(path)
+            if outside:
+                return self._error(outside)
             if path not in paths and len(paths) >= MAX_SUBSCRIPTIONS:
                 return self._error(f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection")
             paths.add(path)

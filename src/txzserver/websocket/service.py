@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from twisted.logger import Logger
 from twisted.web import server
 
-from .fanout import Hub, normalize_path
+from .fanout import Hub, normalize_path, path_matches
 from .handoff import hand_off, is_websocket_upgrade
 from .principals import PrincipalCache, PrincipalLookups
 from .protocol import make_factory
@@ -68,17 +68,18 @@ class NotificationService:
             self._prepared = (payload, frame)
         return frame
 
-    def welcome(self, userid, subscriptions):
-        """The welcome message's JSON: one bytes object per user and first subscriptions, so
-        that a storm of handshakes encodes it (and frames it, see ``frame``) once, not each."""
-        key = (userid, tuple(subscriptions))
+    def welcome(self, userid, subscriptions, site):
+        """The welcome message's JSON: one bytes object per user, first subscriptions and site,
+        so that a storm of handshakes encodes it (and frames it, see ``frame``) once, not each.
+        ``site`` (the site's path) lets a client map event paths to links on its own origin."""
+        key = (userid, tuple(subscriptions), site)
         payload = self._welcomes.get(key)
         if payload is None:
             if len(self._welcomes) >= WELCOMES_KEPT:
                 self._welcomes.clear()
             payload = self._welcomes[key] = json.dumps(
                 {"type": "welcome", "instance": self.instance_name, "user": userid,
-                 "subscriptions": list(subscriptions)}).encode("utf-8")
+                 "site": site, "subscriptions": list(subscriptions)}).encode("utf-8")
         return payload
 
     # Which requests are ours
@@ -109,6 +110,10 @@ class NotificationService:
             first = normalize_path(first) if first else None
         except ValueError as exc:
             return _error(request, 400, f"bad path parameter: {exc}")
+        if first and not path_matches(f"/{site}", first):
+            # the connection's tokens will be this site's roles: refused before Zope is asked
+            return _error(request, 403, f"path {first} is outside this endpoint's site /{site}:"
+                                        " connect to that site's endpoint")
         self.pacing.handshake()
         protocol = self.factory.buildProtocol(request.getClientAddress())
         protocol.handshake = {"environ": environ, "site": site, "path": first,
@@ -211,7 +216,7 @@ class CollectorPacing:
             self._window_start, self._count = None, 0
 
 
-_REASONS = {400: b"Bad Request", 426: b"Upgrade Required"}
+_REASONS = {400: b"Bad Request", 403: b"Forbidden", 426: b"Upgrade Required"}
 
 
 def _error(request, code, reason, upgrade=False):

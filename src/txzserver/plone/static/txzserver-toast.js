@@ -7,15 +7,21 @@
  * 30 s, reset once a connection succeeded). Plain DOM, no framework: it must not fight with
  * whatever else the page loads.
  *
+ * Links are built from the event's path on the page's own origin (eventLink): never from the
+ * event's url, which the page cannot vouch for (a "javascript:" url would run in this origin on
+ * click, another host's would send the user there). The server's welcome names the site the
+ * connection belongs to; an event path below it maps onto this page's portal URL, so the link
+ * is location.origin + the event's path (under virtual hosting: + the site's public path).
+ *
  * A "gap" message (the server lost some events on its bus) shows one "Some updates were
  * missed" toast; on a folder listing, where the page itself is what went stale, the toast
  * offers a Reload button.
  *
  * DOM contract (tests rely on it): container #txzserver-toasts, each toast .txzserver-toast,
  * the gap toast .txzserver-toast-gap with its button .txzserver-toast-reload on listings.
- * window.txzserverToasts exposes {show, showGap, handle, connect, socketUrl, connected} for
+ * window.txzserverToasts exposes {show, showGap, handle, connect, socketUrl, eventLink, connected, site} for
  * debugging and tests (handle takes a parsed server message); connected is true between the
- * server's welcome message and the socket's close.
+ * server's welcome message and the socket's close; site is the welcome's site path.
  */
 (function () {
   "use strict";
@@ -70,6 +76,32 @@
     var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     var path = portal.pathname.replace(/\/+$/, "");
     return scheme + "//" + window.location.host + path + "/ws";
+  }
+
+  // The link to an event's object: this page's origin, the portal's path on it, the event's
+  // path below the site; "" when the path is not in the site or the result leaves the origin.
+  function eventLink(event) {
+    var site = window.txzserverToasts.site;
+    var path = event && event.path;
+    if (typeof site !== "string" || typeof path !== "string" || site.charAt(0) !== "/") {
+      return "";
+    }
+    site = site.replace(/\/+$/, "");
+    if (path !== site && path.indexOf(site + "/") !== 0) {
+      return "";
+    }
+    var base = portalUrl().pathname.replace(/\/+$/, "");
+    var link;
+    try {
+      link = new URL(window.location.origin + base + path.slice(site.length));
+    } catch (err) {
+      return "";
+    }
+    if ((link.protocol !== "http:" && link.protocol !== "https:") ||
+        link.origin !== window.location.origin) {
+      return "";
+    }
+    return link.href;
   }
 
   function container() {
@@ -167,11 +199,12 @@
       (event.type === "transition" && event.review_state ? " \u2192 " + event.review_state : "");
     toast.appendChild(kind);
 
-    var title = document.createElement(event.url && event.type !== "removed" ? "a" : "span");
+    var link = event.type !== "removed" ? eventLink(event) : "";
+    var title = document.createElement(link ? "a" : "span");
     title.className = "txzserver-toast-title";
     title.textContent = event.title || event.path;
-    if (title.tagName === "A") {
-      title.href = event.url;
+    if (link) {
+      title.href = link;
     }
     toast.appendChild(title);
 
@@ -195,6 +228,7 @@
       return;
     }
     if (event.type === "welcome") {
+      window.txzserverToasts.site = typeof event.site === "string" ? event.site : null;
       window.txzserverToasts.connected = true;  // the server now delivers events to us
     }
     if (CONTENT_TYPES.hasOwnProperty(event.type)) {
@@ -266,7 +300,8 @@
   }
 
   window.txzserverToasts = { show: show, showGap: showGap, handle: handle, connect: connect,
-                             socketUrl: socketUrl, connected: false };
+                             socketUrl: socketUrl, eventLink: eventLink, connected: false,
+                             site: null };
 
   if (!("WebSocket" in window)) {
     return;
