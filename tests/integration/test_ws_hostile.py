@@ -1,16 +1,18 @@
-"""WebSocket at the frame level against the real endpoint (issue 11): raw loopback sockets send
-what well-behaved clients never do, and each test asserts the RFC 6455 answer (close code,
-HTTP status) and that the server stays well: the front page answers within 1 s afterwards and
-the server's RSS stays bounded.
+"""WebSocket at the frame level against the real endpoint: raw loopback sockets send what
+well-behaved clients never do, and each test asserts the RFC 6455 answer (close code, HTTP
+status) and that the server stays well: its front page, fetched from a process of its own all
+along (tests/support/latency.py), is served during each test as it was before the first one,
+and the server's RSS stays bounded where a test says so.
 
 Events come from a ZeroMQ PUB socket the test binds where the server's ``<event-bus>``
 subscribes: thousands of events a second without a Zope transaction each.
 
-Bounded in time: ``UNFINISHED_HANDSHAKES`` is 1,000 (not 10,000) and the keepalive server pings
-every second. Frame helpers are the unit tests' (tests/unit/wsframes.py).
+Bounded in time: the keepalive server pings every second. Frame helpers are the unit tests'
+(tests/unit/wsframes.py). The figures asserted are the README rows' (tests/robustness.py).
 """
 
 import json
+import re
 import socket
 import struct
 import time
@@ -20,20 +22,30 @@ import httpx
 import pytest
 import zmq
 
+from tests.robustness import ROWS
 from tests.support.clients import (
     connect, is_closed, parse_response, read_until_closed, readable_among,
 )
 from tests.support.instance import SITE_ID
+from tests.support.latency import CEILING, PageProbe
+from tests.support.results import record
 from tests.support.server import wait_for
 from tests.support.wsclient import Collector
 from tests.unit.wsframes import (
     CLOSE, PING, PONG, TEXT, client_close, client_frame, close_code, handshake, parse_frames,
 )
 from txzserver.bus import Event
-from txzserver.websocket.protocol import MAX_BACKLOG_BYTES
+from txzserver.websocket.protocol import MAX_BACKLOG_BYTES, MAX_STALL_SECONDS
 
-#: Handshakes held open at once (the issue names 10,000; 1,000 keeps the test within a minute).
-UNFINISHED_HANDSHAKES = 1000
+CUT_OFF = re.compile(r"stopped reading \((\d+) events, (\d+) bytes pending for ([\d.]+) s\)")
+
+FRAMING = ROWS["ws_framing"].figures
+PAYLOAD = ROWS["ws_payload"].figures
+HANDSHAKE = ROWS["ws_handshake"].figures
+PEERS = ROWS["ws_peers"].figures
+#: Handshakes held open at once (10,000 would take minutes; 1,000 fills max-connections).
+UNFINISHED_HANDSHAKES = HANDSHAKE["unfinished"]
+HEADER_TIMEOUT = 10.0  # the default: the server below does not set it
 WS_MAX_CONNECTIONS = 50  # a leak of dead connections into the hub shows as 503 at this limit
 MAX_MESSAGE_SIZE = 64 * 1024
 PING_INTERVAL = 1.0
@@ -54,10 +66,27 @@ def bus(tmp_path_factory):
     pub.close()
 
 
+METRICS = "/metrics"
+
+
 def _conf(bus, **websocket):
     keys = "\n".join(f"  {k.replace('_', '-')} {v}" for k, v in websocket.items())
     return (f"<websocket>\n  path /ws\n{keys}\n</websocket>\n"
-            f"<event-bus>\n  publish {bus['publish']}\n  subscribe {bus['subscribe']}\n</event-bus>\n")
+            f"<event-bus>\n  publish {bus['publish']}\n  subscribe {bus['subscribe']}\n</event-bus>\n"
+            f"<metrics-server>\n  address 127.0.0.1:0\n  path {METRICS}/\n</metrics-server>\n")
+
+
+def connection_counts(server):
+    """(open, idle, evicted so far): the server's HTTP connection gauges and counter."""
+    text = httpx.get(server.url(METRICS, kind="metrics"), timeout=10).text
+    found = {"txzserver_http_connections": 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in ("txzserver_http_connections", "txzserver_http_connections_idle",
+                    "txzserver_http_connections_evicted_total"):
+            found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return (found["txzserver_http_connections"], found["txzserver_http_connections_idle"],
+            found["txzserver_http_connections_evicted_total"])
 
 
 def _warm(server):
@@ -74,26 +103,30 @@ def ws_server(servers, bus):
 
 
 @pytest.fixture(scope="module")
+def probe(ws_server):
+    """The front page from a process of its own; the baseline is taken before any test."""
+    with PageProbe(ws_server.url(f"/{SITE_ID}")) as probe:
+        probe.baseline(20)
+        yield probe
+
+
+@pytest.fixture
+def pages(request, probe):
+    """Judge the pages that started during the test against the baseline (after the test)."""
+    start = probe.mark()
+    yield
+    verdict = probe.verdict(f"during {request.node.name}", start)
+    record("test_ws_hostile", request.node.name, **verdict.figures())
+    verdict.check()
+
+
+@pytest.fixture(scope="module")
 def ping_server(servers, bus):
     return _warm(servers.start("ws-ping", threads=1, extra=_conf(
         bus, ping_interval=f"{PING_INTERVAL:g}s", ping_timeout=f"{PING_TIMEOUT:g}s")))
 
 
 # Helpers
-
-def page_seconds(server):
-    started = time.monotonic()
-    response = httpx.get(server.url(f"/{SITE_ID}"), timeout=10)
-    assert response.status_code == 200
-    return time.monotonic() - started
-
-
-def assert_responsive(server):
-    """The front page answers within 1 s (twice: one slow answer on a shared machine is noise
-    only if the next one is fast)."""
-    times = [page_seconds(server) for _ in range(2)]
-    assert min(times) < 1.0, f"front page took {times} s"
-
 
 def publish(bus, n=1, path=f"/{SITE_ID}/hostile", message=""):
     for i in range(n):
@@ -205,14 +238,13 @@ PROTOCOL_ERRORS = {
 
 
 @pytest.mark.parametrize("frame", PROTOCOL_ERRORS.values(), ids=PROTOCOL_ERRORS.keys())
-def test_protocol_errors_close_with_1002(ws_server, frame):
+def test_protocol_errors_close_with_1002(ws_server, pages, frame):
     ws = RawSocket(ws_server)
     try:
         ws.send(frame)
-        assert ws.close_code() == 1002
+        assert ws.close_code() == FRAMING["protocol_error"]
     finally:
         ws.close()
-    assert_responsive(ws_server)
 
 
 INVALID_UTF8 = {
@@ -225,14 +257,13 @@ INVALID_UTF8 = {
 
 
 @pytest.mark.parametrize("payload", INVALID_UTF8.values(), ids=INVALID_UTF8.keys())
-def test_invalid_utf8_in_a_text_message_closes_with_1007(ws_server, payload):
+def test_invalid_utf8_in_a_text_message_closes_with_1007(ws_server, pages, payload):
     ws = RawSocket(ws_server)
     try:
         ws.send(client_frame(payload))
-        assert ws.close_code() == 1007
+        assert ws.close_code() == PAYLOAD["invalid_utf8"]
     finally:
         ws.close()
-    assert_responsive(ws_server)
 
 
 def test_invalid_utf8_split_across_fragments_closes_with_1007(ws_server):
@@ -240,23 +271,23 @@ def test_invalid_utf8_split_across_fragments_closes_with_1007(ws_server):
     try:
         ws.send(client_frame(b'{"action": "\xe2\x82', fin=False))
         ws.send(client_frame(b"\x28", opcode=0x0))  # \xe2\x82\x28 is not UTF-8
-        assert ws.close_code() == 1007
+        assert ws.close_code() == PAYLOAD["invalid_utf8"]
     finally:
         ws.close()
 
 
-def test_frame_announcing_1_gb_closes_with_1009_without_reading_it(ws_server):
+def test_frame_announcing_1_gb_closes_with_1009_without_reading_it(ws_server, pages):
     ws = RawSocket(ws_server)
     before = ws_server.rss()
     try:
         mask = b"\x01\x02\x03\x04"
         ws.send(bytes([0x80 | TEXT, 0x80 | 127]) + struct.pack("!Q", 1 << 30) + mask + b"x" * 4096)
-        assert ws.close_code() == 1009
+        assert ws.close_code() == PAYLOAD["too_big"]
     finally:
         ws.close()
     grown = ws_server.rss() - before
-    assert grown < 4 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB"
-    assert_responsive(ws_server)
+    # a server that buffered the frame would grow by up to 1 GB: a few MiB is allocator noise
+    assert grown < PAYLOAD["rss_mib"] * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB"
 
 
 def test_message_over_max_message_size_in_small_fragments_closes_with_1009(ws_server):
@@ -265,7 +296,7 @@ def test_message_over_max_message_size_in_small_fragments_closes_with_1009(ws_se
         ws.send(client_frame("x" * 1000, fin=False))
         for _ in range(MAX_MESSAGE_SIZE // 1000 + 1):
             ws.send(client_frame("x" * 1000, opcode=0x0, fin=False))
-        assert ws.close_code() == 1009
+        assert ws.close_code() == PAYLOAD["too_big"]
     finally:
         ws.close()
 
@@ -282,21 +313,18 @@ KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
 
 
 def test_handshake_without_key_is_400_with_a_reason(ws_server):
-    started = time.monotonic()
+    # answered at once: a request waiting for its header-timeout would get 408
     status, _, _ = raw_handshake(ws_server, _request(b"Sec-WebSocket-Version: 13"))
-    assert status == 400
-    assert time.monotonic() - started < 2
+    assert status == HANDSHAKE["refused"]
     reason = _status_line(ws_server, _request(b"Sec-WebSocket-Version: 13"))
     assert "Sec-WebSocket-Key" in reason
 
 
 @pytest.mark.parametrize("version", [b"12", b"99", b"x"])
 def test_handshake_with_a_wrong_version_is_refused_with_the_supported_versions(ws_server, version):
-    started = time.monotonic()
     request = _request(KEY, b"Sec-WebSocket-Version: " + version)
     status, headers, _ = raw_handshake(ws_server, request)
-    assert status in (400, 426)
-    assert time.monotonic() - started < 2
+    assert status == HANDSHAKE["refused"]  # Autobahn: 400 (RFC 6455 4.4 names no other)
     reason = _status_line(ws_server, request)
     assert "version" in reason.lower()
     if version.isdigit():  # RFC 6455 4.4: the answer lists the versions the server speaks
@@ -305,7 +333,19 @@ def test_handshake_with_a_wrong_version_is_refused_with_the_supported_versions(w
 
 def test_handshake_without_version_is_400(ws_server):
     status, _, _ = raw_handshake(ws_server, _request(KEY))
-    assert status == 400
+    assert status == HANDSHAKE["refused"]
+
+
+def _upgrade_status(server, request):
+    """The status the server answers a complete upgrade request with (the client then leaves)."""
+    with connect(server.port) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, f"closed without an answer: {head!r}"
+            head += chunk
+    return int(head.split(b" ", 2)[1])
 
 
 def _status_line(server, request):
@@ -326,55 +366,83 @@ def hold_unfinished_handshakes(stack, server):
     The request head is read by the HTTP/1.1 channel before anything is handed to Autobahn,
     so it is header-timeout (10 s by default, like Autobahn's openHandshakeTimeout) that
     ends them, and until then they are HTTP connections (max-connections, 1000 by default).
+    Returns once the server has read every one: a connection whose bytes it has not read yet
+    is idle to it, and an idle one is closed for a newcomer without an answer (rightly so).
     """
+    evicted_before = connection_counts(server)[2]
     socks = []
     for _ in range(UNFINISHED_HANDSHAKES):
         sock = stack.enter_context(connect(server.port))
         sock.sendall(PARTIAL_HANDSHAKE)
         socks.append(sock)
+
+    def all_read():
+        open_, idle, evicted = connection_counts(server)
+        return idle == 0 and open_ + evicted - evicted_before >= UNFINISHED_HANDSHAKES
+
+    wait_for(all_read, 30, 0.1, "the server to accept and read every head")
     return socks
 
 
-def test_unfinished_handshakes_are_closed_after_the_header_timeout(ws_server):
+def _answers(socks, timeout=0.0):
+    """{socket: (status, body)} of those of ``socks`` the server answered and closed."""
+    answers = {}
+    for sock in readable_among(socks, timeout):
+        status, _, body = parse_response(read_until_closed(sock, timeout=5))
+        answers[sock] = (status, body.decode("latin-1"))
+    return answers
+
+
+def test_unfinished_handshakes_are_closed_after_the_header_timeout(ws_server, pages):
     rss_before = ws_server.rss()
     with ExitStack() as stack:
         started = time.monotonic()
         socks = hold_unfinished_handshakes(stack, ws_server)
         opened = time.monotonic() - started
         rss_held = ws_server.rss()
-        answers = {}  # socket -> what the server sent before closing it
+        answers = {}  # socket -> (status, body) the server sent before closing it
 
         def all_closed():
-            waiting = [sock for sock in socks if sock not in answers]
-            for sock in readable_among(waiting):
-                answers[sock] = read_until_closed(sock, timeout=5)[:12]
+            answers.update(_answers([sock for sock in socks if sock not in answers]))
             return len(answers) == len(socks)
 
-        wait_for(all_closed, 30, 0.5, "the unfinished handshakes to be closed")
+        # the header-timeout after the last was opened, and a starvation ceiling on top
+        wait_for(all_closed, HEADER_TIMEOUT + opened + CEILING, 0.5,
+                 "the unfinished handshakes to be closed")
         closed_after = time.monotonic() - started
-        answers = set(answers.values())
-    print(f"\n{UNFINISHED_HANDSHAKES} unfinished handshakes opened in {opened:.1f} s, all closed"
-          f" {closed_after:.1f} s after the first; server RSS {rss_before / 2**20:.0f} ->"
-          f" {rss_held / 2**20:.0f} MiB while held")
-    assert closed_after < 10 + opened + 5
+    statuses = {status for status, _ in answers.values()}
+    timed_out = sum("header-timeout" in body for _, body in answers.values())
+    evicted = sum("max-connections" in body for _, body in answers.values())
+    record("test_ws_hostile", "unfinished_handshakes", opened_s=round(opened, 2),
+           closed_after_s=round(closed_after, 2), rss_held=rss_held - rss_before,
+           timed_out=timed_out, evicted=evicted)
+    # every one is told why: 408 at header-timeout, or 408 when a newcomer (the page probe)
+    # needed its slot at max-connections
+    assert statuses == {HANDSHAKE["timed_out"]}, statuses
+    assert timed_out + evicted == UNFINISHED_HANDSHAKES, (timed_out, evicted)
+    assert timed_out > 0
+    # a thousand connections reading a head are kilobytes each: 64 MiB would be a leak of
+    # buffers (the 1 MiB frame buffer each, say)
     assert rss_held - rss_before < 64 * 2**20
-    assert answers <= {b"HTTP/1.1 408", b""}, answers
-    assert_responsive(ws_server)
 
 
-def test_unfinished_handshakes_leave_room_for_other_clients(ws_server, bus):
+def test_unfinished_handshakes_leave_room_for_other_clients(ws_server, bus, pages):
     with ExitStack() as stack:
-        hold_unfinished_handshakes(stack, ws_server)
-        assert_responsive(ws_server)
+        socks = hold_unfinished_handshakes(stack, ws_server)
         client = Collector(ws_server.url("/Plone/ws").replace("http://", "ws://"),
                            name="meanwhile").start_and_wait()
         try:
             wait_for(lambda: publish(bus) or client.events(), 10, 0.2, "an event")
         finally:
             client.stop()
+        # the newcomers (this client, the probe's pages) took the slots of the oldest heads
+        answered = _answers(socks).values()
+        assert {status for status, _ in answered} == {HANDSHAKE["timed_out"]}, answered
+        assert any("max-connections" in body for _, body in answered), (
+            f"no unfinished handshake made room (was max-connections reached?): {answered}")
 
 
-def test_abandoned_handshakes_leave_no_connection_behind(ws_server, bus):
+def test_abandoned_handshakes_leave_no_connection_behind(ws_server, bus, pages):
     """UNFINISHED_HANDSHAKES complete upgrade requests whose clients leave at once: their
     principal lookups wait in the pool; none may open a connection for a client gone
     (the hub would keep it: WS_MAX_CONNECTIONS would answer 503 for good)."""
@@ -382,7 +450,10 @@ def test_abandoned_handshakes_leave_no_connection_behind(ws_server, bus):
     for _ in range(UNFINISHED_HANDSHAKES):
         with connect(ws_server.port) as sock:
             sock.sendall(request)  # then FIN: the server reads the request, then the end
-    wait_for(lambda: page_seconds(ws_server) < 1.0, 30, 0.5, "the front page to answer in 1 s")
+    # Each holds a place in the hub until its lookup finds the client gone: wait until they
+    # are through (503 meanwhile), then the places must all be free again.
+    wait_for(lambda: _upgrade_status(ws_server, request) == 101, 30, 0.5,
+             "the abandoned handshakes' lookups to be through")
     clients = [Collector(ws_server.url("/Plone/ws").replace("http://", "ws://"), name=f"after-{i}")
                for i in range(WS_MAX_CONNECTIONS)]
     try:
@@ -393,7 +464,6 @@ def test_abandoned_handshakes_leave_no_connection_behind(ws_server, bus):
         for client in clients:
             if client.is_alive():
                 client.stop()
-    assert_responsive(ws_server)
 
 
 # Keepalive
@@ -412,13 +482,14 @@ def test_peer_that_never_answers_pings_is_closed(ping_server):
         closed = time.monotonic() - started
     finally:
         ws.close()
-    print(f"\nping after {pinged:.2f} s, closed after {closed:.2f} s"
-          f" (ping-interval {PING_INTERVAL:g} s, ping-timeout {PING_TIMEOUT:g} s)")
-    # The server's ping interval starts when it opened the connection, before our clock did
-    # (the handshake's answer and the welcome take a moment, longer under load): the ping comes
-    # within the interval, and the close one ping-timeout after the ping.
-    assert pinged < PING_INTERVAL + 1
-    assert PING_TIMEOUT - 0.3 < closed - pinged < PING_TIMEOUT + 1.5
+    record("test_ws_hostile", "unanswered_pings", pinged_s=round(pinged, 3),
+           closed_after_ping_s=round(closed - pinged, 3))
+    # The server's ping interval starts when it opened the connection, before our clock did:
+    # the ping comes within the interval and the close a ping-timeout after it; a busy machine
+    # only makes both later, up to the starvation ceiling. (The close cannot come sooner: 0.3 s
+    # is for this thread reading the ping late.)
+    assert pinged < PING_INTERVAL + CEILING
+    assert PING_TIMEOUT - 0.3 < closed - pinged < PING_TIMEOUT + CEILING
 
 
 def test_peer_that_answers_pings_stays(ping_server):
@@ -444,7 +515,7 @@ def test_peer_that_answers_pings_stays(ping_server):
 
 # A client that stops reading while events flow
 
-def test_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(ws_server, bus):
+def test_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(ws_server, bus, pages):
     reader = Collector(ws_server.url("/Plone/ws").replace("http://", "ws://"),
                        name="reader").start_and_wait()
     stalled = RawSocket(ws_server, rcvbuf=4096)
@@ -462,7 +533,14 @@ def test_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(ws_server
             if "stopped reading" in ws_server.log_text():
                 break
         cut_after = time.monotonic() - started
-        assert "stopped reading" in ws_server.log_text(), "the stalled client was not cut off"
+        assert (MAX_BACKLOG_BYTES, MAX_STALL_SECONDS) == (PEERS["backlog_mib"] * 2**20,
+                                                          PEERS["stall_s"]), "README row"
+        cut = CUT_OFF.search(ws_server.log_text())
+        assert cut, "the stalled client was not cut off"
+        pending, paused = int(cut[2]), float(cut[3])
+        # cut off by the event that took it past the byte limit, or once paused too long
+        assert pending <= PEERS["backlog_mib"] * 2**20 + len(message) + 512 or (
+            paused >= PEERS["stall_s"]), cut[0]
         # what the stalled client still gets is less than what was sent, then the end
         received = 0
         stalled.sock.settimeout(5)
@@ -478,11 +556,10 @@ def test_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(ws_server
         stalled.close()
         reader.stop()
     grown = peak - rss_before
-    print(f"\nstalled client cut off after {sent} events ({cut_after:.1f} s; it had read"
-          f" {received}, limit {MAX_BACKLOG_BYTES // 1024} KiB pending); server RSS +{grown / 2**20:.1f}"
-          f" MiB at peak")
-    assert grown < 32 * 2**20
-    assert_responsive(ws_server)
+    record("test_ws_hostile", "stalled_reader", sent=sent, received=received, pending=pending,
+           paused_s=paused, cut_after_s=round(cut_after, 2), rss_peak_growth=grown)
+    # Had it not been cut off, 16 MB would have been queued for it (40 x 100 x 4 KB)
+    assert grown < PEERS["rss_mib"] * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB"
 
 
 def test_a_burst_does_not_cut_off_a_client_that_reads(ws_server, bus):
@@ -491,9 +568,9 @@ def test_a_burst_does_not_cut_off_a_client_that_reads(ws_server, bus):
     try:
         wait_for(lambda: publish(bus, path=f"/{SITE_ID}/warmup") or reader.events(), 10, 0.2,
                  "the bus to deliver")
-        publish(bus, 1000, path=f"/{SITE_ID}/burst", message="m" * 300)  # one bulk commit
-        wait_for(lambda: len(reader.events(path=f"/{SITE_ID}/burst")) == 1000 or reader.error,
-                 20, 0.2, "the burst")
-        assert reader.error is None, reader.error
+        burst = PEERS["burst"]
+        publish(bus, burst, path=f"/{SITE_ID}/burst", message="m" * 300)  # one bulk commit
+        wait_for(lambda: len(reader.events(path=f"/{SITE_ID}/burst")) == burst, 20, 0.2,
+                 "the burst")  # events() raises at once if the server closed the reader
     finally:
         reader.stop()
