@@ -14,7 +14,7 @@ from zope.component import provideUtility
 
 from ..bus.interfaces import IEventPublisher
 from ..jsonlog import use_json
-from . import compilelock, davpatches, ranges, zeopatches
+from . import compilelock, davpatches, firststart, ranges, zeopatches
 from .publish import make_app
 
 log = logging.getLogger("txzserver")
@@ -56,7 +56,8 @@ def start_zope(opts, settings):
     setConfiguration(root)
     starter = get_wsgi_starter()
     starter.setConfiguration(root)
-    starter.prepare()
+    with firststart.retrying():  # processes starting together on an empty database
+        starter.prepare()
     davpatches.apply()
     zeopatches.apply()
     ranges.apply()
