@@ -1,4 +1,4 @@
-"""Slow downloading clients on raw sockets, and a latency probe, for streaming tests."""
+"""Slow downloading clients on raw sockets, a timed GET, and an RSS sampler, for streaming tests."""
 
 import socket
 import threading
@@ -89,3 +89,45 @@ def timed_get(url, timeout=10.0, **kwargs):
         return time.monotonic() - begin, response.status_code
     except httpx.TimeoutException:
         return time.monotonic() - begin, None
+
+
+class RssSampler(threading.Thread):
+    """The peak RSS of a process, read from /proc every ``interval`` seconds until stopped.
+
+    It sleeps between samples: a sampler in a tight loop would load the machine it measures.
+    Use as a context manager; ``peak`` is the largest sample (the first is taken at once).
+    """
+
+    def __init__(self, read_rss, interval=0.2):
+        super().__init__(daemon=True)
+        self.read_rss, self.interval = read_rss, interval
+        self.samples = [read_rss()]
+        self.error = None
+        self._stop_event = threading.Event()
+
+    @property
+    def peak(self):
+        return max(self.samples)
+
+    def run(self):
+        try:
+            while not self._stop_event.wait(self.interval):
+                self.samples.append(self.read_rss())
+        except Exception as exc:  # reported by stop(), in the test's thread
+            self.error = exc
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stop(self):
+        """Stop sampling (one last sample) and raise what made the sampler fail, if anything."""
+        self._stop_event.set()
+        self.join(10)
+        if self.error is not None:
+            raise AssertionError(f"the RSS sampler failed: {self.error!r}") from self.error
+        self.samples.append(self.read_rss())
