@@ -26,6 +26,7 @@ from tests.support.instance import (
     ADMIN, BIN, ROOT, TXZSERVER, copy_instance_data, http_server, new_instance,
 )
 from tests.support.restapi import add_users, api
+from tests.support.results import record
 from tests.support.server import ServerProcess, wait_for
 from tests.support.wsclient import Collector, basic
 
@@ -52,8 +53,10 @@ def two_sites(tmp_path_factory, plone_template):
              f"<metrics-server>\n  address 127.0.0.1:0\n  path {METRICS}/\n</metrics-server>\n")
     conf = new_instance(directory, http_server(0), extra)
     copy_instance_data(plone_template["directory"], directory)
+    began = time.monotonic()
     subprocess.run([TXZSERVER, "run", str(conf), str(SECOND_SITE), "Plone2"], check=True,
                    cwd=directory, timeout=600, capture_output=True)
+    built = time.monotonic() - began
     with open(bus / "broker.log", "ab") as log:
         broker = subprocess.Popen(
             [str(BIN / "txzserver"), "broker", "--frontend", endpoints["publish"], "--backend",
@@ -64,7 +67,10 @@ def two_sites(tmp_path_factory, plone_template):
         wait_for(lambda: (bus / "subscribe.sock").exists() or broker.poll() is not None, 30, 0.1,
                  "broker sockets")
         assert broker.poll() is None, (bus / "broker.log").read_text()
+        began = time.monotonic()
         server = ServerProcess(conf).start()
+        record("test_toast_links", "two_sites", second_site_s=round(built, 1),
+               server_start_s=round(time.monotonic() - began, 1))
         server.bus = endpoints
         add_users(server, {"rita": ["Member", "Reviewer"], "eddie": ["Member", "Editor", "Contributor"]},
                   PASSWORD)
@@ -231,7 +237,7 @@ def test_the_toast_links_to_the_event_path_on_the_pages_origin(two_sites, chromi
     watcher = listening(two_sites, "Plone", name="admin-plone")
     try:
         path = submitted(two_sites, "Plone", "toast-link", watcher)
-        [event] = watcher.wait_for_event(type="notification", path=path)
+        [event] = watcher.events(type="transition", path=path)
     finally:
         watcher.stop()
     assert event["url"] == two_sites.url(path)  # Plone's url: the editor's host, 127.0.0.1
