@@ -4,8 +4,9 @@ Two instances on one ZEO server with a broker between them: a reviewer connected
 receives "needs review" events; when an administrator removes the Reviewer role on alpha, the
 reviewer's existing connections on alpha and beta stop receiving them, and a new handshake with
 the same credentials (which beta had cached) does not either; added to the Reviewers group, the
-existing connection receives them again. And one instance with two publisher threads serves its
-front page within 1 s while 1,000 WebSocket clients reconnect at once, a Zope lookup each.
+existing connection receives them again. And one instance with two publisher threads keeps
+serving its front page while 1,000 WebSocket clients reconnect at once, a Zope lookup each: the
+pages, fetched from a process of their own, are judged against those just before the storm.
 """
 
 import asyncio
@@ -16,7 +17,9 @@ import pytest
 
 from tests.support.cluster import Cluster, zeo_storage_source
 from tests.support.instance import ADMIN
+from tests.support.latency import PageProbe
 from tests.support.restapi import add_users, api
+from tests.support.results import record
 from tests.support.wsclient import Collector, basic
 from tests.support.wsload import connect_many
 
@@ -108,51 +111,39 @@ def storm_server(servers):
     return servers.start("storm", threads=2, extra=WEBSOCKET)
 
 
-def test_front_page_answers_within_a_second_during_a_reconnect_storm(storm_server):
+def test_front_page_is_served_during_a_reconnect_storm(storm_server):
     """1,000 clients with session cookies Zope has never seen (a lookup each, through PAS)
-    reconnect at once; the front page is fetched one request after the other meanwhile."""
+    reconnect at once; the front page is fetched meanwhile by a PageProbe, in a process of its
+    own (the storm's clients run on this process's event loop and would delay its requests)."""
     server = storm_server
     count = 1000
     host, port = "127.0.0.1", server.port
     page = server.url("/Plone")
     httpx.get(page, timeout=60)
 
-    async def storm():
+    async def warm_up():  # anonymous handshakes: the endpoint and its code paths are warm
         clients, failures = await connect_many(host, port, "/Plone/ws", count, concurrency=100)
-        assert not failures, failures[:3]
-        assert len(clients) == count
         for client in clients:
             client.close()
-        began = time.monotonic()
+        return len(clients), failures
+
+    async def storm():
         clients, failures = await connect_many(
             host, port, "/Plone/ws", count, headers=lambda i: (("Cookie", f"__ac=storm-{i}"),),
             concurrency=100, timeout=60)
-        seconds = time.monotonic() - began
         for client in clients:
             client.close()
-        return len(clients), failures, seconds
+        return len(clients), failures
 
-    latencies = []
-    stop = []
-
-    def probe():
-        with httpx.Client(timeout=10) as client:
-            while not stop:
-                began = time.monotonic()
-                assert client.get(page).status_code == 200
-                latencies.append(time.monotonic() - began)
-
-    import threading
-    prober = threading.Thread(target=probe, daemon=True)
-    connected, failures, seconds = 0, [], 0.0
-    try:
-        prober.start()
-        connected, failures, seconds = asyncio.run(storm())
-    finally:
-        stop.append(True)
-        prober.join(15)
-    print(f"storm: {connected} clients in {seconds:.1f} s; {len(latencies)} pages, slowest "
-          f"{max(latencies):.3f} s")
+    connected, failures = asyncio.run(warm_up())
     assert connected == count and not failures, failures[:3]
-    assert len(latencies) >= 3
-    assert max(latencies) < 1.0, sorted(latencies)[-5:]
+    with PageProbe(page) as probe:
+        probe.baseline(20)
+        began = probe.mark()
+        connected, failures = asyncio.run(storm())
+        ended = probe.mark()
+        assert connected == count and not failures, failures[:3]
+        verdict = probe.verdict("during the reconnect storm", began, ended, min_samples=3)
+    record("test_principal_changes", "reconnect_storm", clients=connected,
+           storm_s=round(ended - began, 2), **verdict.figures())
+    verdict.check()
