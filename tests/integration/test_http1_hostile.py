@@ -1,5 +1,4 @@
-"""Hostile HTTP/1.1 on raw sockets, hostile paths and Range headers against a real Plone site
-(issue 11, "HTTP/1.1 (raw sockets)" and "Path and Range").
+"""Hostile HTTP/1.1 on raw sockets, hostile paths and Range headers against a real Plone site.
 
 Every case asserts the exact answer; that the front page, requested throughout by a probe in
 a process of its own, answered 200 and was never starved during the case, with a page after it;

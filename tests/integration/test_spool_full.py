@@ -62,7 +62,7 @@ def test_body_larger_than_the_spool_disk_gets_507_and_nothing_is_left(spool_serv
     before = _used(small_tmp)
     body = os.urandom(MB) * FIGURES["body_mb"]  # more than the spool disk holds
     with PageProbe(spool_server.url(f"/{site_id}")) as probe:
-        probe.baseline(20)
+        probe.baseline(10)
         start = probe.mark()
         with RssSampler(spool_server.rss, interval=0.05) as rss:
             response = httpx.put(spool_server.url("/spool/target.bin"), content=body,
@@ -74,7 +74,7 @@ def test_body_larger_than_the_spool_disk_gets_507_and_nothing_is_left(spool_serv
             time.sleep(0.05)
         assert _used(small_tmp) <= before  # the partial spool file was removed
         assert os.listdir(small_tmp) == []
-        probe.wait_samples(10, after=start)
+        probe.wait_samples(5, after=start)
         verdict = probe.verdict("during and after the full spool", start)
     growth = (rss.peak - rss.samples[0]) / MB
     record("spool_full", "body_larger_than_the_spool", rss_growth_mb=round(growth, 1),
