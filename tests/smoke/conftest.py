@@ -23,7 +23,17 @@ USERS = {"editor": ["Member", "Editor", "Contributor"], "reviewer": ["Member", "
 
 def pytest_collection_modifyitems(config, items):
     """Without the stack, skip the tests that need it (modules that set NEEDS_STACK = False only
-    need the built images)."""
+    need the built images). SMOKE_ONLY=images or SMOKE_ONLY=stack keeps only those modules:
+    `make smoke` runs the image tests before it starts the stack, so that their containers (a
+    Plone site made in each of several) do not load the machine while the stack is measured."""
+    only = os.environ.get("SMOKE_ONLY")
+    if only:
+        assert only in ("images", "stack"), f"SMOKE_ONLY={only}: images or stack"
+        keep, drop = [], []
+        for item in items:
+            (keep if getattr(item.module, "NEEDS_STACK", True) == (only == "stack") else drop).append(item)
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
     if not os.environ.get("SMOKE_FRONT_PORT"):
         skip = pytest.mark.skip(reason="needs the compose stack: run `make smoke`")
         for item in items:

@@ -14,7 +14,10 @@ def test_restarting_an_instance_does_not_interrupt_service(base_url, ssl_context
     stop = threading.Event()
 
     def probe():
-        with httpx.Client(base_url=base_url, verify=ssl_context, http2=True, timeout=10) as client:
+        # a failure is an error answer or none at all, not a slow one: on a busy machine the first
+        # pages of the restarted instance took 22-32 s (the front's own limit: timeout queue 10s,
+        # then 503), and a client giving up after 10 s counted those as failures
+        with httpx.Client(base_url=base_url, verify=ssl_context, http2=True, timeout=120) as client:
             while not stop.is_set():
                 try:
                     response = client.get("/Plone")
@@ -43,7 +46,7 @@ def test_restarting_an_instance_does_not_interrupt_service(base_url, ssl_context
     finally:
         stop.set()
         for thread in threads:
-            thread.join(15)
+            thread.join(130)
     print(f"\n{len(statuses)} requests while instance2 restarted ({restart_seconds:.1f} s for docker "
           f"restart): failures {failures}")
     assert "instance2" in served_by, "instance2 did not come back"

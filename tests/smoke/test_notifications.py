@@ -7,7 +7,7 @@ import uuid
 import httpx
 
 from .conftest import CA, api
-from .wss import Listener
+from .wss import welcomed
 
 
 def ws_url(base_url):
@@ -42,7 +42,7 @@ def submit_when_visible(client, path, user, timeout=10):
 
 
 def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, client, admin, people):
-    watcher = Listener(ws_url(base_url), CA, admin, name="admin").start_and_wait()
+    watcher = welcomed(ws_url(base_url), CA, admin, name="admin")
     try:
         holder = watcher.welcome["instance"]
         assert holder in ("instance1", "instance2")
@@ -57,10 +57,8 @@ def test_event_committed_on_one_instance_reaches_socket_on_the_other(base_url, c
 
 
 def test_member_does_not_get_the_reviewer_notification(base_url, client, people):
-    reviewer = Listener(ws_url(base_url), CA, people["reviewer"], name="reviewer")
-    member = Listener(ws_url(base_url), CA, people["member"], name="member")
-    reviewer.start_and_wait()
-    member.start_and_wait()
+    reviewer = welcomed(ws_url(base_url), CA, people["reviewer"], name="reviewer")
+    member = welcomed(ws_url(base_url), CA, people["member"], name="member")
     try:
         page_id = f"review-{uuid.uuid4().hex[:8]}"
         path = f"/Plone/{page_id}"

@@ -73,12 +73,17 @@ def test_open_handshake_timeout_while_the_lookup_waits(monkeypatch, pool_kind):
     client = endpoint.connect(b"/ws")
     endpoint.reactor.advance(9)
     assert not client.transport.disconnecting
-    endpoint.reactor.advance(2)  # openHandshakeTimeout is 10 s
+    endpoint.reactor.advance(2)  # OPEN_HANDSHAKE_TIMEOUT is 10 s
     assert client.transport.disconnecting or client.transport.disconnected
+    # an answer, not a dropped connection: a proxy retries a request that got none (HAProxy's
+    # retry-on empty-response), and its client waited for every retry's timeout
+    refused = client.transport.value()
+    assert refused.startswith(b"HTTP/1.1 503 principal lookup waited over 10 s\r\n"), refused
+    assert b"\r\nRetry-After: 5\r\n" in refused
     client.lose()
     pool.run() if pool_kind is ManualThreadPool else pool.deliver()
     assert len(endpoint.hub) == 0
-    assert client.transport.value() == b""  # no 101 after the drop
+    assert client.transport.value() == refused  # no 101 after the refusal
 
 
 def test_refusal_arriving_after_the_client_left_is_quiet(monkeypatch, caplog):

@@ -33,11 +33,13 @@ MAX_SUBSCRIPTIONS = 64
 #: at most this much memory.
 MAX_BACKLOG_BYTES = 1024 * 1024
 MAX_STALL_SECONDS = 10.0
-#: A handshake whose principal lookup waits longer than this is dropped. Autobahn's own
-#: openHandshakeTimeout is off: the request has fully arrived at the hand-off, only a lookup
-#: can make a handshake wait, and a timer per handshake (most answered from the cache at once)
-#: is a tenth of a handshake's CPU.
+#: A handshake whose principal lookup waits longer than this is answered 503 (Retry-After).
+#: Autobahn's own openHandshakeTimeout is off: the request has fully arrived at the hand-off,
+#: only a lookup can make a handshake wait, and a timer per handshake (most answered from the
+#: cache at once) is a tenth of a handshake's CPU.
 OPEN_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds a client refused that way is asked to wait before it connects again.
+RETRY_AFTER = 5
 
 
 class NotificationProtocol(WebSocketServerProtocol):
@@ -61,7 +63,7 @@ class NotificationProtocol(WebSocketServerProtocol):
         if not isinstance(found, Deferred):
             return self._accepted(found)  # from the cache: no Zope, no thread
         self._lookup_timeout = service.reactor.callLater(OPEN_HANDSHAKE_TIMEOUT,
-                                                         self.onOpenHandshakeTimeout)
+                                                         self._lookup_too_slow)
         found.addBoth(self._lookup_done)
         found.addCallbacks(self._accepted, self._refused)
         return found
@@ -73,6 +75,16 @@ class NotificationProtocol(WebSocketServerProtocol):
             self._lookup_timeout.cancel()
         self._lookup_timeout = None
         return result
+
+    def _lookup_too_slow(self):
+        """Answer 503, not a dropped connection: a reverse proxy retries a request that got no
+        answer at all (HAProxy's ``retry-on empty-response``, on the next instance), so a client
+        behind it waited for every retry's timeout in turn (40 s through the compose front)
+        and never learned why; an answer ends the handshake once and says so."""
+        self._lookup_timeout = None
+        if self.state == self.STATE_CONNECTING:
+            self.failHandshake(f"principal lookup waited over {OPEN_HANDSHAKE_TIMEOUT:.0f} s", 503,
+                               [("Retry-After", str(RETRY_AFTER)), ("Content-Length", "0")])
 
     def _still_connecting(self):
         """A handshake can wait for its lookup longer than its client stays (or than
