@@ -7,10 +7,10 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv run test unit integration lint bench clean browser webdav-tools h2load postgresql
+.PHONY: help venv run test check unit integration lint lint-python bench clean browser webdav-tools h2load postgresql
 
 help:
-	@echo "make up | make down | make logs | make ps | make images | make test | make lint | make bench | make run | make venv | make clean"
+	@echo "make up | make down | make logs | make ps | make images | make test | make check | make lint | make bench | make run | make venv | make clean"
 
 venv: $(VENV)/.installed
 
@@ -42,8 +42,8 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "make test needs chromium and chromium-driver: apt-get install chromium chromium-driver" >&2; exit 1; fi
 
-# PostgreSQL for the RelStorage integration tests (tests/integration/test_relstorage.py start
-# their own server with initdb and pg_ctl), from Debian (installed when run as root).
+# PostgreSQL for the RelStorage integration tests (one server per pytest session, made with
+# initdb and pg_ctl), from Debian (installed when run as root).
 postgresql:
 	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -57,6 +57,17 @@ webdav-tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq litmus cadaver >/dev/null; \
 	else echo "make test needs litmus and cadaver: apt-get install litmus cadaver" >&2; exit 1; fi
 
+# The inner loop (under 3 minutes on 2 cores): ruff and the import rule, the unit tests and a slice
+# of the integration tests that starts few servers: a page over HTTP/1.1, h2c and TLS, the 100 MB
+# File streamed, an edit on one instance reaching a WebSocket client on the other (ZEO).
+# `make test` runs everything.
+CHECK_SLICE = tests/integration/test_protocols.py \
+	tests/integration/test_files.py::test_template_file_streams \
+	'tests/integration/test_notifications.py::test_edit_on_alpha_reaches_client_on_beta_in_order_once[zeo]'
+
+check: venv lint-python
+	$(BIN)/pytest -q tests/unit $(CHECK_SLICE)
+
 unit: venv
 	$(BIN)/pytest tests/unit
 
@@ -64,7 +75,9 @@ integration: venv postgresql
 	$(BIN)/pytest tests/integration
 
 # ruff, the import direction of the package (tools/check_imports.py), the container lints
-lint: venv lint-containers
+lint: lint-python lint-containers
+
+lint-python: venv
 	$(BIN)/ruff check src tests tools
 	$(BIN)/python tools/check_imports.py src/txzserver
 

@@ -1,14 +1,19 @@
-"""Real servers on loopback: one Plone template per session, a server process per config."""
+"""Real servers on loopback: one Plone template per session (copied, never built again), one
+PostgreSQL per session, shared servers per configuration (``shared_servers``) and each module's
+own servers (``servers``), stopped when the module ends."""
+
+import os
+import sys
 
 import pytest
 
 from tests.support.instance import (
-    ADMIN, SITE_ID, BIG_FILE_ID, build_template, copy_instance_data, http_server, https_server,
+    ADMIN, BIG_FILE_ID, ROOT, SITE_ID, build_template, copy_instance_data, http_server, https_server,
     new_instance,
 )
 from tests.support.cluster import relstorage_source, zeo_storage_source
 from tests.support.postgresql import PostgreSQL, build_site
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, free_port
 from tests.support.tls import make_certificates
 
 
@@ -29,16 +34,18 @@ def shared_postgresql():
 
 
 RELSTORAGE_TEMPLATE = "plone_template"
+RELSTORAGE_FILE_SIZE = 8 * 1024 * 1024 + 4321  # written in 9 pieces of RELSTORAGE_BLOB_CHUNK_SIZE
 
 
 @pytest.fixture(scope="session")
 def relstorage_template(tmp_path_factory, shared_postgresql):
-    """The Plone site built in PostgreSQL, as test_relstorage.py does (a small File instead of the
-    100 MB one): each RelStorage cluster gets a copy of this database."""
+    """The Plone site built in PostgreSQL once (its File made by the build script): each
+    RelStorage cluster, and test_relstorage.py, gets a copy of this database."""
     dsn = shared_postgresql.create_database(RELSTORAGE_TEMPLATE)
-    build_site(tmp_path_factory.mktemp("relstorage-template"), dsn, BIG_FILE_ID, 64 * 1024,
-               seed=b"cluster")
-    return relstorage_source(shared_postgresql, RELSTORAGE_TEMPLATE)
+    built = build_site(tmp_path_factory.mktemp("relstorage-template"), dsn, BIG_FILE_ID,
+                       RELSTORAGE_FILE_SIZE, seed=b"cluster")
+    return dict(relstorage_source(shared_postgresql, RELSTORAGE_TEMPLATE),
+                files={BIG_FILE_ID: built["sha256"]}, file_size=RELSTORAGE_FILE_SIZE)
 
 
 @pytest.fixture(scope="module", params=["zeo", "relstorage"])
@@ -56,7 +63,7 @@ def tls_files(tmp_path_factory):
 
 
 class Servers:
-    """Start servers on copies of the template; all are stopped at the end of the scope."""
+    """Start servers on copies of the template; ``stop_all`` stops every one started here."""
 
     def __init__(self, tmp_path_factory, template, tls):
         self.tmp = tmp_path_factory
@@ -72,42 +79,63 @@ class Servers:
         conf = new_instance(directory, servers, f"server-threads {threads}\n{extra}")
         if with_site:
             copy_instance_data(self.template["directory"], directory)
-        server = ServerProcess(conf, env=env).start()
-        self.running.append(server)
-        return server
+        server = ServerProcess(conf, env=env)
+        self.running.append(server)  # stopped with the pool even when the start times out
+        return server.start()
 
     def start_waitress(self, name, *, threads=1, seekable=False):
         """The same Zope app served by waitress (for contrast), on its own copy of the site."""
-        import os
-        import sys
-        from tests.support.instance import ROOT
-        from tests.support.server import free_port
         directory = self.tmp.mktemp(name)
         conf = new_instance(directory, http_server(0))
         copy_instance_data(self.template["directory"], directory)
         argv = [sys.executable, "-m", "tests.support.waitress_server", str(conf), str(free_port()),
                 str(threads)] + (["--seekable"] if seekable else [])
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        server = ServerProcess(conf, argv=argv, env=env).start()
+        server = ServerProcess(conf, argv=argv, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         self.running.append(server)
-        return server
+        return server.start()
 
     def stop_all(self):
-        for server in self.running:
-            server.stop()
+        while self.running:
+            self.running.pop().stop()
+
+
+class SharedServers(Servers):
+    """One server per distinct configuration for the whole session: modules that only read from
+    a server with the same settings share it instead of each starting (and keeping) their own.
+    A test that stops, reconfigures or attacks its server uses the module's ``servers``."""
+
+    def __init__(self, tmp_path_factory, template, tls):
+        super().__init__(tmp_path_factory, template, tls)
+        self.by_config = {}
+
+    def get(self, *, threads=1, extra="", https=False, h2c=True):
+        key = (threads, extra, https, h2c)
+        if key not in self.by_config:
+            self.by_config[key] = self.start(f"shared{len(self.by_config)}", threads=threads,
+                                             extra=extra, https=https, h2c=h2c)
+        return self.by_config[key]
 
 
 @pytest.fixture(scope="session")
+def shared_servers(tmp_path_factory, plone_template, tls_files):
+    pool = SharedServers(tmp_path_factory, plone_template, tls_files)
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture(scope="module")
 def servers(tmp_path_factory, plone_template, tls_files):
+    """The module's own servers, stopped when the module ends (a Zope process holds ~300 MB)."""
     pool = Servers(tmp_path_factory, plone_template, tls_files)
     yield pool
     pool.stop_all()
 
 
 @pytest.fixture(scope="session")
-def plone_server(servers):
-    """The main server: one publisher thread, HTTP/1.1 + h2c and TLS with ALPN."""
-    return servers.start("main", threads=1, https=True)
+def plone_server(shared_servers):
+    """The main server: one publisher thread, HTTP/1.1 + h2c and TLS with ALPN, shared by every
+    module (no test stops or reconfigures it)."""
+    return shared_servers.get(threads=1, https=True)
 
 
 @pytest.fixture(scope="session")

@@ -169,35 +169,34 @@ def test_profiles_install_bundle_and_example_rule(results):
     assert "txzserver-notify-reviewers" in info["rules"]
 
 
-def test_toast_js_is_served(servers):
-    server = servers.start("plone-static")
-    response = httpx.get(server.url(JS_PATH))
+def test_toast_js_is_served(plone_server):
+    response = httpx.get(plone_server.url(JS_PATH), timeout=60)
     assert response.status_code == 200
     assert "javascript" in response.headers["content-type"]
     assert "txzserver-toasts" in response.text and "txzserver-toast" in response.text
 
 
 def test_front_page_loads_toast_script_for_members(installed_server):
-    page = httpx.get(installed_server.url(f"/{SITE_ID}"), auth=ADMIN)
+    page = httpx.get(installed_server.url(f"/{SITE_ID}"), auth=ADMIN, timeout=60)
     assert page.status_code == 200
     assert re.search(r'<script[^>]+src="[^"]*\+\+plone\+\+txzserver/txzserver-toast\.js', page.text)
-    anonymous = httpx.get(installed_server.url(f"/{SITE_ID}"))
+    anonymous = httpx.get(installed_server.url(f"/{SITE_ID}"), timeout=60)
     assert anonymous.status_code == 200
     assert "txzserver-toast.js" not in anonymous.text  # see profiles/default/registry.xml
 
 
 def test_principal_view(installed_server):
     url = installed_server.url(f"/{SITE_ID}/@@txzserver-principal")
-    anonymous = httpx.get(url)
+    anonymous = httpx.get(url, timeout=60)
     assert anonymous.status_code == 200
     assert anonymous.headers["content-type"].startswith("application/json")
     assert anonymous.json() == {"userid": None, "tokens": ["Anonymous"], "site_path": f"/{SITE_ID}",
                                 "site_url": installed_server.url(f"/{SITE_ID}")}
-    admin = httpx.get(url, auth=ADMIN).json()
+    admin = httpx.get(url, auth=ADMIN, timeout=60).json()
     assert admin["userid"] == "admin"
     assert {"Manager", "Authenticated", "Anonymous", "user:admin"} <= set(admin["tokens"])
     assert admin["tokens"] == sorted(admin["tokens"])
-    reviewer = httpx.get(url, auth=("localreviewer", "secret-secret-1")).json()
+    reviewer = httpx.get(url, auth=("localreviewer", "secret-secret-1"), timeout=60).json()
     assert reviewer["userid"] == "localreviewer"
     assert "user:localreviewer" in reviewer["tokens"] and "Reviewer" not in reviewer["tokens"]
 
@@ -219,11 +218,11 @@ def test_one_event_per_folder_operation_not_per_child(results):
 
 def test_rule_action_forms(installed_server):
     rule = installed_server.url(f"/{SITE_ID}/++rule++txzserver-notify-reviewers")
-    add = httpx.get(f"{rule}/+action/txzserver.actions.Notification", auth=ADMIN)
+    add = httpx.get(f"{rule}/+action/txzserver.actions.Notification", auth=ADMIN, timeout=60)
     assert add.status_code == 200
     for name in ("message", "target_roles", "target_groups"):
         assert f'name="form.widgets.{name}' in add.text
-    elements = httpx.get(f"{rule}/@@manage-elements", auth=ADMIN)
+    elements = httpx.get(f"{rule}/@@manage-elements", auth=ADMIN, timeout=60)
     assert elements.status_code == 200
     assert "Notify Reviewer: &#34;${title}&#34; was submitted" in elements.text or \
         'Notify Reviewer: "${title}" was submitted' in elements.text

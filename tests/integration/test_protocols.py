@@ -7,7 +7,7 @@ import httpx
 
 
 def test_front_page_http11(plone_server, site_id):
-    response = httpx.get(plone_server.url(f"/{site_id}"))
+    response = httpx.get(plone_server.url(f"/{site_id}"), timeout=60)
     assert response.status_code == 200
     assert response.http_version == "HTTP/1.1"
     assert "plone" in response.text.lower()
@@ -15,7 +15,7 @@ def test_front_page_http11(plone_server, site_id):
 
 
 def test_front_page_h2c_prior_knowledge(plone_server, site_id):
-    with httpx.Client(http1=False, http2=True) as client:
+    with httpx.Client(http1=False, http2=True, timeout=60) as client:
         response = client.get(plone_server.url(f"/{site_id}"))
     assert response.status_code == 200
     assert response.http_version == "HTTP/2"
@@ -28,7 +28,8 @@ def test_front_page_h2_over_tls_alpn(plone_server, site_id, tls_files):
         context.set_alpn_protocols(["h2", "http/1.1"])
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             assert tls.selected_alpn_protocol() == "h2"
-    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(tls_files["ca"]))) as client:
+    verify = ssl.create_default_context(cafile=str(tls_files["ca"]))
+    with httpx.Client(http2=True, verify=verify, timeout=60) as client:
         response = client.get(plone_server.url(f"/{site_id}", kind="https"))
     assert response.status_code == 200
     assert response.http_version == "HTTP/2"
@@ -37,7 +38,7 @@ def test_front_page_h2_over_tls_alpn(plone_server, site_id, tls_files):
 
 def test_http11_over_tls(plone_server, site_id, tls_files):
     verify = ssl.create_default_context(cafile=str(tls_files["ca"]))
-    with httpx.Client(http2=False, verify=verify) as client:
+    with httpx.Client(http2=False, verify=verify, timeout=60) as client:
         response = client.get(plone_server.url(f"/{site_id}", kind="https"))
     assert response.status_code == 200
     assert response.http_version == "HTTP/1.1"

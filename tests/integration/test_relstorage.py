@@ -1,11 +1,12 @@
-"""RelStorage on a real PostgreSQL (Debian's, started by the test): `txzserver serve` on a zope.conf
+"""RelStorage on a real PostgreSQL (Debian's, the session's): `txzserver serve` on a zope.conf
 that includes the plone image's config/storage-relstorage.conf with the image's defaults.
 
-The Plone site is made in PostgreSQL, a File is created by a script and another uploaded through
-the server; both download whole (sha256), their blobs are in the database (not in a blob
-directory of ours); after the server stops, its blob cache is deleted, the database is packed
-(zodbpack on config/relstorage-pack.conf, as the image's `pack`) and the server restarted, both
-still download whole from PostgreSQL.
+The server runs on a copy of the session's Plone site built in PostgreSQL (``relstorage_template``:
+its File made by the build script); another File is uploaded through the server; both download
+whole (sha256), their blobs are in the database (not in a blob directory of ours); after the
+server stops, its blob cache is deleted, the database is packed (zodbpack on
+config/relstorage-pack.conf, as the image's `pack`) and the server restarted, both still
+download whole from PostgreSQL.
 """
 
 import base64
@@ -17,46 +18,34 @@ import subprocess
 import httpx
 import pytest
 
-from tests.support.instance import (
-    ADMIN, BUILD_SCRIPT, ROOT, SITE_ID, TXZSERVER, http_server, new_instance, write_inituser,
-    write_random_file,
-)
-from tests.support.postgresql import STORAGE_CONF, PostgreSQL, image_environment
+from tests.support.instance import ADMIN, ROOT, SITE_ID, TXZSERVER, http_server, new_instance
+from tests.support.postgresql import STORAGE_CONF, relstorage_environment
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(420)
 
-SCRIPT_FILE_SIZE = 8 * 1024 * 1024 + 4321  # 9 chunks of RELSTORAGE_BLOB_CHUNK_SIZE (1 MiB)
 UPLOAD_SIZE = 5 * 1024 * 1024
 PACK_CONF = ROOT / "config" / "relstorage-pack.conf"
 ZODBPACK = os.path.join(os.path.dirname(TXZSERVER), "zodbpack")
+DATABASE = "relstorage_test"
 
 
 @pytest.fixture(scope="module")
-def postgresql():
-    server = PostgreSQL(timeout=60)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+def postgresql(shared_postgresql):
+    return shared_postgresql
 
 
 @pytest.fixture(scope="module")
-def instance(tmp_path_factory, postgresql):
-    """An instance folder whose zope.conf stores everything in PostgreSQL; the site built in it."""
+def instance(tmp_path_factory, postgresql, relstorage_template):
+    """An instance folder whose zope.conf stores everything in PostgreSQL, in a copy of the
+    template database (the site and its script-made File)."""
+    dsn = postgresql.create_database(DATABASE, template=relstorage_template["template_database"])
     directory = tmp_path_factory.mktemp("relstorage")
     conf = new_instance(directory, http_server(0), "server-threads 2",
                         storage=f"%include {STORAGE_CONF}")
-    write_inituser(directory)
-    env = dict(os.environ, **image_environment(postgresql.dsn, directory / "blobcache"),
-               TMPDIR=str(directory / "tmp"))
-    (directory / "tmp").mkdir()
-    source = directory / "file-source.bin"
-    digest = write_random_file(source, SCRIPT_FILE_SIZE, seed=b"relstorage")
-    subprocess.run([TXZSERVER, "run", str(conf), str(BUILD_SCRIPT), SITE_ID, str(source), "file.bin"],
-                   check=True, cwd=directory, env=env, timeout=300)
-    return {"conf": conf, "directory": directory, "env": env,
-            "files": {"file.bin": digest}}
+    return {"conf": conf, "directory": directory, "env": relstorage_environment(dsn, directory),
+            "files": dict(relstorage_template["files"]),
+            "script_file_size": relstorage_template["file_size"]}
 
 
 def download_sha256(server, file_id):
@@ -95,10 +84,13 @@ def test_site_and_blobs_download_whole(served):
 
 def test_blobs_live_in_postgresql(served, postgresql):
     """Blob chunks (large objects) in the database; locally only the cache, no blob storage."""
-    chunks = postgresql.sql("SELECT count(*) FROM blob_chunk")
-    stored = postgresql.sql("SELECT coalesce(sum(length(lo_get(chunk))), 0) FROM blob_chunk")
-    assert chunks >= 2 and stored >= SCRIPT_FILE_SIZE + UPLOAD_SIZE, (chunks, stored)
-    assert postgresql.sql("SELECT count(*) FROM object_state") > 1000  # the Plone site
+    chunks = postgresql.sql("SELECT count(*) FROM blob_chunk", database=DATABASE)
+    stored = postgresql.sql("SELECT coalesce(sum(length(lo_get(chunk))), 0) FROM blob_chunk",
+                            database=DATABASE)
+    # one row (one large object) per blob: the script's File and the upload, and nothing else
+    assert chunks == len(served["files"]) == 2, (chunks, stored)
+    assert stored == served["script_file_size"] + UPLOAD_SIZE, (chunks, stored)
+    assert postgresql.sql("SELECT count(*) FROM object_state", database=DATABASE) > 1000  # the site
     directory = served["directory"]
     assert (directory / "blobcache").is_dir()
     assert not (directory / "var" / "Data.fs").exists()
@@ -110,11 +102,11 @@ def test_pack_then_restart_without_blob_cache(served, postgresql):
     does: the restarted server serves the site and every blob from PostgreSQL."""
     assert served["server"].stop() == 0
     shutil.rmtree(served["directory"] / "blobcache")
-    before = postgresql.sql("SELECT count(*) FROM object_state")
+    before = postgresql.sql("SELECT count(*) FROM object_state", database=DATABASE)
     packed = subprocess.run([ZODBPACK, "-d", "0", str(PACK_CONF)], cwd=served["directory"],
                             env=served["env"], capture_output=True, text=True, timeout=300)
     assert packed.returncode == 0, packed.stderr[-3000:]
-    after = postgresql.sql("SELECT count(*) FROM object_state")
+    after = postgresql.sql("SELECT count(*) FROM object_state", database=DATABASE)
     assert after < before, (before, after)  # old revisions removed (history-preserving schema)
     # ServerProcess reads the port from the event log: the restarted server starts a new one
     log = served["directory"] / "log" / "event.log"

@@ -5,11 +5,24 @@ import socket
 import time
 
 import httpx
+import pytest
 
-from tests.support.server import wait_for
+from tests.support.server import free_port, wait_for
 from tests.support.slow import SlowReader
 
 MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def options_server(servers):
+    """One server for the options that do not interfere: a trusted proxy, the WebDAV source
+    port and a 2 s idle timeout (a start each would cost a Zope process each)."""
+    port = free_port()
+    server = servers.start("options", extra=(
+        "trusted-proxy 127.0.0.1\nidle-timeout 2s\n"
+        f"<webdav-source-server>\n  address 127.0.0.1:{port}\n</webdav-source-server>"))
+    assert server.ports["webdav-source"] == port
+    return server
 
 
 def _connect_refused(port):
@@ -58,8 +71,8 @@ def test_idle_server_stops_promptly(servers):
     assert time.monotonic() - begin < 5
 
 
-def test_http2_slow_reader_is_not_cut_by_idle_timeout(servers, big_file):
-    server = servers.start("h2-timeout", extra="idle-timeout 2s")
+def test_http2_slow_reader_is_not_cut_by_idle_timeout(options_server, big_file):
+    server = options_server
     received = 0
     begin = time.monotonic()
     with httpx.Client(http1=False, http2=True, timeout=30) as client:
@@ -78,7 +91,7 @@ def test_http2_slow_reader_is_not_cut_by_idle_timeout(servers, big_file):
 
 def test_virtual_host_monster_urls(plone_server, site_id):
     response = httpx.get(plone_server.url(
-        f"/VirtualHostBase/https/www.example.org:443/{site_id}/VirtualHostRoot/"))
+        f"/VirtualHostBase/https/www.example.org:443/{site_id}/VirtualHostRoot/"), timeout=60)
     assert response.status_code == 200
     assert 'href="https://www.example.org/' in response.text
     assert f"127.0.0.1:{plone_server.port}" not in response.text
@@ -89,15 +102,15 @@ FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "www.example.org"
 
 
 def test_forwarded_headers_ignored_from_untrusted_peer(plone_server, site_id):
-    response = httpx.get(plone_server.url(f"/{site_id}"), headers=FORWARDED)
+    response = httpx.get(plone_server.url(f"/{site_id}"), headers=FORWARDED, timeout=60)
     assert response.status_code == 200
     assert "www.example.org" not in response.text
     assert f"http://127.0.0.1:{plone_server.port}/{site_id}" in response.text
 
 
-def test_forwarded_headers_honoured_from_trusted_proxy(servers, site_id):
-    server = servers.start("trusted", extra="trusted-proxy 127.0.0.1")
-    response = httpx.get(server.url(f"/{site_id}"), headers=FORWARDED)
+def test_forwarded_headers_honoured_from_trusted_proxy(options_server, site_id):
+    server = options_server
+    response = httpx.get(server.url(f"/{site_id}"), headers=FORWARDED, timeout=60)
     assert response.status_code == 200
     assert f"https://www.example.org/{site_id}" in response.text
     access = (server.instance / "log" / "access.log").read_text()
@@ -107,8 +120,8 @@ def test_forwarded_headers_honoured_from_trusted_proxy(servers, site_id):
 def test_default_reactor_serves_http11_and_h2c(servers, site_id):
     server = servers.start("epoll", extra="reactor default")
     assert "reactor: EPollReactor" in server.log_text()
-    assert httpx.get(server.url(f"/{site_id}")).status_code == 200
-    with httpx.Client(http1=False, http2=True) as client:
+    assert httpx.get(server.url(f"/{site_id}"), timeout=60).status_code == 200
+    with httpx.Client(http1=False, http2=True, timeout=60) as client:
         response = client.get(server.url(f"/{site_id}"))
     assert response.status_code == 200 and response.http_version == "HTTP/2"
 
@@ -117,26 +130,23 @@ def test_uvloop_is_used_when_available(plone_server):
     assert "reactor: uvloop" in plone_server.log_text()
 
 
-def test_webdav_source_port_returns_template_source(servers, admin_auth, tmp_path):
-    from tests.support.server import free_port
-    port = free_port()
-    server = servers.start("davsource", extra=f"<webdav-source-server>\n  address 127.0.0.1:{port}\n"
-                                              "</webdav-source-server>")
-    assert server.ports["webdav-source"] == port
+def test_webdav_source_port_returns_template_source(options_server, admin_auth):
+    server = options_server
+    port = server.ports["webdav-source"]
     source = b'<p tal:content="string:rendered">source</p>'
     put = httpx.put(server.url("/srctest"), content=source, auth=admin_auth,
-                    headers={"Content-Type": "text/html"})
+                    headers={"Content-Type": "text/html"}, timeout=60)
     assert put.status_code in (201, 204), put.text
-    rendered = httpx.get(server.url("/srctest"), auth=admin_auth)
+    rendered = httpx.get(server.url("/srctest"), auth=admin_auth, timeout=60)
     assert "<p>rendered</p>" in rendered.text
-    raw = httpx.get(f"http://127.0.0.1:{port}/srctest", auth=admin_auth)
+    raw = httpx.get(f"http://127.0.0.1:{port}/srctest", auth=admin_auth, timeout=60)
     assert raw.status_code == 200
     assert 'tal:content="string:rendered"' in raw.text
 
 
 def test_access_log_combined_format(plone_server, site_id):
     httpx.get(plone_server.url(f"/{site_id}"), headers={"User-Agent": "txz-test-agent",
-                                                        "Referer": "http://ref.example/"})
+                                                        "Referer": "http://ref.example/"}, timeout=60)
     access = (plone_server.instance / "log" / "access.log").read_text()
     line = [entry for entry in access.splitlines() if "txz-test-agent" in entry][-1]
     assert line.startswith("127.0.0.1 - ")
