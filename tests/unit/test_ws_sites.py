@@ -85,6 +85,8 @@ def test_handshake_path_outside_the_site_zope_names_is_refused_with_403(monkeypa
     assert client.status_line == (b"HTTP/1.1 403 path /Plone/news is outside this connection's"
                                   b" site /sites/Plone")
     assert len(endpoint.hub) == 0 and len(endpoint.app.environs) == 1
+    again = endpoint.connect(b"/ws?path=/Plone/news")  # the principal from the cache this time
+    assert again.status_line == client.status_line and len(endpoint.app.environs) == 1
 
 
 # Principal changes apply per site
