@@ -215,7 +215,7 @@ TABLE = [
          '{tries} tries each; RSS < +{rss_mib} MiB); front page all 200 meanwhile, p95 within 4x '
          'of before'),
         ('tests/integration/test_webdav_hostile.py',),
-        {'refused': 400, 'ratio': 4, 'floor': 0.5, 'tries': 3, 'rss_mib': 50}),
+        {'refused': 400, 'ratio': 4, 'floor': 0.5, 'tries': 2, 'rss_mib': 50}),
     Row('dav_malformed',
         'WebDAV: malformed XML; COPY/MOVE with a Destination on another host',
         ('{malformed}; {foreign} naming the other host, the source kept, nothing made (COPY used to '
