@@ -262,6 +262,63 @@ TABLE = [
          'became the toast\'s href)'),
         ('tests/integration/test_toast_links.py', 'tests/unit/test_ws_sites.py'),
         {'injected': 3, 'url': 'javascript:alert(document.cookie)'}),
+    Row('spool_cap',
+        ('uploads filling the request spool at once (`max-spool-size` {cap_kb} KB in the test: '
+         'one upload declaring {held_kb} KB held open, a second of {second_kb} KB)'),
+        ('the body that does not fit gets 503 with `Retry-After: {retry_after}` and the bytes '
+         'spooled in its reason, a log line, and never reaches Zope; it is stored once the held '
+         'upload is done (its share given back) (was: bodies up to 1 GB each spooled, disk full)'),
+        ('tests/integration/test_spool_cap.py', 'tests/unit/test_request_limits.py'),
+        {'cap_kb': 1024, 'held_kb': 900, 'second_kb': 200, 'retry_after': 10}),
+    Row('anonymous_body',
+        ('a {body_kb} KB body without credentials (no `Authorization`, no `__ac` or `auth_token` '
+         'cookie; `max-anonymous-body-size` {limit_kb} KB in the test, 10MB by default)'),
+        ('413 naming `max-anonymous-body-size` before a byte is spooled, Zope not asked; the same '
+         'body with credentials goes to Zope (was: 1 GB accepted from anyone)'),
+        ('tests/integration/test_spool_cap.py', 'tests/unit/test_request_limits.py'),
+        {'body_kb': 300, 'limit_kb': 256}),
+    Row('ws_max_age',
+        'a WebSocket connection kept open for days on credentials that were revoked or expired',
+        ('closed with code {code} after `max-connection-age` (default {default_s} s; {age_s} s in '
+         'the test), never before 9/10 of it (spread at random so connections opened together do '
+         'not return together); the toast reconnects, its handshake authenticated anew; no timer '
+         'left behind (was: open until the client left)'),
+        ('tests/unit/test_ws_max_age.py',),
+        {'code': 4001, 'default_s': 3600, 'age_s': 3600}),
+    Row('bus_curve',
+        ('a peer on the network connects to the broker\'s tcp ports (events and tasks) with a plain'
+         ' ZeroMQ socket or with a CURVE key outside the allow-list, subscribes, and publishes'
+         ' {injected} forged `Anonymous` events and tasks'),
+        ('refused at the CURVE handshake (ZAP allow-list of client public keys): it receives'
+         ' nothing, nothing it sent reaches an instance; each refusal counted by endpoint and'
+         ' reason (`txzserver_bus_refused_peers_total` of `txzserver broker --metrics`), logged once'
+         ' a minute; an allowed key carries events end to end; tcp without keys: exit 2 unless'
+         ' `curve off` (was: every event and task readable and forgeable by any peer)'),
+        ('tests/unit/test_bus_security.py', 'tests/integration/test_bus_auth.py'),
+        {'injected': 20, 'strangers': 4}),
+    Row('bus_ipc_dir',
+        ('the ipc socket directory exists already, made by another user or open to others'
+         ' (mode 0777, 0750)'),
+        ('`txzserver broker` and `txzserver serve` exit {status} naming the directory and the'
+         ' reason before binding or connecting; a new one is made with mode 0700 (was: whoever'
+         ' made `/tmp/txzserver-bus` first could be the broker)'),
+        ('tests/unit/test_bus_security.py', 'tests/integration/test_bus_auth.py'),
+        {'status': 2}),
+    Row('bus_oversize',
+        ('an allowed peer sends a {size_kb} KB message (`max-message-size` {limit_kb} KB in the'
+         ' test, 1MB by default)'),
+        ('its connection is closed before the message is read; nothing delivered, the next'
+         ' events arrive after its reconnect'),
+        ('tests/unit/test_bus_security.py',),
+        {'size_kb': 100, 'limit_kb': 64}),
+    Row('bus_schema',
+        ('bus messages out of schema (unknown fields, wrong types, a list for a string, nesting'
+         ' 5,000 deep) or numbered {jump} beyond the last of their run'),
+        ('dropped before use, counted (`txzserver_events_dropped_total` reasons `invalid`,'
+         ' `seq-jump`), logged once a minute; the run\'s later events are delivered, not taken'
+         ' for duplicates'),
+        ('tests/unit/test_bus_security.py', 'tests/unit/test_bus_publishers.py'),
+        {'jump': 1000000}),
 ]
 ROWS = {row.key: row for row in TABLE}
 

@@ -28,6 +28,10 @@ export ZOPE_FORM_MEMORY_LIMIT=${ZOPE_FORM_MEMORY_LIMIT:-4MB}
 export ZOPE_FORM_DISK_LIMIT=${ZOPE_FORM_DISK_LIMIT:-1GB}
 export ZOPE_FORM_MEMFILE_LIMIT=${ZOPE_FORM_MEMFILE_LIMIT:-4KB}
 export MAX_REQUEST_BODY_SIZE=${MAX_REQUEST_BODY_SIZE:-1GB}
+# all bodies spooled at once (below the temporary directory's free space), and the largest body
+# of a request without credentials
+export MAX_SPOOL_SIZE=${MAX_SPOOL_SIZE:-2GB}
+export MAX_ANONYMOUS_BODY_SIZE=${MAX_ANONYMOUS_BODY_SIZE:-10MB}
 export IDLE_TIMEOUT=${IDLE_TIMEOUT:-60s}
 # below docker stop's 10 s, so in-flight requests finish or are cut before SIGKILL
 export SHUTDOWN_TIMEOUT=${SHUTDOWN_TIMEOUT:-8s}

@@ -25,6 +25,7 @@ from .server.publisher import ZopeResource
 from .server.reactor import install_reactor
 from .server.shutdown import InFlight, drain
 from .server.site import ConnectionCounter, ZopeSite
+from .server.spool import SpoolBudget
 from .tasks import auth as task_auth
 from .tasks import register_task_queues
 from .tasks.backends import TaskQueues
@@ -49,6 +50,7 @@ def build_sites(reactor, pool, app, settings, tracker, websocket=None, metrics=N
     trust = ProxyTrust(settings.trusted_proxies)
     counter = ConnectionCounter(settings.max_connections)
     admission = Admission()
+    spool = SpoolBudget(settings.max_spool_size)
     sites = []
     for listener in settings.listeners:
         resource_ = ZopeResource(reactor, pool, app, settings, trust,
@@ -56,7 +58,8 @@ def build_sites(reactor, pool, app, settings, tracker, websocket=None, metrics=N
                                  websocket=None if listener.kind == "webdav-source" else websocket,
                                  admission=admission)
         sites.append((listener, ZopeSite(resource_, settings, counter, h2c=listener.h2c,
-                                         http2=listener.http2, reactor=reactor, metrics=metrics)))
+                                         http2=listener.http2, reactor=reactor, metrics=metrics,
+                                         spool=spool)))
     if metrics is not None:
         read_server(metrics.readings, pool, settings.threads, counter, tracker, admission)
     return sites

@@ -125,8 +125,14 @@ class WebSocketSettings:
     principal_cache_size: int = 10000
 
     def __post_init__(self):
+    #: seconds a connection lives at most (minus up to a tenth, so that connections opened
+    #: together do not all come back at once); then closed with 4001 and the client
+    #: reconnects, authenticated anew; 0: no limit
+    max_connection_age: float = 3600.0
         if self.principal_cache_ttl < 0 or self.principal_cache_size < 0:
             raise ValueError("websocket principal-cache-ttl and principal-cache-size must not be negative")
+        if self.max_connection_age < 0:
+            raise ValueError("websocket max-connection-age must not be negative")
         if not self.path.startswith("/") or self.path == "/" or "//" in self.path:
             raise ValueError(f"websocket path must look like /ws, not {self.path!r}")
         if self.max_connections < 1:
@@ -174,6 +180,7 @@ def websocket_settings(section):
         principal_cache_size=section.principal_cache_size,
     )
 
+        max_connection_age=float(section.max_connection_age),
 
 BUS_SCHEMES = ("ipc://", "tcp://", "inproc://")
 

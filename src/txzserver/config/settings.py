@@ -36,6 +36,12 @@ class ServerSettings:
     max_request_body_size: int = 1024 * 1024 * KB
     #: request bodies above this (or of unknown length) are spooled to a temporary file
     request_spool_threshold: int = 512 * KB
+    #: bytes of all spooled request bodies of the process at once; beyond: 503 with
+    #: Retry-After; 0 means no cap
+    max_spool_size: int = 2 * 1024 * 1024 * KB
+    #: larger bodies of requests without credentials (no Authorization, no __ac or
+    #: auth_token cookie) get 413; 0 means only max-request-body-size applies
+    max_anonymous_body_size: int = 10 * 1024 * KB
     #: request line plus headers (HTTP/1.1), decoded header list (HTTP/2); more gets 431
     max_header_size: int = 64 * KB
     #: header lines per request; more gets 431
@@ -166,6 +172,8 @@ class ServerSettings:
             shutdown_timeout=float(root.shutdown_timeout),
             stream_chunk_size=root.stream_chunk_size,
             trusted_proxies=tuple(root.trusted_proxies or ())
+            max_spool_size=root.max_spool_size,
+            max_anonymous_body_size=root.max_anonymous_body_size,
             + tuple(net for net in root.trusted_proxy_networks or () if net),
             max_publishing_per_connection=root.max_publishing_per_connection,
             http2_max_concurrent_streams=root.http2_max_concurrent_streams,
@@ -225,6 +233,8 @@ PASTE_OPTIONS = {
     "trusted_proxy": ("trusted_proxies", lambda v: tuple(v.split())),
     "log_format": ("log_format", lambda v: v.strip().lower()),
     "max_publishing_per_connection": ("max_publishing_per_connection", int),
+    "max_spool_size": ("max_spool_size", int),
+    "max_anonymous_body_size": ("max_anonymous_body_size", int),
     "http2_max_concurrent_streams": ("http2_max_concurrent_streams", int),
     "http2_max_reset_burst": ("http2_max_reset_burst", int),
     "http2_reset_rate": ("http2_reset_rate", float),

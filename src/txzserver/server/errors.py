@@ -21,11 +21,13 @@ def error_body(reason: str) -> bytes:
     return reason.encode("utf-8") + b"\n"
 
 
-def http1_error_response(code: int, reason: str) -> bytes:
-    """The bytes of a complete HTTP/1.1 error response that closes the connection."""
+def http1_error_response(code: int, reason: str, headers=()) -> bytes:
+    """The bytes of a complete HTTP/1.1 error response that closes the connection;
+    ``headers``: extra (name, value) pairs of bytes, such as Retry-After."""
     body = error_body(reason)
     return b"".join([
         b"HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, b"Error")),
+        *(b"%s: %s\r\n" % (name, value) for name, value in headers),
         b"Content-Type: text/plain; charset=utf-8\r\n",
         b"Content-Length: %d\r\n" % len(body),
         b"Connection: close\r\n\r\n",

@@ -183,22 +183,22 @@ class HTTP1Channel(http.HTTPChannel):
 
     # Rejection
 
-    def reject_request(self, request, code, reason):
+    def reject_request(self, request, code, reason, headers=()):
         """Answer ``code`` with ``reason`` and close: we cannot know where the next request starts."""
-        self.reject(code, reason)
+        self.reject(code, reason, headers)
 
-    def reject(self, code, reason):
+    def reject(self, code, reason, headers=()):
         if self.rejected:
             return
-        self._send_error(code, reason)
+        self._send_error(code, reason, headers)
         self.loseConnection()
 
-    def _send_error(self, code, reason):
+    def _send_error(self, code, reason, headers=()):
         self.rejected = True
         self._stop_head_timer()
         log.info("rejected request from {peer}: {code} {reason}",
                  peer=peer_of(self.transport), code=code, reason=reason)
-        self.transport.write(http1_error_response(code, reason))
+        self.transport.write(http1_error_response(code, reason, headers))
 
     def close_idle(self):
         """Close this connection, idle between requests: no response is owed to anybody;

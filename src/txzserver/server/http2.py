@@ -366,6 +366,9 @@ class H2Channel(H2Connection):
             self._answer_and_reset(stream_id, 431, f"more than {self.settings.max_headers}"
                                                    " header fields (max-headers)")
             return
+        # Twisted calls gotLength when it meets content-length: last, so that the request's
+        # body limit is chosen with every header known (credentials or none)
+        event.headers = sorted(event.headers, key=lambda header: header[0] == b"content-length")
         super()._requestReceived(event)
         self._report_activity()
 
@@ -409,14 +412,14 @@ class H2Channel(H2Connection):
 
     # Rejection
 
-    def reject_request(self, request, code, reason):
+    def reject_request(self, request, code, reason, headers=()):
         """Send a complete error response on the request's stream and reset it (NO_ERROR)."""
         stream_id = request.channel.streamID
-        if self._answer_and_reset(stream_id, code, reason) and stream_id in self.streams:
+        if self._answer_and_reset(stream_id, code, reason, headers) and stream_id in self.streams:
             self.streams[stream_id].connectionLost(Failure(ConnectionLost(reason)))
             self._requestDone(stream_id)
 
-    def _answer_and_reset(self, stream_id, code, reason):
+    def _answer_and_reset(self, stream_id, code, reason, headers=()):
         """The error response and RST_STREAM (NO_ERROR) on ``stream_id``; False when the
         connection was dropped for buffering too much control data."""
         log.info("rejected HTTP/2 stream {stream} from {peer}: {code} {reason}",
@@ -426,6 +429,7 @@ class H2Channel(H2Connection):
             body = b""  # h2 refuses DATA past the client's window: the status alone
         self.conn.send_headers(stream_id, [
             (b":status", str(code).encode()),
+            *headers,
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
         ], end_stream=not body)

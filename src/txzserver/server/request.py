@@ -9,6 +9,25 @@ from twisted.web import server
 
 log = Logger()
 
+#: Seconds a client refused for a full spool (max-spool-size) is told to wait: long enough for
+#: a running upload of a few hundred MB to finish on a LAN.
+SPOOL_RETRY_AFTER = 10
+
+#: Cookies that carry Plone credentials (PAS session, plone.restapi/Volto JWT).
+CREDENTIAL_COOKIES = frozenset({b"__ac", b"auth_token"})
+
+
+def has_credentials(headers):
+    """Whether a request says who it is (Authorization, or a login cookie); Zope decides
+    later whether it is right, but one without any is anonymous for certain."""
+    if headers.hasHeader(b"authorization"):
+        return True
+    for value in headers.getRawHeaders(b"cookie", ()):
+        for pair in value.split(b";"):
+            if pair.partition(b"=")[0].strip() in CREDENTIAL_COOKIES:
+                return True
+    return False
+
 
 def _write_all(spool, data):
     """Write all of ``data`` to an unbuffered file (a raw write may take only part of it)."""
@@ -29,6 +48,8 @@ class ZopeRequest(server.Request):
 
     _body_received = 0
     _rejected = False
+    _reserved = 0  # bytes of the process's SpoolBudget this body holds
+    _limit = None  # the body limit that applies to this request, and its key
     #: Monotonic clock of ``duration`` (tests replace it).
     clock = staticmethod(time.monotonic)
 
@@ -51,35 +72,88 @@ class ZopeRequest(server.Request):
             return 0
         return self._body_received
 
-    def reject(self, code, reason):
+    def reject(self, code, reason, headers=()):
         """Answer ``code`` now, while the request is still being received."""
         if self.channel is not None:
-            self.protocol.reject_request(self, code, reason)
+            self.protocol.reject_request(self, code, reason, headers)
+
+    def body_limit(self):
+        """(bytes, key) of the limit for this request's body; (0, key) means none.
+
+        Called once every header is known (HTTP/1.1: gotLength; HTTP/2: the channel passes
+        content-length last). A request without credentials gets the lower anonymous limit:
+        its body is spooled before Zope knows who sent it.
+        """
+        if self._limit is None:
+            limit, key = self.settings.max_request_body_size, "max-request-body-size"
+            anonymous = self.settings.max_anonymous_body_size
+            if anonymous and (not limit or anonymous < limit) \
+                    and not has_credentials(self.requestHeaders):
+                limit, key = anonymous, "max-anonymous-body-size"
+            self._limit = (limit, key)
+        return self._limit
 
     def gotLength(self, length):
-        limit = self.settings.max_request_body_size
+        limit, _ = self.body_limit()
         if limit and length is not None and length > limit:
             self.content = io.BytesIO()
             self._reject_body(length)
             return
         if length is not None and length <= self.settings.request_spool_threshold:
             self.content = io.BytesIO()
-        else:
-            # Unbuffered: a full disk shows at the write that fails, not at some later flush.
-            self.content = tempfile.TemporaryFile(prefix="txzserver-body-", buffering=0)
+            return
+        if length is not None and not self._reserve(length):
+            self.content = io.BytesIO()
+            return
+        # Unbuffered: a full disk shows at the write that fails, not at some later flush.
+        self.content = tempfile.TemporaryFile(prefix="txzserver-body-", buffering=0)
 
     def handleContentChunk(self, data):
         if self._rejected:
             return
         self._body_received += len(data)
-        limit = self.settings.max_request_body_size
+        limit, _ = self.body_limit()
         if limit and self._body_received > limit:
             self._reject_body(self._body_received)
             return
+        if self._body_received > self._reserved and not isinstance(self.content, io.BytesIO):
+            # a body of unknown length takes its share as it grows
+            if not self._reserve(self._body_received - self._reserved):
+                return
         try:
             _write_all(self.content, data)
         except OSError as exc:
             self._spool_failed(exc)
+
+    def _spool_budget(self):
+        """The process's SpoolBudget, held by the listener's site (None: no cap)."""
+        return getattr(getattr(self.protocol, "site", None), "spool", None)
+
+    def _reserve(self, size):
+        """Take ``size`` more bytes of the spool budget; False after answering 503."""
+        budget = self._spool_budget()
+        if budget is None:
+            return True
+        if not budget.take(size):
+            self._rejected = True
+            log.warn("refused a request body of {size} bytes: {used} of {limit} bytes are spooled"
+                     " already (max-spool-size)", size=size, used=budget.used, limit=budget.limit)
+            if isinstance(self.content, io.IOBase) and not isinstance(self.content, io.BytesIO):
+                self.content.close()
+            self.content = io.BytesIO()
+            self.reject(503, f"the server is receiving too many request bodies at once ({budget.used}"
+                             f" bytes spooled, max-spool-size {budget.limit}); try again later",
+                        headers=((b"retry-after", b"%d" % SPOOL_RETRY_AFTER),))
+            return False
+        if not self._reserved:
+            self.notifyFinish().addBoth(self._release, budget)
+        self._reserved += size
+        return True
+
+    def _release(self, result, budget):
+        """The response is done or the client gone: Twisted closes the spool file now."""
+        budget.give(self._reserved)
+        self._reserved = 0
 
     def _spool_failed(self, exc):
         """The spool could not take the body (disk full, quota): 507, and the file is gone."""
@@ -92,9 +166,10 @@ class ZopeRequest(server.Request):
 
     def _reject_body(self, size):
         self._rejected = True
-        limit = self.settings.max_request_body_size
+        limit, key = self.body_limit()
+        anonymous = " for a request without credentials" if key == "max-anonymous-body-size" else ""
         self.reject(413, f"request body of {size} bytes or more exceeds the limit of {limit} bytes"
-                          " (max-request-body-size)")
+                          f"{anonymous} ({key})")
 
     def write(self, data):
         """Request.write, tolerating a socket that uvloop closed before Twisted noticed.

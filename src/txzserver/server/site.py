@@ -10,6 +10,7 @@ from twisted.web import server
 from .accesslog import log_request, request_protocol
 from .errors import http1_error_response, peer_of
 from .negotiate import NegotiatingProtocol
+from .spool import SpoolBudget
 
 log = Logger()
 
@@ -153,13 +154,16 @@ class CountedProtocol(NegotiatingProtocol):
 
 class ZopeSite(server.Site):
     """Site for one listener, built with the process's ``ServerSettings``; ``metrics`` (a
-    ``txzserver.metrics.ServerMetrics``, or None) counts the requests it answers."""
+    ``txzserver.metrics.ServerMetrics``, or None) counts the requests it answers; ``spool``
+    the process's ``SpoolBudget``."""
 
     def __init__(self, resource, settings, counter, h2c=False, http2=True, reactor=None,
-                 metrics=None):
+                 metrics=None, spool=None):
         super().__init__(resource, reactor=reactor)
         self.settings = settings
         self.counter = counter
+        #: bytes of request bodies spooled at once (shared by every listener of the process)
+        self.spool = spool if spool is not None else SpoolBudget(settings.max_spool_size)
         self.metrics = metrics
         self.h2c = h2c
         self.http2 = http2

@@ -12,6 +12,7 @@ and groups): a subscription outside that site is refused with an error message, 
 """
 
 import json
+import random
 from types import FunctionType
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -40,6 +41,9 @@ MAX_STALL_SECONDS = 10.0
 OPEN_HANDSHAKE_TIMEOUT = 10.0
 #: Seconds a client refused that way is asked to wait before it connects again.
 RETRY_AFTER = 5
+#: Close code at max-connection-age: the client should reconnect and authenticate again
+#: (4000-4999: for applications, RFC 6455 7.4.2).
+REAUTHENTICATE = 4001
 
 
 class NotificationProtocol(WebSocketServerProtocol):
@@ -48,6 +52,9 @@ class NotificationProtocol(WebSocketServerProtocol):
     handshake = None
     principal = None
     subscriber = None
+    #: seconds this connection may live (max-connection-age); 0: no limit
+    max_connection_age = 0.0
+    _age_call = None
 
     # Handshake (reactor thread; a principal not in the cache is looked up in the pool)
 
@@ -158,6 +165,11 @@ class NotificationProtocol(WebSocketServerProtocol):
                                      userid=self.principal.userid, close=self._close_for,
                                      site=site)
         self._forget_handshake()
+        if self.max_connection_age:
+            # up to a tenth earlier, at random: connections opened together (after a restart)
+            # do not all reconnect in the same second an hour later
+            age = self.max_connection_age * (1 - random.random() / 10)
+            self._age_call = service.reactor.callLater(age, self._too_old, age)
         service.hub.add(self.subscriber)
         self._send(service.welcome(self.subscriber.userid, sorted(self.subscriber.paths), site))
 
@@ -217,6 +229,9 @@ class NotificationProtocol(WebSocketServerProtocol):
         super().dropConnection(abort=abort)
 
     def connectionLost(self, reason):
+        if self._age_call is not None and self._age_call.active():
+            self._age_call.cancel()
+        self._age_call = None
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._abort_call = None
@@ -241,6 +256,13 @@ class NotificationProtocol(WebSocketServerProtocol):
                 self.__dict__[name] = None
 
     # Helpers
+
+    def _too_old(self, age):
+        """max-connection-age: the client comes back through a new, authenticated handshake."""
+        self._age_call = None
+        if self.state == self.STATE_OPEN:
+            self.sendClose(code=REAUTHENTICATE, reason=f"connection open for {age:.0f} s"
+                           " (max-connection-age): reconnect to authenticate again")
 
     def _close_for(self, code, reason):
         """The hub's ``Subscriber.close``: its user was removed."""
@@ -298,5 +320,6 @@ def make_factory(service, settings):
     options = {name: staticmethod(value) if isinstance(value, FunctionType) else value
                for name, value in options.items()}
     factory.protocol = type("NotificationProtocol", (NotificationProtocol,),
-                            dict(options, CONFIG_ATTRS=(), __module__=__name__))
+                            dict(options, CONFIG_ATTRS=(), __module__=__name__,
+                                 max_connection_age=settings.max_connection_age))
     return factory

@@ -289,6 +289,8 @@
       attempt = 0;
     });
     ws.addEventListener("message", onMessage);
+    // Every close reconnects, with a new handshake (its cookies authenticated anew): code 4001
+    // is the server's max-connection-age, 1001 its shutdown.
     ws.addEventListener("close", function () {
       window.txzserverToasts.connected = false;
       if (socket === ws) {
