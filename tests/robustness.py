@@ -286,16 +286,16 @@ TABLE = [
         ('tests/unit/test_ws_max_age.py',),
         {'code': 4001, 'default_s': 3600, 'age_s': 3600}),
     Row('bus_curve',
-        ('a peer on the network connects to the broker\'s tcp ports (events and tasks) with a plain'
-         ' ZeroMQ socket or with a CURVE key outside the allow-list, subscribes, and publishes'
-         ' {injected} forged `Anonymous` events and tasks'),
+        ('a peer on the network connects to the broker\'s tcp ports (events and tasks) with plain'
+         ' ZeroMQ sockets or with a CURVE key outside the allow-list ({strangers} sockets),'
+         ' subscribes, and publishes {injected} forged `Anonymous` events and tasks'),
         ('refused at the CURVE handshake (ZAP allow-list of client public keys): it receives'
          ' nothing, nothing it sent reaches an instance; each refusal counted by endpoint and'
          ' reason (`txzserver_bus_refused_peers_total` of `txzserver broker --metrics`), logged once'
          ' a minute; an allowed key carries events end to end; tcp without keys: exit 2 unless'
          ' `curve off` (was: every event and task readable and forgeable by any peer)'),
         ('tests/unit/test_bus_security.py', 'tests/integration/test_bus_auth.py'),
-        {'injected': 20, 'strangers': 4}),
+        {'injected': 20, 'strangers': 6}),
     Row('bus_ipc_dir',
         ('the ipc socket directory exists already, made by another user or open to others'
          ' (mode 0777, 0750)'),
@@ -319,6 +319,24 @@ TABLE = [
          ' for duplicates'),
         ('tests/unit/test_bus_security.py', 'tests/unit/test_bus_publishers.py'),
         {'jump': 1000000}),
+    Row('front_hosts',
+        ('a request through the front with a Host the front does not serve (`Host: evil.example`, '
+         'with a port, as a suffix, with a trailing dot, empty)'),
+        ('{status} with a reason from HAProxy, never reaching Zope; only `SERVER_NAMES` are '
+         'answered ("{names}" in the test), each with `Strict-Transport-Security: '
+         'max-age=HSTS_MAX_AGE` ({max_age} in the test); Plone\'s links name the checked host '
+         '(was: every link and mailed URL built from the attacker\'s Host, no HSTS)'),
+        ('tests/integration/test_front_hosts.py',),
+        {'status': 421, 'names': 'localhost 127.0.0.1 ::1 plone.test', 'max_age': 600}),
+    Row('dev_ca',
+        'the development CA trusted system-wide, its files stolen or misused',
+        ('it can sign for nothing but the configured names: `nameConstraints` (critical) permit '
+         '`{permitted}` by default, `SERVER_NAMES` add more; its key is deleted once the '
+         'front\'s certificate is signed; both valid {days} days, made again a week before expiry '
+         '(was: `CA:TRUE` for any name, 825 days, `ca.key` kept)'),
+        ('tests/integration/test_dev_ca.py',),
+        {'permitted': ('DNS:localhost, IP:127.0.0.1/255.255.255.255, '
+                       'IP:0:0:0:0:0:0:0:1/FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF'), 'days': 90}),
 ]
 ROWS = {row.key: row for row in TABLE}
 
