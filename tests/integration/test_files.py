@@ -12,7 +12,7 @@ import pytest
 def token(plone_server, site_id, admin_auth):
     response = httpx.post(plone_server.url(f"/{site_id}/@login"),
                           json={"login": admin_auth[0], "password": admin_auth[1]},
-                          headers={"Accept": "application/json"})
+                          headers={"Accept": "application/json"}, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()["token"]
 
@@ -23,9 +23,11 @@ def api(token):
 
 def test_add_page(plone_server, site_id, token):
     response = httpx.post(plone_server.url(f"/{site_id}"), headers=api(token),
-                          json={"@type": "Document", "id": "hello", "title": "Hello txzserver"})
+                          json={"@type": "Document", "id": "hello", "title": "Hello txzserver"},
+                          timeout=60)
     assert response.status_code == 201, response.text
-    page = httpx.get(plone_server.url(f"/{site_id}/hello"), headers={"Authorization": f"Bearer {token}"})
+    page = httpx.get(plone_server.url(f"/{site_id}/hello"), headers={"Authorization": f"Bearer {token}"},
+                     timeout=60)
     assert page.status_code == 200
     assert "Hello txzserver" in page.text
 
@@ -68,14 +70,14 @@ def test_download_over_http2(plone_server, uploaded):
 def test_range_request(plone_server, uploaded):
     start, end = 1_000_000, 1_000_000 + 65535
     response = httpx.get(plone_server.url(uploaded["path"] + "/@@download/file"),
-                         headers={"Range": f"bytes={start}-{end}"})
+                         headers={"Range": f"bytes={start}-{end}"}, timeout=60)
     assert response.status_code == 206
     assert response.headers["content-range"] == f"bytes {start}-{end}/{uploaded['size']}"
     assert response.content == uploaded["slice"]
 
 
 def test_head_of_download_has_no_body(plone_server, uploaded):
-    response = httpx.head(plone_server.url(uploaded["path"] + "/@@download/file"))
+    response = httpx.head(plone_server.url(uploaded["path"] + "/@@download/file"), timeout=60)
     assert response.status_code == 200
     assert response.content == b""
 

@@ -63,8 +63,9 @@ def test_runwsgi_with_txzserver(tmp_path, plone_template, site_id):
     runwsgi = str(Path(sys.executable).parent / "runwsgi")
     server = ServerProcess(ini.parent / "zope.conf", argv=[runwsgi, str(ini)]).start()
     try:
-        assert httpx.get(server.url(f"/{site_id}")).status_code == 200
-        with httpx.Client(http1=False, http2=True) as client:
+        # a first page renders Plone's templates: seconds on a busy machine (no latency test)
+        assert httpx.get(server.url(f"/{site_id}"), timeout=60).status_code == 200
+        with httpx.Client(http1=False, http2=True, timeout=60) as client:
             response = client.get(server.url(f"/{site_id}"))
         assert response.status_code == 200 and response.http_version == "HTTP/2"
     finally:
