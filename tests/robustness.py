@@ -337,6 +337,13 @@ TABLE = [
         ('tests/integration/test_dev_ca.py',),
         {'permitted': ('DNS:localhost, IP:127.0.0.1/255.255.255.255, '
                        'IP:0:0:0:0:0:0:0:1/FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF:FFFF'), 'days': 90}),
+    Row('canonical_url',
+        'an edit made with a forged `Host` (evil.example) reaching Zope',
+        ('with the registry record `txzserver.canonical_url` set ({canonical} in the test), every '
+         'event url (created, removed) is that URL + the path inside the site, whatever the '
+         'request\'s Host (was: the editor\'s Host in every viewer\'s event)'),
+        ('tests/integration/test_canonical_url.py',),
+        {'canonical': 'https://www.example.org'}),
 ]
 ROWS = {row.key: row for row in TABLE}
 

@@ -72,7 +72,7 @@ def make_event_publisher(reactor, hub, settings):
     bus = settings.event_bus
     log.info("txzserver event bus: publish to %s, subscribe from %s", bus.publish, bus.subscribe)
     return ZmqBus(reactor, hub, bus.publish, bus.subscribe, instance=settings.instance_name,
-                  watch=settings.health is not None)
+                  watch=settings.health is not None, security=bus.security())
 
 
 def build_health(reactor, pool, settings, tracker, publisher, site_id=None, probe=None,
@@ -109,16 +109,18 @@ def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None):
                        " events took through the broker and back.", lambda: publisher.lag)
 
     def dropped():
-        found = {("duplicate",): hub.dropped}
+        found = {("duplicate",): hub.dropped, ("seq-jump",): hub.jumps}
         if hasattr(publisher, "dropped"):
             found[("bus-full",)] = publisher.dropped
         if hasattr(publisher, "unsafe"):
             found[("unsafe-url",)] = publisher.unsafe
+            found[("invalid",)] = publisher.invalid
         return found
 
     readings.counter("txzserver_events_dropped", "Events not delivered: the bus's send queue"
-                     " was full (bus-full), already seen (duplicate), or received with a url"
-                     " that is not http(s) (unsafe-url).", dropped,
+                     " was full (bus-full), already seen (duplicate), received with a url"
+                     " that is not http(s) (unsafe-url), not of the bus's schema (invalid), or"
+                     " numbered further than any publisher counts (seq-jump).", dropped,
                      labels=("reason",))
     readings.counter("txzserver_events_delivered", "Event messages sent to WebSocket"
                      " subscribers (one per subscriber that may see the event).",
@@ -217,6 +219,8 @@ def run(app_factory, settings, on_stop=None, site_id=None):
         sites = build_sites(reactor, pool, None, settings, tracker, websocket, metrics)
         ports = open_listeners(reactor, sites)
         publisher = make_event_publisher(reactor, hub, settings)
+        tasks = TaskQueues.build(reactor, pool, settings.task_queues, security=(
+            None if settings.event_bus is None else settings.event_bus.security()))
         started = None
         if settings.health is not None:
             # Its own listener, not in ``ports``: the drain must not close it.
@@ -231,7 +235,6 @@ def run(app_factory, settings, on_stop=None, site_id=None):
         print(f"txzserver: {exc}", file=sys.stderr)
         return 2
     register_event_publisher(publisher)
-    tasks = TaskQueues.build(reactor, pool, settings.task_queues)
     register_task_queues(tasks)
     app = app_factory()
     # Zope's and Plone's start-up objects (about a million) live as long as the process: keep

@@ -67,10 +67,71 @@ def _cmd_run(args):
 
 def _cmd_broker(args):
     import logging
+
+    import zmq
+
     from .bus.broker import run_broker
+    from .bus.security import BrokerGuard, BusLimits, BusSecurityError, is_tcp
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     tasks = None if args.no_tasks else (args.tasks_frontend, args.tasks_backend)
-    return run_broker(args.frontend, args.backend, tasks=tasks)
+    limits = BusLimits(args.max_message_size, args.high_water_mark)
+    tcp = [end for end in (args.frontend, args.backend, *(tasks or ())) if is_tcp(end)]
+    try:
+        if args.curve == "on" and (args.curve_secret_key or args.curve_allow):
+            if not (args.curve_secret_key and args.curve_allow):
+                raise BusSecurityError("CURVE needs both --curve-secret-key and --curve-allow")
+            guard = BrokerGuard.load(zmq.Context.instance(), limits, args.curve_secret_key,
+                                     args.curve_allow)
+        elif tcp and args.curve == "on":
+            raise BusSecurityError(
+                f"{tcp[0]} is tcp: give --curve-secret-key and --curve-allow (keys made by"
+                " `txzserver buskeys`), or --curve off on a trusted network (anyone who reaches"
+                " the port could read and send bus messages)")
+        else:
+            guard = BrokerGuard(zmq.Context.instance(), limits)
+        if args.metrics:
+            _broker_metrics(args.metrics, guard)
+        return run_broker(args.frontend, args.backend, tasks=tasks, guard=guard)
+    except BusSecurityError as exc:
+        print(f"txzserver broker: {exc}", file=sys.stderr)
+        return 2
+
+
+def _broker_metrics(address, guard):
+    """txzserver_bus_refused_peers_total on http://ADDRESS/metrics (Prometheus)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.core import CounterMetricFamily
+
+    class Refused:
+        def collect(self):
+            family = CounterMetricFamily(
+                "txzserver_bus_refused_peers", "Connections the broker refused at the CURVE"
+                " handshake, by endpoint and reason (handshake: no CURVE, a wrong server key;"
+                " key-not-allowed: a client key outside the allow-list).",
+                labels=("endpoint", "reason"))
+            for (endpoint, reason), count in sorted(guard.refused.items()):
+                family.add_metric((endpoint, reason), count)
+            yield family
+
+    registry = CollectorRegistry()
+    registry.register(Refused())
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+
+
+def _cmd_buskeys(args):
+    """Write DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600)."""
+    import zmq.auth
+    os.makedirs(args.directory, mode=0o700, exist_ok=True)
+    old = os.umask(0o077)
+    try:
+        public, secret = zmq.auth.create_certificates(args.directory, args.name)
+    finally:
+        os.umask(old)
+    os.chmod(public, 0o644)
+    print(f"public key {public} (to the broker's --curve-allow, or <event-bus> server-key)")
+    print(f"secret key {secret} (keep it: <event-bus> client-key, or --curve-secret-key)")
+    return 0
 
 
 def _cmd_listen(args):
@@ -117,6 +178,7 @@ def _cmd_checkconfig(args):
 
 def build_parser():
     from .bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, DEFAULT_TASKS_PULL, DEFAULT_TASKS_PUSH
+    from .bus.security import DEFAULT_HIGH_WATER_MARK, DEFAULT_MAX_MESSAGE_SIZE
     from .listen import GAP_STATUS
 
     parser = argparse.ArgumentParser(prog="txzserver", description=__doc__)
@@ -158,7 +220,28 @@ def build_parser():
                         help="endpoint instances pull tasks from (a <task-queue>'s pull; bound here;"
                              f" default {DEFAULT_TASKS_PULL})")
     broker.add_argument("--no-tasks", action="store_true", help="forward events only, no task stream")
+    broker.add_argument("--curve", choices=("on", "off"), default="on",
+                        help="on (default): tcp endpoints need --curve-secret-key and"
+                             " --curve-allow; off: plain tcp, only on a trusted network")
+    broker.add_argument("--curve-secret-key", metavar="FILE",
+                        help="the broker's secret certificate (`txzserver buskeys DIR broker`:"
+                             " DIR/broker.key_secret)")
+    broker.add_argument("--curve-allow", metavar="PATH",
+                        help="client public certificates allowed in: a NAME.key file or a"
+                             " directory of them")
+    broker.add_argument("--max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE,
+                        help="ZMQ_MAXMSGSIZE in bytes: a larger message disconnects its sender"
+                             f" (default {DEFAULT_MAX_MESSAGE_SIZE})")
+    broker.add_argument("--high-water-mark", type=int, default=DEFAULT_HIGH_WATER_MARK,
+                        help=f"messages queued per socket and peer (default {DEFAULT_HIGH_WATER_MARK})")
+    broker.add_argument("--metrics", metavar="[HOST:]PORT",
+                        help="serve Prometheus metrics (refused peers) on this address")
     broker.set_defaults(func=_cmd_broker)
+
+    keys = commands.add_parser("buskeys", help="make a CURVE key pair for the bus (z85 files)")
+    keys.add_argument("directory", help="where to write NAME.key and NAME.key_secret")
+    keys.add_argument("name", help="e.g. broker, or an instance's name")
+    keys.set_defaults(func=_cmd_buskeys)
 
     listen = commands.add_parser("listen", help="print the events a user receives, one JSON line each")
     listen.add_argument("url", help="WebSocket URL, e.g. ws://127.0.0.1:8080/Plone/ws")

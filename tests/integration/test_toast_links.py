@@ -44,7 +44,7 @@ def two_sites(tmp_path_factory, plone_template):
     both)."""
     directory = tmp_path_factory.mktemp("two-sites")
     bus = directory / "bus"
-    bus.mkdir()
+    bus.mkdir(mode=0o700)  # the broker refuses a bus directory open to others
     endpoints = {name: f"ipc://{bus}/{name}.sock" for name in ("publish", "subscribe")}
     extra = (f"server-threads 2\ninstance-name two-sites\n"
              f"<websocket>\n  path /ws\n  site Plone\n</websocket>\n"

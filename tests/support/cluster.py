@@ -86,7 +86,7 @@ class Cluster:
 
     def start_broker(self):
         bus = self.directory / "bus"
-        bus.mkdir(exist_ok=True)
+        bus.mkdir(mode=0o700, exist_ok=True)  # the broker refuses a bus directory open to others
         self.bus = {"publish": f"ipc://{bus}/publish.sock", "subscribe": f"ipc://{bus}/subscribe.sock",
                     "tasks_push": f"ipc://{bus}/tasks-in.sock", "tasks_pull": f"ipc://{bus}/tasks-out.sock"}
         process = self._spawn([str(BIN / "txzserver"), "broker", "--frontend", self.bus["publish"],

@@ -23,7 +23,8 @@ def test_sections_become_queue_settings(tmp_path):
     _, settings = load(conf(tmp_path, "<task-queue default>\n</task-queue>\n"
                                       "<task-queue bulk>\n  backend zmq\n  concurrency 2\n  retries 5\n"
                                       "  retry-delay 2s\n  retry-max-delay 1m\n  task-user robot\n"
-                                      "  push tcp://broker:5561\n  pull tcp://broker:5562\n</task-queue>",
+                                      "  push tcp://broker:5561\n  pull tcp://broker:5562\n</task-queue>\n"
+                                      "<event-bus>\n  curve off\n</event-bus>",
                                 threads=4))
     default, bulk = settings.task_queues
     assert default == TaskQueueSettings("default")

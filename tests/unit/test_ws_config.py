@@ -27,6 +27,7 @@ EVENT_BUS = """
 <event-bus>
   publish ipc:///run/txzserver/publish.sock
   subscribe tcp://broker:5560
+  curve off
 </event-bus>
 """
 
@@ -71,7 +72,7 @@ def test_websocket_and_event_bus_sections(instance):
         allowed_origins=("https://www.example.com", "https://admin.example.com:8443"),
         max_connections=500, max_message_size=16 * 1024, ping_interval=10.0, ping_timeout=5.0)
     assert settings.event_bus == EventBusSettings(publish="ipc:///run/txzserver/publish.sock",
-                                                  subscribe="tcp://broker:5560")
+                                                  subscribe="tcp://broker:5560", curve="off")
     assert settings.instance_name == "backend-1"
 
 
@@ -138,7 +139,7 @@ def test_event_bus_endpoints_default_to_the_brokers(instance):
     _, settings = load(str(path))
     assert (settings.event_bus.publish, settings.event_bus.subscribe) == (DEFAULT_PUBLISH,
                                                                           DEFAULT_SUBSCRIBE)
-    path, _ = conf(instance, "<event-bus>\n  publish tcp://broker:5559\n</event-bus>\n")
+    path, _ = conf(instance, "<event-bus>\n  publish tcp://broker:5559\n  curve off\n</event-bus>\n")
     _, settings = load(str(path))
     assert (settings.event_bus.publish, settings.event_bus.subscribe) == ("tcp://broker:5559",
                                                                           DEFAULT_SUBSCRIBE)

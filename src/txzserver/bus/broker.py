@@ -4,28 +4,23 @@ Instances connect their PUB sockets to the frontend and their SUB sockets to the
 With ``tasks`` (frontend, backend) a second forwarder, PULL/PUSH, deals the tasks instances
 PUSH to its frontend round-robin to the instances PULLing from its backend (each task to one).
 Each steerable proxy runs in a thread; SIGTERM/SIGINT send it TERMINATE, so it stops cleanly
-(and promptly: docker stop does not wait 10 s).
+(and promptly: docker stop does not wait 10 s). Every socket is bound through a ``BrokerGuard``
+(bus/security.py): CURVE and the allow-list on tcp, a private directory for ipc, size limits.
 """
 
 import logging
-import os
 import signal
 import threading
 
+from .security import BrokerGuard, secure_ipc_dir
+
 log = logging.getLogger("txzserver.broker")
-
-
-def _prepare_ipc(endpoint):
-    if endpoint.startswith("ipc://"):
-        directory = os.path.dirname(endpoint[len("ipc://"):])
-        if directory:
-            os.makedirs(directory, exist_ok=True)
 
 
 class _Forwarder:
     """One steerable zmq.proxy in a thread, between a bound frontend and backend socket."""
 
-    def __init__(self, ctx, kinds, frontend, backend, name):
+    def __init__(self, ctx, guard, kinds, frontend, backend, name):
         import zmq
         self.zmq = zmq
         self.ctx = ctx
@@ -33,13 +28,8 @@ class _Forwarder:
         self.control = ctx.socket(zmq.PAIR)
         self.control_endpoint = f"inproc://txzserver-broker-control-{id(self.control)}"
         self.control.bind(self.control_endpoint)
-        for endpoint in (frontend, backend):
-            _prepare_ipc(endpoint)
-        self.front.bind(frontend)
-        self.back.bind(backend)
-        for endpoint in (frontend, backend):
-            if endpoint.startswith("ipc://"):
-                os.chmod(endpoint[len("ipc://"):], 0o660)
+        guard.bind(self.front, frontend)
+        guard.bind(self.back, backend)
         self.thread = threading.Thread(target=self._proxy, name=name, daemon=True)
         self.thread.start()
 
@@ -58,26 +48,35 @@ class _Forwarder:
             sock.close(linger=0)
 
 
-def run_broker(frontend, backend, ready=None, stop=None, tasks=None):
-    """Forward until a signal (or ``stop`` is set); returns 0. ``ready`` is set when bound.
-    ``tasks``: (frontend, backend) of the task stream, or None for events only."""
+def run_broker(frontend, backend, ready=None, stop=None, tasks=None, guard=None):
+    """Forward until a signal (or ``stop`` is set); returns 0. ``ready`` is set when bound
+    (with the ``BrokerGuard`` in ``ready.guard``). ``tasks``: (frontend, backend) of the task
+    stream, or None for events only; ``guard``: default, no CURVE (ipc only, or tests).
+    Raises BusSecurityError (an unsafe ipc directory) before binding anything."""
     import zmq
-    ctx = zmq.Context.instance()
-    forwarders = [_Forwarder(ctx, (zmq.XSUB, zmq.XPUB), frontend, backend, "broker-proxy")]
+    for endpoint in (frontend, backend, *(tasks or ())):
+        secure_ipc_dir(endpoint)
+    guard = guard or BrokerGuard(zmq.Context.instance())
+    ctx = guard.ctx
+    forwarders = [_Forwarder(ctx, guard, (zmq.XSUB, zmq.XPUB), frontend, backend, "broker-proxy")]
     log.info("txzserver broker: publishers connect to %s, subscribers to %s", frontend, backend)
     if tasks is not None:
-        forwarders.append(_Forwarder(ctx, (zmq.PULL, zmq.PUSH), tasks[0], tasks[1], "broker-tasks"))
+        forwarders.append(_Forwarder(ctx, guard, (zmq.PULL, zmq.PUSH), tasks[0], tasks[1],
+                                     "broker-tasks"))
         log.info("txzserver broker: tasks are pushed to %s, pulled from %s", *tasks)
+    guard.start()
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     if ready is not None:
+        ready.guard = guard
         ready.set()
     while not stop.wait(0.5):
         pass
     log.info("txzserver broker: stopping")
     for forwarder in forwarders:
         forwarder.stop()
+    guard.stop()
     log.info("txzserver broker: stopped")
     return 0

@@ -11,6 +11,24 @@ from urllib.parse import urlsplit
 
 EVENT_TYPES = ("created", "modified", "removed", "transition", "notification")
 _NOT_PUBLIC = ("guard", "instance", "epoch", "seq")
+_TEXT = ("type", "path", "uid", "url", "title", "portal_type", "review_state", "actor", "time",
+         "message", "instance", "epoch")
+
+
+def _strings(value, what):
+    """``value`` as a tuple of strings; TypeError for anything else (a string included)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise TypeError(f"{what} must be a list of strings, not {value!r:.80}")
+    if not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{what} must hold strings only")
+    return tuple(value)
+
+
+def _known(cls, fields):
+    """TypeError naming the fields ``cls`` does not have (a message of another schema)."""
+    unknown = set(fields) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown field(s) {', '.join(sorted(unknown))[:200]}")
 
 
 class UnsafeURL(ValueError):
@@ -69,17 +87,16 @@ class Event:
 
     def __post_init__(self):
         if self.type not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {self.type!r}")
+            raise ValueError(f"unknown event type {self.type!r:.80}")
+        for name in _TEXT:
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"event {name} must be a string, not {getattr(self, name)!r:.80}")
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ValueError(f"event path must be absolute, not {self.path!r}")
         check_url(self.url)
-        if isinstance(self.guard, (str, bytes)):
-            raise TypeError(f"event guard must be a collection of tokens, not {self.guard!r}")
-        object.__setattr__(self, "guard", frozenset(self.guard))
+        object.__setattr__(self, "guard", frozenset(_strings(self.guard, "event guard")))
         if type(self.seq) is not int or self.seq < 0:  # bool is an int: refuse it too
             raise ValueError(f"event seq must be a non-negative integer, not {self.seq!r}")
-        if not isinstance(self.instance, str) or not isinstance(self.epoch, str):
-            raise TypeError("event instance and epoch must be strings")
 
     def stamped(self, instance, epoch, seq):
         """This event as sent by publisher run ``epoch`` of ``instance``, number ``seq``."""
@@ -104,6 +121,7 @@ class Event:
         if not isinstance(fields, dict):
             raise ValueError("event on the wire must be a JSON object")
         fields.pop("kind", None)
+        _known(cls, fields)
         return cls(**fields)
 
 
@@ -134,10 +152,14 @@ class PrincipalChange:
     seq: int = 0
 
     def __post_init__(self):
-        users = {str(k): frozenset(v) for k, v in dict(self.users).items()}
+        if not isinstance(self.users, dict) or not all(isinstance(k, str) for k in self.users):
+            raise TypeError("message users must map user ids to tokens")
+        users = {k: frozenset(_strings(v, "a user's tokens")) for k, v in self.users.items()}
         object.__setattr__(self, "users", users)
-        object.__setattr__(self, "removed", tuple(self.removed))
-        object.__setattr__(self, "logged_out", tuple(self.logged_out))
+        object.__setattr__(self, "removed", _strings(self.removed, "message removed"))
+        object.__setattr__(self, "logged_out", _strings(self.logged_out, "message logged_out"))
+        if not isinstance(self.instance, str) or not isinstance(self.epoch, str):
+            raise TypeError("message instance and epoch must be strings")
         if not isinstance(self.site, str) or (self.site and not self.site.startswith("/")):
             raise ValueError(f"message site must be a site path like /Plone, not {self.site!r}")
         if type(self.seq) is not int or self.seq < 0:
@@ -160,7 +182,9 @@ def from_wire(data: bytes):
         raise ValueError("message on the wire must be a JSON object")
     kind = fields.pop("kind", "event")
     if kind == PrincipalChange.kind:
+        _known(PrincipalChange, fields)
         return PrincipalChange(**fields)
     if kind != "event":
-        raise ValueError(f"unknown message kind {kind!r}")
+        raise ValueError(f"unknown message kind {kind!r:.80}")
+    _known(Event, fields)
     return Event(**fields)

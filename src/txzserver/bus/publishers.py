@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from .interfaces import IEventPublisher
 from .message import UnsafeURL, from_wire
+from .security import ClientSecurity, OncePerMinute
 
 log = Logger()
 
@@ -85,7 +86,7 @@ class ZmqBus:
     LAG_SAMPLES = 256
 
     def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint, instance=None,
-                 watch=False):
+                 watch=False, security=None):
         self.reactor = reactor
         self.hub = hub
         self.instance = instance or socket.gethostname()  # the default of instance-name
@@ -96,15 +97,14 @@ class ZmqBus:
         self._sent_at = OrderedDict()  # seq -> monotonic send time, the latest LAG_SAMPLES
         self._lock = threading.Lock()
         ctx = context()
-        self.pub = ctx.socket(zmq.PUB)
+        security = security or ClientSecurity()
+        self.pub = security.socket(ctx, zmq.PUB, publish_endpoint)
         self.pub.setsockopt(zmq.LINGER, 1000)
-        self.pub.setsockopt(zmq.SNDHWM, 100000)
         # Queue only on a live connection: while the broker is down, events are dropped now
         # (and reported as a gap) instead of bursting out, stale, when it is back.
         self.pub.setsockopt(zmq.IMMEDIATE, 1)
-        self.sub = ctx.socket(zmq.SUB)
+        self.sub = security.socket(ctx, zmq.SUB, subscribe_endpoint)
         self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 100000)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         # With ``watch`` (the readiness probe asks): monitors set before connecting, so the
         # first CONNECTED is not missed.
@@ -116,7 +116,8 @@ class ZmqBus:
         self.sub.connect(subscribe_endpoint)
         self.received = 0
         self.unsafe = 0  # received events dropped: their url was not http(s)
-        self._unsafe_logged = None
+        self.invalid = 0  # received messages dropped: not of the bus's schema
+        self._logs = OncePerMinute(lambda text: log.warn("{text}", text=text))
         self._closed = False
 
     def start(self):
@@ -155,22 +156,17 @@ class ZmqBus:
                 event = from_wire(data)
             except UnsafeURL as exc:
                 self.unsafe += 1
-                self._warn_unsafe(exc)
+                self._logs.warn("unsafe-url", "dropped an event from the bus with an unsafe url"
+                                " (%d so far): %s", self.unsafe, exc)
                 continue
-            except (ValueError, TypeError) as exc:
-                log.warn("ignored a malformed event from the bus: {error}", error=exc)
+            except (ValueError, TypeError, RecursionError) as exc:
+                self.invalid += 1
+                self._logs.warn("invalid", "dropped a message from the bus that is not of its"
+                                " schema (%d so far): %s", self.invalid, exc)
                 continue
             if event.epoch == self.epoch and event.instance == self.instance:
                 self._came_back(event.seq)
             self.hub.deliver(event)
-
-    def _warn_unsafe(self, exc):
-        """Logged at most once a minute: a peer sending such events could flood the log."""
-        now = time.monotonic()
-        if self._unsafe_logged is None or now - self._unsafe_logged >= 60:
-            self._unsafe_logged = now
-            log.warn("dropped an event from the bus with an unsafe url ({count} so far): {error}",
-                     count=self.unsafe, error=exc)
 
     def _came_back(self, seq):
         with self._lock:

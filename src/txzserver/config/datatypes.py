@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from ZConfig.components.logger.logger import LoggerFactory
 
 from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, DEFAULT_TASKS_PULL, DEFAULT_TASKS_PUSH
+from ..bus.security import (DEFAULT_HIGH_WATER_MARK, DEFAULT_MAX_MESSAGE_SIZE, BusLimits,
+                            BusSecurityError, ClientSecurity)
 
 REACTORS = ("auto", "uvloop", "asyncio", "default")
 ACCESS_LOG_FORMATS = ("common", "combined")
@@ -123,16 +125,16 @@ class WebSocketSettings:
     principal_cache_ttl: float = 60.0
     #: distinct credentials remembered at most (the least recently used go first)
     principal_cache_size: int = 10000
-
-    def __post_init__(self):
     #: seconds a connection lives at most (minus up to a tenth, so that connections opened
     #: together do not all come back at once); then closed with 4001 and the client
     #: reconnects, authenticated anew; 0: no limit
     max_connection_age: float = 3600.0
-        if self.principal_cache_ttl < 0 or self.principal_cache_size < 0:
-            raise ValueError("websocket principal-cache-ttl and principal-cache-size must not be negative")
+
+    def __post_init__(self):
         if self.max_connection_age < 0:
             raise ValueError("websocket max-connection-age must not be negative")
+        if self.principal_cache_ttl < 0 or self.principal_cache_size < 0:
+            raise ValueError("websocket principal-cache-ttl and principal-cache-size must not be negative")
         if not self.path.startswith("/") or self.path == "/" or "//" in self.path:
             raise ValueError(f"websocket path must look like /ws, not {self.path!r}")
         if self.max_connections < 1:
@@ -178,19 +180,33 @@ def websocket_settings(section):
         ping_interval=float(section.ping_interval), ping_timeout=float(section.ping_timeout),
         principal_cache_ttl=float(section.principal_cache_ttl),
         principal_cache_size=section.principal_cache_size,
+        max_connection_age=float(section.max_connection_age),
     )
 
-        max_connection_age=float(section.max_connection_age),
 
 BUS_SCHEMES = ("ipc://", "tcp://", "inproc://")
 
 
+CURVE_CHOICES = ("on", "off")
+
+
 @dataclass(frozen=True)
 class EventBusSettings:
-    """The ``<event-bus>`` section: where to publish to and subscribe from."""
+    """The ``<event-bus>`` section: where to publish to and subscribe from, and how this
+    instance proves itself to the broker on tcp (CURVE keys; the zmq task queues use the same).
+
+    Over tcp without keys it refuses to start unless ``curve`` is "off" (a trusted network,
+    said so on purpose): nobody runs an open bus by accident. ipc needs no keys."""
 
     publish: str
     subscribe: str
+    curve: str = "on"
+    #: the broker's public certificate (``txzserver buskeys DIR broker``: DIR/broker.key)
+    server_key: str = ""
+    #: this client's secret certificate (DIR/NAME.key_secret)
+    client_key: str = ""
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    high_water_mark: int = DEFAULT_HIGH_WATER_MARK
 
     def __post_init__(self):
         for name in ("publish", "subscribe"):
@@ -198,6 +214,32 @@ class EventBusSettings:
             if not value.startswith(BUS_SCHEMES):
                 raise ValueError(f"event-bus {name} must be an ipc://, tcp:// or inproc:// endpoint,"
                                  f" not {value!r}")
+        if self.curve not in CURVE_CHOICES:
+            raise ValueError(f"event-bus curve must be on or off, not {self.curve!r}")
+        if self.max_message_size < 1024 or self.high_water_mark < 1:
+            raise ValueError("event-bus max-message-size must be at least 1KB and"
+                             " high-water-mark at least 1")
+        if self.curve == "on" and (self.server_key or self.client_key):
+            self.security()  # the files are read now, so a bad one stops the start
+
+    def needs_keys(self, endpoints):
+        """Why ``endpoints`` cannot be used as configured (tcp without keys), or None."""
+        tcp = [endpoint for endpoint in endpoints if endpoint.startswith("tcp://")]
+        if tcp and self.curve == "on" and not (self.server_key and self.client_key):
+            return (f"the bus endpoint {tcp[0]} is tcp: <event-bus> needs server-key and"
+                    " client-key (made by `txzserver buskeys`), or `curve off` on a trusted"
+                    " network (anyone who reaches the port could read and send bus messages)")
+        return None
+
+    def security(self):
+        """The ClientSecurity of this section (CURVE keys read from their files)."""
+        limits = BusLimits(self.max_message_size, self.high_water_mark)
+        if self.curve == "off" or not (self.server_key and self.client_key):
+            return ClientSecurity(limits)
+        try:
+            return ClientSecurity.load(self.server_key, self.client_key, limits)
+        except BusSecurityError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 def bus_endpoint(value):
@@ -210,8 +252,19 @@ def bus_endpoint(value):
 
 
 def event_bus_settings(section):
-    return EventBusSettings(publish=(section.publish or DEFAULT_PUBLISH).strip(),
-                            subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip())
+    settings = EventBusSettings(
+        publish=(section.publish or DEFAULT_PUBLISH).strip(),
+        subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip(), curve=section.curve,
+        server_key=(section.server_key or "").strip(), client_key=(section.client_key or "").strip(),
+        max_message_size=section.max_message_size, high_water_mark=section.high_water_mark)
+    problem = settings.needs_keys((settings.publish, settings.subscribe))
+    if problem:
+        raise ValueError(problem)
+    return settings
+
+
+def curve_choice(value):
+    return _choice(value, CURVE_CHOICES, "event-bus curve")
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,14 @@ class ServerSettings:
             seen.add((own.interface, own.port))
 
     def _check_task_queues(self):
+        zmq_endpoints = [end for queue in self.task_queues if queue.backend == "zmq"
+                         for end in (queue.push, queue.pull)]
+        if any(end.startswith("tcp://") for end in zmq_endpoints):
+            bus = self.event_bus
+            problem = ("a zmq <task-queue> over tcp needs the <event-bus> section (its keys)"
+                       if bus is None else bus.needs_keys(zmq_endpoints))
+            if problem:
+                raise SettingsError(problem)
         names = [queue.name for queue in self.task_queues]
         if len(set(names)) != len(names):
             raise SettingsError(f"two <task-queue> sections have the same name: {', '.join(names)}")
@@ -164,6 +172,8 @@ class ServerSettings:
             log_format=root.log_format,
             max_request_body_size=root.max_request_body_size,
             request_spool_threshold=root.request_spool_threshold,
+            max_spool_size=root.max_spool_size,
+            max_anonymous_body_size=root.max_anonymous_body_size,
             max_header_size=root.max_header_size,
             max_headers=root.max_headers,
             idle_timeout=float(root.idle_timeout),
@@ -172,8 +182,6 @@ class ServerSettings:
             shutdown_timeout=float(root.shutdown_timeout),
             stream_chunk_size=root.stream_chunk_size,
             trusted_proxies=tuple(root.trusted_proxies or ())
-            max_spool_size=root.max_spool_size,
-            max_anonymous_body_size=root.max_anonymous_body_size,
             + tuple(net for net in root.trusted_proxy_networks or () if net),
             max_publishing_per_connection=root.max_publishing_per_connection,
             http2_max_concurrent_streams=root.http2_max_concurrent_streams,
@@ -225,6 +233,8 @@ PASTE_OPTIONS = {
     "threads": ("threads", int),
     "reactor": ("reactor", reactor_name),
     "max_request_body_size": ("max_request_body_size", int),
+    "max_spool_size": ("max_spool_size", int),
+    "max_anonymous_body_size": ("max_anonymous_body_size", int),
     "max_header_size": ("max_header_size", int),
     "idle_timeout": ("idle_timeout", float),
     "header_timeout": ("header_timeout", float),
@@ -233,8 +243,6 @@ PASTE_OPTIONS = {
     "trusted_proxy": ("trusted_proxies", lambda v: tuple(v.split())),
     "log_format": ("log_format", lambda v: v.strip().lower()),
     "max_publishing_per_connection": ("max_publishing_per_connection", int),
-    "max_spool_size": ("max_spool_size", int),
-    "max_anonymous_body_size": ("max_anonymous_body_size", int),
     "http2_max_concurrent_streams": ("http2_max_concurrent_streams", int),
     "http2_max_reset_burst": ("http2_max_reset_burst", int),
     "http2_reset_rate": ("http2_reset_rate", float),

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..bus.publishers import drain
+from ..bus.security import ClientSecurity
 from .interfaces import ITaskQueues
 from .runner import TaskRunner
 from .task import Task
@@ -49,19 +50,20 @@ class ZmqBackend:
     far as the runner has room on each wake-up, and read again whenever a slot frees up.
     """
 
-    def __init__(self, reactor, runner, push_endpoint, pull_endpoint, context=None):
+    def __init__(self, reactor, runner, push_endpoint, pull_endpoint, context=None, security=None):
         self.reactor = reactor
         self.runner = runner
         runner.on_room = self.doRead
         self._lock = threading.Lock()
         ctx = context or zmq.Context.instance()
-        self.push = ctx.socket(zmq.PUSH)
+        security = security or ClientSecurity()
+        self.push = security.socket(ctx, zmq.PUSH, push_endpoint)
         self.push.setsockopt(zmq.LINGER, 2000)
-        self.push.setsockopt(zmq.SNDHWM, 100000)
         self.push.connect(push_endpoint)
-        self.pull = ctx.socket(zmq.PULL)
+        # Only as many tasks as it runs at once: the rest wait where any instance may take them.
+        self.pull = security.socket(ctx, zmq.PULL, pull_endpoint,
+                                    receive_hwm=max(1, runner.settings.concurrency))
         self.pull.setsockopt(zmq.LINGER, 0)
-        self.pull.setsockopt(zmq.RCVHWM, max(1, runner.settings.concurrency))
         self.pull.connect(pull_endpoint)
         self.sent = self.received = 0
         self._closed = False
@@ -122,14 +124,15 @@ class TaskQueues:
         self.backends = dict(backends)
 
     @classmethod
-    def build(cls, reactor, pool, queue_settings, context=None):
-        """One runner and backend per ``TaskQueueSettings``."""
+    def build(cls, reactor, pool, queue_settings, context=None, security=None):
+        """One runner and backend per ``TaskQueueSettings``; zmq backends connect with
+        ``security`` (the <event-bus>'s ClientSecurity: the same broker)."""
         backends = {}
         for settings in queue_settings:
             runner = TaskRunner(reactor, pool, settings)
             if settings.backend == "zmq":
                 backends[settings.name] = ZmqBackend(reactor, runner, settings.push, settings.pull,
-                                                     context=context)
+                                                     context=context, security=security)
             else:
                 backends[settings.name] = LocalBackend(reactor, runner)
         return cls(backends)

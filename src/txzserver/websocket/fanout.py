@@ -8,6 +8,7 @@ lost on the way, and every connection is told so before the next event (``Sequen
 
 import gc
 import json
+import time
 from collections import OrderedDict
 
 from twisted.logger import Logger
@@ -69,22 +70,36 @@ class Sequences:
     down, a high-water mark, a full publisher), and a number not above the last one is a
     duplicate or an event already counted as missed. Unstamped events (seq 0, in-process
     delivery) are not tracked. The ``limit`` most recently heard runs are remembered.
+
+    A jump no publisher can make (more than ``MAX_RATE`` events a second since the run's last
+    event, and more than ``MIN_JUMP``) is ``TOO_FAR``: such an event is dropped and the run's
+    number stays, so a forged huge number cannot make the run's real events look like
+    duplicates; a real run catches up as time passes, its allowance growing with it.
     """
 
-    def __init__(self, limit=1024):
+    TOO_FAR = -1
+    MAX_RATE = 100000
+    MIN_JUMP = 100000
+
+    def __init__(self, limit=1024, clock=time.monotonic):
         self.limit = limit
-        self.last = OrderedDict()
+        self.clock = clock
+        self.last = OrderedDict()  # run -> (seq, when it was seen)
 
     def missed_before(self, event):
-        """How many events of ``event``'s run were lost just before it (0 when none), or
-        None when ``event`` is a duplicate or comes late: drop it."""
+        """How many events of ``event``'s run were lost just before it (0 when none), None
+        when ``event`` is a duplicate or comes late, or TOO_FAR: drop it."""
         if not event.seq:
             return 0
         run = (event.instance, event.epoch)
-        last = self.last.get(run)
-        if last is not None and event.seq <= last:
-            return None
-        self.last[run] = event.seq
+        last, seen = self.last.get(run, (None, None))
+        now = self.clock()
+        if last is not None:
+            if event.seq <= last:
+                return None
+            if event.seq - last > max(self.MIN_JUMP, self.MAX_RATE * (now - seen)):
+                return self.TOO_FAR
+        self.last[run] = (event.seq, now)
         self.last.move_to_end(run)
         if len(self.last) > self.limit:
             self.last.popitem(last=False)
@@ -109,6 +124,8 @@ class Hub:
         self.delivered = 0
         self.gaps = 0
         self.dropped = 0  # duplicate or late events
+        self.jumps = 0  # events whose sequence number jumped further than any publisher can
+        self._jump_logged = {}  # instance -> when its last jump was logged
 
     def add(self, subscriber):
         self.subscribers.add(subscriber)
@@ -127,6 +144,10 @@ class Hub:
         ``PrincipalChange`` is applied (``change_principals``) instead of sent.
         """
         missed = self.sequences.missed_before(event)
+        if missed == Sequences.TOO_FAR:
+            self.jumps += 1
+            self._warn_jump(event)
+            return 0
         if missed is None:
             self.dropped += 1
             log.debug("dropped event {seq} of {instance}: already past it", seq=event.seq,
@@ -215,6 +236,17 @@ class Hub:
         """Some bus messages were lost: principal changes among them cannot be applied."""
         for listener in self.principal_listeners:
             listener(None, frozenset(), None)
+
+    def _warn_jump(self, event):
+        """At most once a minute per publisher name: a hostile peer could flood the log."""
+        now = time.monotonic()
+        if now - self._jump_logged.get(event.instance, -60.0) >= 60.0:
+            if len(self._jump_logged) > 1024:
+                self._jump_logged.clear()
+            self._jump_logged[event.instance] = now
+            log.warn("dropped a bus message of {instance} numbered {seq}: a jump no publisher"
+                     " makes ({count} so far)", instance=event.instance, seq=event.seq,
+                     count=self.jumps)
 
     def announce_gap(self, instance, missed):
         """Tell every subscriber, whatever its paths and tokens, that ``missed`` events of
