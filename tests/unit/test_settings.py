@@ -75,7 +75,8 @@ def test_from_zconfig():
     root = SimpleNamespace(
         servers=[HTTP], server_threads=3, reactor="asyncio", access_log_format="common",
         max_request_body_size=10, request_spool_threshold=5, max_spool_size=30,
-        max_anonymous_body_size=8, max_header_size=2048, max_headers=20, idle_timeout=7, header_timeout=3, max_connections=9, shutdown_timeout=4,
+        max_anonymous_body_size=8, max_header_size=2048, max_headers=20, idle_timeout=7,
+        header_timeout=3, max_connections=9, shutdown_timeout=4,
         stream_chunk_size=4096, trusted_proxies=None, trusted_proxy_networks=None, websocket=None,
         event_bus=None, health=None, metrics=None, log_format="json",
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,

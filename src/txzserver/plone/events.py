@@ -20,7 +20,9 @@ from datetime import datetime, timezone
 
 from Acquisition import aq_base
 from plone.uuid.interfaces import IUUID
+from plone.registry.interfaces import IRegistry
 from Products.CMFCore.utils import getToolByName
+from zope.component import queryUtility
 from zope.container.interfaces import IContainerModifiedEvent
 from zope.lifecycleevent.interfaces import IObjectAddedEvent, IObjectRemovedEvent
 
@@ -31,6 +33,8 @@ from .guard import current_user_id, object_guard
 
 logger = logging.getLogger("txzserver.plone")
 
+#: registry record: the site's public URL, for event urls
+CANONICAL_URL = "txzserver.canonical_url"
 _REMOVAL = "removal"
 _TRANSITION = "transition"
 
@@ -58,6 +62,22 @@ def object_uid(obj):
     return IUUID(obj, None) or ""
 
 
+def event_url(obj, name=None):
+    """The url an event gives ``obj`` (or its child ``name``): the site's canonical URL
+    (registry ``txzserver.canonical_url``) plus the path inside the site, so that a forged
+    Host of the editor's request never reaches every viewer; absolute_url() when none is set.
+    """
+    registry = queryUtility(IRegistry)
+    canonical = (registry.get(CANONICAL_URL) or "").strip().rstrip("/") if registry else ""
+    portal_url = getToolByName(obj, "portal_url", None)
+    if canonical and portal_url is not None:
+        relative = portal_url.getRelativeContentURL(obj)
+        url = "/".join(part for part in (canonical, relative) if part)
+    else:
+        url = obj.absolute_url()
+    return f"{url}/{name}" if name else url
+
+
 def build_event(obj, event_type, message="", guard=None, path=None, url=None):
     """An Event describing ``obj`` now; ``guard`` defaults to the object's current guard."""
     title = obj.Title() if callable(getattr(obj, "Title", None)) else getattr(obj, "title", "")
@@ -65,7 +85,7 @@ def build_event(obj, event_type, message="", guard=None, path=None, url=None):
         type=event_type,
         path=path or object_path(obj),
         uid=object_uid(obj),
-        url=url if url is not None else obj.absolute_url(),
+        url=url if url is not None else event_url(obj),
         title=str(title or ""),
         portal_type=getattr(aq_base(obj), "portal_type", "") or "",
         review_state=review_state(obj),
@@ -153,7 +173,7 @@ def object_removed(obj, event):
         # old container, whose guard is the best approximation left.
         parent = event.oldParent
         path = "/".join(tuple(parent.getPhysicalPath()) + (event.oldName,))
-        url = f"{parent.absolute_url()}/{event.oldName}"
+        url = event_url(parent, event.oldName)
         snapshot = build_event(obj.__of__(parent), "removed", path=path, url=url,
                                guard=object_guard(parent))
     else:
