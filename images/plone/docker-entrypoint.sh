@@ -93,6 +93,53 @@ fi
 export EVENT_BUS_PUBLISH=${EVENT_BUS_PUBLISH:-}
 export EVENT_BUS_SUBSCRIBE=${EVENT_BUS_SUBSCRIBE:-}
 if [ -n "$EVENT_BUS_PUBLISH" ] && [ -n "$EVENT_BUS_SUBSCRIBE" ]; then export EVENT_BUS=on; else export EVENT_BUS=off; fi
+# tcp endpoints speak CURVE: z85 keys from the environment (a Kubernetes Secret), written as
+# certificate files by prepare_bus. The broker: EVENT_BUS_SERVER_KEY + EVENT_BUS_SERVER_SECRET_KEY
+# and EVENT_BUS_ALLOW (client public keys, space separated); an instance: EVENT_BUS_SERVER_KEY +
+# EVENT_BUS_CLIENT_KEY + EVENT_BUS_CLIENT_SECRET_KEY. EVENT_BUS_CURVE=off: plain tcp (trusted
+# network only). ipc needs no keys.
+export EVENT_BUS_CURVE=${EVENT_BUS_CURVE:-on}
+export EVENT_BUS_SERVER_KEY_FILE="" EVENT_BUS_CLIENT_KEY_FILE=""
+BUS_KEYS=$GENERATED/bus-keys
+
+write_certificate() {  # FILE PUBLIC [SECRET]: the format zmq.auth.create_certificates writes
+  { echo "# ZeroMQ CURVE certificate, written by docker-entrypoint.sh from the environment"
+    echo "metadata"
+    echo "curve"
+    echo "    public-key = \"$2\""
+    if [ -n "${3:-}" ]; then echo "    secret-key = \"$3\""; fi; } > "$1"
+}
+
+prepare_bus() {
+  # the bus refuses an ipc socket directory open to others: the image's /run/txzserver (group
+  # writable for arbitrary uids) is narrowed to 0700 when it is this user's (the compose
+  # volume: every container runs as uid 500)
+  local endpoint dir
+  for endpoint in "$EVENT_BUS_PUBLISH" "$EVENT_BUS_SUBSCRIBE"; do
+    case $endpoint in
+      ipc://*) dir=$(dirname "${endpoint#ipc://}")
+               if [ -d "$dir" ] && [ -O "$dir" ]; then chmod 0700 "$dir"; fi ;;
+    esac
+  done
+  [ -n "${EVENT_BUS_SERVER_KEY:-}" ] || return 0
+  rm -rf "$BUS_KEYS"
+  (umask 077; mkdir -p "$BUS_KEYS/allowed")
+  write_certificate "$BUS_KEYS/broker.key" "$EVENT_BUS_SERVER_KEY"
+  EVENT_BUS_SERVER_KEY_FILE=$BUS_KEYS/broker.key
+  if [ -n "${EVENT_BUS_CLIENT_SECRET_KEY:-}" ]; then
+    (umask 077; write_certificate "$BUS_KEYS/client.key_secret" "${EVENT_BUS_CLIENT_KEY:?EVENT_BUS_CLIENT_SECRET_KEY needs EVENT_BUS_CLIENT_KEY}" "$EVENT_BUS_CLIENT_SECRET_KEY")
+    EVENT_BUS_CLIENT_KEY_FILE=$BUS_KEYS/client.key_secret
+  fi
+  if [ -n "${EVENT_BUS_SERVER_SECRET_KEY:-}" ]; then
+    (umask 077; write_certificate "$BUS_KEYS/broker.key_secret" "$EVENT_BUS_SERVER_KEY" "$EVENT_BUS_SERVER_SECRET_KEY")
+    local index=0 key allowed
+    read -r -a allowed <<< "${EVENT_BUS_ALLOW:-}"  # split on blanks, no globbing (z85 has * and ?)
+    for key in "${allowed[@]}"; do
+      index=$((index + 1))
+      write_certificate "$BUS_KEYS/allowed/client-$index.key" "$key"
+    done
+  fi
+}
 
 # RelStorage on PostgreSQL, plone-backend's variables and defaults (config/storage-relstorage.conf).
 # Blobs are kept in PostgreSQL; RELSTORAGE_BLOB_DIR is this client's cache of them.
@@ -136,6 +183,7 @@ esac
 
 # TMPDIR may point into /data (a read-only root filesystem with a small /tmp tmpfs: the compose stack)
 mkdir -p /data/var /data/etc "$GENERATED/package-includes" "$CLIENT_HOME" "${TMPDIR:-/tmp}"
+prepare_bus
 if [ "$ZODB_STORAGE" = filestorage ] || [ "$ROLE" = zeo ] || [ "$ROLE" = standalone ]; then
   mkdir -p /data/filestorage /data/blobstorage
 fi
@@ -391,7 +439,11 @@ start() {
     zeo) exec runzeo -C /app/etc/zeo.conf ;;
     broker)
       [ "$EVENT_BUS" = on ] || die "ROLE=broker needs EVENT_BUS_PUBLISH and EVENT_BUS_SUBSCRIBE"
-      exec txzserver broker --frontend "$EVENT_BUS_PUBLISH" --backend "$EVENT_BUS_SUBSCRIBE" ;;
+      local curve=(--curve "$EVENT_BUS_CURVE")
+      if [ -n "${EVENT_BUS_SERVER_SECRET_KEY:-}" ]; then
+        curve+=(--curve-secret-key "$BUS_KEYS/broker.key_secret" --curve-allow "$BUS_KEYS/allowed")
+      fi
+      exec txzserver broker --frontend "$EVENT_BUS_PUBLISH" --backend "$EVENT_BUS_SUBSCRIBE" "${curve[@]}" ;;
     standalone)
       if [ -z "$ADMIN_PASSWORD" ] && [ ! -e /data/filestorage/Data.fs ]; then
         ADMIN_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(15))')

@@ -129,6 +129,10 @@ def _cmd_buskeys(args):
     finally:
         os.umask(old)
     os.chmod(public, 0o644)
+    if args.env:  # for `kubectl create secret generic ... --from-env-file` (the image's variables)
+        public_key, secret_key = zmq.auth.load_certificate(secret)
+        print(f"{args.name}-public={public_key.decode()}\n{args.name}-secret={secret_key.decode()}")
+        return 0
     print(f"public key {public} (to the broker's --curve-allow, or <event-bus> server-key)")
     print(f"secret key {secret} (keep it: <event-bus> client-key, or --curve-secret-key)")
     return 0
@@ -241,6 +245,8 @@ def build_parser():
     keys = commands.add_parser("buskeys", help="make a CURVE key pair for the bus (z85 files)")
     keys.add_argument("directory", help="where to write NAME.key and NAME.key_secret")
     keys.add_argument("name", help="e.g. broker, or an instance's name")
+    keys.add_argument("--env", action="store_true",
+                      help="print NAME-public=... and NAME-secret=... (z85) for a Kubernetes Secret")
     keys.set_defaults(func=_cmd_buskeys)
 
     listen = commands.add_parser("listen", help="print the events a user receives, one JSON line each")
