@@ -235,7 +235,7 @@ TIMERS = re.compile(r" https~ (\S+)/(\S+) (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?
 def test_rapid_reset_does_not_delay_pages_on_other_connections(port, base_url):
     judged = {"ratio": FIGURES["ratio"], "floor": FIGURES["floor"], "ceiling": FIGURES["ceiling"]}
     with PageProbe(f"{base_url}{PAGE}", verify=CA) as probe:
-        probe.baseline(20)
+        probe.baseline(20, timeout=300)  # 21 pages: a minute or more on a busy machine
         since = str(int(time.time()) - 1)
         attack = RapidReset(port)
         attack_start = probe.mark()
