@@ -21,6 +21,7 @@ from tests.support.davclient import (
 )
 from tests.support.davlitmus import SUITES, available, run_litmus
 from tests.support.instance import ROOT, copy_instance_data, http_server, new_instance
+from tests.support.results import record
 from tests.support.server import ServerProcess, free_port
 
 MB = 1024 * 1024
@@ -91,23 +92,36 @@ TARGETS = {
 }
 
 
+@pytest.fixture(scope="module")
+def litmus(request, admin_auth, site_id, tmp_path_factory):
+    """``litmus(folder, server_name)``: ({suite: SuiteResult}, output) of litmus against that
+    folder of that server, run once per module (the comparison reads the same runs)."""
+    runs = {}
+
+    def run(folder, server_name):
+        if (folder, server_name) not in runs:
+            if server_name == "txzserver":
+                server = request.getfixturevalue("dav_server")
+                kind, path = TARGETS[folder]
+                port = server.ports[kind]
+            else:
+                fixture = "waitress_dav_source" if "source" in folder else "waitress_dav"
+                port = request.getfixturevalue(fixture).port
+                path = TARGETS[folder][1]
+            url = f"http://127.0.0.1:{port}{path.format(site=site_id)}"
+            workdir = tmp_path_factory.mktemp("litmus")
+            results, output = run_litmus(url, admin_auth, workdir)
+            (workdir / "litmus.out").write_text(output)
+            runs[(folder, server_name)] = results, output
+        return runs[(folder, server_name)]
+    return run
+
+
 @needs_litmus
 @pytest.mark.parametrize("server_name", ["txzserver", "waitress"])
 @pytest.mark.parametrize("folder", list(TARGETS))
-def test_litmus_pass_counts_match_the_readme(request, folder, server_name, admin_auth, site_id,
-                                             tmp_path):
-    if server_name == "txzserver":
-        server = request.getfixturevalue("dav_server")
-        kind, path = TARGETS[folder]
-        port = server.ports[kind]
-    else:
-        fixture = "waitress_dav_source" if "source" in folder else "waitress_dav"
-        server = request.getfixturevalue(fixture)
-        port = server.port
-        path = TARGETS[folder][1]
-    url = f"http://127.0.0.1:{port}{path.format(site=site_id)}"
-    results, output = run_litmus(url, admin_auth, tmp_path)
-    (tmp_path / "litmus.out").write_text(output)
+def test_litmus_pass_counts_match_the_readme(litmus, folder, server_name):
+    results, output = litmus(folder, server_name)
     got = {suite: str(results[suite]) if suite in results else "missing" for suite in SUITES}
     failures = {suite: r.failures for suite, r in results.items() if r.failures}
     print(f"litmus {folder} / {server_name}: {got}; failed: {failures}")
@@ -116,14 +130,18 @@ def test_litmus_pass_counts_match_the_readme(request, folder, server_name, admin
 
 
 @needs_litmus
-def test_txzserver_passes_every_litmus_test_waitress_passes():
-    table = readme_table()
-    for folder in TARGETS:
-        ours, theirs = table[(folder, "txzserver")], table[(folder, "waitress")]
-        for suite in SUITES:
-            passed, run = map(int, ours[suite].split("/"))
-            their_passed, their_run = map(int, theirs[suite].split("/"))
-            assert run - passed <= their_run - their_passed, (folder, suite)
+@pytest.mark.parametrize("folder", list(TARGETS))
+def test_txzserver_passes_every_litmus_test_waitress_passes(litmus, folder):
+    """Measured, not read from the README: the same litmus runs as the test above."""
+    ours, _ = litmus(folder, "txzserver")
+    theirs, _ = litmus(folder, "waitress")
+    for suite in SUITES:
+        assert suite in ours and suite in theirs, (suite, sorted(ours), sorted(theirs))
+        # no test fails here that passes on waitress, and no fewer pass (litmus skips the rest
+        # of a suite after some failures, so the count catches a test skipped here only)
+        assert set(ours[suite].failures) <= set(theirs[suite].failures), (
+            folder, suite, ours[suite].failures, theirs[suite].failures)
+        assert ours[suite].passed >= theirs[suite].passed, (folder, suite, ours[suite], theirs[suite])
 
 
 @pytest.mark.parametrize("where", ["zope", "plone"])
@@ -143,10 +161,11 @@ def test_1gb_put_streams_with_flat_memory(dav_server, admin_auth, site_id, where
                                   "Content-Type": "application/octet-stream"})
     elapsed = time.monotonic() - begin
     growth = sampler.stop()
-    print(f"1 GB PUT into a {where} folder: {elapsed:.1f} s, server RSS +{growth / MB:.0f} MB")
+    record("test_webdav", f"1gb_put_{where}", seconds=round(elapsed, 1), rss_growth=growth)
     assert response.status_code == 201, response.text
+    # the README's "< 64 MB": a server holding the body would grow by 1 GB. The time is
+    # recorded, not bounded (the PUT's own 300 s timeout is the starvation ceiling).
     assert growth < 64 * MB
-    assert elapsed < 120
     download = url + ("/@@download/file" if where == "plone" else "")
     assert sha256_of_download(download, admin_auth) == (digest.hexdigest(), GB)
     if where == "plone":
