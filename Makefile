@@ -97,6 +97,7 @@ bench: venv h2load $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.h2download
 	$(BIN)/python -m tests.bench.tasks
 	$(BIN)/python -m tests.bench.fanout
+	$(BIN)/python -m tests.bench.bus
 	$(BIN)/python -m tests.bench.report --readme
 
 # matplotlib for the plots (the `bench` extra)
