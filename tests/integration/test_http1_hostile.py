@@ -49,9 +49,9 @@ def server(servers, site_id):
 
 @pytest.fixture(scope="module")
 def probe(server, site_id):
-    """The front page from a process of its own, every 0.15 s (the server has one publisher
-    thread: a faster probe would be a load of its own), with its baseline."""
-    with PageProbe(server.url(f"/{site_id}"), interval=0.15) as probe:
+    """The front page from a process of its own, every 0.5 s (the server has one publisher
+    thread: a faster probe would hold it from the cases), with its baseline."""
+    with PageProbe(server.url(f"/{site_id}"), interval=0.5) as probe:
         probe.baseline(20)
         yield probe
 

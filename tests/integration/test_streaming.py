@@ -119,7 +119,7 @@ def probe(plone_server, site_id):
     """Front pages of the main server from a process of its own, with the idle baseline."""
     assert timed_get(plone_server.url(f"/{site_id}"), timeout=30)[1] == 200  # warm caches first
     with PageProbe(plone_server.url(f"/{site_id}")) as probe:
-        probe.baseline(20)
+        probe.baseline(10)
         yield probe
 
 
@@ -128,7 +128,7 @@ def test_front_page_answers_while_slow_download_runs(plone_server, big_file, pro
     readers = _start_readers(plone_server, big_file["path"] + "/@@download/file", 1)
     try:
         start = probe.mark()
-        probe.wait_samples(20, after=start, timeout=60)
+        probe.wait_samples(10, after=start, timeout=60)
         end = probe.mark()
         still_running = readers[0].received < big_file["size"]
         _check_readers(readers)
