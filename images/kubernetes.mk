@@ -7,10 +7,11 @@
 #                part of `make lint` (yamllint of config/ is in lint-containers)
 #   k8s-smoke    the dev overlay's ZEO, broker, two instances and site Job under `podman kube
 #                play` (tests/kube/test_podman.py): all ready, a document made on one instance
-#                read on the other and its WebSocket event received there, an instance killed
-#                during page loads back (failures counted in test-artifacts/kube-smoke/
-#                summary.txt, printed). 30-80 s measured with the images built; part of
-#                `make test`. kube-smoke: the same (its former name)
+#                read on the other and its WebSocket event received there, no container
+#                restarted before an instance is killed during page loads and comes back
+#                (failures counted in test-artifacts/kube-smoke/summary.txt, printed).
+#                30-80 s measured with the images built on a quiet machine, 5-7 min with the
+#                load average at 18-24; part of `make test`. kube-smoke: the same (its former name)
 KUBE_OVERLAYS := dev production
 KUBE_BUILD := build/kubernetes
 # the Kubernetes version whose schemas the rendered objects must satisfy
