@@ -283,3 +283,19 @@ def test_event_bus_over_tcp_needs_keys_or_curve_off(tmp_path, keys):
                    f"  client-key {keys['dir']}/alpha.key\n</event-bus>\n")
     with pytest.raises(ConfigError, match="holds no secret key"):
         load(path)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"id": "1", "queue": "default", "path": "/Plone/@@x", "admin": true}',
+    b'{"id": "1", "queue": "default", "path": "/Plone/@@x", "userid": ["admin"]}',
+    b'{"id": 1, "queue": "default", "path": "/Plone/@@x"}',
+    b'{"id": "1", "queue": "default", "path": "/Plone/@@x", "headers": [["a", 1]]}',
+    b'{"id": "1", "queue": "default", "path": "/Plone/@@x", "params": [{"a": "b"}]}',
+    b'{"id": "1", "queue": "default", "path": "/Plone/@@x", "payload": "not base64!"}',
+])
+def test_a_task_out_of_schema_is_refused(data):
+    from txzserver.tasks.task import Task
+    with pytest.raises((TypeError, ValueError)):
+        Task.from_wire(data)
+    assert Task.from_wire(b'{"id": "1", "queue": "default", "path": "/Plone/@@x",'
+                          b' "params": [["n", 1]], "payload": "AAE="}').payload == b"\x00\x01"

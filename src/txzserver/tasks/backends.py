@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..bus.publishers import drain
-from ..bus.security import ClientSecurity
+from ..bus.security import ClientSecurity, OncePerMinute
 from .interfaces import ITaskQueues
 from .runner import TaskRunner
 from .task import Task
@@ -66,6 +66,8 @@ class ZmqBackend:
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.connect(pull_endpoint)
         self.sent = self.received = 0
+        self.invalid = 0  # received tasks dropped: not of the task schema
+        self._logs = OncePerMinute(lambda text: log.warn("{text}", text=text))
         self._closed = False
 
     def submit(self, tasks):
@@ -95,8 +97,10 @@ class ZmqBackend:
             self.received += 1
             try:
                 task = Task.from_wire(data)
-            except (ValueError, TypeError) as exc:
-                log.warn("ignored a malformed task from the broker: {error}", error=exc)
+            except (ValueError, TypeError, RecursionError) as exc:
+                self.invalid += 1
+                self._logs.warn("invalid", "dropped a task from the broker that is not of its"
+                                " schema (%d so far): %s", self.invalid, exc)
                 continue
             self.runner.enqueue(task)
 

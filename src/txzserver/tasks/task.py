@@ -45,6 +45,15 @@ class Task:
     server_url: str = "http://localhost"
 
     def __post_init__(self):
+        for name in ("id", "queue", "path", "method", "userid", "user_folder", "server_url"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"task {name} must be a string, not {getattr(self, name)!r:.80}")
+        for name, kinds in (("params", (str, int, float)), ("headers", str)):
+            pairs = getattr(self, name)
+            if isinstance(pairs, (str, bytes)) or not all(
+                    isinstance(pair, (list, tuple)) and len(pair) == 2
+                    and all(isinstance(item, kinds) for item in pair) for pair in pairs):
+                raise TypeError(f"task {name} must be a list of (name, value) pairs")
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ValueError(f"task path must be absolute, e.g. /Plone/@@view, not {self.path!r}")
         if self.payload is not None and not isinstance(self.payload, bytes):
@@ -67,8 +76,13 @@ class Task:
         fields = json.loads(data.decode("utf-8"))
         if not isinstance(fields, dict):
             raise ValueError("a task on the wire must be a JSON object")
+        unknown = set(fields) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown task field(s) {', '.join(sorted(unknown))[:200]}")
         if fields.get("payload") is not None:
-            fields["payload"] = base64.b64decode(fields["payload"])
+            if not isinstance(fields["payload"], str):
+                raise TypeError("task payload must be base64 text on the wire")
+            fields["payload"] = base64.b64decode(fields["payload"], validate=True)
         return cls(**fields)
 
 
