@@ -10,7 +10,7 @@
 #                read on the other and its WebSocket event received there, no container
 #                restarted before an instance is killed during page loads and comes back
 #                (failures counted in test-artifacts/kube-smoke/summary.txt, printed).
-#                30-80 s measured with the images built on a quiet machine, 5-7 min with the
+#                30-80 s measured with the images built on a quiet machine, 4-7 min with the
 #                load average at 18-24; part of `make test`. kube-smoke: the same (its former name)
 KUBE_OVERLAYS := dev production
 KUBE_BUILD := build/kubernetes
