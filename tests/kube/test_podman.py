@@ -38,6 +38,7 @@ import urllib.request
 import threading
 
 import pytest
+import zmq
 import yaml
 
 from tests.kube.manifests import KUSTOMIZE_ROOT, find, pod_template, render
@@ -127,6 +128,10 @@ def stack(tmp_path_factory):
     objects = render_dev(reference, tmp_path)
     password = secrets.token_urlsafe(12)
     values = {("txzserver-admin", "password"): password}
+    # the Secret txzserver-bus: the broker's and the instances' CURVE key pairs (z85)
+    for name, pair in (("broker", zmq.curve_keypair()), ("instance", zmq.curve_keypair())):
+        values[("txzserver-bus", f"{name}-public")] = pair[0].decode()
+        values[("txzserver-bus", f"{name}-secret")] = pair[1].decode()
     # each instance's own hostPorts for its http, health and metrics ports (podman 4.3 publishes
     # a containerPort without hostPort on the same host port: two instances would collide)
     ports = {pod: {"http": free_port(), "health": free_port(), "metrics": free_port()} for pod in INSTANCES}

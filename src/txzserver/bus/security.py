@@ -170,6 +170,7 @@ class BrokerGuard:
         self.refused = {}  # (endpoint, reason) -> count
         self.monitors = {}  # monitor socket -> (socket, endpoint)
         self.logs = OncePerMinute(log.warning)
+        self.quiet = OncePerMinute(log.info)
         self._stop = threading.Event()
         self.zap = None
         if keys is not None:
@@ -244,5 +245,9 @@ class BrokerGuard:
         reason = "key-not-allowed" if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH else "handshake"
         found = self.refused.get((endpoint, reason), 0) + 1
         self.refused[(endpoint, reason)] = found
-        self.logs.warn((endpoint, reason), "bus: refused a peer on %s (%s; %d so far)",
-                       endpoint, reason, found)
+        # a connection closed before its handshake (a kubelet's tcpSocket probe) is counted,
+        # but no warning: probes make one every few seconds
+        logs = self.logs if reason == "key-not-allowed" or event["event"] != \
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL else self.quiet
+        logs.warn((endpoint, reason), "bus: refused a peer on %s (%s; %d so far)",
+                  endpoint, reason, found)
