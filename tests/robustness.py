@@ -345,6 +345,16 @@ TABLE = [
          'request\'s Host (was: the editor\'s Host in every viewer\'s event)'),
         ('tests/integration/test_canonical_url.py',),
         {'canonical': 'https://www.example.org'}),
+    Row('ws_cache_key',
+        ('anonymous WebSocket handshakes from {addresses} addresses ({per_address} each) where '
+         'Zope gives roles by address (user `domains`, IP-based PAS plugins), or from a header '
+         '({header})'),
+        ('the principal cache key holds the client address Zope sees (REMOTE_ADDR and a trusted '
+         'proxy\'s X-Forwarded-For) and each `principal-cache-header`: {addresses} Zope lookups, '
+         'one per address, shared within it; a configured header splits them too (was: the first '
+         'client in a 60 s window decided every anonymous client\'s tokens)'),
+        ('tests/unit/test_ws_cache_key.py',),
+        {'addresses': 3, 'per_address': 4, 'header': 'X-Remote-User'}),
 ]
 ROWS = {row.key: row for row in TABLE}
 

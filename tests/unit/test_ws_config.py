@@ -165,6 +165,13 @@ def test_principal_cache_settings(instance):
     assert settings.websocket.principal_cache_ttl == 0.0  # off: every handshake asks Zope
 
 
+def test_principal_cache_headers(instance):
+    assert WebSocketSettings().principal_cache_headers == ()  # the default: none
+    _, settings = load(str(conf(instance, "<websocket>\n  principal-cache-header X-Remote-User\n"
+                                          "  principal-cache-header X-Groups\n</websocket>\n")[0]))
+    assert settings.websocket.principal_cache_headers == ("X-Remote-User", "X-Groups")
+
+
 def test_negative_principal_cache_size_is_refused(instance):
     message, _ = error(instance, "<websocket>\n  principal-cache-size -1\n</websocket>\n")
     assert "principal-cache" in message

@@ -179,10 +179,10 @@ class Endpoint:
     def open_connections(self):
         return self.site.counter.open
 
-    def connect(self, path=b"/ws", **handshake_options):
-        """A Client that sent a WebSocket handshake for ``path``."""
+    def connect(self, path=b"/ws", peer=None, **handshake_options):
+        """A Client that sent a WebSocket handshake for ``path`` (from ``peer``, an address)."""
         from .helpers import HOST, PEER, connect, spin
-        transport = Transport(hostAddress=HOST, peerAddress=PEER)
+        transport = Transport(hostAddress=HOST, peerAddress=peer or PEER)
         channel, _ = connect(self.site, transport)
         key = handshake_options.pop("key", None) or new_key()
         channel.dataReceived(handshake(path, key=key, **handshake_options))

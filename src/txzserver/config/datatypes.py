@@ -125,6 +125,9 @@ class WebSocketSettings:
     principal_cache_ttl: float = 60.0
     #: distinct credentials remembered at most (the least recently used go first)
     principal_cache_size: int = 10000
+    #: request headers besides the credentials and the client address that split the cache
+    #: (a PAS plugin's source of users or roles, e.g. an SSO front's X-Remote-User)
+    principal_cache_headers: tuple = ()
     #: seconds a connection lives at most (minus up to a tenth, so that connections opened
     #: together do not all come back at once); then closed with 4001 and the client
     #: reconnects, authenticated anew; 0: no limit
@@ -180,6 +183,7 @@ def websocket_settings(section):
         ping_interval=float(section.ping_interval), ping_timeout=float(section.ping_timeout),
         principal_cache_ttl=float(section.principal_cache_ttl),
         principal_cache_size=section.principal_cache_size,
+        principal_cache_headers=tuple(section.principal_cache_headers or ()),
         max_connection_age=float(section.max_connection_age),
     )
 

@@ -1,9 +1,11 @@
 """Who is connecting, without a Zope publish per handshake (reactor thread unless noted).
 
-``PrincipalCache``: the principals Zope answered, keyed by a hash of the handshake's credentials
-(the site, the ``Authorization`` and ``Cookie`` headers: what Plone's PAS plugins read: the __ac
-session cookie, Basic auth, plone.restapi's JWT bearer token and cookie). A handshake without any
-credentials has the key of Anonymous: 10,000 anonymous handshakes cost one lookup per TTL. Entries
+``PrincipalCache``: the principals Zope answered, keyed by a hash of what decides who a
+handshake is (``credentials_key``): the site, the ``Authorization`` and ``Cookie`` headers (what
+Plone's PAS plugins read: the __ac session cookie, Basic auth, plone.restapi's JWT bearer token
+and cookie), the client address Zope sees (Zope user ``domains`` and IP-based role plugins give
+roles by address) and the configured ``principal-cache-header`` headers. Anonymous handshakes
+from one address share a key: 10,000 of them cost one lookup per TTL. Entries
 live ``ttl`` seconds, at most ``size`` of them (least recently used go first), and go at once
 when a ``PrincipalChange`` from any instance names their user (roles, groups, password, logout,
 removal; ``drop_users``) or when the bus lost messages (``clear``: a lost change cannot be
@@ -30,10 +32,24 @@ BATCH_SECONDS = 0.02
 BATCH_SIZE = 32
 
 
-def credentials_key(environ, site):
-    """The cache key of a handshake: a digest of the site and the credentials it carries."""
+def header_keys(headers):
+    """The environ keys of request header names: "X-Remote-User" -> "HTTP_X_REMOTE_USER"."""
+    return tuple("HTTP_" + name.strip().upper().replace("-", "_") for name in headers)
+
+
+#: What decides who a handshake is, besides ``extra`` headers. The client address Zope sees
+#: is derived from REMOTE_ADDR and, from a trusted proxy only (the environ drops it from
+#: anyone else), X-Forwarded-For with Zope's own trusted-proxy list: keying on both gives
+#: every address Zope could see its own entry (at worst two chains naming one client are
+#: two lookups, never two clients one).
+IDENTITY_KEYS = ("HTTP_AUTHORIZATION", "HTTP_COOKIE", "REMOTE_ADDR", "HTTP_X_FORWARDED_FOR")
+
+
+def credentials_key(environ, site, extra=()):
+    """The cache key of a handshake: a digest of the site, its credentials, its client
+    address and the ``extra`` environ keys (see ``header_keys``)."""
     digest = hashlib.sha256()
-    for part in (site, environ.get("HTTP_AUTHORIZATION", ""), environ.get("HTTP_COOKIE", "")):
+    for part in (site, *(environ.get(key, "") for key in IDENTITY_KEYS + tuple(extra))):
         digest.update(part.encode("utf-8", "surrogateescape"))
         digest.update(b"\0")
     return digest.digest()
@@ -125,8 +141,9 @@ class PrincipalLookups:
     more (clients gone), Zope is not asked.
     """
 
-    def __init__(self, reactor, pool, cache, lanes=1, resolve=resolve_principal):
+    def __init__(self, reactor, pool, cache, lanes=1, resolve=resolve_principal, headers=()):
         self.reactor = reactor
+        self.extra = header_keys(headers)  # environ keys of principal-cache-header
         self.pool = pool
         self.cache = cache
         self.lanes = max(1, lanes)
@@ -138,7 +155,7 @@ class PrincipalLookups:
         self.resolved = 0  # lookups Zope did
 
     def lookup(self, environ, site, still_wanted=lambda: True):
-        key = credentials_key(environ, site)
+        key = credentials_key(environ, site, self.extra)
         principal = self.cache.get(key) if self.cache.enabled else None
         if principal is not None:
             return principal

@@ -34,7 +34,8 @@ class NotificationService:
         self.cache = PrincipalCache(settings.principal_cache_ttl, settings.principal_cache_size)
         if lanes is None:
             lanes = max(1, getattr(pool, "max", 2) // 2)
-        self.principals = PrincipalLookups(reactor, pool, self.cache, lanes=lanes)
+        self.principals = PrincipalLookups(reactor, pool, self.cache, lanes=lanes,
+                                           headers=settings.principal_cache_headers)
         self.hub.principal_listeners.append(self.principals.forget)
         self.sending = self.hub.batch = Batch()
         self.factory = make_factory(self, settings)
