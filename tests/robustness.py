@@ -355,6 +355,16 @@ TABLE = [
          'client in a 60 s window decided every anonymous client\'s tokens)'),
         ('tests/unit/test_ws_cache_key.py',),
         {'addresses': 3, 'per_address': 4, 'header': 'X-Remote-User'}),
+    Row('event_actor',
+        ('events read by anonymous users: who made the change (`actor`, often an e-mail address) '
+         'and where a moved item was before'),
+        ('`actor` only to connections holding the event\'s `actor_guard` (as Plone\'s byline: '
+         'members, and anonymous users only with `plone.allow_anon_views_about`); the others get '
+         '`actor` "", each variant encoded once for {connections} connections; "moved from <old '
+         'path>" only when everyone receiving the event could see the old container, else "moved" '
+         '(was: the editor\'s id and the old path to everyone who may view the item)'),
+        ('tests/unit/test_event_actor.py',),
+        {'connections': 10}),
 ]
 ROWS = {row.key: row for row in TABLE}
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 EVENT_TYPES = ("created", "modified", "removed", "transition", "notification")
-_NOT_PUBLIC = ("guard", "instance", "epoch", "seq")
+_NOT_PUBLIC = ("guard", "actor_guard", "instance", "epoch", "seq")
 _TEXT = ("type", "path", "uid", "url", "title", "portal_type", "review_state", "actor", "time",
          "message", "instance", "epoch")
 
@@ -63,6 +63,11 @@ class Event:
     "user:jane", "Anonymous"); a connection receives the event when its user's tokens
     intersect the guard. The guard never leaves the server (see ``public``).
 
+    ``actor_guard``: the tokens that may also see ``actor`` (who made the change), as Plone's
+    byline shows its author: members ("Authenticated"), and everyone ("Anonymous") only when
+    the site allows anonymous users to view "about" information. Connections without one of
+    them get the event with ``actor`` "" (``public(with_actor=False)``); empty: nobody sees it.
+
     ``instance``, ``epoch`` and ``seq`` are stamped by the bus publisher when the event is
     sent (see ``stamped``): the publishing instance's name, an id of this run of its publisher
     (so a restarted instance, counting from 1 again, is neither a gap nor a replay) and the
@@ -81,6 +86,7 @@ class Event:
     time: str = ""
     message: str = ""
     guard: frozenset = field(default_factory=frozenset)
+    actor_guard: frozenset = field(default_factory=frozenset)
     instance: str = ""
     epoch: str = ""
     seq: int = 0
@@ -95,6 +101,8 @@ class Event:
             raise ValueError(f"event path must be absolute, not {self.path!r}")
         check_url(self.url)
         object.__setattr__(self, "guard", frozenset(_strings(self.guard, "event guard")))
+        object.__setattr__(self, "actor_guard",
+                           frozenset(_strings(self.actor_guard, "event actor_guard")))
         if type(self.seq) is not int or self.seq < 0:  # bool is an int: refuse it too
             raise ValueError(f"event seq must be a non-negative integer, not {self.seq!r}")
 
@@ -102,17 +110,25 @@ class Event:
         """This event as sent by publisher run ``epoch`` of ``instance``, number ``seq``."""
         return replace(self, instance=instance, epoch=epoch, seq=seq)
 
-    def public(self):
-        """The JSON-able dict sent to browsers (no guard, no bus stamp)."""
+    def public(self, with_actor=True):
+        """The JSON-able dict sent to browsers (no guards, no bus stamp); ``actor`` "" unless
+        ``with_actor`` (the receiver holds one of ``actor_guard``)."""
         data = asdict(self)
         for private in _NOT_PUBLIC:
             del data[private]
+        if not with_actor:
+            data["actor"] = ""
         return data
+
+    def shows_actor(self, tokens):
+        """True if a connection holding ``tokens`` may see who made the change."""
+        return bool(self.actor) and not self.actor_guard.isdisjoint(tokens)
 
     def to_wire(self) -> bytes:
         """Bytes for the internal bus (guard included)."""
         data = asdict(self)
         data["guard"] = sorted(self.guard)
+        data["actor_guard"] = sorted(self.actor_guard)
         return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
     @classmethod
@@ -132,8 +148,10 @@ class PrincipalChange:
     ``users``: {user id: its tokens now} (a role or group membership changed); ``removed``: ids
     of users or groups that no longer exist (connections of such a user, or holding such a
     group's token, are closed: nobody can compute their tokens any more); ``logged_out``: user
-    ids whose cached lookups must go (their connections stay). Never sent to browsers; stamped
-    and numbered like events, in the same sequence (``Event.stamped``).
+    ids logged out, given a new password, or whose tokens are unknown: their connections are
+    closed (4001: the client reconnects and authenticates anew) and their cached lookups go.
+    Never sent to browsers; stamped and numbered like events, in the same sequence
+    (``Event.stamped``).
 
     ``site``: the path of the Plone site whose user folder changed ("/Plone"); the tokens
     are that site's, and the change applies to connections of that site only (one user id

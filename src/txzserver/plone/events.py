@@ -11,6 +11,10 @@ Guards: the object's allowedRolesAndUsers at the time of the event; for a remova
 taken before the object leaves its container (afterwards it has no acquisition context); for a
 workflow transition it is the union of before and after, so that people who lose access learn
 that the item left.
+
+Events say no more than Plone shows: the actor goes only to those Plone's byline shows the
+author to (``actor_guard``), and a move names its old path only when everyone who receives the
+event could see the old location (``moved_message``).
 """
 
 import functools
@@ -35,6 +39,11 @@ logger = logging.getLogger("txzserver.plone")
 
 #: registry record: the site's public URL, for event urls
 CANONICAL_URL = "txzserver.canonical_url"
+#: registry record: may anonymous users see who made content (Plone's byline "about" info)
+ANON_VIEWS_ABOUT = "plone.allow_anon_views_about"
+#: tokens every connection of one kind holds: anonymous ones hold only "Anonymous";
+#: logged-in ones hold "Anonymous" and "Authenticated" too (the catalog's own vocabulary)
+EVERYONE, MEMBERS = "Anonymous", "Authenticated"
 _REMOVAL = "removal"
 _TRANSITION = "transition"
 
@@ -78,6 +87,33 @@ def event_url(obj, name=None):
     return f"{url}/{name}" if name else url
 
 
+def actor_guard():
+    """Who may see an event's actor: as Plone's document byline (``show_about``), members
+    always, anonymous users when the site allows anonymous users to view "about" info."""
+    registry = queryUtility(IRegistry)
+    anonymous = bool(registry.get(ANON_VIEWS_ABOUT, False)) if registry is not None else False
+    return frozenset((EVERYONE,) if anonymous else (MEMBERS,))
+
+
+def all_could_see(audience, seen_by):
+    """True if every connection whose tokens meet ``audience`` also meets ``seen_by``: the
+    tokens every connection holds make that more than ``audience <= seen_by``."""
+    if EVERYONE in seen_by:
+        return True
+    if MEMBERS in seen_by:
+        return EVERYONE not in audience
+    return audience <= seen_by
+
+
+def moved_message(obj, old_parent, old_path):
+    """"moved from <old path>" when everyone who receives the event (the object's guard now)
+    could see the old location (its old container's guard), else only "moved": the old
+    path (a folder's and the item's old names) is not told to a new audience."""
+    if all_could_see(object_guard(obj), object_guard(old_parent)):
+        return f"moved from {old_path}"
+    return "moved"
+
+
 def build_event(obj, event_type, message="", guard=None, path=None, url=None):
     """An Event describing ``obj`` now; ``guard`` defaults to the object's current guard."""
     title = obj.Title() if callable(getattr(obj, "Title", None)) else getattr(obj, "title", "")
@@ -90,6 +126,7 @@ def build_event(obj, event_type, message="", guard=None, path=None, url=None):
         portal_type=getattr(aq_base(obj), "portal_type", "") or "",
         review_state=review_state(obj),
         actor=current_user_id(),
+        actor_guard=actor_guard(),
         time=now_iso(),
         message=message,
         guard=object_guard(obj) if guard is None else guard,
@@ -139,7 +176,8 @@ def object_modified(obj, event):
 
 @subscriber
 def object_moved(obj, event):
-    """A rename or a cut/paste: "modified" at the new path, message "moved from <old path>"."""
+    """A rename or a cut/paste: "modified" at the new path, message "moved from <old path>"
+    (or "moved", see ``moved_message``)."""
     if IObjectAddedEvent.providedBy(event) or IObjectRemovedEvent.providedBy(event):
         return
     if not _is_own_event(obj, event) or event.oldParent is None or event.newParent is None:
@@ -150,7 +188,7 @@ def object_moved(obj, event):
         _refresh(queue, index, obj)  # created and moved in one transaction: created, at the end
         return
     old_path = "/".join(tuple(event.oldParent.getPhysicalPath()) + (event.oldName,))
-    queue.append(build_event(obj, "modified", message=f"moved from {old_path}"))
+    queue.append(build_event(obj, "modified", message=moved_message(obj, event.oldParent, old_path)))
 
 
 @subscriber

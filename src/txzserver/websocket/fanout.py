@@ -109,10 +109,11 @@ class Sequences:
 class Hub:
     """The connections of this process and the delivery of events to them.
 
-    Delivery is one pass over the connections with two memos per event: allowed or not per
-    distinct set of tokens (connections of one user, or from one cached principal, share
-    one frozenset) and matching or not per subscribed prefix; the JSON is encoded once per
-    event. ``PrincipalChange`` messages (same bus, same sequence numbers) update the tokens
+    Delivery is one pass over the connections with two memos per event: allowed or not (and
+    shown the actor or not, ``Event.actor_guard``) per distinct set of tokens (connections of
+    one user, or from one cached principal, share one frozenset) and matching or not per
+    subscribed prefix; the JSON is encoded once per event and variant (with or without the
+    actor). ``PrincipalChange`` messages (same bus, same sequence numbers) update the tokens
     of live connections and tell ``principal_listeners`` (the principal cache) to forget.
     """
 
@@ -178,15 +179,16 @@ class Hub:
 
     def _deliver(self, event):
         guard, path = event.guard, event.path
-        allowed = {}  # tokens -> bool
+        allowed = {}  # tokens -> 0: not allowed, 1: allowed without the actor, 2: with it
         matching = {}  # prefix -> bool
-        payload = None
+        payloads = [None, None, None]  # encoded once per variant
         count = 0
         for subscriber in list(self.subscribers):
             tokens = subscriber.tokens
             ok = allowed.get(tokens)
             if ok is None:
-                ok = allowed[tokens] = not tokens.isdisjoint(guard)
+                ok = allowed[tokens] = (0 if tokens.isdisjoint(guard)
+                                        else 2 if event.shows_actor(tokens) else 1)
             if not ok:
                 continue
             for prefix in subscriber.paths:
@@ -197,8 +199,10 @@ class Hub:
                     break
             else:
                 continue
+            payload = payloads[ok]
             if payload is None:
-                payload = json.dumps(event.public(), separators=(",", ":")).encode("utf-8")
+                payload = payloads[ok] = json.dumps(event.public(with_actor=ok == 2),
+                                                    separators=(",", ":")).encode("utf-8")
             subscriber.send(payload)
             count += 1
         self.delivered += count

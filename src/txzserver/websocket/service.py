@@ -40,7 +40,7 @@ class NotificationService:
         self.sending = self.hub.batch = Batch()
         self.factory = make_factory(self, settings)
         self.open = 0
-        self._prepared = (None, None)
+        self._prepared = ((None, None), (None, None))  # the last two (payload, frame)
         self._welcomes = {}
         self.pacing = CollectorPacing(reactor)
 
@@ -62,11 +62,13 @@ class NotificationService:
 
     def frame(self, payload):
         """The WebSocket text frame of ``payload`` (Autobahn's prepared message), made once for
-        the connections the hub hands the same payload object to in one delivery."""
-        last, frame = self._prepared
-        if last is not payload:
-            frame = self.factory.prepareMessage(payload).payloadHybi
-            self._prepared = (payload, frame)
+        the connections the hub hands the same payload object to in one delivery (two are
+        kept: an event goes out with and without its actor, to connections in any order)."""
+        for last, frame in self._prepared:
+            if last is payload:
+                return frame
+        frame = self.factory.prepareMessage(payload).payloadHybi
+        self._prepared = ((payload, frame), self._prepared[0])
         return frame
 
     def welcome(self, userid, subscriptions, site):
