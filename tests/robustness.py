@@ -355,6 +355,18 @@ TABLE = [
          'client in a 60 s window decided every anonymous client\'s tokens)'),
         ('tests/unit/test_ws_cache_key.py',),
         {'addresses': 3, 'per_address': 4, 'header': 'X-Remote-User'}),
+    Row('ws_revocation',
+        ('a member logs out or changes its password on one instance while its WebSocket '
+         'connections stay open on the others; bus messages (a principal change among them) '
+         'are lost'),
+        ('every connection of that user in that site, on every instance, whatever credentials it '
+         'was opened with, is closed with {code} and a reason within {deadline_s} s of the '
+         'logout\'s or the password change\'s response (two instances and a broker in the '
+         'test); the old password then connects as Anonymous. After a gap, every live '
+         'connection\'s principal is looked up again, once per distinct credentials: new '
+         'tokens, or {code} when they no longer name its user (was: open with the old tokens)'),
+        ('tests/unit/test_ws_revocation.py', 'tests/integration/test_revocation.py'),
+        {'code': 4001, 'deadline_s': 2}),
     Row('event_actor',
         ('events read by anonymous users: who made the change (`actor`, often an e-mail address) '
          'and where a moved item was before'),

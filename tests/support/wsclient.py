@@ -41,6 +41,7 @@ class Collector(threading.Thread):
         self.close_code = None  # what the server's close frame said, when it sent one
         self.close_reason = None
         self.state = "not started"  # connecting, open, closed
+        self.closed_at = None  # time.monotonic() when the connection ended
         self.ready = threading.Event()
         self._stop_event = threading.Event()
         self.ws = None
@@ -71,6 +72,7 @@ class Collector(threading.Thread):
         except Exception as exc:  # recorded for the test to report
             self.error = exc
         finally:
+            self.closed_at = time.monotonic()
             self.state = "closed"
             self.ready.set()
 

@@ -190,10 +190,14 @@ def on_principal_deleted(event):
 
 
 def on_credentials_updated(event):
-    principal_changed(event.principal)
+    """A new password: the user's live connections are closed like at a logout (those opened
+    with the old password must not stay; its tokens did not change)."""
+    on_logged_out(event)
 
 
 def on_logged_out(event):
+    """Every instance closes this user's live connections in this site (4001) and forgets
+    its cached lookups: see ``Hub.change_principals``."""
     pid = _principal_id(event.principal)
     if pid:
         _pending().logged_out.append(pid)

@@ -9,11 +9,18 @@ lost on the way, and every connection is told so before the next event (``Sequen
 import gc
 import json
 import time
+import weakref
 from collections import OrderedDict
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from .principals import Gone
+
 log = Logger()
+#: Close code asking the client to reconnect and authenticate again (4000-4999: for
+#: applications, RFC 6455 7.4.2): its user was removed, logged out or given a new password.
+REAUTHENTICATE = 4001
 
 
 def normalize_path(path):
@@ -33,20 +40,34 @@ def path_matches(prefix, path):
     return path == prefix or path.startswith(prefix + "/")
 
 
+class Credentials:
+    """What a connection's principal was looked up with (the handshake's environ without its
+    body, and the site id), kept to look it up again after lost bus messages; one object per
+    cache key, shared by the connections that have it (``Hub.credentials``)."""
+
+    __slots__ = ("environ", "site", "__weakref__")
+
+    def __init__(self, environ, site):
+        self.environ = {k: v for k, v in environ.items() if k != "wsgi.input"}
+        self.site = site
+
+
 class Subscriber:
     """What the hub needs of a connection: its user and tokens, subscribed prefixes, a send
-    method, ``close(code, reason)`` for when its user is removed, and ``site``, the path of
-    the Plone site it authenticated against (its tokens are that site's)."""
+    method, ``close(code, reason)`` for when its user is removed or logged out, ``site``, the
+    path of the Plone site it authenticated against (its tokens are that site's), and the
+    ``credentials`` its principal was looked up with (None: never looked up again)."""
 
-    __slots__ = ("tokens", "paths", "send", "userid", "close", "site")
+    __slots__ = ("tokens", "paths", "send", "userid", "close", "site", "credentials")
 
-    def __init__(self, tokens, paths, send, userid=None, close=None, site="/"):
+    def __init__(self, tokens, paths, send, userid=None, close=None, site="/", credentials=None):
         self.tokens = tokens if isinstance(tokens, frozenset) else frozenset(tokens)
         self.paths = set(paths)
         self.send = send
         self.userid = userid
         self.close = close
         self.site = site
+        self.credentials = credentials
 
     def outside(self, path):
         """Why ``path`` may not be subscribed to (it is not in this connection's site), or None."""
@@ -115,12 +136,17 @@ class Hub:
     subscribed prefix; the JSON is encoded once per event and variant (with or without the
     actor). ``PrincipalChange`` messages (same bus, same sequence numbers) update the tokens
     of live connections and tell ``principal_listeners`` (the principal cache) to forget.
+    ``lookup(environ, site, still_wanted)`` (the service's principal lookups: a Principal, or
+    a Deferred of one) finds the principals of live connections again after lost messages.
     """
 
-    def __init__(self):
+    def __init__(self, lookup=None):
         self.subscribers = set()
         self.sequences = Sequences()
         self.principal_listeners = []  # f(userids, tokens, site): forget cached lookups
+        self.lookup = lookup
+        self._credentials = weakref.WeakValueDictionary()  # cache key -> Credentials
+        self.recomputed = 0  # connections whose principal was looked up again after a gap
         self.batch = None  # begin()/flush() around a delivery (websocket.sending.Batch)
         self.delivered = 0
         self.gaps = 0
@@ -208,11 +234,23 @@ class Hub:
         self.delivered += count
         return count
 
+    def credentials(self, key, environ, site):
+        """The one Credentials object of cache key ``key`` while a connection holds it."""
+        found = self._credentials.get(key)
+        if found is None:
+            found = self._credentials[key] = Credentials(environ, site)
+        return found
+
     def change_principals(self, change):
         """Apply a PrincipalChange to the connections of its site (``change.site``; every
         site when it names none, see PrincipalChange): new tokens for the live connections
         of changed users; connections of removed users (or holding a removed group's token)
-        are closed, so that they reconnect as whoever their credentials make them now."""
+        are closed, so that they reconnect as whoever their credentials make them now.
+
+        A logout or a new password (``logged_out``) closes every connection of that user in
+        that site, whatever credentials it was opened with: Plone keeps no server-side
+        session to tell which ones the logout ended (an __ac cookie stays valid until the
+        secret rotates), and the user's other tabs reconnect at no cost but a lookup."""
         removed_tokens = frozenset(f"user:{pid}" for pid in change.removed)
         changed = set(change.users) | set(change.removed) | set(change.logged_out)
         site = change.site or None
@@ -226,9 +264,11 @@ class Hub:
             userid = subscriber.userid
             if userid in change.removed or not removed_tokens.isdisjoint(subscriber.tokens):
                 closed += 1
-                if subscriber.close is not None:
-                    subscriber.close(4001, "your user or one of its groups was removed")
-                self.remove(subscriber)
+                self._close(subscriber, "your user or one of its groups was removed")
+            elif userid is not None and userid in change.logged_out:
+                closed += 1
+                self._close(subscriber, "your user logged out or changed its password:"
+                                        " reconnect to authenticate again")
             elif userid in change.users and site is not None:
                 tokens = change.users[userid]
                 subscriber.tokens = interned.setdefault(tokens, tokens)
@@ -236,10 +276,59 @@ class Hub:
         log.info("principals changed: {users} user(s); {updated} connection(s) updated, {closed}"
                  " closed", users=len(changed), updated=updated, closed=closed)
 
+    def _close(self, subscriber, reason):
+        if subscriber.close is not None:
+            subscriber.close(REAUTHENTICATE, reason)
+        self.remove(subscriber)
+
     def lost_messages(self):
-        """Some bus messages were lost: principal changes among them cannot be applied."""
+        """Some bus messages were lost: principal changes among them cannot be applied, so
+        cached lookups go and every live connection's principal is looked up again."""
         for listener in self.principal_listeners:
             listener(None, frozenset(), None)
+        self.recompute()
+
+    def recompute(self):
+        """Look up the principal of every live connection again, once per distinct
+        credentials (the lookups batch them, as for handshakes): the same user gets the
+        tokens it has now (a lost change may have lowered them); credentials that now name
+        someone else (a lost logout: Anonymous) or fail close the connection with 4001."""
+        if self.lookup is None:
+            return
+        groups = {}
+        for subscriber in self.subscribers:
+            if subscriber.credentials is not None:
+                groups.setdefault(subscriber.credentials, []).append(subscriber)
+        for credentials, members in groups.items():
+            found = self.lookup(credentials.environ, credentials.site,
+                                lambda members=members: any(s in self.subscribers for s in members))
+            if isinstance(found, Deferred):
+                found.addCallbacks(self._retoken, self._not_found, callbackArgs=(members,),
+                                   errbackArgs=(members,))
+            else:
+                self._retoken(found, members)
+
+    def _retoken(self, principal, members):
+        for subscriber in members:
+            if subscriber not in self.subscribers:
+                continue  # gone, or closed by a change meanwhile
+            self.recomputed += 1
+            if principal.userid != subscriber.userid or principal.site_path != subscriber.site:
+                self._close(subscriber, "your credentials no longer name the user this"
+                                        " connection was opened for: reconnect")
+            else:
+                subscriber.tokens = principal.tokens
+
+    def _not_found(self, failure, members):
+        if failure.check(Gone):
+            return None  # every connection of these credentials left meanwhile
+        log.info("closing {n} connection(s) whose principal could not be looked up again:"
+                 " {why}", n=len(members), why=failure.getErrorMessage())
+        for subscriber in members:
+            if subscriber in self.subscribers:
+                self.recomputed += 1
+                self._close(subscriber, "your credentials could not be checked again: reconnect")
+        return None
 
     def _warn_jump(self, event):
         """At most once a minute per publisher name: a hostile peer could flood the log."""

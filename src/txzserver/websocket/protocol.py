@@ -22,8 +22,8 @@ from twisted.logger import Logger
 
 from ..transfer import PauseObserver
 from .auth import AuthenticationFailed
-from .fanout import Subscriber, normalize_path, path_matches
-from .principals import Gone
+from .fanout import REAUTHENTICATE, Subscriber, normalize_path, path_matches
+from .principals import Gone, credentials_key
 
 log = Logger()
 MAX_SUBSCRIPTIONS = 64
@@ -41,9 +41,6 @@ MAX_STALL_SECONDS = 10.0
 OPEN_HANDSHAKE_TIMEOUT = 10.0
 #: Seconds a client refused that way is asked to wait before it connects again.
 RETRY_AFTER = 5
-#: Close code at max-connection-age: the client should reconnect and authenticate again
-#: (4000-4999: for applications, RFC 6455 7.4.2).
-REAUTHENTICATE = 4001
 
 
 class NotificationProtocol(WebSocketServerProtocol):
@@ -161,9 +158,13 @@ class NotificationProtocol(WebSocketServerProtocol):
         service = self.factory.service
         site = self.principal.site_path
         path = self.handshake["path"] or site
+        environ, site_id = self.handshake["environ"], self.handshake["site"]
+        # kept (one copy per cache key) to look the principal up again after lost messages
+        key = credentials_key(environ, site_id, service.principals.extra)
+        credentials = service.hub.credentials(key, environ, site_id)
         self.subscriber = Subscriber(self.principal.tokens, [path], self._send,
                                      userid=self.principal.userid, close=self._close_for,
-                                     site=site)
+                                     site=site, credentials=credentials)
         self._forget_handshake()
         if self.max_connection_age:
             # up to a tenth earlier, at random: connections opened together (after a restart)
@@ -265,7 +266,8 @@ class NotificationProtocol(WebSocketServerProtocol):
                            " (max-connection-age): reconnect to authenticate again")
 
     def _close_for(self, code, reason):
-        """The hub's ``Subscriber.close``: its user was removed."""
+        """The hub's ``Subscriber.close``: its user was removed, logged out, got a new
+        password, or its credentials name someone else now."""
         if self.state == self.STATE_OPEN:
             self.sendClose(code=code, reason=reason)
 

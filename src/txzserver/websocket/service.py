@@ -37,6 +37,7 @@ class NotificationService:
         self.principals = PrincipalLookups(reactor, pool, self.cache, lanes=lanes,
                                            headers=settings.principal_cache_headers)
         self.hub.principal_listeners.append(self.principals.forget)
+        self.hub.lookup = self.principals.lookup  # principals looked up again after a bus gap
         self.sending = self.hub.batch = Batch()
         self.factory = make_factory(self, settings)
         self.open = 0
