@@ -373,9 +373,10 @@ TABLE = [
         ('`actor` only to connections holding the event\'s `actor_guard` (as Plone\'s byline: '
          'members, and anonymous users only with `plone.allow_anon_views_about`); the others get '
          '`actor` "", each variant encoded once for {connections} connections; "moved from <old '
-         'path>" only when everyone receiving the event could see the old container, else "moved" '
+         'path>" only when everyone receiving the event could see the old container, else "moved"; '
+         'checked on a real Plone site with an anonymous user\'s and a member\'s real tokens '
          '(was: the editor\'s id and the old path to everyone who may view the item)'),
-        ('tests/unit/test_event_actor.py',),
+        ('tests/unit/test_event_actor.py', 'tests/integration/test_plone_actor.py'),
         {'connections': 10}),
 ]
 ROWS = {row.key: row for row in TABLE}
