@@ -4,13 +4,11 @@ subscribers; tests/support/canonical_url_script.py) edits under a request whose 
 evil.example and records what would be published.
 """
 
-import json
-import subprocess
 
 import pytest
 
 from tests.robustness import ROWS
-from tests.support.instance import ROOT, SITE_ID, TXZSERVER, copy_instance_data, new_instance
+from tests.support.instance import ROOT, SITE_ID, run_site_script
 
 SCRIPT = ROOT / "tests" / "support" / "canonical_url_script.py"
 FIGURES = ROWS["canonical_url"].figures
@@ -18,14 +16,8 @@ FIGURES = ROWS["canonical_url"].figures
 
 @pytest.fixture(scope="module")
 def urls(tmp_path_factory, plone_template):
-    directory = tmp_path_factory.mktemp("canonical-url")
-    conf = new_instance(directory)
-    copy_instance_data(plone_template["directory"], directory)
-    output = directory / "urls.json"
-    run = subprocess.run([TXZSERVER, "run", str(conf), str(SCRIPT), SITE_ID, FIGURES["canonical"],
-                          str(output)], cwd=directory, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
-    return json.loads(output.read_text())
+    return run_site_script(tmp_path_factory.mktemp("canonical-url"), plone_template, SCRIPT,
+                           SITE_ID, FIGURES["canonical"])[1]
 
 
 def test_without_a_canonical_url_the_request_host_shows(urls):

@@ -8,12 +8,11 @@ tokens.
 """
 
 import json
-import subprocess
 
 import pytest
 
 from tests.robustness import ROWS
-from tests.support.instance import ROOT, SITE_ID, TXZSERVER, copy_instance_data, new_instance
+from tests.support.instance import ROOT, SITE_ID, run_site_script
 from txzserver.bus.message import from_wire
 from txzserver.websocket.fanout import Hub, Subscriber
 
@@ -23,16 +22,8 @@ FIGURES = ROWS["event_actor"].figures
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, plone_template):
-    directory = tmp_path_factory.mktemp("plone-actor")
-    conf = new_instance(directory)
-    copy_instance_data(plone_template["directory"], directory)
-    output = directory / "actor.json"
-    run = subprocess.run([TXZSERVER, "run", str(conf), str(SCRIPT), SITE_ID, str(output)],
-                         cwd=directory, capture_output=True, text=True, timeout=300)
-    log = (directory / "log" / "event.log").read_text(errors="replace")
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{log}"
-    assert "txzserver: " not in log, log  # a subscriber failed (they log instead of raising)
-    return json.loads(output.read_text())
+    return run_site_script(tmp_path_factory.mktemp("plone-actor"), plone_template, SCRIPT,
+                           SITE_ID)[1]
 
 
 def only_event(results, label):

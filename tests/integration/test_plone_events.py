@@ -6,15 +6,13 @@ operation per transaction and dumps what was published. A real txzserver then se
 instance to check the toast script, its bundle and the @@txzserver-principal view.
 """
 
-import json
 import re
-import subprocess
 from datetime import datetime
 
 import httpx
 import pytest
 
-from tests.support.instance import ADMIN, ROOT, SITE_ID, TXZSERVER, copy_instance_data, new_instance
+from tests.support.instance import ADMIN, ROOT, SITE_ID, run_site_script
 from tests.support.server import ServerProcess
 
 SCRIPT = ROOT / "tests" / "support" / "plone_events_script.py"
@@ -26,16 +24,9 @@ FOLDER = f"/{SITE_ID}/folder"
 
 @pytest.fixture(scope="module")
 def events_instance(tmp_path_factory, plone_template):
-    directory = tmp_path_factory.mktemp("plone-events")
-    conf = new_instance(directory)
-    copy_instance_data(plone_template["directory"], directory)
-    output = directory / "events.json"
-    run = subprocess.run([TXZSERVER, "run", str(conf), str(SCRIPT), SITE_ID, str(output)],
-                         cwd=directory, capture_output=True, text=True, timeout=300)
-    log = (directory / "log" / "event.log").read_text(errors="replace")
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{log}"
-    assert "txzserver: " not in log, log  # a subscriber failed (they log instead of raising)
-    return {"conf": conf, "results": json.loads(output.read_text())}
+    conf, results = run_site_script(tmp_path_factory.mktemp("plone-events"), plone_template,
+                                    SCRIPT, SITE_ID)
+    return {"conf": conf, "results": results}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ blobs hard-linked: ZODB never rewrites a committed blob file).
 """
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -132,3 +133,22 @@ def with_task_views(conf):
     """Load tests/support/taskviews.zcml in the instance of ``conf``; the env its server needs."""
     (Path(conf).parent / "site.zcml").write_text(SITE_ZCML)
     return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def run_site_script(directory, template, script, *args):
+    """Run ``script`` in Zope (``txzserver run``) on a copy of the Plone ``template`` in
+    ``directory``, its last argument the JSON file it writes; return (zope.conf, that JSON).
+
+    The add-on's subscribers log instead of raising, so a "txzserver: " line in the event log
+    is a failure too.
+    """
+    directory = Path(directory)
+    conf = new_instance(directory)
+    copy_instance_data(template["directory"], directory)
+    output = directory / "output.json"
+    run = subprocess.run([TXZSERVER, "run", str(conf), str(script), *map(str, args), str(output)],
+                         cwd=directory, capture_output=True, text=True, timeout=300)
+    log = (directory / "log" / "event.log").read_text(errors="replace")
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{log}"
+    assert "txzserver: " not in log, log
+    return conf, json.loads(output.read_text())
