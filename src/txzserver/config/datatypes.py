@@ -3,7 +3,10 @@
 frozen dataclass."""
 
 import ipaddress
+import os
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ZConfig.components.logger.logger import LoggerFactory
 
@@ -69,9 +72,11 @@ class HealthSettings:
     stuck_after: float = 300.0
     check_interval: float = 5.0
     check_timeout: float = 10.0
+    #: how long a request waits for a lost storage server before it fails (503)
+    storage_wait: float = 1.0
 
     def __post_init__(self):
-        for name in ("stuck_after", "check_interval", "check_timeout"):
+        for name in ("stuck_after", "check_interval", "check_timeout", "storage_wait"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"health-server {name.replace('_', '-')} must be positive")
 
@@ -81,7 +86,8 @@ def health_settings(section):
     return HealthSettings(Listener("health", host, port, section.backlog),
                           stuck_after=float(section.stuck_after),
                           check_interval=float(section.check_interval),
-                          check_timeout=float(section.check_timeout))
+                          check_timeout=float(section.check_timeout),
+                          storage_wait=float(section.storage_wait))
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,9 @@ BUS_SCHEMES = ("ipc://", "tcp://", "inproc://")
 
 
 CURVE_CHOICES = ("on", "off")
+BUS_BACKENDS = ("zmq", "nats")
+NATS_SCHEMES = ("nats://", "tls://")
+DEFAULT_STREAM = "TXZSERVER_EVENTS"
 
 
 @dataclass(frozen=True)
@@ -211,8 +220,24 @@ class EventBusSettings:
     client_key: str = ""
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     high_water_mark: int = DEFAULT_HIGH_WATER_MARK
+    #: "zmq" (through `txzserver broker`) or "nats" (a JetStream stream)
+    backend: str = "zmq"
+    #: the NATS servers' URLs (nats:// or tls://), for backend nats
+    nats_servers: tuple = ()
+    #: a NATS .creds file, an nkey seed file, a CA file for tls:// ("" for none)
+    nats_credentials: str = ""
+    nats_nkey: str = ""
+    nats_tls_ca: str = ""
+    #: the JetStream stream of the events and its limits (seconds, bytes)
+    stream: str = DEFAULT_STREAM
+    max_age: float = 24 * 3600.0
+    max_bytes: int = 1024 ** 3
 
     def __post_init__(self):
+        if self.backend not in BUS_BACKENDS:
+            raise ValueError(f"event-bus backend must be zmq or nats, not {self.backend!r}")
+        if self.backend == "nats":
+            self._check_nats()
         for name in ("publish", "subscribe"):
             value = getattr(self, name)
             if not value.startswith(BUS_SCHEMES):
@@ -225,6 +250,25 @@ class EventBusSettings:
                              " high-water-mark at least 1")
         if self.curve == "on" and (self.server_key or self.client_key):
             self.security()  # the files are read now, so a bad one stops the start
+
+    def _check_nats(self):
+        """A clear error now for what would only fail at the first connection."""
+        if not self.nats_servers:
+            raise ValueError("event-bus backend nats needs at least one nats-server"
+                             " (nats://host:4222 or tls://host:4222)")
+        for url in self.nats_servers:
+            nats_url(url)
+        for key in ("nats_credentials", "nats_nkey", "nats_tls_ca"):
+            path = getattr(self, key)
+            if path and not os.path.isfile(path):
+                raise ValueError(f"event-bus {key.replace('_', '-')}: no such file {path!r}")
+        if self.nats_credentials and self.nats_nkey:
+            raise ValueError("event-bus: give nats-credentials or nats-nkey, not both")
+        if not NATS_NAME.fullmatch(self.stream):
+            raise ValueError(f"event-bus stream must be letters, digits, - and _, not"
+                             f" {self.stream!r:.80}")
+        if self.max_age <= 0 or self.max_bytes < 1024:
+            raise ValueError("event-bus max-age must be above 0 and max-bytes at least 1KB")
 
     def needs_keys(self, endpoints):
         """Why ``endpoints`` cannot be used as configured (tcp without keys), or None."""
@@ -246,6 +290,22 @@ class EventBusSettings:
             raise ValueError(str(exc)) from exc
 
 
+#: what a stream (or consumer) name may hold: no dots, blanks or wildcards
+NATS_NAME = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def nats_url(value):
+    """Key datatype of nats-server: a nats:// or tls:// URL with a host."""
+    url = value.strip()
+    if not url.startswith(NATS_SCHEMES) or not urlsplit(url).hostname:
+        raise ValueError(f"event-bus nats-server must be a nats:// or tls:// URL, not {value!r}")
+    return url
+
+
+def bus_backend(value):
+    return _choice(value, BUS_BACKENDS, "event-bus backend")
+
+
 def bus_endpoint(value):
     """Key datatype of the <event-bus> endpoints, so a bad one is reported with its line."""
     endpoint = value.strip()
@@ -260,8 +320,13 @@ def event_bus_settings(section):
         publish=(section.publish or DEFAULT_PUBLISH).strip(),
         subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip(), curve=section.curve,
         server_key=(section.server_key or "").strip(), client_key=(section.client_key or "").strip(),
-        max_message_size=section.max_message_size, high_water_mark=section.high_water_mark)
-    problem = settings.needs_keys((settings.publish, settings.subscribe))
+        max_message_size=section.max_message_size, high_water_mark=section.high_water_mark,
+        backend=section.backend, nats_servers=tuple(section.nats_servers or ()),
+        nats_credentials=section.nats_credentials.strip(), nats_nkey=section.nats_nkey.strip(),
+        nats_tls_ca=section.nats_tls_ca.strip(), stream=section.stream.strip(),
+        max_age=float(section.max_age), max_bytes=section.max_bytes)
+    problem = settings.backend == "zmq" and settings.needs_keys((settings.publish,
+                                                                 settings.subscribe))
     if problem:
         raise ValueError(problem)
     return settings
