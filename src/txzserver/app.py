@@ -14,11 +14,14 @@ from twisted.python import log as twisted_log
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from .bus.natsbus import NatsBus
 from .bus.publishers import LocalPublisher, ZmqBus
 from .metrics import ServerMetrics
 from .server.admission import Admission
 from .server.environ import ProxyTrust
-from .server.health import DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Started
+from .server.health import (
+    DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared, Started, watch,
+)
 from .server.listeners import endpoint_for, url_of
 from .server.metrics import MetricsSite, read_server
 from .server.publisher import ZopeResource
@@ -32,6 +35,7 @@ from .tasks.backends import TaskQueues
 from .websocket.fanout import Hub
 from .websocket.service import NotificationService
 from .zope import health as zope_health
+from .zope import storagedown
 from .zope.metrics import ZodbCollector
 from .zope.startup import close_zope, configure_logging, register_event_publisher, start_zope
 
@@ -66,21 +70,30 @@ def build_sites(reactor, pool, app, settings, tracker, websocket=None, metrics=N
 
 
 def make_event_publisher(reactor, hub, settings):
-    """The IEventPublisher: over ZeroMQ when an <event-bus> is configured, else in-process."""
+    """The IEventPublisher: over ZeroMQ or NATS when an <event-bus> is configured, else
+    in-process."""
     if settings.event_bus is None:
         return LocalPublisher(reactor, hub)
     bus = settings.event_bus
+    if bus.backend == "nats":
+        log.info("txzserver event bus: NATS JetStream stream %s at %s", bus.stream,
+                 ", ".join(bus.nats_servers))
+        return NatsBus(reactor, hub, bus, instance=settings.instance_name)
     log.info("txzserver event bus: publish to %s, subscribe from %s", bus.publish, bus.subscribe)
     return ZmqBus(reactor, hub, bus.publish, bus.subscribe, instance=settings.instance_name,
-                  watch=settings.health is not None, security=bus.security())
+                  watch=settings.health is not None, security=bus.security(),
+                  heartbeat_interval=bus.heartbeat_interval)
 
 
 def build_health(reactor, pool, settings, tracker, publisher, site_id=None, probe=None,
                  disconnected=None):
-    """The <health-server> site and the ``Started`` check to mark once Zope runs.
+    """The <health-server> site, the ``Started`` check to mark once Zope runs, and the
+    shared dependencies ({name: Shared}: "database", "event-bus" with an <event-bus>).
 
-    ``probe`` and ``disconnected`` default to the ZODB's (txzserver.zope.health). The first
-    database probe starts when the reactor runs, so the first readiness probe finds an answer.
+    Readiness is this instance's own (started, not draining, pool not stuck); the shared
+    dependencies only degrade it. ``probe`` and ``disconnected`` default to the ZODB's
+    (txzserver.zope.health). The first database probe starts when the reactor runs, so the
+    first readiness probe finds an answer; then they are watched every check-interval.
     """
     config = settings.health
     started = Started(site_id)
@@ -88,18 +101,40 @@ def build_health(reactor, pool, settings, tracker, publisher, site_id=None, prob
     database = DatabaseCheck(reactor, probe or zope_health.make_probe(site_id),
                              disconnected or zope_health.disconnected,
                              interval=config.check_interval, timeout=config.check_timeout)
-    ready = [started, Draining(tracker), canary, database]
+    shared = [Shared(database)]
     if settings.event_bus is not None and hasattr(publisher, "links_up"):
-        ready.append(LinkCheck("event-bus", publisher.links_up))
-    health = Health(startup=[started], live=[canary], ready=ready)
+        shared.append(Shared(LinkCheck("event-bus", publisher.links_up)))
+    health = Health(startup=[started], live=[canary], ready=[started, Draining(tracker), canary],
+                    shared=shared)
     reactor.callWhenRunning(database.check)
-    return HealthSite(health, reactor=reactor), started
+    watch(reactor, shared, config.check_interval)
+    return HealthSite(health, reactor=reactor), started, {check.name: check for check in shared}
 
 
-def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None):
-    """The <metrics-server> site; registers the readings of the event bus, the WebSocket hub
-    and the ZODB (``zodb``: a collector, default the databases Zope opened)."""
+def guard_storage(app, settings, shared):
+    """Zope's app behind storagedown's WriteGuard (writes 503 while the database is down,
+    ZEO's wait cut to storage-wait); as is without a <health-server>."""
+    if settings.health is None:
+        return app
+    database = shared["database"]
+
+    def known():
+        return {} if database.up else {"main": database.details.get("reason", "down")}
+
+    return storagedown.guard(app, settings.health.storage_wait, known)
+
+
+def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None, shared=None):
+    """The <metrics-server> site; registers the readings of the event bus, the WebSocket hub,
+    the ZODB (``zodb``: a collector, default the databases Zope opened) and the shared
+    dependencies the health checks watch (``shared``: {name: Shared}, with <health-server>)."""
     readings = metrics.readings
+    if shared:
+        readings.gauge("txzserver_dependency_up", "1 while a dependency every instance shares"
+                       " (database, event-bus) answers, 0 while it is lost (the instance is"
+                       " degraded, still ready).",
+                       lambda: {(name, ): int(check.up) for name, check in shared.items()},
+                       labels=("dependency",))
     readings.counter("txzserver_events_published", "Messages this instance published: to the"
                      " broker with <event-bus>, else to its own hub.", lambda: publisher.sent)
     if hasattr(publisher, "received"):
@@ -127,6 +162,12 @@ def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None):
                      lambda: hub.delivered)
     readings.counter("txzserver_events_gaps", "Gaps announced to the subscribers: events of"
                      " another instance lost on the bus.", lambda: hub.gaps)
+    readings.counter("txzserver_bus_heartbeats", "Heartbeats heard from publisher runs (every"
+                     " instance's, this one's too): each carries its run's last event number.",
+                     lambda: hub.heartbeats)
+    readings.counter("txzserver_events_gaps_by_heartbeat", "Gaps (among txzserver_events_gaps)"
+                     " found by a heartbeat: events lost that no later event revealed.",
+                     lambda: hub.heartbeat_gaps)
     readings.gauge("txzserver_websocket_subscribers", "Open WebSocket connections subscribed"
                    " to events.", lambda: len(hub))
     metrics.registry.register(zodb if zodb is not None else ZodbCollector())
@@ -220,15 +261,17 @@ def run(app_factory, settings, on_stop=None, site_id=None):
         ports = open_listeners(reactor, sites)
         publisher = make_event_publisher(reactor, hub, settings)
         tasks = TaskQueues.build(reactor, pool, settings.task_queues, security=(
-            None if settings.event_bus is None else settings.event_bus.security()))
-        started = None
+            None if settings.event_bus is None else settings.event_bus.security()),
+            bus=settings.event_bus, name=settings.instance_name)
+        started, shared = None, {}
         if settings.health is not None:
             # Its own listener, not in ``ports``: the drain must not close it.
-            health_site, started = build_health(reactor, pool, settings, tracker, publisher, site_id)
+            health_site, started, shared = build_health(reactor, pool, settings, tracker, publisher,
+                                                        site_id)
             open_listeners(reactor, [(settings.health.listener, health_site)])
         if metrics is not None:
             # Its own listener too: Prometheus may scrape while the others drain.
-            metrics_site = build_metrics(reactor, metrics, settings, hub, publisher)
+            metrics_site = build_metrics(reactor, metrics, settings, hub, publisher, shared=shared)
             open_listeners(reactor, [(settings.metrics.listener, metrics_site)])
     except (BindError, ValueError) as exc:
         log.error("%s", exc)
@@ -236,7 +279,7 @@ def run(app_factory, settings, on_stop=None, site_id=None):
         return 2
     register_event_publisher(publisher)
     register_task_queues(tasks)
-    app = app_factory()
+    app = guard_storage(app_factory(), settings, shared)
     # Zope's and Plone's start-up objects (about a million) live as long as the process: keep
     # them out of the collector's full passes, which connection storms trigger and which
     # otherwise take long enough to be seen in page latency and handshake rates.

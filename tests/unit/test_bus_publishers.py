@@ -13,6 +13,7 @@ from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from txzserver.bus import Event, IEventPublisher
+from txzserver.bus.message import Heartbeat
 from txzserver.bus.publishers import LocalPublisher, ZmqBus
 from txzserver.websocket.fanout import Hub, Subscriber
 
@@ -23,10 +24,11 @@ class RecordingHub(Hub):
     def __init__(self):
         super().__init__()
         self.events = []
+        self.heard_beats = []
         self.threads = []
 
     def deliver(self, event):
-        self.events.append(event)
+        (self.heard_beats if isinstance(event, Heartbeat) else self.events).append(event)
         self.threads.append(threading.current_thread())
         return super().deliver(event)
 

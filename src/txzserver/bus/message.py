@@ -1,7 +1,9 @@
 """The bus messages: ``Event`` (what browsers receive, plus the guard that decides who receives
 it) and ``PrincipalChange`` (whose guard tokens changed: every instance updates its connections and
 drops its cached principal lookups), each with the publisher's stamp (instance, epoch, seq) that
-lets every subscriber notice lost messages. ``from_wire`` reads either.
+lets every subscriber notice lost messages; and ``Heartbeat``, a run's last number, sent every
+few seconds and when it stops, so losses are noticed even when no message follows them.
+``from_wire`` reads any of them.
 """
 
 import json
@@ -193,15 +195,59 @@ class PrincipalChange:
         return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 
+#: Seconds between two heartbeats of a publisher run (``<event-bus> heartbeat-interval``): a
+#: loss no event follows is reported within about this long after the bus is back.
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+#: The longest heartbeat interval allowed: hubs forget a run unheard for ten times this
+#: (``websocket.fanout.Sequences.FORGET_AFTER``).
+MAX_HEARTBEAT_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A publisher run is alive and has numbered ``seq`` messages so far (0: none yet); sent
+    every few seconds and, with ``final``, when the run stops cleanly.
+
+    A subscriber that saw fewer of the run's messages lost the difference, even when the run
+    sends nothing more (it went quiet, was scaled down or stopped): without a heartbeat such a
+    loss would only show when the run's next message arrives. It travels the publisher's own
+    socket, after the messages it counts (one ordered pipe), so it never reports as lost a
+    message still on its way. Bus bookkeeping only: never sent to browsers.
+    """
+
+    kind: ClassVar[str] = "heartbeat"
+    instance: str
+    epoch: str
+    seq: int = 0
+    final: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.instance, str) or not isinstance(self.epoch, str):
+            raise TypeError("heartbeat instance and epoch must be strings")
+        if not self.instance or not self.epoch:
+            raise ValueError("a heartbeat names its instance and epoch")
+        if type(self.seq) is not int or self.seq < 0:
+            raise ValueError(f"heartbeat seq must be a non-negative integer, not {self.seq!r}")
+        if type(self.final) is not bool:
+            raise TypeError(f"heartbeat final must be true or false, not {self.final!r:.80}")
+
+    def to_wire(self) -> bytes:
+        data = {"kind": self.kind, "instance": self.instance, "epoch": self.epoch,
+                "seq": self.seq, "final": self.final}
+        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
 def from_wire(data: bytes):
-    """An Event or a PrincipalChange from its bytes on the bus; ValueError/TypeError if bad."""
+    """An Event, a PrincipalChange or a Heartbeat from its bytes on the bus; ValueError or
+    TypeError if bad."""
     fields = json.loads(data.decode("utf-8"))
     if not isinstance(fields, dict):
         raise ValueError("message on the wire must be a JSON object")
     kind = fields.pop("kind", "event")
-    if kind == PrincipalChange.kind:
-        _known(PrincipalChange, fields)
-        return PrincipalChange(**fields)
+    for message in (PrincipalChange, Heartbeat):
+        if kind == message.kind:
+            _known(message, fields)
+            return message(**fields)
     if kind != "event":
         raise ValueError(f"unknown message kind {kind!r:.80}")
     _known(Event, fields)

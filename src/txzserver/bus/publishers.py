@@ -14,11 +14,12 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IEventPublisher
-from .message import UnsafeURL, from_wire
+from .message import DEFAULT_HEARTBEAT_INTERVAL, Heartbeat, UnsafeURL, from_wire
 from .security import ClientSecurity, OncePerMinute
 
 log = Logger()
@@ -72,12 +73,15 @@ class ZmqBus:
     Every event sent is stamped with ``instance``, this bus's ``epoch`` (random, new at every
     start) and the next sequence number, taken under the same lock as the send, so numbers
     follow the send order and an event dropped here still uses its number: the hubs that
-    miss it see the jump and tell their clients (``Hub.deliver``).
+    miss it see the jump and tell their clients (``Hub.deliver``). Every ``heartbeat_interval``
+    seconds, and once more when closed, a ``Heartbeat`` carries the last number used, so a
+    loss is noticed even when no event follows it (``Hub.heard``).
 
     With ``watch`` (a <health-server> is configured) each socket's link to the broker is
     watched (``LinkWatch``), and ``links_up()`` tells the readiness probe.
 
-    For the metrics: ``sent``, ``dropped`` (the PUB socket full), ``received``, ``unsafe``
+    For the metrics: ``sent``, ``dropped`` (the PUB socket full), ``received`` (events and
+    principal changes; heartbeats are counted by the hub), ``unsafe``
     (received events dropped for a url that is not http(s): Plone sends none), and ``lag``,
     the seconds the latest of this bus's own events took through the broker and back (send
     times of the last ``LAG_SAMPLES`` events are kept; a monotonic clock, no clock skew).
@@ -86,7 +90,7 @@ class ZmqBus:
     LAG_SAMPLES = 256
 
     def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint, instance=None,
-                 watch=False, security=None):
+                 watch=False, security=None, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL):
         self.reactor = reactor
         self.hub = hub
         self.instance = instance or socket.gethostname()  # the default of instance-name
@@ -119,11 +123,28 @@ class ZmqBus:
         self.invalid = 0  # received messages dropped: not of the bus's schema
         self._logs = OncePerMinute(lambda text: log.warn("{text}", text=text))
         self._closed = False
+        self.heartbeat_interval = heartbeat_interval
+        self._beat = LoopingCall(self.heartbeat)
+        self._beat.clock = reactor
 
     def start(self):
-        """Reactor thread: watch the SUB socket."""
+        """Reactor thread: watch the SUB socket, and send a heartbeat now and then every
+        ``heartbeat_interval`` (the first one gives the hubs already listening a baseline)."""
         self.reactor.addReader(self)
+        self._beat.start(self.heartbeat_interval, now=True)
         self.doRead()  # events may already be queued: the edge has passed
+
+    def heartbeat(self, final=False):
+        """Send this run's last sequence number (any thread). Under the publishers' lock, so
+        it follows every event it counts on the same socket; ``final``: the run stops."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.pub.send(Heartbeat(self.instance, self.epoch, self.sent, final).to_wire(),
+                              zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the socket is full: the next heartbeat says the same
 
     # IEventPublisher (any thread)
 
@@ -151,21 +172,24 @@ class ZmqBus:
 
     def doRead(self):
         for data in drain(self.sub, lambda: not self._closed):
-            self.received += 1
             try:
                 event = from_wire(data)
             except UnsafeURL as exc:
+                self.received += 1
                 self.unsafe += 1
                 self._logs.warn("unsafe-url", "dropped an event from the bus with an unsafe url"
                                 " (%d so far): %s", self.unsafe, exc)
                 continue
             except (ValueError, TypeError, RecursionError) as exc:
+                self.received += 1
                 self.invalid += 1
                 self._logs.warn("invalid", "dropped a message from the bus that is not of its"
                                 " schema (%d so far): %s", self.invalid, exc)
                 continue
-            if event.epoch == self.epoch and event.instance == self.instance:
-                self._came_back(event.seq)
+            if not isinstance(event, Heartbeat):
+                self.received += 1
+                if event.epoch == self.epoch and event.instance == self.instance:
+                    self._came_back(event.seq)
             self.hub.deliver(event)
 
     def _came_back(self, seq):
@@ -187,10 +211,15 @@ class ZmqBus:
         return "txzserver-bus"
 
     def close(self):
+        """Send the final heartbeat (the hubs learn the run's last number and forget it; the
+        PUB socket lingers up to a second to deliver it) and close the sockets."""
+        self.heartbeat(final=True)
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        if self._beat.running:
+            self._beat.stop()
         self.reactor.removeReader(self)
         for watch in self.links.values():
             watch.close()

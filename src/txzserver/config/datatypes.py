@@ -11,13 +11,14 @@ from urllib.parse import urlsplit
 from ZConfig.components.logger.logger import LoggerFactory
 
 from ..bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, DEFAULT_TASKS_PULL, DEFAULT_TASKS_PUSH
+from ..bus.message import DEFAULT_HEARTBEAT_INTERVAL, MAX_HEARTBEAT_INTERVAL
 from ..bus.security import (DEFAULT_HIGH_WATER_MARK, DEFAULT_MAX_MESSAGE_SIZE, BusLimits,
                             BusSecurityError, ClientSecurity)
 
 REACTORS = ("auto", "uvloop", "asyncio", "default")
 ACCESS_LOG_FORMATS = ("common", "combined")
 LOG_FORMATS = ("text", "json")
-TASK_BACKENDS = ("local", "zmq")
+TASK_BACKENDS = ("local", "zmq", "nats")
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ class EventBusSettings:
     client_key: str = ""
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     high_water_mark: int = DEFAULT_HIGH_WATER_MARK
+    #: seconds between two heartbeats of this instance's zmq publisher run (its last number)
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     #: "zmq" (through `txzserver broker`) or "nats" (a JetStream stream)
     backend: str = "zmq"
     #: the NATS servers' URLs (nats:// or tls://), for backend nats
@@ -245,6 +248,9 @@ class EventBusSettings:
                                  f" not {value!r}")
         if self.curve not in CURVE_CHOICES:
             raise ValueError(f"event-bus curve must be on or off, not {self.curve!r}")
+        if not 0.1 <= self.heartbeat_interval <= MAX_HEARTBEAT_INTERVAL:
+            raise ValueError(f"event-bus heartbeat-interval must be between 100ms and"
+                             f" {MAX_HEARTBEAT_INTERVAL:g}s, not {self.heartbeat_interval:g}s")
         if self.max_message_size < 1024 or self.high_water_mark < 1:
             raise ValueError("event-bus max-message-size must be at least 1KB and"
                              " high-water-mark at least 1")
@@ -321,6 +327,7 @@ def event_bus_settings(section):
         subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip(), curve=section.curve,
         server_key=(section.server_key or "").strip(), client_key=(section.client_key or "").strip(),
         max_message_size=section.max_message_size, high_water_mark=section.high_water_mark,
+        heartbeat_interval=float(section.heartbeat_interval),
         backend=section.backend, nats_servers=tuple(section.nats_servers or ()),
         nats_credentials=section.nats_credentials.strip(), nats_nkey=section.nats_nkey.strip(),
         nats_tls_ca=section.nats_tls_ca.strip(), stream=section.stream.strip(),
@@ -349,6 +356,15 @@ class TaskQueueSettings:
     task_user: str = ""
     push: str = DEFAULT_TASKS_PUSH
     pull: str = DEFAULT_TASKS_PULL
+    #: nats: seconds NATS waits for a delivered task's acknowledgement before it delivers the
+    #: task again (to any instance); a running task says "in progress" every third of it
+    ack_wait: float = 30.0
+    #: nats: deliveries of one task at most (each one an instance that took it and then died)
+    max_deliver: int = 10
+    #: nats: seconds a task may wait in its stream (and its id is kept as done: README)
+    max_age: float = 24 * 3600.0
+    #: nats: copies of the task stream in a JetStream cluster (3 for a 3-node cluster)
+    replicas: int = 1
 
     def __post_init__(self):
         if self.backend not in TASK_BACKENDS:
@@ -359,6 +375,14 @@ class TaskQueueSettings:
         if self.retries < 0 or self.retry_delay < 0 or self.retry_max_delay < self.retry_delay:
             raise ValueError(f"task-queue {self.name}: retries and retry-delay must not be negative,"
                              " retry-max-delay not below retry-delay")
+        if self.backend == "nats":
+            if not NATS_NAME.fullmatch(self.name):
+                raise ValueError(f"task-queue {self.name!r:.80}: a nats queue's name must be letters,"
+                                 " digits, - and _ (it names the JetStream stream)")
+            if self.ack_wait < 1 or self.max_deliver < 1 or self.max_age < 60 \
+                    or not 1 <= self.replicas <= 5:
+                raise ValueError(f"task-queue {self.name}: ack-wait must be at least 1s, max-deliver"
+                                 " at least 1, max-age at least 1m, replicas 1 to 5")
 
 
 def task_backend(value):
@@ -370,7 +394,9 @@ def task_queue_settings(section):
         name=section.getSectionName(), backend=section.backend, concurrency=section.concurrency,
         retries=section.retries, retry_delay=float(section.retry_delay),
         retry_max_delay=float(section.retry_max_delay), task_user=(section.task_user or "").strip(),
-        push=(section.push or DEFAULT_TASKS_PUSH).strip(), pull=(section.pull or DEFAULT_TASKS_PULL).strip())
+        push=(section.push or DEFAULT_TASKS_PUSH).strip(), pull=(section.pull or DEFAULT_TASKS_PULL).strip(),
+        ack_wait=float(section.ack_wait), max_deliver=section.max_deliver,
+        max_age=float(section.max_age), replicas=section.replicas)
 
 
 def named_logger(section):

@@ -3,7 +3,8 @@
 Guards are matched in memory: a connection holds its user's tokens (computed once at the
 handshake), an event carries the tokens allowed to see it; delivery is a set intersection.
 Events that crossed the bus carry their publisher's sequence numbers: a jump means some were
-lost on the way, and every connection is told so before the next event (``Sequences``).
+lost on the way, and every connection is told so before the next event (``Sequences``); a
+publisher's heartbeat, carrying its last number, tells the same when no event follows the loss.
 """
 
 import gc
@@ -85,15 +86,23 @@ class Sequences:
     """The last sequence number seen from each publisher run (reactor thread only).
 
     A run is (instance, epoch): one start of one instance's bus publisher, numbering its
-    events 1, 2, 3... The first event seen from a run is the baseline, not a gap: this
-    process may have started after the run did, and a restarted instance is a new run
-    counting from 1 again (not a replay). After that, a jump means events were lost (broker
-    down, a high-water mark, a full publisher), and a number not above the last one is a
-    duplicate or an event already counted as missed. Unstamped events (seq 0, in-process
-    delivery) are not tracked. The ``limit`` most recently heard runs are remembered.
+    events 1, 2, 3... The first message heard from a run (an event or a heartbeat) is the
+    baseline, not a gap: this process may have started after the run did, and a restarted
+    instance is a new run counting from 1 again (not a replay). After that, a jump means events
+    were lost (broker down, a high-water mark, a full publisher), and a number not above the
+    last one is a duplicate or an event already counted as missed. A heartbeat carries the
+    run's last number: above the last one seen, the difference was lost (``missed_by``).
+    Unstamped events (seq 0, in-process delivery) are not tracked.
+
+    Memory is bounded: the ``limit`` most recently heard runs are remembered; a run's final
+    heartbeat (a clean stop) forgets it; and a run unheard for ``forget_after`` seconds of a
+    working bus is forgotten (a crashed instance sends no final heartbeat). Time during which
+    nothing at all was heard for ``silence`` seconds (the broker down: every live run
+    heartbeats more often than that) does not count, so an outage forgets no live run and
+    its first heartbeat afterwards still reports what the outage lost.
 
     A jump no publisher can make (more than ``MAX_RATE`` events a second since the run's last
-    event, and more than ``MIN_JUMP``) is ``TOO_FAR``: such an event is dropped and the run's
+    message, and more than ``MIN_JUMP``) is ``TOO_FAR``: such a message is dropped and the run's
     number stays, so a forged huge number cannot make the run's real events look like
     duplicates; a real run catches up as time passes, its allowance growing with it.
     """
@@ -101,30 +110,73 @@ class Sequences:
     TOO_FAR = -1
     MAX_RATE = 100000
     MIN_JUMP = 100000
+    #: A run unheard this long (while others were heard) is forgotten: ten times the longest
+    #: heartbeat interval a publisher may be given.
+    FORGET_AFTER = 600.0
+    #: Nothing heard from any run this long: the bus itself was down (twice the longest
+    #: heartbeat interval); the time before it does not count towards FORGET_AFTER.
+    SILENCE = 120.0
 
-    def __init__(self, limit=1024, clock=time.monotonic):
+    def __init__(self, limit=1024, clock=time.monotonic, forget_after=FORGET_AFTER,
+                 silence=SILENCE):
         self.limit = limit
         self.clock = clock
-        self.last = OrderedDict()  # run -> (seq, when it was seen)
+        self.forget_after = forget_after
+        self.silence = silence
+        self.last = OrderedDict()  # run -> (seq, when it was seen), least recently heard first
+        self._heard = None  # when anything was last heard
+        self._alive_since = None  # when the bus was last heard again after a silence
 
     def missed_before(self, event):
         """How many events of ``event``'s run were lost just before it (0 when none), None
         when ``event`` is a duplicate or comes late, or TOO_FAR: drop it."""
         if not event.seq:
             return 0
-        run = (event.instance, event.epoch)
-        last, seen = self.last.get(run, (None, None))
+        moved = self._advance((event.instance, event.epoch), event.seq, repeat=False)
+        return moved if moved in (None, self.TOO_FAR) else max(moved - 1, 0)
+
+    def missed_by(self, heartbeat):
+        """How many events of ``heartbeat``'s run were lost since the last one seen (0 when
+        none, or for the run's first message heard here), or TOO_FAR: drop it. A final
+        heartbeat forgets the run once counted."""
+        run = (heartbeat.instance, heartbeat.epoch)
+        moved = self._advance(run, heartbeat.seq, repeat=True)
+        if heartbeat.final and moved != self.TOO_FAR:
+            self.last.pop(run, None)
+        return moved or 0
+
+    def _advance(self, run, seq, repeat):
+        """Record ``seq`` as ``run``'s last number; how far it moved (0 for a new run), None
+        when it is below the last (or equal to it, unless ``repeat``: a heartbeat repeats the
+        last number, an event never does), or TOO_FAR."""
         now = self.clock()
+        self._forget(now)
+        last, seen = self.last.get(run, (None, None))
         if last is not None:
-            if event.seq <= last:
+            if seq < last or (seq == last and not repeat):
                 return None
-            if event.seq - last > max(self.MIN_JUMP, self.MAX_RATE * (now - seen)):
+            if seq - last > max(self.MIN_JUMP, self.MAX_RATE * (now - seen)):
                 return self.TOO_FAR
-        self.last[run] = (event.seq, now)
+        self._heard_from(run, seq, now)
+        return 0 if last is None else seq - last
+
+    def _heard_from(self, run, seq, now):
+        self.last[run] = (seq, now)
         self.last.move_to_end(run)
         if len(self.last) > self.limit:
             self.last.popitem(last=False)
-        return 0 if last is None else event.seq - last - 1
+
+    def _forget(self, now):
+        """Forget the runs unheard for ``forget_after`` seconds of a working bus."""
+        if self._heard is None or now - self._heard > self.silence:
+            self._alive_since = now
+        self._heard = now
+        horizon = now - self.forget_after
+        while self.last:
+            run, (_, seen) = next(iter(self.last.items()))
+            if max(seen, self._alive_since) >= horizon:
+                break
+            del self.last[run]
 
 
 class Hub:
@@ -151,6 +203,8 @@ class Hub:
         self.delivered = 0
         self.gaps = 0
         self.dropped = 0  # duplicate or late events
+        self.heartbeats = 0  # publisher heartbeats heard
+        self.heartbeat_gaps = 0  # gaps found by a heartbeat (no event followed the loss)
         self.jumps = 0  # events whose sequence number jumped further than any publisher can
         self._jump_logged = {}  # instance -> when its last jump was logged
 
@@ -168,8 +222,11 @@ class Hub:
 
         When events of its publisher were lost just before it, every subscriber is first
         told how many (``announce_gap``); a duplicate or late event is dropped. A
-        ``PrincipalChange`` is applied (``change_principals``) instead of sent.
+        ``PrincipalChange`` is applied (``change_principals``) instead of sent, a heartbeat
+        checked (``heard``).
         """
+        if getattr(event, "kind", "event") == "heartbeat":
+            return self.heard(event)
         missed = self.sequences.missed_before(event)
         if missed == Sequences.TOO_FAR:
             self.jumps += 1
@@ -202,6 +259,20 @@ class Hub:
         finally:
             if collecting:
                 gc.enable()
+
+    def heard(self, heartbeat):
+        """A publisher run's heartbeat (its last sequence number): when this hub saw fewer of
+        the run's events, the rest were lost, and every subscriber is told (a gap) now rather
+        than at the run's next event, which may never come. Never sent to browsers; returns 0."""
+        self.heartbeats += 1
+        missed = self.sequences.missed_by(heartbeat)
+        if missed == Sequences.TOO_FAR:
+            self.jumps += 1
+            self._warn_jump(heartbeat)
+        elif missed:
+            self.heartbeat_gaps += 1
+            self.announce_gap(heartbeat.instance, missed)
+        return 0
 
     def _deliver(self, event):
         guard, path = event.guard, event.path
