@@ -90,7 +90,8 @@ h2load:
 
 # The numbers of README.md's "Performance" section: refuses a tree with uncommitted changes
 # (BENCH_ALLOW_DIRTY=1 measures anyway and says so); BENCH_ROUNDS (3) alternating rounds. Writes
-# tests/bench/results/ (JSON, results.md, starvation.png) and rewrites the README section.
+# tests/bench/results/ (JSON, results.md, starvation.png) and rewrites the README section;
+# tests.bench.scale writes scale.json and scale.md and rewrites the README's Scale model.
 bench: venv h2load $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.provenance
 	$(BIN)/python -m tests.bench.run
@@ -98,6 +99,7 @@ bench: venv h2load $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.tasks
 	$(BIN)/python -m tests.bench.fanout
 	$(BIN)/python -m tests.bench.bus
+	$(BIN)/python -m tests.bench.scale
 	$(BIN)/python -m tests.bench.report --readme
 
 # matplotlib for the plots (the `bench` extra)
