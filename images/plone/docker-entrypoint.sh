@@ -93,6 +93,25 @@ fi
 export EVENT_BUS_PUBLISH=${EVENT_BUS_PUBLISH:-}
 export EVENT_BUS_SUBSCRIBE=${EVENT_BUS_SUBSCRIBE:-}
 if [ -n "$EVENT_BUS_PUBLISH" ] && [ -n "$EVENT_BUS_SUBSCRIBE" ]; then export EVENT_BUS=on; else export EVENT_BUS=off; fi
+# NATS JetStream instead (the bus's nats backend; README, "Containers"): NATS_URL, one or more
+# nats:// or tls:// URLs, space or comma separated (three or more: the streams keep 3 copies);
+# NATS_USER and NATS_PASSWORD (or NATS_PASSWORD_FILE) are put into each URL, or NATS_CREDENTIALS
+# (a .creds file) or NATS_NKEY (an nkey seed file) name the credentials; NATS_TLS_CA a CA file.
+# TASK_QUEUE_BACKEND=nats adds the durable task queue "default" on the same servers.
+if [ -n "${NATS_PASSWORD_FILE:-}" ]; then NATS_PASSWORD=$(cat "$NATS_PASSWORD_FILE"); fi
+export NATS_URL=${NATS_URL:-} NATS_USER=${NATS_USER:-} NATS_PASSWORD=${NATS_PASSWORD:-}
+export NATS_CREDENTIALS=${NATS_CREDENTIALS:-} NATS_NKEY=${NATS_NKEY:-} NATS_TLS_CA=${NATS_TLS_CA:-}
+export TASK_QUEUE_BACKEND=${TASK_QUEUE_BACKEND:-off} TASK_CONCURRENCY=${TASK_CONCURRENCY:-1}
+export NATS_CONF=$GENERATED/bus-nats.conf
+if [ -n "$NATS_URL" ]; then
+  [ "$EVENT_BUS" = off ] || die "NATS_URL and EVENT_BUS_PUBLISH/EVENT_BUS_SUBSCRIBE are two buses: set one"
+  EVENT_BUS=nats
+fi
+case $TASK_QUEUE_BACKEND in
+  off) ;;
+  nats) [ "$EVENT_BUS" = nats ] || die "TASK_QUEUE_BACKEND=nats needs NATS_URL (the task queue uses the bus's NATS servers)" ;;
+  *) die "unknown TASK_QUEUE_BACKEND=$TASK_QUEUE_BACKEND (off, nats)" ;;
+esac
 # tcp endpoints speak CURVE: z85 keys from the environment (a Kubernetes Secret), written as
 # certificate files by prepare_bus. The broker: EVENT_BUS_SERVER_KEY + EVENT_BUS_SERVER_SECRET_KEY
 # and EVENT_BUS_ALLOW (client public keys, space separated); an instance: EVENT_BUS_SERVER_KEY +
@@ -288,12 +307,53 @@ write_conf_includes() {
   mv -f "$tmp" "$ZOPE_CONF_INCLUDES"
 }
 
+# The <event-bus> (backend nats) and <task-queue default> sections of bus-nats.conf, from NATS_*
+# (mode 0600: the URLs may carry the password).
+write_nats_conf() {
+  [ "$EVENT_BUS" = nats ] || return 0
+  local url urls count=0 auth="" replicas=1
+  if [ -n "$NATS_USER$NATS_PASSWORD" ]; then
+    [[ $NATS_USER =~ ^[A-Za-z0-9._~-]+$ && $NATS_PASSWORD =~ ^[A-Za-z0-9._~-]+$ ]] \
+      || die "NATS_USER and NATS_PASSWORD must both be set, of letters, digits and . _ ~ - (they go into URLs)"
+    auth="$NATS_USER:$NATS_PASSWORD@"
+  fi
+  read -r -a urls <<< "${NATS_URL//,/ }"
+  (umask 077
+   { echo "# made by docker-entrypoint.sh at start from NATS_*"
+     echo "<event-bus>"
+     echo "  backend nats"
+     for url in "${urls[@]}"; do
+       case $url in
+         nats://*@*|tls://*@*) die "NATS_URL $url carries credentials: use NATS_USER and NATS_PASSWORD" ;;
+         nats://?*|tls://?*) echo "  nats-server ${url%%://*}://$auth${url#*://}" ;;
+         *) die "NATS_URL: $url is not a nats:// or tls:// URL" ;;
+       esac
+       count=$((count + 1))
+     done
+     if [ -n "$NATS_CREDENTIALS" ]; then echo "  nats-credentials $NATS_CREDENTIALS"; fi
+     if [ -n "$NATS_NKEY" ]; then echo "  nats-nkey $NATS_NKEY"; fi
+     if [ -n "$NATS_TLS_CA" ]; then echo "  nats-tls-ca $NATS_TLS_CA"; fi
+     echo "</event-bus>"
+     if [ "$TASK_QUEUE_BACKEND" = nats ]; then
+       # as the bus's stream: 3 copies on three or more servers (a cluster), else 1
+       [ "$count" -lt 3 ] || replicas=3
+       echo "<task-queue default>"
+       echo "  backend nats"
+       echo "  concurrency $TASK_CONCURRENCY"
+       echo "  replicas $replicas"
+       echo "</task-queue>"
+     fi
+   } > "$NATS_CONF.$$")
+  mv -f "$NATS_CONF.$$" "$NATS_CONF"
+}
+
 prepare_config() {  # before anything reads zope.conf
   link_site_zcml
   rm -f "$GENERATED"/package-includes/*.zcml
   write_cors_zcml
   write_zcml_includes
   write_conf_includes
+  write_nats_conf
   if [ -n "${ZEO_ADDRESS:-}" ] && truthy "$ZEO_DROP_CACHE_RATHER_VERIFY"; then
     log "ZEO_DROP_CACHE_RATHER_VERIFY is ignored: ZEO 5 always drops a cache it cannot verify"
   fi

@@ -5,6 +5,7 @@
 themselves, so that they never read a stale file.
 """
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -24,6 +25,27 @@ def render(path):
     result = subprocess.run([str(KUBECTL), "kustomize", str(path)], check=True,
                             capture_output=True, text=True, timeout=60)
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def render_variant(directory, components, resources=("base",), **fields):
+    """Render a kustomization of our own in ``directory`` (made here): ``resources`` and
+    ``components`` are paths under config/kubernetes, ``fields`` further top-level fields
+    (``images``, ``replicas``, ...). As an operator composes an overlay from the pieces."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def relative(path):
+        return os.path.relpath(KUSTOMIZE_ROOT / path, directory)
+
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": "txzserver",
+        "resources": [relative(path) for path in resources],
+        "components": [relative(path) for path in components],
+        **fields,
+    }))
+    return render(directory)
 
 
 def by_kind(objects, kind):

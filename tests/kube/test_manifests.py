@@ -1,11 +1,16 @@
 """Policy tests on the rendered Kubernetes manifests (every overlay, as `kubectl kustomize` gives
-them): strict schema validation, confinement, probes and limits of every container, images,
-the instances' shutdown budget, storage and broker wiring, and the NetworkPolicies evaluated on
-the pods' labels (tests/kube/netpol.py). `make kube-lint` runs them (part of `make lint`).
+them, and the ZeroMQ broker variant: base + components/broker): strict schema validation,
+confinement, probes and limits of every container, images, the instances' shutdown budget,
+storage, NATS and broker wiring (the rendered nats.conf checked by the real nats-server), and
+the NetworkPolicies evaluated on the pods' labels (tests/kube/netpol.py). `make kube-lint` runs
+them (part of `make lint`).
 """
 
+import os
+import pathlib
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -13,7 +18,7 @@ import yaml
 from tests.kube import netpol
 from tests.kube.manifests import (
     KUSTOMIZE_ROOT, KUBECTL, OVERLAYS, by_kind, environment, find, pod_template, render,
-    workloads)
+    render_variant, workloads)
 
 NAMESPACE = "txzserver"
 HEALTH_PATHS = {"startupProbe": "/healthz/startup", "readinessProbe": "/healthz/ready",
@@ -34,6 +39,19 @@ def dev():
 @pytest.fixture(scope="module")
 def production():
     return render(KUSTOMIZE_ROOT / "overlays" / "production")
+
+
+@pytest.fixture(scope="module")
+def broker_variant(tmp_path_factory):
+    """The bus on ZeroMQ instead of NATS: base, ZEO, components/broker, the front."""
+    return render_variant(tmp_path_factory.mktemp("broker"), [
+        "components/zeo", "components/broker", "components/front", "components/front-self-signed",
+        "components/images"])
+
+
+@pytest.fixture(scope="module", params=["dev", "production", "broker"])
+def any_variant(request, dev, production, broker_variant):
+    return request.param, {"dev": dev, "production": production, "broker": broker_variant}[request.param]
 
 
 def all_containers(objects):
@@ -179,8 +197,8 @@ def test_instances_get_config_and_secrets(overlay):
     assert password["valueFrom"]["secretKeyRef"] == {"name": "txzserver-admin", "key": "password"}
 
 
-def test_instances_reach_the_broker_over_tcp(overlay):
-    _, objects = overlay
+def test_instances_reach_the_broker_over_tcp(broker_variant):
+    objects = broker_variant
     broker = find(objects, "Deployment", "broker")
     assert broker["spec"]["replicas"] == 1 and broker["spec"]["strategy"]["type"] == "Recreate"
     broker_container = pod_template(broker)["spec"]["containers"][0]
@@ -196,6 +214,17 @@ def test_instances_reach_the_broker_over_tcp(overlay):
         host, _, service_port = instance_env[name].removeprefix("tcp://").rpartition(":")
         assert instance_env[name].startswith("tcp://") and host == "broker", instance_env[name]
         assert service_ports[int(service_port)] == port, name
+
+
+def test_one_bus_per_variant(any_variant):
+    """An overlay has the NATS bus or the ZeroMQ broker, never both, and the instances point at
+    the one it has."""
+    name, objects = any_variant
+    env = instance_env(objects)
+    has_nats = "nats" in by_kind(objects, "StatefulSet")
+    has_broker = "broker" in by_kind(objects, "Deployment")
+    assert (has_nats, has_broker) == ((False, True) if name == "broker" else (True, False))
+    assert ("NATS_URL" in env) == has_nats and ("EVENT_BUS_PUBLISH" in env) == has_broker
 
 
 def test_jobs_make_the_site_and_pack(overlay):
@@ -240,7 +269,12 @@ def test_front_finds_instances_through_the_headless_service(overlay):
         return
     config = by_kind(objects, "ConfigMap")[fronts[0]]["data"]["haproxy.cfg"]
     assert find(objects, "Service", "instance")["spec"]["clusterIP"] == "None"
-    assert 'server-template instance 1-10 "instance.${POD_NAMESPACE}.svc.${CLUSTER_DOMAIN}:8080"' in config
+    # the instance slots are a parameter: INSTANCE_SLOTS in the front's environment, default 100
+    assert config.count('server-template instance "1-${INSTANCE_SLOTS}" '
+                        '"instance.${POD_NAMESPACE}.svc.${CLUSTER_DOMAIN}:8080"') == 2
+    assert "presetenv INSTANCE_SLOTS 100" in config and "1-10 " not in config
+    front = pod_template(find(objects, "Deployment", "front"))["spec"]["containers"][0]
+    assert int(environment(front, objects)["INSTANCE_SLOTS"]) >= 100
     assert "parse-resolv-conf" in config and "127.0.0.11" not in config
     assert "uri /healthz/ready" in config and "check port 8081" in config
     assert "bind :8404" in config  # the kubelet probes the monitor URI on the pod address
@@ -284,6 +318,113 @@ def test_production_ingress_for_ingress_nginx(production):
     assert backend["name"] == "instance"
 
 
+# --- NATS (components/nats; components/nats-single in dev) -------------------------------------
+
+NATS_SERVER = pathlib.Path(sys.executable).with_name("nats-server")
+
+
+def nats_files(objects):
+    """The files of the ConfigMap mounted at /etc/nats (nats.conf, cluster.conf)."""
+    spec = pod_template(find(objects, "StatefulSet", "nats"))["spec"]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/etc/nats"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    return by_kind(objects, "ConfigMap")[volume["configMap"]["name"]]["data"]
+
+
+def nats_env(objects):
+    return environment(pod_template(find(objects, "StatefulSet", "nats"))["spec"]["containers"][0], objects)
+
+
+def instance_env(objects):
+    container = pod_template(find(objects, "Deployment", "instance"))["spec"]["containers"][0]
+    return environment(container, objects)
+
+
+def test_production_runs_a_three_node_nats_cluster(production):
+    """Three nodes, each with its JetStream store on its own PersistentVolumeClaim, spread over
+    hosts, at most one disrupted at a time, probed on /healthz of the monitoring port."""
+    nats = find(production, "StatefulSet", "nats")
+    replicas = nats["spec"]["replicas"]
+    assert replicas == 3
+    template = pod_template(nats)
+    labels = template["metadata"]["labels"]
+    (claim,) = nats["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    container = template["spec"]["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/data"
+    assert "store_dir: /data/jetstream" in nats_files(production)["nats.conf"]
+    headless = find(production, "Service", nats["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert netpol.selects(headless["spec"]["selector"], labels)
+    pdb = find(production, "PodDisruptionBudget", "nats")
+    assert pdb["spec"]["maxUnavailable"] == 1 and netpol.selects(pdb["spec"]["selector"], labels)
+    anti_affinity = template["spec"]["affinity"]["podAntiAffinity"]
+    (term,) = anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert netpol.selects(term["podAffinityTerm"]["labelSelector"], labels)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"client": 4222, "cluster": 6222, "monitor": 8222}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"].split("?")[0] == "/healthz" and get["port"] == "monitor", probe
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # JetStream current too
+    security = template["spec"]["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0 and security["fsGroup"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["image"].startswith("txzserver/nats:")
+
+
+def test_routes_name_every_node_and_instances_name_every_node(production):
+    """cluster.conf routes to nats-0..2 on the headless Service; the instances are given the
+    same three names (the bus keeps 3 copies of its streams when it has 3 servers)."""
+    nats = find(production, "StatefulSet", "nats")
+    names = [f"nats-{i}.{nats['spec']['serviceName']}" for i in range(nats["spec"]["replicas"])]
+    cluster = nats_files(production)["cluster.conf"]
+    assert re.findall(r"nats-route://([\w.-]+):6222", cluster) == names
+    assert "no_advertise: true" in cluster
+    urls = instance_env(production)["NATS_URL"].split()
+    assert urls == [f"nats://{name}:4222" for name in names]
+    assert instance_env(production)["TASK_QUEUE_BACKEND"] == "nats"
+
+
+def test_dev_runs_one_nats_node(dev):
+    nats = find(dev, "StatefulSet", "nats")
+    assert nats["spec"]["replicas"] == 1
+    assert "cluster {" not in nats_files(dev)["cluster.conf"]
+    service = find(dev, "Service", "nats")
+    assert instance_env(dev)["NATS_URL"] == f"nats://nats:{service['spec']['ports'][0]['port']}"
+
+
+def test_nats_credentials_come_from_the_secret(overlay):
+    """nats.conf's only account user takes its password from the Secret txzserver-nats; the
+    instances get the same user and Secret key."""
+    _, objects = overlay
+    conf = nats_files(objects)["nats.conf"]
+    users = re.findall(r"\{ user: (\w+), password: \$(\w+) \}", conf)
+    assert len(users) == 1 and "jetstream: enabled" in conf
+    user, variable = users[0]
+    container = pod_template(find(objects, "StatefulSet", "nats"))["spec"]["containers"][0]
+    server_side = {v["name"]: v for v in container["env"]}[variable]["valueFrom"]["secretKeyRef"]
+    instance = pod_template(find(objects, "Deployment", "instance"))["spec"]["containers"][0]
+    client_side = {v["name"]: v for v in instance["env"]}
+    assert client_side["NATS_USER"]["value"] == user
+    assert client_side["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == server_side == \
+        {"name": "txzserver-nats", "key": "password"}
+
+
+def test_nats_server_accepts_the_rendered_config(overlay, tmp_path):
+    """The real nats-server (the locked wheel's, as in the image) checks the rendered files."""
+    _, objects = overlay
+    for name, text in nats_files(objects).items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run([str(NATS_SERVER), "-t", "-c", str(tmp_path / "nats.conf")],
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "POD_NAME": "nats-0", "NATS_PASSWORD": "checked"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # --- NetworkPolicies, evaluated on the pods' labels ---------------------------------------------
 
 def cluster_pods(objects):
@@ -302,6 +443,10 @@ def cluster_pods(objects):
     pods.append(netpol.Pod("coredns", "kube-system", {"k8s-app": "kube-dns"},
                            {"kubernetes.io/metadata.name": "kube-system"}))
     pods.append(netpol.Pod("intruder", NAMESPACE, {"app": "intruder"},
+                           {"kubernetes.io/metadata.name": NAMESPACE}))
+    # a `txzserver listen` Job or Deployment of the operator's (component listen)
+    pods.append(netpol.Pod("listen", NAMESPACE,
+                           {"app.kubernetes.io/name": "txzserver", "app.kubernetes.io/component": "listen"},
                            {"kubernetes.io/metadata.name": NAMESPACE}))
     pods.append(netpol.Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"},
                            {"kubernetes.io/metadata.name": "monitoring", "txzserver.io/monitoring": "true"}))
@@ -332,10 +477,26 @@ def test_only_zodb_clients_reach_the_database(overlay):
     assert who_reaches(objects, database, 22) == set()
 
 
-def test_only_instances_reach_the_broker(overlay):
-    _, objects = overlay
+def test_only_instances_reach_the_broker(broker_variant):
     for port in (5559, 5560):
-        assert who_reaches(objects, "broker", port) == {"instance"}
+        assert who_reaches(broker_variant, "broker", port) == {"instance"}
+
+
+def test_only_clients_reach_nats_and_only_nodes_route(overlay):
+    """4222: instances and listen jobs; 6222 (routes): only another NATS node; 8222
+    (monitoring): Prometheus' namespace; nothing else."""
+    _, objects = overlay
+    assert who_reaches(objects, "nats", 4222) == {"instance", "listen"}
+    assert who_reaches(objects, "nats", 6222) == set()
+    assert who_reaches(objects, "nats", 8222) == {"prometheus"}
+    assert who_reaches(objects, "nats", 22) == set()
+    policies = list(by_kind(objects, "NetworkPolicy").values())
+    pods = cluster_pods(objects)
+    node, peer = pods["nats"], netpol.Pod("nats-1", NAMESPACE, pods["nats"].labels,
+                                          pods["nats"].namespace_labels, pods["nats"].ports)
+    assert netpol.allowed(policies, node, peer, 6222) and netpol.allowed(policies, peer, node, 6222)
+    assert not netpol.allowed(policies, node, peer, 4222)
+    assert not netpol.allowed(policies, node, pods["instance"], 8080)
 
 
 def test_only_the_entry_reaches_the_instances(overlay):
