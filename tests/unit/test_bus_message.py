@@ -1,11 +1,12 @@
 """txzserver.bus.message.Event: validation, the wire format between instances (guard
-included, sorted) and the public form for browsers (no guard)."""
+included, sorted) and the public form for browsers (no guard); the Heartbeat kind and from_wire."""
 
 import json
 
 import pytest
 
-from txzserver.bus import EVENT_TYPES, Event
+from txzserver.bus import EVENT_TYPES, Event, PrincipalChange
+from txzserver.bus.message import Heartbeat, from_wire
 
 FULL = dict(type="transition", path="/Plone/news/item", uid="0123abcd", url="https://x/news/item",
             title="Item \u00e9t\u00e9", portal_type="News Item", review_state="published",
@@ -122,3 +123,45 @@ def test_wire_without_a_stamp_is_still_read():
     """Messages of an instance that predates sequence numbers (a rolling upgrade)."""
     event = Event.from_wire(b'{"type": "created", "path": "/x"}')
     assert event.seq == 0
+
+
+# Heartbeats: a publisher run's last number
+
+def test_heartbeat_round_trips_through_from_wire():
+    beat = Heartbeat("alpha", "0f1e2d3c", 42, final=True)
+    assert json.loads(beat.to_wire()) == {"kind": "heartbeat", "instance": "alpha",
+                                          "epoch": "0f1e2d3c", "seq": 42, "final": True}
+    assert from_wire(beat.to_wire()) == beat
+    assert from_wire(Heartbeat("alpha", "e").to_wire()) == Heartbeat("alpha", "e", 0, False)
+
+
+def test_from_wire_still_reads_events_and_principal_changes():
+    event = Event(**FULL).stamped("alpha", "e", 3)
+    change = PrincipalChange(logged_out=("jane",), site="/Plone").stamped("alpha", "e", 4)
+    assert from_wire(event.to_wire()) == event
+    assert from_wire(change.to_wire()) == change
+
+
+@pytest.mark.parametrize("wire", [
+    b'{"kind": "heartbeat"}',
+    b'{"kind": "heartbeat", "instance": "a"}',
+    b'{"kind": "heartbeat", "instance": "", "epoch": "e", "seq": 1}',
+    b'{"kind": "heartbeat", "instance": "a", "epoch": "", "seq": 1}',
+    b'{"kind": "heartbeat", "instance": 5, "epoch": "e", "seq": 1}',
+    b'{"kind": "heartbeat", "instance": "a", "epoch": "e", "seq": -1}',
+    b'{"kind": "heartbeat", "instance": "a", "epoch": "e", "seq": true}',
+    b'{"kind": "heartbeat", "instance": "a", "epoch": "e", "seq": "7"}',
+    b'{"kind": "heartbeat", "instance": "a", "epoch": "e", "seq": 1, "final": 1}',
+    b'{"kind": "heartbeat", "instance": "a", "epoch": "e", "seq": 1, "path": "/x"}',
+    b'{"kind": "heartbeats", "instance": "a", "epoch": "e", "seq": 1}',
+])
+def test_malformed_heartbeat_raises_value_or_type_error(wire):
+    with pytest.raises((ValueError, TypeError)):
+        from_wire(wire)
+
+
+def test_heartbeat_is_not_an_event():
+    """Code that sends events to browsers cannot mistake one: it has no path, type or public()."""
+    beat = Heartbeat("alpha", "e", 1)
+    assert not hasattr(beat, "public") and not hasattr(beat, "path")
+    assert Heartbeat.kind == "heartbeat"

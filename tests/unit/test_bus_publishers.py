@@ -1,7 +1,9 @@
 """txzserver.bus.publishers: LocalPublisher hands events to the reactor thread; ZmqBus sends
-them through a real broker to every instance's hub (ipc:// in a temporary directory)."""
+them through a real broker to every instance's hub (ipc:// in a temporary directory), with a
+heartbeat per run that turns a loss no event follows into a gap."""
 
 import json
+import shutil
 import socket
 import threading
 
@@ -17,7 +19,7 @@ from txzserver.bus.message import Heartbeat
 from txzserver.bus.publishers import LocalPublisher, ZmqBus
 from txzserver.websocket.fanout import Hub, Subscriber
 
-from .zmqbroker import poll_readable, running_broker, wait_for
+from .zmqbroker import poll_readable, running_broker, short_dir, wait_for
 
 
 class RecordingHub(Hub):
@@ -102,10 +104,11 @@ def test_local_publisher_of_nothing():
 class Instance:
     """One process's bus: a hub, a reactor recording readers, and the ZmqBus."""
 
-    def __init__(self, broker, name=None):
+    def __init__(self, broker, name=None, **options):
         self.reactor = MemoryReactorClock()
         self.hub = RecordingHub()
-        self.bus = ZmqBus(self.reactor, self.hub, broker.frontend, broker.backend, instance=name)
+        self.bus = ZmqBus(self.reactor, self.hub, broker.frontend, broker.backend, instance=name,
+                          **options)
 
     def pump(self):
         poll_readable([self.bus.sub], 10)
@@ -348,3 +351,85 @@ def test_an_event_dropped_at_the_publisher_still_uses_its_number(instances, monk
     assert messages[1] == {"type": "gap", "instance": a.bus.instance, "missed": 1}
     assert b.hub.gaps == 1
     assert any("dropped an event" in t for t in texts(logged))
+
+
+# Heartbeats: each run's last number, every heartbeat_interval and at close
+
+def beats_of(instance, publisher):
+    return [h for h in instance.hub.heard_beats
+            if (h.instance, h.epoch) == (publisher.bus.instance, publisher.bus.epoch)]
+
+
+def test_heartbeat_at_start_and_every_interval_carries_the_last_number(broker):
+    a, b = Instance(broker, name="alpha", heartbeat_interval=2.0), Instance(broker)
+    try:
+        a.bus.start()  # the first heartbeat goes now (the broker may not know a yet: lost)
+        joined(a, [b])
+        a.bus.publish([event(1), event(2)])
+        last = a.bus.sent
+
+        def beat():
+            a.reactor.advance(2.0)  # the LoopingCall's next heartbeat, on a's clock
+            b.pump()
+        wait_for(lambda: any(h.seq == last for h in beats_of(b, a)), beat,
+                 what="a heartbeat carrying the last number")
+        assert not any(h.final for h in beats_of(b, a))
+        assert b.hub.heartbeats == len(b.hub.heard_beats) >= 1
+        assert b.bus.received == len(b.hub.events)  # heartbeats are not counted as events
+        assert b.hub.gaps == 0
+    finally:
+        a.bus.close()
+        b.bus.close()
+
+
+def test_heartbeats_stop_at_close_with_a_final_one(broker):
+    a, b = Instance(broker, name="alpha"), Instance(broker)
+    try:
+        a.bus.start()
+        joined(a, [b])
+        a.bus.publish([event(1)])
+        a.bus.close()
+        assert not a.bus._beat.running and a.reactor.getDelayedCalls() == []
+        wait_for(lambda: any(h.final for h in beats_of(b, a)), b.pump, what="the final heartbeat")
+        final = [h for h in beats_of(b, a) if h.final]
+        assert len(final) == 1 and final[0].seq == a.bus.sent
+        assert ("alpha", a.bus.epoch) not in b.hub.sequences.last  # the hub forgot the run
+    finally:
+        a.bus.close()
+        b.bus.close()
+
+
+def test_events_lost_while_the_broker_is_down_become_one_gap_without_a_later_event(tmp_path):
+    """alpha publishes while the broker is down (ZMQ_IMMEDIATE: dropped at once), then
+    publishes nothing more: its next heartbeat after the broker is back tells b the loss."""
+    base, cleanup = short_dir(tmp_path)
+    a = b = None
+    try:
+        with running_broker(tmp_path, sub="bus", base=base) as first:
+            a = Instance(first, name="alpha", watch=True)  # watch: to see a's link go down
+            b = Instance(first)
+            sent = []
+            b.hub.add(Subscriber({"Member"}, ["/Plone"], sent.append))
+            a.bus.start()
+            joined(a, [b])
+            a.bus.publish([event(1)])
+            wait_for(lambda: "/Plone/news/item1" in b.paths(), b.pump, what="item1 at b")
+        wait_for(lambda: not a.bus.links_up()[first.frontend], what="a to see the broker gone")
+        a.bus.publish([event(2), event(3), event(4)])  # nowhere to go: dropped
+        with running_broker(tmp_path, sub="bus", base=base):
+            def beat():
+                a.reactor.advance(a.bus.heartbeat_interval)
+                b.pump()
+            wait_for(lambda: b.hub.gaps, beat, what="the gap at b")
+            heard = b.hub.heartbeats
+            wait_for(lambda: b.hub.heartbeats >= heard + 3, beat, what="three more heartbeats")
+        gaps = [json.loads(m) for m in sent if json.loads(m)["type"] == "gap"]
+        assert gaps == [{"type": "gap", "instance": "alpha", "missed": 3}]
+        assert (b.hub.gaps, b.hub.heartbeat_gaps) == (1, 1)
+        assert "/Plone/news/item2" not in b.paths()
+    finally:
+        for instance in (a, b):
+            if instance is not None:
+                instance.bus.close()
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)

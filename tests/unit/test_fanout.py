@@ -6,6 +6,7 @@ import json
 import pytest
 
 from txzserver.bus import Event
+from txzserver.bus.message import Heartbeat
 from txzserver.websocket.fanout import Hub, Sequences, Subscriber, normalize_path, path_matches
 
 
@@ -271,3 +272,168 @@ def test_hub_drops_duplicates_and_never_sends_the_stamp_or_guard():
     data = json.loads(r.sent[0])
     assert not {"guard", "seq", "epoch", "instance"} & set(data)
     assert b"Secret-Token" not in r.sent[0] and b"run-1" not in r.sent[0]
+
+
+# Heartbeats: a run's last number, so a loss no event follows still becomes a gap
+
+def beat(seq, instance="alpha", epoch="run-1", final=False):
+    return Heartbeat(instance, epoch, seq, final)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def gaps(recorder):
+    return [json.loads(p) for p in recorder.sent if json.loads(p)["type"] == "gap"]
+
+
+def test_heartbeat_reports_events_lost_when_none_follows_them_once():
+    hub = Hub()
+    r = Recorder()
+    hub.add(r.subscriber)
+    for n in (1, 2, 3):
+        hub.deliver(stamped(n))
+    # events 4 and 5 were lost (the broker was down), then alpha went quiet: only heartbeats
+    assert hub.deliver(beat(5)) == 0
+    assert hub.deliver(beat(5)) == 0
+    assert gaps(r) == [{"type": "gap", "instance": "alpha", "missed": 2}]
+    assert (hub.gaps, hub.heartbeat_gaps, hub.heartbeats) == (1, 1, 2)
+    hub.deliver(stamped(6))  # the run's next event: no second gap for the same loss
+    assert hub.gaps == 1
+    assert [json.loads(p)["type"] for p in r.sent] == ["created"] * 3 + ["gap", "created"]
+
+
+def test_heartbeat_is_never_sent_to_browsers():
+    hub = Hub()
+    r = Recorder(tokens=("Anonymous", "Member", "Manager"), paths=("/",))
+    hub.add(r.subscriber)
+    for message in (beat(0), beat(0), stamped(1), beat(1), beat(1, final=True)):
+        hub.deliver(message)
+    assert [json.loads(p)["type"] for p in r.sent] == ["created"]
+    assert hub.heartbeats == 4 and hub.delivered == 1
+
+
+def test_heartbeat_in_step_with_the_events_is_no_gap():
+    hub = Hub()
+    r = Recorder()
+    hub.add(r.subscriber)
+    hub.deliver(beat(0))  # the run's start: a baseline before its first event
+    for n in (1, 2):
+        hub.deliver(stamped(n))
+        hub.deliver(beat(n))
+    assert gaps(r) == [] and hub.gaps == 0
+
+
+def test_first_heartbeat_of_a_run_is_the_baseline():
+    """This process may have started after the run's events: the first number is no gap."""
+    hub = Hub()
+    hub.deliver(beat(40))
+    hub.deliver(stamped(41))
+    assert hub.gaps == 0
+    hub.deliver(beat(44))
+    assert hub.gaps == 1 and hub.heartbeat_gaps == 1
+
+
+def test_run_whose_first_events_were_lost_is_reported_after_its_start_heartbeat():
+    hub = Hub()
+    hub.deliver(beat(0))
+    hub.deliver(beat(3))
+    assert (hub.gaps, hub.heartbeat_gaps) == (1, 1)
+
+
+def test_heartbeat_after_a_gap_found_by_an_event_is_not_a_second_gap():
+    hub = Hub()
+    hub.deliver(stamped(1))
+    hub.deliver(stamped(4))
+    hub.deliver(beat(4))
+    assert (hub.gaps, hub.heartbeat_gaps) == (1, 0)
+
+
+def test_late_heartbeat_is_ignored():
+    sequences = Sequences()
+    sequences.missed_before(stamped(5))
+    assert sequences.missed_by(beat(3)) == 0
+    assert sequences.last[("alpha", "run-1")][0] == 5
+
+
+def test_heartbeats_are_per_run():
+    hub = Hub()
+    hub.deliver(stamped(3, epoch="old"))
+    hub.deliver(beat(1, epoch="new"))  # alpha restarted: a new run, its own baseline
+    hub.deliver(beat(3, epoch="old"))
+    hub.deliver(beat(1, epoch="new"))
+    assert hub.gaps == 0
+    hub.deliver(beat(2, instance="beta"))
+    hub.deliver(beat(9, instance="beta"))
+    assert hub.gaps == 1
+
+
+def test_final_heartbeat_reports_the_loss_and_forgets_the_run():
+    hub = Hub()
+    r = Recorder()
+    hub.add(r.subscriber)
+    hub.deliver(stamped(1))
+    hub.deliver(beat(4, final=True))  # alpha stopped cleanly after losing 2, 3, 4
+    assert gaps(r) == [{"type": "gap", "instance": "alpha", "missed": 3}]
+    assert hub.sequences.last == {}
+
+
+def test_gap_found_by_a_heartbeat_looks_principals_up_again():
+    """Lost messages may have been principal changes: cached lookups go, as for any gap."""
+    hub = Hub()
+    forgotten = []
+    hub.principal_listeners.append(lambda *args: forgotten.append(args))
+    hub.deliver(stamped(1))
+    hub.deliver(beat(2))
+    assert forgotten == [(None, frozenset(), None)]
+
+
+def test_heartbeat_with_a_jump_no_publisher_makes_is_dropped():
+    clock = Clock()
+    hub = Hub()
+    hub.sequences = Sequences(clock=clock)
+    hub.deliver(stamped(1))
+    hub.deliver(beat(2 + Sequences.MIN_JUMP))
+    assert (hub.gaps, hub.jumps) == (0, 1)
+    assert hub.sequences.last[("alpha", "run-1")][0] == 1  # a forged number moves nothing
+    hub.deliver(stamped(2))
+    assert (hub.gaps, hub.dropped) == (0, 0)
+
+
+def test_run_unheard_while_others_are_heard_is_forgotten():
+    clock = Clock()
+    sequences = Sequences(clock=clock, forget_after=600, silence=120)
+    sequences.missed_by(beat(7, instance="crashed"))
+    for _ in range(11):  # 11 minutes of beta's heartbeats: the bus works, "crashed" says nothing
+        clock.now += 60
+        sequences.missed_by(beat(1, instance="beta"))
+    assert list(sequences.last) == [("beta", "run-1")]
+
+
+def test_an_outage_of_the_whole_bus_forgets_no_run():
+    """Nothing heard at all (the broker down) does not count: the first heartbeat after a
+    long outage still reports what the outage lost."""
+    clock = Clock()
+    sequences = Sequences(clock=clock, forget_after=600, silence=120)
+    sequences.missed_by(beat(7))
+    sequences.missed_by(beat(1, instance="beta"))
+    clock.now += 3600  # an hour without the broker; alpha published 3 events into the void
+    assert sequences.missed_by(beat(1, instance="beta")) == 0
+    assert sequences.missed_by(beat(10)) == 3
+    # and a run that died before the outage is forgotten ten minutes after the bus is back
+    for _ in range(11):
+        clock.now += 60
+        sequences.missed_by(beat(10))
+    assert ("beta", "run-1") not in sequences.last and ("alpha", "run-1") in sequences.last
+
+
+def test_heartbeats_of_many_runs_keep_memory_bounded():
+    sequences = Sequences(limit=100)
+    for n in range(1000):
+        sequences.missed_by(beat(5, instance=f"i{n}"))
+    assert len(sequences.last) == 100
