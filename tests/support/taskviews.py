@@ -4,12 +4,14 @@ Each run a task makes is logged to the event log after its transaction committed
 ``TASKHIT <name> <instance> <user>``, so the tests count committed runs per task and per instance.
 """
 
+import json
 import logging
 import os
 import time
 
 import transaction
 from AccessControl import getSecurityManager
+from BTrees.OOBTree import OOBTree
 from Products.Five.browser import BrowserView
 from ZODB.POSException import ConflictError
 from zExceptions import Forbidden
@@ -71,6 +73,34 @@ class TaskFail(BrowserView):
     def __call__(self):
         log.info("TASKFAIL %s attempt=%s", self.request.form.get("name"), task_attempt(self.request))
         raise RuntimeError("this task always fails")
+
+
+class TaskCount(BrowserView):
+    """Logs TASKSTART, sleeps ``seconds``, then adds 1 to ``counts[name]`` on the site (an
+    OOBTree: runs of different names merge, two of one name conflict): a committed, countable
+    change per run, so a test can prove each task committed exactly once."""
+
+    def __call__(self):
+        if not is_task(self.request):
+            raise Forbidden("tasks only")
+        name = self.request.form.get("name", "?")
+        log.info("TASKSTART %s %s", name, os.environ.get("TXZ_TEST_INSTANCE", "-"))
+        time.sleep(float(self.request.form.get("seconds", 0)))
+        site = self.context
+        if getattr(site, "_txz_task_counts", None) is None:
+            site._txz_task_counts = OOBTree()
+        site._txz_task_counts[name] = site._txz_task_counts.get(name, 0) + 1
+        _hit(self.request, name)
+        return "counted"
+
+
+class TaskCounts(BrowserView):
+    """JSON {name: committed runs} of TaskCount (read by the tests, not a task)."""
+
+    def __call__(self):
+        self.request.response.setHeader("Content-Type", "application/json")
+        counts = getattr(self.context, "_txz_task_counts", None)
+        return json.dumps(dict(counts.items()) if counts is not None else {})
 
 
 class TaskSlow(BrowserView):

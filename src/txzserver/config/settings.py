@@ -144,6 +144,10 @@ class ServerSettings:
                        if bus is None else bus.needs_keys(zmq_endpoints))
             if problem:
                 raise SettingsError(problem)
+        if any(queue.backend == "nats" for queue in self.task_queues) and (
+                self.event_bus is None or self.event_bus.backend != "nats"):
+            raise SettingsError("a nats <task-queue> needs an <event-bus> with backend nats"
+                                " (its nats-server and credentials)")
         names = [queue.name for queue in self.task_queues]
         if len(set(names)) != len(names):
             raise SettingsError(f"two <task-queue> sections have the same name: {', '.join(names)}")

@@ -1,11 +1,12 @@
-"""Where committed tasks go: this process's runner (``local``) or the broker (``zmq``).
+"""Where committed tasks go: this process's runner (``local``), the broker (``zmq``) or a
+NATS JetStream work queue (``nats``, durable: tasks/natsqueue.py).
 
 ``local``: ``submit`` hands the tasks to the queue's runner on the reactor. ``zmq``: ``submit``
 PUSHes them to the broker's task frontend; every instance PULLs from the broker's task backend,
 which deals them round-robin to the instances that have room, so any instance may run a task and
 each task reaches one instance. An instance reads from its PULL socket only while its runner has
-room (the rest stays with the broker or in transit). Neither backend is durable: a task that is
-queued in memory or in the broker when a process stops is lost (README, "Background tasks").
+room (the rest stays with the broker or in transit). Neither of these two is durable: a task that
+is queued in memory or in the broker when a process stops is lost (README, "Background tasks").
 """
 
 import threading
@@ -17,7 +18,9 @@ from zope.interface import implementer
 
 from ..bus.publishers import drain
 from ..bus.security import ClientSecurity, OncePerMinute
+from . import ledger
 from .interfaces import ITaskQueues
+from .natsqueue import NatsBackend
 from .runner import TaskRunner
 from .task import Task
 
@@ -128,13 +131,18 @@ class TaskQueues:
         self.backends = dict(backends)
 
     @classmethod
-    def build(cls, reactor, pool, queue_settings, context=None, security=None):
+    def build(cls, reactor, pool, queue_settings, context=None, security=None, bus=None,
+              name="txzserver"):
         """One runner and backend per ``TaskQueueSettings``; zmq backends connect with
-        ``security`` (the <event-bus>'s ClientSecurity: the same broker)."""
+        ``security`` (the <event-bus>'s ClientSecurity: the same broker), nats backends to the
+        servers of ``bus`` (the <event-bus>'s settings, backend nats) as ``name``."""
         backends = {}
         for settings in queue_settings:
             runner = TaskRunner(reactor, pool, settings)
-            if settings.backend == "zmq":
+            if settings.backend == "nats":
+                ledger.install()
+                backends[settings.name] = NatsBackend(reactor, runner, bus, name=name)
+            elif settings.backend == "zmq":
                 backends[settings.name] = ZmqBackend(reactor, runner, settings.push, settings.pull,
                                                      context=context, security=security)
             else:

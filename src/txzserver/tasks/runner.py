@@ -21,6 +21,7 @@ from twisted.internet.threads import deferToThreadPool
 from ZODB.POSException import ConflictError
 
 from ..transfer import close_body
+from .ledger import ONCE_KEY, once_value
 from .task import task_environ
 
 log = logging.getLogger("txzserver.tasks")
@@ -28,6 +29,8 @@ deadletter = logging.getLogger("txzserver.tasks.deadletter")
 
 #: response bytes kept for the log when a task fails
 KEPT_BODY = 300
+#: the outcome of a task whose id a committed run recorded before: not run again ("Already Reported")
+ALREADY_DONE = 208
 
 
 class _DiscardedFile:
@@ -43,9 +46,19 @@ class _DiscardedFile:
         close_body(self.filelike)
 
 
-def execute(app, task, attempt):
-    """Worker thread: publish ``task``; (status code or None, detail). Never raises."""
+def execute(app, task, attempt, once=None):
+    """Worker thread: publish ``task``; (status code or None, detail). Never raises.
+
+    ``once``: (DoneLedger, period, keep) of a durable queue's task, or None."""
     environ = task_environ(task, attempt)
+    if once is not None:
+        ledger, period, keep = once
+        try:
+            if ledger.done(task.id, period):
+                return ALREADY_DONE, "a run of this task committed before"
+        except Exception as exc:  # the storage is away: retried as a failed run
+            return None, f"reading the done-task ledger failed: {type(exc).__name__}: {exc}"
+        environ[ONCE_KEY] = once_value(period, keep)
     environ["wsgi.file_wrapper"] = _DiscardedFile
     status = []
 
@@ -80,6 +93,8 @@ class TaskRunner:
 
     ``app`` is set once Zope has started (tasks queued before wait). ``on_room`` (optional)
     is called whenever a slot frees up, so a zmq backend can pull the next task.
+    ``on_finished(task, done)`` (optional) is called when a task is done (True) or given up
+    (False); ``once(task)`` (optional) gives a task's ledger entry for ``execute``.
     """
 
     def __init__(self, reactor, pool, settings, app=None, on_room=None):
@@ -88,6 +103,8 @@ class TaskRunner:
         self.settings = settings
         self.app = app
         self.on_room = on_room
+        self.on_finished = None
+        self.once = None
         self.waiting = deque()
         self.running = 0
         self.retrying = 0
@@ -115,7 +132,8 @@ class TaskRunner:
                 and self.running < self.settings.concurrency:
             task, attempt, started = self.waiting.popleft()
             self.running += 1
-            d = deferToThreadPool(self.reactor, self.pool, execute, self.app, task, attempt)
+            once = self.once(task) if self.once is not None else None
+            d = deferToThreadPool(self.reactor, self.pool, execute, self.app, task, attempt, once)
             d.addCallback(self._finished, task, attempt, started)
             d.addErrback(lambda f: log.error("task runner failed: %s", f.getTraceback()))
 
@@ -127,8 +145,14 @@ class TaskRunner:
     def _finished(self, outcome, task, attempt, started):
         self.running -= 1
         status, detail = outcome
-        if status is not None and status < 400:
+        if status == ALREADY_DONE:
             self.done += 1
+            log.info("task %s %s (queue %s) delivered again after its run committed: not run again",
+                     task.id, task.describe(), task.queue)
+            self._finish(task, True)
+        elif status is not None and status < 400:
+            self.done += 1
+            self._finish(task, True)
             log.info("task %s %s (queue %s) done: %d after %d attempt(s), %.3f s after queueing", task.id,
                      task.describe(), task.queue, status, attempt, time.monotonic() - started)
         elif status is not None and status < 500:
@@ -157,12 +181,20 @@ class TaskRunner:
         self.dead += 1
         record = {"task": json.loads(task.to_wire()), "attempts": attempt, "reason": reason[:500]}
         deadletter.error("dead task %s", json.dumps(record, sort_keys=True))
+        self._finish(task, False)
+
+    def _finish(self, task, done):
+        if self.on_finished is not None:
+            self.on_finished(task, done)
 
     def stop(self):
         """Reactor thread, at shutdown: start nothing more; say what is dropped."""
         self.stopped = True
         dropped = len(self.waiting) + self.retrying
-        if dropped:
+        if dropped and self.settings.backend == "nats":
+            log.info("shutdown: %d task(s) of queue %s not run here: NATS delivers them again",
+                     dropped, self.settings.name)
+        elif dropped:
             log.warning("shutdown: %d task(s) of queue %s not run (task queues are not durable)",
                         dropped, self.settings.name)
         self.waiting.clear()

@@ -1,0 +1,127 @@
+"""The nats task queue: durable tasks on a real nats-server (JetStream), a real ZEO server and two
+real instances of the Plone site. Each task (@@test-task-count) adds 1 to its name's count in an
+OOBTree on the site, so the ZODB itself says how often each task committed.
+
+- nats-server stopped and started again while tasks are queued, and tasks committed while it is
+  down: every task commits exactly once;
+- an instance kill -9'd while it runs tasks: the tasks it held are delivered again to the other
+  after ack-wait, and every task commits exactly once (runs it committed are not run again).
+The kill test comes last: it leaves one instance.
+"""
+
+import re
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.support.cluster import Cluster, zeo_storage_source
+from tests.support.instance import ADMIN, with_task_views
+from tests.support.nats import NatsServer
+from tests.support.tasks import hits, queue, wait_hits
+
+ACK_WAIT = 3
+
+
+def nats_conf(url):
+    # the events stream reserves its max-bytes of the server's store: room left for the tasks
+    return (f"<event-bus>\n  backend nats\n  nats-server {url}\n  max-bytes 256MB\n</event-bus>\n"
+            f"<task-queue default>\n  backend nats\n  concurrency 2\n  ack-wait {ACK_WAIT}s\n"
+            "  retries 5\n  retry-delay 1s\n  retry-max-delay 2s\n</task-queue>")
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory):
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, plone_template, nats_server):
+    cluster = Cluster(tmp_path_factory.mktemp("natstasks"), zeo_storage_source(plone_template))
+    try:
+        cluster.start_storage()
+        for name in ("alpha", "beta"):
+            cluster.start_instance(name, threads=3, extra=nats_conf(nats_server.url),
+                                   prepare=lambda conf, name=name: dict(with_task_views(conf),
+                                                                        TXZ_TEST_INSTANCE=name))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def counts(server, prefix):
+    """{name: committed runs} of the count tasks whose name starts with ``prefix``."""
+    response = httpx.get(server.url("/Plone/@@test-task-counts"), auth=ADMIN, timeout=30)
+    assert response.status_code == 200, response.text[:300]
+    return {name: n for name, n in response.json().items() if name.startswith(prefix)}
+
+
+def wait_counts(server, prefix, total, timeout=180):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = counts(server, prefix)
+        if len(found) >= total:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(found)} of {total} {prefix}* tasks committed within {timeout}s")
+        time.sleep(0.5)
+
+
+def exactly_once(server, prefix, total):
+    """Every one of ``total`` tasks committed, each once, also after ack-wait (a redelivery that
+    wrongly ran again would show up by then)."""
+    wait_counts(server, prefix, total)
+    time.sleep(ACK_WAIT * 2)
+    found = counts(server, prefix)
+    assert sorted(found) == sorted(f"{prefix}{i}" for i in range(total))
+    assert set(found.values()) == {1}, {name: n for name, n in found.items() if n != 1}
+    return found
+
+
+def started(server, prefix):
+    text = server.event_log.read_text(errors="replace")
+    return set(re.findall(rf"TASKSTART ({prefix}\d+) ", text))
+
+
+def test_tasks_queued_while_nats_restarts_all_commit_once(cluster, nats_server):
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    assert queue(alpha, 30, target="test-task-count", prefix="R", seconds=0.5).status_code == 200
+    wait_hits([alpha, beta], "R", 4)
+    nats_server.stop()
+    try:
+        # committed while NATS is down: the instance keeps offering it until NATS is back
+        assert queue(beta, 10, target="test-task-count", prefix="D").status_code == 200
+        time.sleep(2)
+    finally:
+        nats_server.start()
+    exactly_once(beta, "R", 30)
+    exactly_once(beta, "D", 10)
+    ran = {name for name, instance, *_ in hits([alpha, beta], "R")}
+    assert len(ran) == 30
+    per_instance = {name: len([h for h in hits([alpha, beta], "R") if h[1] == name])
+                    for name in ("alpha", "beta")}
+    print(f"R tasks committed per instance: {per_instance}")
+
+
+def test_an_instance_killed_mid_task_leaves_its_tasks_to_the_other(cluster):
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    assert queue(beta, 50, target="test-task-count", prefix="K", seconds=0.5).status_code == 200
+    deadline = time.monotonic() + 120
+    while len([h for h in hits([alpha], "K")]) < 3:  # alpha is in the middle of the queue
+        assert time.monotonic() < deadline, "alpha ran no K tasks"
+        time.sleep(0.05)
+    alpha.stop(sig=signal.SIGKILL)
+    interrupted = started(alpha, "K") - {name for name, *_ in hits([alpha], "K")}
+    print(f"alpha killed while running {sorted(interrupted)}")
+    found = exactly_once(beta, "K", 50)
+    assert len(found) == 50
+    assert interrupted, "alpha was killed between tasks: nothing was interrupted"
+    by_beta = {name for name, *_ in hits([beta], "K")}
+    by_alpha = {name for name, *_ in hits([alpha], "K")}
+    assert by_alpha and by_beta | by_alpha == set(found)  # each commit logged by the one that made it
+    assert interrupted <= by_beta  # redelivered to beta after ack-wait, committed there
