@@ -105,11 +105,12 @@ class Cluster:
         assert self.broker.wait(10) == 0, "broker did not stop cleanly on SIGTERM"
         return self.start_broker()
 
-    def start_instance(self, name, threads=2, extra="", prepare=None):
-        """``prepare(conf)`` (optional) runs before the start and returns the server's env."""
+    def start_instance(self, name, threads=2, extra="", prepare=None, bus_extra=""):
+        """``prepare(conf)`` (optional) runs before the start and returns the server's env;
+        ``bus_extra``: more keys of the <event-bus> section."""
         websocket = "<websocket>\n  path /ws\n  site Plone\n  ping-interval 5s\n</websocket>"
         bus = (f"<event-bus>\n  publish {self.bus['publish']}\n  subscribe {self.bus['subscribe']}\n"
-               "</event-bus>") if self.bus else ""
+               f"{bus_extra}</event-bus>") if self.bus else ""
         directory = self.directory / name
         storage = (zeo_storage(self.zeo_address) if self.kind == "zeo"
                    else f"%include {STORAGE_CONF}")

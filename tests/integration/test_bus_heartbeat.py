@@ -1,0 +1,103 @@
+"""Losses no event follows become a gap: two real instances (alpha, beta) on one ZEO with a
+real `txzserver broker` between them, heartbeats every second. The broker is stopped while
+alpha commits (its PUB socket drops the events at once: ZMQ_IMMEDIATE), started again, and
+alpha then publishes nothing more: beta's and alpha's own WebSocket clients each get exactly
+one gap naming alpha and the number of events lost (alpha's own count of what it published),
+carried by alpha's next heartbeat, and no second one while further heartbeats arrive.
+"""
+
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.cluster import Cluster
+from tests.support.instance import ADMIN
+from tests.support.restapi import api
+from tests.support.server import wait_for
+from tests.support.wsclient import Collector, basic
+
+INTERVAL = 1.0  # seconds between heartbeats, <event-bus> heartbeat-interval
+METRICS = "/internal/prom"
+
+
+def metric(server, name):
+    answer = httpx.get(server.url(METRICS, kind="metrics"), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return sum(sample.value for family in text_string_to_metric_families(answer.text)
+               for sample in family.samples if sample.name == name)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, plone_template):
+    cluster = Cluster(tmp_path_factory.mktemp("heartbeat"), plone_template)
+    try:
+        cluster.start_storage()
+        cluster.start_broker()
+        for name in ("alpha", "beta"):
+            cluster.start_instance(
+                name, bus_extra=f"  heartbeat-interval {INTERVAL:g}s\n",
+                extra=f"<metrics-server>\n  address 127.0.0.1:0\n  path {METRICS}/\n"
+                      "</metrics-server>")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def listener(server, name):
+    url = server.url("/Plone/ws").replace("http://", "ws://")
+    return Collector(url, basic(*ADMIN), name=name).start_and_wait()
+
+
+def gaps(client):
+    client.check()
+    return [m for m in client.messages if m.get("type") == "gap"]
+
+
+def test_events_lost_while_the_broker_was_down_become_one_gap_when_alpha_goes_quiet(cluster):
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    clients = {"alpha": listener(alpha, "alpha-client"), "beta": listener(beta, "beta-client")}
+    try:
+        api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "before", "title": "Before"})
+        for client in clients.values():  # both hubs know alpha's run: the baseline
+            client.wait_for_event(path="/Plone/before", timeout=60)
+        heard = metric(beta, "txzserver_bus_heartbeats_total")
+        wait_for(lambda: metric(beta, "txzserver_bus_heartbeats_total") >= heard + 2, 60,
+                 what="heartbeats at beta")
+        published = metric(alpha, "txzserver_events_published_total")
+
+        cluster.broker.terminate()
+        assert cluster.broker.wait(10) == 0
+        for n in (1, 2):  # committed while nothing carries alpha's events
+            api(alpha, "POST", "/Plone", json={"@type": "Document", "id": f"lost-{n}",
+                                                "title": f"Lost {n}"})
+        lost = metric(alpha, "txzserver_events_published_total") - published
+        assert lost >= 2
+        cluster.start_broker()  # same endpoints; alpha publishes nothing more
+        back = time.monotonic()
+        wait_for(lambda: all(gaps(c) for c in clients.values()), 30 + 20 * INTERVAL,
+                 what="the gap at both clients")
+        took = time.monotonic() - back
+        expected = [{"type": "gap", "instance": "alpha", "missed": int(lost)}]
+
+        # a few more heartbeats of both runs: no second gap for the same loss
+        heard = metric(beta, "txzserver_bus_heartbeats_total")
+        wait_for(lambda: metric(beta, "txzserver_bus_heartbeats_total") >= heard + 6, 60,
+                 what="more heartbeats at beta")
+        print(f"{int(lost)} events lost; the gap came {took:.1f} s after the broker was back"
+              f" (heartbeat interval {INTERVAL:g} s)")
+        for name, client in clients.items():
+            assert gaps(client) == expected, name
+            assert client.events(path="/Plone/lost-1") == []  # lost, not late
+        for server in (alpha, beta):
+            assert metric(server, "txzserver_events_gaps_by_heartbeat_total") == 1
+            assert metric(server, "txzserver_events_gaps_total") == 1
+
+        # the bus works again: a new event reaches beta, with no gap before it
+        api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "after", "title": "After"})
+        clients["beta"].wait_for_event(path="/Plone/after", timeout=60)
+        assert gaps(clients["beta"]) == expected
+    finally:
+        for client in clients.values():
+            client.stop()
