@@ -231,3 +231,145 @@ def test_a_cluster_node_killed_during_a_burst_loses_nothing(tmp_path, nodes):
     finally:
         for node in cluster.nodes:
             node.kill()
+
+
+# Two real txzserver instances on ZEO, WebSocket clients, a real nats-server
+
+@pytest.fixture(scope="module")
+def instances_nats(tmp_path_factory):
+    server = NatsServer(tmp_path_factory.mktemp("nats-instances")).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def nats_bus_conf(url):
+    return f"<event-bus>\n  backend nats\n  nats-server {url}\n</event-bus>\n"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, plone_template, instances_nats):
+    from tests.support.cluster import Cluster, zeo_storage_source
+    cluster = Cluster(tmp_path_factory.mktemp("natsbus"), zeo_storage_source(plone_template))
+    try:
+        cluster.start_storage()
+        for name in ("alpha", "beta"):
+            cluster.start_instance(name, extra=nats_bus_conf(instances_nats.url))
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def ws_url(server, path):
+    return server.url("/Plone/ws").replace("http://", "ws://") + f"?path={path}"
+
+
+def watch(server, path, name="anonymous"):
+    from tests.support.wsclient import Collector
+    return Collector(ws_url(server, path), name=name).start_and_wait()
+
+
+def gaps(client):
+    return [m for m in client.messages if m.get("type") == "gap"]
+
+
+def paths_of(client, prefix):
+    return [e["path"] for e in client.events() if e["path"].startswith(prefix)]
+
+
+def wait_paths(client, prefix, count, timeout=120):
+    wait_for(lambda: len(paths_of(client, prefix)) >= count, timeout,
+             what=f"{count} events under {prefix} at {client.name}")
+
+
+def test_edit_on_alpha_reaches_a_client_on_beta_once(cluster):
+    from tests.support.instance import ADMIN
+    from tests.support.restapi import api
+    from tests.support.wsclient import Collector, basic
+    alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
+    on_beta = Collector(ws_url(beta, "/Plone/natsdoc"), basic(*ADMIN), name="beta").start_and_wait()
+    on_alpha = Collector(ws_url(alpha, "/Plone/natsdoc"), basic(*ADMIN), name="alpha").start_and_wait()
+    try:
+        api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "natsdoc", "title": "n0"})
+        api(alpha, "PATCH", "/Plone/natsdoc", json={"title": "n1"})
+        for client in (on_beta, on_alpha):
+            client.wait_for_event(type="modified", title="n1", timeout=30)
+        time.sleep(1)  # long enough for a stray second delivery
+        for client in (on_beta, on_alpha):
+            assert [(e["type"], e["title"]) for e in client.events()] == [
+                ("created", "n0"), ("modified", "n1")], client.name
+            assert gaps(client) == []
+    finally:
+        on_beta.stop()
+        on_alpha.stop()
+
+
+@pytest.fixture
+def publisher(instances_nats):
+    """The test's own publisher on the instances' stream: a NatsBus named "burst"."""
+    node = Node([instances_nats.url], "burst").ready()
+    try:
+        yield node
+    finally:
+        node.close()
+        NatsLoop.instance().stop()
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_burst_across_a_nats_restart_reaches_clients_on_both_instances_once(
+        cluster, instances_nats, publisher, how):
+    """1,000 events, nats-server stopped (SIGTERM, or kill -9) and started again mid-burst: a
+    WebSocket client on each instance gets every one once, in order, and no gap."""
+    prefix = f"/Plone/burst-{how}"
+    clients = [watch(cluster.instances[name], prefix, name) for name in ("alpha", "beta")]
+    try:
+        burst = events(f"burst-{how}", BURST)
+        publisher.bus.publish(burst[:300])
+        wait_for(lambda: publisher.bus.published >= 100, 30, what="burst under way")
+        getattr(instances_nats, how)()
+        publisher.bus.publish(burst[300:700])
+        instances_nats.start()
+        publisher.bus.publish(burst[700:])
+        for client in clients:
+            wait_paths(client, prefix, BURST)
+        time.sleep(1)
+        for client in clients:
+            assert paths_of(client, prefix) == expected(f"burst-{how}", BURST), client.name
+            assert gaps(client) == [], client.name
+    finally:
+        for client in clients:
+            client.stop()
+
+
+def test_instance_killed_and_restarted_no_duplicates_no_false_gap(cluster, publisher):
+    """beta killed -9 while events are published, started again: its durable consumer resumes
+    where it acknowledged; a client of the new beta gets the next events once and no gap."""
+    import signal
+
+    from tests.support.server import ServerProcess
+    beta = cluster.instances["beta"]
+    prefix = "/Plone/restarted"
+    before = watch(beta, prefix, "beta-before")
+    publisher.bus.publish(events("restarted", 50))
+    wait_paths(before, prefix, 50)
+    before.stop()
+    beta.stop(sig=signal.SIGKILL)
+    publisher.bus.publish(events("restarted", 200, start=50))
+    wait_for(lambda: publisher.bus.published >= 250, 30, what="published while beta is down")
+    beta.event_log.rename(beta.event_log.with_suffix(".log.1"))  # ports are read from the new one
+    cluster.instances["beta"] = beta = ServerProcess(beta.conf).start()
+    after = watch(beta, prefix, "beta-after")
+    try:
+        publisher.bus.publish(events("restarted", 20, start=250))
+        wait_paths(after, prefix, 20)
+        time.sleep(1)
+        got = paths_of(after, prefix)
+        assert len(got) == len(set(got)), "an event reached the client twice"
+        assert got[-20:] == expected("restarted", 20, start=250)
+        assert got == expected("restarted", 270)[-len(got):]  # replayed ones, if any, in order
+        assert gaps(after) == []
+        print(f"the new beta's client got {len(got) - 20} of the 200 events missed while it was"
+              " down (replayed before it connected, or after)")
+    finally:
+        after.stop()
