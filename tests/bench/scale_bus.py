@@ -11,8 +11,9 @@ ZeroMQ context or event loop crosses a fork).
 
 Measured per point: events/s (events over first send to last receipt by any subscriber),
 deliveries/s (the same times the subscribers), the bus server's CPU seconds per delivery
-(``/proc``: the broker or nats-server alone, not the clients) and a subscriber's CPU seconds
-per event (receive, decode, acknowledge: what the bus costs an instance).
+(``/proc``: the broker or nats-server alone, not the clients), a subscriber's CPU seconds
+per message (receive, decode, acknowledge: what the bus costs an instance), and messages
+received again (redeliveries, counted apart: deliveries/s counts each event once).
 """
 
 import asyncio
@@ -64,21 +65,28 @@ def cpu_seconds(pid):
 
 
 class _Counter:
-    """What a subscriber process reports: events decoded, time of the last, CPU spent."""
+    """What a subscriber process reports: distinct events decoded, the time of the last, CPU
+    spent, and messages that came again (a JetStream redelivery: an acknowledgement not in by
+    the consumer's ack wait, which an instance drops by event id)."""
 
     def __init__(self):
-        self.count, self.last, self.cpu_start = 0, None, None
+        self.count, self.last, self.cpu_start, self.again = 0, None, None, 0
+        self.seen = set()
 
     def got(self, data):
         if self.cpu_start is None:
             self.cpu_start = time.process_time()
-        from_wire(data)
+        seq = from_wire(data).seq
+        if seq in self.seen:
+            self.again += 1
+            return
+        self.seen.add(seq)
         self.count += 1
         self.last = time.monotonic()
 
     def report(self):
         cpu = time.process_time() - self.cpu_start if self.cpu_start is not None else 0.0
-        return self.count, self.last, cpu
+        return self.count, self.last, cpu, self.again
 
 
 # -- ZeroMQ ---------------------------------------------------------------------------------------
@@ -232,7 +240,7 @@ def _fork(target, args, count, with_index=False):
 
 def _collect(procs):
     deadline = time.monotonic() + RECEIVE_SECONDS
-    return [mine.recv() if mine.poll(max(0.0, deadline - time.monotonic())) else (0, None, 0.0)
+    return [mine.recv() if mine.poll(max(0.0, deadline - time.monotonic())) else (0, None, 0.0, 0)
             for _, _, mine in procs]
 
 
@@ -245,13 +253,14 @@ def _reap(procs):
 
 
 def _summary(events, subscribers, began, reports, server_cpu, size):
-    received = sum(count for count, _, _ in reports)
-    lasts = [last for _, last, _ in reports if last is not None]
+    received = sum(report[0] for report in reports)
+    lasts = [report[1] for report in reports if report[1] is not None]
     seconds = (max(lasts) - began) if lasts else None
-    cpus = [cpu / count for count, _, cpu in reports if count]
+    cpus = [cpu / (count + again) for count, _, cpu, again in reports if count]
     return {
         "subscribers": subscribers, "events": events, "event_bytes": size,
         "delivered_share": received / (events * subscribers),
+        "redelivered": sum(report[3] for report in reports),
         "seconds": round(seconds, 3) if seconds else None,
         "events_per_s": round(events / seconds, 1) if seconds else None,
         "deliveries_per_s": round(received / seconds, 1) if seconds else None,

@@ -109,7 +109,10 @@ def measured(data):
         f"{data.get('total_seconds', 0) / 60:.0f} min. A cell is the median of the rounds "
         "with the min-max in brackets. Clients, bus servers and the fan-out share the "
         "machine's cores, and other work on the machine shows in every figure: the 1-min load "
-        f"average at the start of the points was {cell(loads, 'load')}.", "",
+        f"average at the start of the points was {cell(loads, 'load')} (it counts the "
+        "subscriber processes of the points before). The CPU times per delivery and per "
+        "subscriber are what the model uses: unlike the rates, they hardly depend on how busy "
+        "the machine is.", "",
         f"**Bus throughput.** One publisher sends {data['events']:,} events "
         "(the wire form of a Plone `modified` event) as fast as the bus takes them; each "
         "subscribing process decodes every one (`from_wire`), as an instance does. ZeroMQ: a real "
@@ -117,11 +120,14 @@ def measured(data):
         "JetStream stream, each event published with `Nats-Msg-Id` (publish acknowledgements "
         "awaited, 4,000 in flight), each process a durable push consumer acknowledging every "
         "message. Events/s: events over first send to last receipt; deliveries: times the "
-        "processes. Server CPU: the broker's or nats-server's own CPU time (`/proc`) per delivery.",
+        "processes, each event once. Server CPU: the broker's or nats-server's own CPU time "
+        "(`/proc`) per delivery. Redelivered: messages a consumer got again, summed over the "
+        "rounds (JetStream sends again what was not acknowledged within its ack wait, 30 s by "
+        "default; an instance drops them by event id).",
         "",
         "| Bus | Subscribing processes | Events/s | Deliveries/s | Server CPU per delivery "
-        "| Subscriber CPU per event | Delivered |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| Subscriber CPU per message | Delivered | Redelivered |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for bus, points in data["bus"].items():
         for count in sorted({p["subscribers"] for p in points if "error" not in p}):
@@ -131,10 +137,12 @@ def measured(data):
                 f"| {bus} | {count} | {cell([p['events_per_s'] for p in ok])} "
                 f"| {cell([p['deliveries_per_s'] for p in ok])} "
                 f"| {micro([p['server_cpu_per_delivery_s'] for p in ok])} "
-                f"| {micro([p['subscriber_cpu_per_event_s'] for p in ok])} | {share:.0%} |")
+                f"| {micro([p['subscriber_cpu_per_event_s'] for p in ok])} | {share:.0%} "
+                f"| {sum(p.get('redelivered', 0) for p in ok):,} |")
         failed = [p for p in points if "error" in p]
         if failed:
-            lines.append(f"| {bus} | failed | {len(failed)} point(s): {failed[0]['error'][:80]} | | | | |")
+            lines.append(f"| {bus} | failed | {len(failed)} point(s): {failed[0]['error'][:80]} "
+                         "| | | | | |")
     lines += [
         "", f"**Fan-out per subscriber.** One `Hub` of a `NotificationService` (its real send "
         f"batch, two threads) with N open NotificationProtocol connections, each a real loopback "

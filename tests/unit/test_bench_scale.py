@@ -11,7 +11,7 @@ FOUND = {"connections": 10000, "subscriber_cpu": 20e-6, "nats_subscribers": 100,
 
 
 def _point(**fields):
-    return dict({"event_bytes": 458, "delivered_share": 1.0, "events_per_s": 1000.0,
+    return dict({"event_bytes": 458, "delivered_share": 1.0, "redelivered": 1, "events_per_s": 1000.0,
                  "deliveries_per_s": 10000.0, "loadavg_1min": 1.0}, **fields)
 
 
@@ -80,7 +80,7 @@ def test_a_rate_no_instance_can_carry_is_said_so():
 
 def test_the_rendering_names_every_point_and_the_failures():
     text = scale_model.body(results(), 4)
-    assert "| nats | 100 | 1000 | 10000 | 20.0 µs | 40.0 µs | 100% |" in text
+    assert "| nats | 100 | 1000 | 10000 | 20.0 µs | 40.0 µs | 100% | 2 |" in text
     assert "| nats | failed | 1 point(s)" in text
     assert "| 10,000 | 20.0 µs (18.0-22.0) | 200 ms |" in text
     assert "#### The model" in text
