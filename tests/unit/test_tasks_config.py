@@ -51,12 +51,42 @@ def test_tasks_never_take_every_publisher_thread(tmp_path):
 
 
 def test_bad_values_are_reported_with_their_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"backend must be one of local, zmq, not 'redis' \(line 7"):
+    with pytest.raises(ConfigError, match=r"backend must be one of local, zmq, nats, not 'redis' \(line 7"):
         load(conf(tmp_path, "<task-queue default>\n  backend redis\n</task-queue>"))
     with pytest.raises(ConfigError, match="frobnicate"):
         load(conf(tmp_path, "<task-queue default>\n  frobnicate 1\n</task-queue>"))
     with pytest.raises(ConfigError):
         load(conf(tmp_path, "<task-queue>\n</task-queue>"))  # a queue needs a name
+
+
+NATS_BUS = "<event-bus>\n  backend nats\n  nats-server nats://127.0.0.1:4222\n</event-bus>\n"
+
+
+def test_a_nats_queue_takes_its_keys_and_defaults(tmp_path):
+    _, settings = load(conf(tmp_path, NATS_BUS + "<task-queue default>\n  backend nats\n</task-queue>\n"
+                            "<task-queue bulk>\n  backend nats\n  ack-wait 2m\n  max-deliver 3\n"
+                            "  max-age 7d\n  replicas 3\n</task-queue>"))
+    default, bulk = settings.task_queues
+    assert default == TaskQueueSettings("default", "nats")
+    assert (default.ack_wait, default.max_deliver, default.max_age, default.replicas) == (
+        30.0, 10, 86400.0, 1)
+    assert (bulk.ack_wait, bulk.max_deliver, bulk.max_age, bulk.replicas) == (120.0, 3, 604800.0, 3)
+
+
+def test_a_nats_queue_needs_a_nats_event_bus(tmp_path):
+    queue = "<task-queue default>\n  backend nats\n</task-queue>"
+    with pytest.raises(ConfigError, match="needs an <event-bus> with backend nats"):
+        load(conf(tmp_path, queue))
+    with pytest.raises(ConfigError, match="needs an <event-bus> with backend nats"):
+        load(conf(tmp_path, "<event-bus>\n  curve off\n</event-bus>\n" + queue))
+
+
+def test_bad_nats_queue_values_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="letters, digits, - and _"):
+        load(conf(tmp_path, NATS_BUS + "<task-queue bulk.jobs>\n  backend nats\n</task-queue>"))
+    for key in ("ack-wait 0s", "max-deliver 0", "max-age 10s", "replicas 6"):
+        with pytest.raises(ConfigError, match="ack-wait must be at least 1s"):
+            load(conf(tmp_path, NATS_BUS + f"<task-queue q>\n  backend nats\n  {key}\n</task-queue>"))
 
 
 def test_duplicate_names_are_refused():
