@@ -433,3 +433,20 @@ def test_events_lost_while_the_broker_is_down_become_one_gap_without_a_later_eve
                 instance.bus.close()
         if cleanup:
             shutil.rmtree(cleanup, ignore_errors=True)
+
+
+def test_heartbeat_interval_is_configured_in_the_event_bus_section(tmp_path):
+    from txzserver.config import ConfigError, load
+    from .test_ws_config import conf
+
+    for sub in ("etc", "var", "log"):
+        (tmp_path / sub).mkdir()
+    bus = "<event-bus>\n  publish ipc:///tmp/txz-hb/p.sock\n  subscribe ipc:///tmp/txz-hb/s.sock\n"
+    path, _ = conf(tmp_path, bus + "</event-bus>\n")
+    assert load(path)[1].event_bus.heartbeat_interval == 5.0  # the default
+    path, _ = conf(tmp_path, bus + "  heartbeat-interval 1s\n</event-bus>\n")
+    assert load(path)[1].event_bus.heartbeat_interval == 1.0
+    for bad in ("0", "2m"):
+        path, _ = conf(tmp_path, bus + f"  heartbeat-interval {bad}\n</event-bus>\n")
+        with pytest.raises(ConfigError, match="heartbeat-interval must be between 1s and 60s"):
+            load(path)

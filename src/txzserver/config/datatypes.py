@@ -248,8 +248,8 @@ class EventBusSettings:
                                  f" not {value!r}")
         if self.curve not in CURVE_CHOICES:
             raise ValueError(f"event-bus curve must be on or off, not {self.curve!r}")
-        if not 0.1 <= self.heartbeat_interval <= MAX_HEARTBEAT_INTERVAL:
-            raise ValueError(f"event-bus heartbeat-interval must be between 100ms and"
+        if not 1 <= self.heartbeat_interval <= MAX_HEARTBEAT_INTERVAL:
+            raise ValueError(f"event-bus heartbeat-interval must be between 1s and"
                              f" {MAX_HEARTBEAT_INTERVAL:g}s, not {self.heartbeat_interval:g}s")
         if self.max_message_size < 1024 or self.high_water_mark < 1:
             raise ValueError("event-bus max-message-size must be at least 1KB and"
