@@ -3,7 +3,9 @@ real `txzserver broker` between them, heartbeats every second. The broker is sto
 alpha commits (its PUB socket drops the events at once: ZMQ_IMMEDIATE), started again, and
 alpha then publishes nothing more: beta's and alpha's own WebSocket clients each get exactly
 one gap naming alpha and the number of events lost (alpha's own count of what it published),
-carried by alpha's next heartbeat, and no second one while further heartbeats arrive.
+carried by alpha's next heartbeat, and no second one while further heartbeats arrive. A third
+instance (gamma, heartbeats a minute apart) that loses an event the same way and is then
+stopped cleanly: its final heartbeat brings beta's clients the gap, well before any periodic one.
 """
 
 import time
@@ -20,6 +22,7 @@ from tests.support.wsclient import Collector, basic
 
 INTERVAL = 1.0  # seconds between heartbeats, <event-bus> heartbeat-interval
 METRICS = "/internal/prom"
+METRICS_SERVER = f"<metrics-server>\n  address 127.0.0.1:0\n  path {METRICS}/\n</metrics-server>"
 
 
 def metric(server, name):
@@ -36,10 +39,8 @@ def cluster(tmp_path_factory, plone_template):
         cluster.start_storage()
         cluster.start_broker()
         for name in ("alpha", "beta"):
-            cluster.start_instance(
-                name, bus_extra=f"  heartbeat-interval {INTERVAL:g}s\n",
-                extra=f"<metrics-server>\n  address 127.0.0.1:0\n  path {METRICS}/\n"
-                      "</metrics-server>")
+            cluster.start_instance(name, bus_extra=f"  heartbeat-interval {INTERVAL:g}s\n",
+                                   extra=METRICS_SERVER)
         yield cluster
     finally:
         cluster.stop()
@@ -101,3 +102,33 @@ def test_events_lost_while_the_broker_was_down_become_one_gap_when_alpha_goes_qu
     finally:
         for client in clients.values():
             client.stop()
+
+
+def test_a_clean_stop_after_lost_events_brings_the_gap_with_the_final_heartbeat(cluster):
+    beta = cluster.instances["beta"]
+    gamma = cluster.start_instance("gamma", bus_extra="  heartbeat-interval 60s\n",
+                                   extra=METRICS_SERVER)
+    client = listener(beta, "beta-client-2")
+    try:
+        api(gamma, "POST", "/Plone", json={"@type": "Document", "id": "gamma-before",
+                                            "title": "Before"})
+        client.wait_for_event(path="/Plone/gamma-before", timeout=60)  # the baseline
+        published = metric(gamma, "txzserver_events_published_total")
+        cluster.broker.terminate()
+        assert cluster.broker.wait(10) == 0
+        api(gamma, "POST", "/Plone", json={"@type": "Document", "id": "gamma-lost",
+                                            "title": "Lost"})
+        lost = int(metric(gamma, "txzserver_events_published_total") - published)
+        cluster.start_broker()
+        # the broker carries again (alpha's and beta's heartbeats, a second apart, arrive);
+        # gamma's PUB socket reconnects as fast; gamma's next periodic heartbeat is a minute off
+        heard = metric(beta, "txzserver_bus_heartbeats_total")
+        wait_for(lambda: metric(beta, "txzserver_bus_heartbeats_total") >= heard + 4, 60,
+                 what="heartbeats at beta")
+        assert gaps(client) == []
+        gamma.stop()
+        wait_for(lambda: gaps(client), 30, what="the gap at beta's client")
+        assert gaps(client) == [{"type": "gap", "instance": "gamma", "missed": lost}]
+        assert "the final heartbeat of instance gamma counts" in beta.log_text()
+    finally:
+        client.stop()

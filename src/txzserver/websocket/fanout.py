@@ -271,6 +271,9 @@ class Hub:
             self._warn_jump(heartbeat)
         elif missed:
             self.heartbeat_gaps += 1
+            log.info("the {which} heartbeat of instance {instance} counts {missed} event(s) more"
+                     " than arrived here", which="final" if heartbeat.final else "periodic",
+                     instance=heartbeat.instance, missed=missed)
             self.announce_gap(heartbeat.instance, missed)
         return 0
 
