@@ -138,9 +138,35 @@ def _cmd_buskeys(args):
     return 0
 
 
+def _durable_bus(args):
+    """The <event-bus> `listen --durable` reads: the zope.conf's (--config), or the flags'."""
+    if args.config:
+        return _load(args.config)[1].event_bus
+    if not args.nats_server:
+        return None
+    from .bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE
+    from .config.datatypes import DEFAULT_STREAM, EventBusSettings, nats_url
+    return EventBusSettings(
+        DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, backend="nats",
+        nats_servers=tuple(nats_url(url) for url in args.nats_server),
+        nats_credentials=args.nats_credentials or "", nats_nkey=args.nats_nkey or "",
+        nats_tls_ca=args.nats_tls_ca or "", stream=args.stream or DEFAULT_STREAM)
+
+
 def _cmd_listen(args):
-    from .listen import ListenCommandError, listen
+    from .listen import ListenCommandError, listen, listen_durable
     try:
+        if args.durable:
+            try:
+                bus = _durable_bus(args)
+            except ValueError as exc:
+                raise ListenCommandError(str(exc)) from exc
+            return listen_durable(bus, args.durable, path=args.path, since=args.since,
+                                  count=args.count, timeout=args.timeout,
+                                  fail_on_gap=args.fail_on_gap, everything=args.all_events)
+        if not args.url or args.since:
+            raise ListenCommandError("give a WebSocket URL (or --durable NAME; --since is"
+                                     " for --durable)")
         return listen(args.url, path=args.path, user=args.user, token=args.token,
                       count=args.count, timeout=args.timeout, fail_on_gap=args.fail_on_gap)
     except ListenCommandError as exc:
@@ -250,7 +276,8 @@ def build_parser():
     keys.set_defaults(func=_cmd_buskeys)
 
     listen = commands.add_parser("listen", help="print the events a user receives, one JSON line each")
-    listen.add_argument("url", help="WebSocket URL, e.g. ws://127.0.0.1:8080/Plone/ws")
+    listen.add_argument("url", nargs="?",
+                        help="WebSocket URL, e.g. ws://127.0.0.1:8080/Plone/ws (not with --durable)")
     listen.add_argument("--path", help="subscribe to this path prefix (default: the site)")
     listen.add_argument("--user", metavar="NAME:PASSWORD", help="Basic auth credentials")
     listen.add_argument("--token", help="plone.restapi JWT (Bearer)")
@@ -261,6 +288,21 @@ def build_parser():
                         help="exit with status %d at the first gap message (the server lost"
                              " events on the bus: rebuild from scratch); gaps are printed"
                              " as JSON lines either way" % GAP_STATUS)
+    durable = listen.add_argument_group(
+        "durable (nats bus)", "read the bus's stream with a durable consumer: a listener that"
+        " was stopped gets every event it missed, in order, once, then goes on live")
+    durable.add_argument("--durable", metavar="NAME", help="the durable consumer's name")
+    durable.add_argument("--since", metavar="SEQ|ISO-TIME",
+                         help="start (again) at this stream sequence or time")
+    durable.add_argument("--config", metavar="ZOPE_CONF", help="read <event-bus> from it")
+    durable.add_argument("--nats-server", action="append", metavar="URL",
+                         help="instead of --config: a NATS server (repeatable)")
+    durable.add_argument("--nats-credentials", metavar="FILE")
+    durable.add_argument("--nats-nkey", metavar="FILE")
+    durable.add_argument("--nats-tls-ca", metavar="FILE")
+    durable.add_argument("--stream", help="default TXZSERVER_EVENTS, as <event-bus> stream")
+    durable.add_argument("--all-events", action="store_true",
+                         help="print every event, not only those anonymous visitors may see")
     listen.set_defaults(func=_cmd_listen)
 
     ctl = commands.add_parser(

@@ -1,6 +1,8 @@
 """`txzserver listen URL`: print each event a user receives as one JSON line on stdout.
 
 For scripts and static-site builders. Welcome, status and error messages go to stderr.
+With ``--durable NAME`` (the nats bus) it reads the bus's stream instead, where a builder that
+was stopped finds every event it missed (``listen_durable``).
 A ``gap`` message (the server lost some events on the bus) is printed on stdout too; with
 ``fail_on_gap`` the command stops there with GAP_STATUS, so a builder knows to rebuild in full.
 
@@ -55,6 +57,22 @@ def _headers(user, token):
     if token:
         return {"Authorization": f"Bearer {token}"}
     return {}
+
+
+def listen_durable(bus, name, **options):
+    """`txzserver listen --durable NAME`: the nats bus's stream through a durable consumer
+    (txzserver.bus.natslisten); ``bus``: the EventBusSettings (backend nats). Same output,
+    options and GAP_STATUS as ``listen``; ListenCommandError for what stops it at once."""
+    from .bus.natslisten import DurableListenError
+    from .bus.natslisten import listen_durable as read
+
+    if bus is None or bus.backend != "nats":
+        raise ListenCommandError("--durable needs an <event-bus> with backend nats"
+                                 " (--config ZOPE_CONF, or --nats-server URL)")
+    try:
+        return read(bus, name, GAP_STATUS, **options)
+    except DurableListenError as exc:
+        raise ListenCommandError(str(exc)) from exc
 
 
 def listen(url, path=None, user=None, token=None, count=0, timeout=0, fail_on_gap=False,

@@ -6,95 +6,18 @@ burst of 1,000, an instance away and back, retention that really loses events, a
 3-node cluster killed. Then two real txzserver instances on ZEO with WebSocket clients.
 """
 
-import threading
 import time
 
 import pytest
 
-from txzserver.bus import Event
-from txzserver.bus.natsbus import NatsBus
 from txzserver.bus.natsconn import NatsLoop
-from txzserver.config.datatypes import EventBusSettings
-from txzserver.websocket.fanout import Hub
 
 from tests.support.nats import NatsCluster, NatsServer
+from tests.support.natsbus import Node
+from tests.support.natsbus import public_events as events
 from tests.support.server import wait_for
 
 BURST = 1000
-
-
-class PumpReactor:
-    """What NatsBus needs of a reactor: ``callFromThread``, run in order by one thread (the
-    bus's "reactor thread") until stopped."""
-
-    def __init__(self):
-        self._calls = []
-        self._cond = threading.Condition()
-        self._stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True, name="pump-reactor")
-        self.thread.start()
-
-    def callFromThread(self, function, *args):
-        with self._cond:
-            self._calls.append((function, args))
-            self._cond.notify()
-
-    def _run(self):
-        while True:
-            with self._cond:
-                while not self._calls and not self._stopped:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                calls, self._calls = self._calls, []
-            for function, args in calls:
-                function(*args)
-
-    def stop(self):
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self.thread.join(5)
-
-
-class RecordingHub(Hub):
-    """A hub that keeps what it delivered and the gaps it announced."""
-
-    def __init__(self):
-        super().__init__()
-        self.paths = []
-        self.gap_list = []
-
-    def deliver(self, event):
-        self.paths.append(event.path)
-        return super().deliver(event)
-
-    def announce_gap(self, instance, missed):
-        self.gap_list.append((instance, missed))
-        super().announce_gap(instance, missed)
-
-
-def settings_for(urls, **fields):
-    return EventBusSettings("ipc:///unused", "ipc:///unused", backend="nats",
-                            nats_servers=tuple(urls), **fields)
-
-
-class Node:
-    """One bus "instance": a NatsBus with its hub and reactor thread."""
-
-    def __init__(self, urls, name, **fields):
-        self.reactor = PumpReactor()
-        self.hub = RecordingHub()
-        self.bus = NatsBus(self.reactor, self.hub, settings_for(urls, **fields), instance=name)
-        self.reactor.callFromThread(self.bus.start)
-
-    def ready(self, timeout=30):
-        wait_for(lambda: all(self.bus.links_up().values()), timeout, what="bus connected")
-        return self
-
-    def close(self):
-        self.bus.close()
-        self.reactor.stop()
 
 
 @pytest.fixture
@@ -119,11 +42,6 @@ def nats(tmp_path):
         yield server
     finally:
         server.kill()
-
-
-def events(prefix, count, start=0):
-    return [Event("created", f"/Plone/{prefix}/{n}", guard={"Anonymous"})
-            for n in range(start, start + count)]
 
 
 def expected(prefix, count, start=0):

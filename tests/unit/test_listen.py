@@ -257,3 +257,60 @@ def test_cli_help_names_the_gap_status(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--fail-on-gap" in help_text
     assert f"exit with status {GAP_STATUS} at the first gap" in help_text
+
+
+# listen --durable: the pure parts (txzserver.bus.natslisten); the command against a real
+# nats-server is tests/integration/test_listen_durable.py
+
+def test_durable_since_a_sequence_or_a_time():
+    import datetime
+
+    from txzserver.bus.natslisten import parse_since
+    assert parse_since(None) == (None, None)
+    assert parse_since("42") == (42, None)
+    utc = datetime.timezone.utc
+    assert parse_since("2024-05-01T12:00:00Z") == (None, datetime.datetime(2024, 5, 1, 12, tzinfo=utc))
+    assert parse_since("2024-05-01T12:00:00") == (None, datetime.datetime(2024, 5, 1, 12, tzinfo=utc))
+    assert parse_since("2024-05-01T14:00:00+02:00")[1] == datetime.datetime(2024, 5, 1, 12, tzinfo=utc)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "yesterday", "2024-13-01", ""])
+def test_durable_bad_since(value):
+    from txzserver.bus.natslisten import DurableListenError, parse_since
+    with pytest.raises(DurableListenError):
+        parse_since(value)
+
+
+def test_durable_path_filter_on_whole_segments():
+    from txzserver.bus.natslisten import in_path
+    assert in_path(None, "/Plone/a") and in_path("/Plone", "/Plone/a")
+    assert in_path("/Plone/news/", "/Plone/news") and not in_path("/Plone/news", "/Plone/newsroom")
+
+
+def test_durable_line_shows_what_anonymous_sees_unless_everything():
+    from txzserver.bus import Event, PrincipalChange
+    from txzserver.bus.natslisten import line_of
+    public = Event("created", "/Plone/a", guard={"Anonymous"}, actor="jane",
+                   actor_guard={"Authenticated"}).stamped("i", "e", 3)
+    line = json.loads(line_of(public, 17, everything=False))
+    assert line["seq"] == 17 and line["actor"] == "" and line["path"] == "/Plone/a"
+    assert not {"guard", "actor_guard", "instance", "epoch"} & set(line)
+    assert json.loads(line_of(public, 17, everything=True))["actor"] == "jane"
+    private = Event("created", "/Plone/b", guard={"Manager"})
+    assert line_of(private, 18, everything=False) is None
+    assert json.loads(line_of(private, 18, everything=True))["path"] == "/Plone/b"
+    assert line_of(PrincipalChange(users={"u": ["r"]}), 19, everything=True) is None
+
+
+def test_durable_needs_a_nats_bus():
+    from txzserver.config.datatypes import EventBusSettings
+    from txzserver.listen import listen_durable
+    with pytest.raises(ListenCommandError, match="--durable needs an <event-bus> with backend nats"):
+        listen_durable(None, "builder")
+    with pytest.raises(ListenCommandError, match="backend nats"):
+        listen_durable(EventBusSettings("ipc:///a", "ipc:///b"), "builder")
+
+
+def test_cli_listen_without_url_or_durable_is_an_error(capsys):
+    assert cli.main(["listen"]) == 2
+    assert "give a WebSocket URL (or --durable NAME" in capsys.readouterr().err

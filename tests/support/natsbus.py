@@ -1,0 +1,92 @@
+"""NatsBus objects in a test process: each with its own hub and a thread acting as its
+reactor, for tests that need many events fast (tests/integration/test_bus_nats.py) or a
+publisher on an instance's stream (test_listen_durable.py)."""
+
+import threading
+
+from txzserver.bus import Event
+from txzserver.bus.natsbus import NatsBus
+from txzserver.config.datatypes import EventBusSettings
+from txzserver.websocket.fanout import Hub
+
+from .server import wait_for
+
+
+class PumpReactor:
+    """What NatsBus needs of a reactor: ``callFromThread``, run in order by one thread (the
+    bus's "reactor thread") until stopped."""
+
+    def __init__(self):
+        self._calls = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True, name="pump-reactor")
+        self.thread.start()
+
+    def callFromThread(self, function, *args):
+        with self._cond:
+            self._calls.append((function, args))
+            self._cond.notify()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._calls and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                calls, self._calls = self._calls, []
+            for function, args in calls:
+                function(*args)
+
+    def stop(self):
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self.thread.join(5)
+
+
+class RecordingHub(Hub):
+    """A hub that keeps what it delivered and the gaps it announced."""
+
+    def __init__(self):
+        super().__init__()
+        self.paths = []
+        self.gap_list = []
+
+    def deliver(self, event):
+        self.paths.append(event.path)
+        return super().deliver(event)
+
+    def announce_gap(self, instance, missed):
+        self.gap_list.append((instance, missed))
+        super().announce_gap(instance, missed)
+
+
+def settings_for(urls, **fields):
+    return EventBusSettings("ipc:///unused", "ipc:///unused", backend="nats",
+                            nats_servers=tuple(urls), **fields)
+
+
+class Node:
+    """One bus "instance": a NatsBus with its hub and reactor thread."""
+
+    def __init__(self, urls, name, **fields):
+        self.reactor = PumpReactor()
+        self.hub = RecordingHub()
+        self.bus = NatsBus(self.reactor, self.hub, settings_for(urls, **fields), instance=name)
+        self.reactor.callFromThread(self.bus.start)
+
+    def ready(self, timeout=30):
+        wait_for(lambda: all(self.bus.links_up().values()), timeout, what="bus connected")
+        return self
+
+    def close(self):
+        self.bus.close()
+        self.reactor.stop()
+
+
+def public_events(prefix, count, start=0):
+    """``count`` created events under /Plone/PREFIX/ that anonymous visitors may see."""
+    return [Event("created", f"/Plone/{prefix}/{n}", guard={"Anonymous"})
+            for n in range(start, start + count)]
