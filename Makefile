@@ -28,12 +28,23 @@ $(INSTANCE)/etc/zope.conf: | venv
 run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
-# pytest (unit + integration), then the smoke tests against the compose stack (`make smoke`) and
-# against its RelStorage variant (`make smoke-relstorage`)
+# pytest (unit + integration) on both cores while the images build in the background (their log:
+# build/images.log, printed when the build fails), then the Kubernetes smoke test under podman
+# (`make k8s-smoke`), the smoke tests of the images and against the compose stack (`make smoke`)
+# and against its RelStorage variant (`make smoke-relstorage`). Stops at the first that fails.
 test: venv lint browser webdav-tools postgresql
-	$(BIN)/pytest
+	@mkdir -p build; echo "make images (in the background while pytest runs; log: build/images.log)"; \
+	$(MAKE) --no-print-directory images >build/images.log 2>&1 & build=$$!; \
+	tests=0; $(BIN)/pytest $(PYTEST_PARALLEL) || tests=$$?; \
+	if ! wait $$build; then cat build/images.log; echo "make test: make images failed" >&2; exit 1; fi; \
+	tail -n 6 build/images.log; exit $$tests
+	$(MAKE) k8s-smoke
 	$(MAKE) smoke
 	$(MAKE) smoke-relstorage
+
+# pytest-xdist: a test module runs wholly in one worker (its module fixtures start its servers once)
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 
 # Headless Chromium for the browser test, from Debian (installed when run as root).
 browser:
@@ -72,7 +83,7 @@ unit: venv
 	$(BIN)/pytest tests/unit
 
 integration: venv postgresql
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest $(PYTEST_PARALLEL) tests/integration
 
 # ruff, the import direction of the package (tools/check_imports.py), the container lints
 lint: lint-python lint-containers

@@ -43,12 +43,12 @@ ps:
 	$(STACK) ps
 
 # The smoke tests (tests/smoke): first those of the image alone (modules with NEEDS_STACK =
-# False: their containers make Plone sites, heavy work that must not run beside the stack's
-# measurements), then the others through the TLS front of a stack started for them and removed
+# False, on both cores: their containers make Plone sites, heavy work that must not run beside the
+# stack's measurements), then the others through the TLS front of a stack started for them and removed
 # afterwards (also when they fail). Both parts run even when the first fails.
 smoke: venv images
 	@set -e; export $(SMOKE_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)"; \
-	images=0; SMOKE_ONLY=images $(BIN)/pytest -p no:cacheprovider tests/smoke || images=$$?; \
+	images=0; SMOKE_ONLY=images $(BIN)/pytest -p no:cacheprovider $(PYTEST_PARALLEL) tests/smoke || images=$$?; \
 	$(STACK) down -v >/dev/null 2>&1 || true; \
 	trap '$(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
 	$(STACK) up; \

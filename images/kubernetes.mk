@@ -40,4 +40,3 @@ k8s-smoke: venv images podman-host
 kube-smoke: k8s-smoke
 
 lint: kube-lint
-test: k8s-smoke
