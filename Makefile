@@ -28,15 +28,16 @@ $(INSTANCE)/etc/zope.conf: | venv
 run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
-# pytest (unit + integration) on both cores while the images build in the background (their log:
-# build/images.log, printed when the build fails), then the Kubernetes smoke test under podman
-# (`make k8s-smoke`), the smoke tests of the images and against the compose stack (`make smoke`)
-# and against its RelStorage variant (`make smoke-relstorage`). Stops at the first that fails.
-test: venv lint browser webdav-tools postgresql
-	@mkdir -p build; echo "make images (in the background while pytest runs; log: build/images.log)"; \
-	$(MAKE) --no-print-directory images >build/images.log 2>&1 & build=$$!; \
-	tests=0; $(BIN)/pytest $(PYTEST_PARALLEL) || tests=$$?; \
-	if ! wait $$build; then cat build/images.log; echo "make test: make images failed" >&2; exit 1; fi; \
+# The images build in the background (their log: build/images.log, printed when the build fails)
+# while the lints and pytest (unit + integration, on both cores) run; then the Kubernetes smoke
+# test under podman (`make k8s-smoke`), the smoke tests of the images and against the compose
+# stack (`make smoke`) and against its RelStorage variant (`make smoke-relstorage`). Stops at the
+# first that fails. What needs apt is installed first, one after the other.
+test: venv browser webdav-tools postgresql lint-tools docker-host
+	@mkdir -p build; echo "images/build.sh (in the background; log: build/images.log)"; \
+	images/build.sh >build/images.log 2>&1 & build=$$!; \
+	tests=0; $(MAKE) --no-print-directory lint && $(BIN)/pytest $(PYTEST_PARALLEL) || tests=$$?; \
+	if ! wait $$build; then cat build/images.log; echo "make test: images/build.sh failed" >&2; exit 1; fi; \
 	tail -n 6 build/images.log; exit $$tests
 	$(MAKE) k8s-smoke
 	$(MAKE) smoke
