@@ -3,11 +3,12 @@
 One point: a fresh bus (a real `txzserver broker` on loopback tcp, or a real nats-server with
 JetStream), ``subscribers`` processes of their own, each reading and decoding every event as an
 instance does (``from_wire``), and one publisher sending ``events`` Plone-sized events as fast
-as the bus takes them. NATS as the nats backend uses it: a JetStream stream, each event
-published with its bus id as ``Nats-Msg-Id`` (acknowledged by the stream, at most
-``NATS_PENDING`` acknowledgements outstanding), each subscriber a durable push consumer that
-acknowledges every message. The subscribers are forked before the publisher connects (no
-ZeroMQ context or event loop crosses a fork).
+as the bus takes them. NATS as the nats backend (txzserver.bus.natsbus) uses it: a JetStream
+stream, each event published with its bus id as ``Nats-Msg-Id`` (acknowledged by the stream,
+at most ``NATS_PENDING`` acknowledgements outstanding), each subscriber a durable pull
+consumer that fetches batches of ``FETCH_BATCH`` and acknowledges every message. The
+subscribers are forked before the publisher connects (no ZeroMQ context or event loop crosses
+a fork).
 
 Measured per point: events/s (events over first send to last receipt by any subscriber),
 deliveries/s (the same times the subscribers), the bus server's CPU seconds per delivery
@@ -33,9 +34,12 @@ from txzserver.bus.security import BusLimits, ClientSecurity
 
 END = b"end"
 PROBE = b"probe"
-SUBJECT = "txzserver.events.bench"
 STREAM = "TXZSERVER_EVENTS"
+SUBJECT = f"{STREAM}.Plone"  # the nats backend's subject: the stream, then the site
 NATS_PENDING = 4000  # JetStream publish acknowledgements outstanding at once
+FETCH_BATCH = 256  # as the nats backend's reader: fetch a batch, acknowledge each message
+ACK_WAIT = 30.0  # the nats backend's consumer settings
+MAX_ACK_PENDING = 20000
 JOIN_SECONDS = 120  # every wait is bounded: a busy 2-core machine starts 100 processes slowly
 RECEIVE_SECONDS = 300
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -155,25 +159,28 @@ def _nats_subscriber(url, index, ready, conn):
 
 async def _nats_subscribe(url, index, ready, conn):
     import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
 
     nc = await nats.connect(url, max_reconnect_attempts=0)
     js = nc.jetstream()
-    counter, done = _Counter(), asyncio.Event()
-
-    async def on_message(msg):
-        if msg.data == END:
-            done.set()
-        else:
-            counter.got(msg.data)
-        await msg.ack()
-
-    await js.subscribe(SUBJECT, durable=f"instance-{index}", stream=STREAM, cb=on_message,
-                       manual_ack=True)
+    counter = _Counter()
+    config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT,
+                            max_ack_pending=MAX_ACK_PENDING)
+    psub = await js.pull_subscribe(SUBJECT, durable=f"instance-{index}", stream=STREAM,
+                                   config=config)
     ready.set()
-    try:
-        await asyncio.wait_for(done.wait(), RECEIVE_SECONDS)
-    except asyncio.TimeoutError:
-        pass
+    deadline, done = time.monotonic() + RECEIVE_SECONDS, False
+    while not done and time.monotonic() < deadline:
+        try:
+            msgs = await psub.fetch(FETCH_BATCH, timeout=5)
+        except asyncio.TimeoutError:
+            continue
+        for msg in msgs:
+            if msg.data == END:
+                done = True
+            else:
+                counter.got(msg.data)
+            await msg.ack()
     conn.send(counter.report())
     await nc.drain()
 
@@ -196,8 +203,8 @@ async def _make_stream(url):
     import nats
 
     nc = await nats.connect(url, max_reconnect_attempts=0)
-    await nc.jetstream().add_stream(name=STREAM, subjects=["txzserver.events.>"],
-                                    max_age=24 * 3600, max_bytes=1 << 30)
+    await nc.jetstream().add_stream(name=STREAM, subjects=[f"{STREAM}.>"],
+                                    max_age=24 * 3600, max_bytes=1 << 30, duplicate_window=300)
     await nc.close()
 
 

@@ -118,12 +118,13 @@ def measured(data):
         "subscribing process decodes every one (`from_wire`), as an instance does. ZeroMQ: a real "
         "`txzserver broker` over loopback tcp (`curve off`). NATS: one real nats-server, a "
         "JetStream stream, each event published with `Nats-Msg-Id` (publish acknowledgements "
-        "awaited, 4,000 in flight), each process a durable push consumer acknowledging every "
-        "message. Events/s: events over first send to last receipt; deliveries: times the "
+        "awaited, 4,000 in flight), each process a durable pull consumer (as the nats backend: "
+        "batches of 256, every message acknowledged, ack wait 30 s, 20,000 unacknowledged at "
+        "most). Events/s: events over first send to last receipt; deliveries: times the "
         "processes, each event once. Server CPU: the broker's or nats-server's own CPU time "
         "(`/proc`) per delivery. Redelivered: messages a consumer got again, summed over the "
-        "rounds (JetStream sends again what was not acknowledged within its ack wait, 30 s by "
-        "default; an instance drops them by event id).",
+        "rounds (JetStream sends again what was not acknowledged within its ack wait; an "
+        "instance drops them by event id).",
         "",
         "| Bus | Subscribing processes | Events/s | Deliveries/s | Server CPU per delivery "
         "| Subscriber CPU per message | Delivered | Redelivered |",
