@@ -7,20 +7,16 @@ a download in flight completes. What was measured goes to tests/results/health.j
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.cluster import zeo_storage
-from tests.support.instance import (
-    ADMIN, ROOT, TXZSERVER, copy_instance_data, http_server, new_instance, with_task_views,
-)
-from tests.support.server import ServerProcess, free_port, port_is_free, wait_for
+from tests.support.instance import ADMIN, ROOT, TXZSERVER, http_server, new_instance, with_task_views
+from tests.support.outage import Broker, Zeo
+from tests.support.server import ServerProcess, wait_for
 from tests.support.slow import SlowReader
 
 RESULTS = ROOT / "tests" / "results" / "health.json"
@@ -33,61 +29,6 @@ shutdown-timeout 60s
   check-interval 1s
 </health-server>
 """
-
-
-class Zeo:
-    """runzeo on a copy of the template site, stopped and started again on the same port."""
-
-    def __init__(self, directory, template):
-        self.directory = Path(directory)
-        copy_instance_data(template, self.directory)
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.conf = self.directory / "zeo.conf"
-        self.conf.write_text(
-            f"<zeo>\n  address {self.address}\n</zeo>\n<blobstorage 1>\n"
-            f"  blob-dir {self.directory}/var/blobstorage\n  <filestorage>\n"
-            f"    path {self.directory}/var/Data.fs\n  </filestorage>\n</blobstorage>\n")
-        self.process = None
-
-    def start(self):
-        log = open(self.directory / "zeo.log", "ab")
-        self.process = subprocess.Popen([str(Path(sys.executable).parent / "runzeo"), "-C",
-                                         str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(lambda: not port_is_free(self.port) or self.process.poll() is not None, 30,
-                 what="ZEO to listen")
-        assert self.process.poll() is None, (self.directory / "zeo.log").read_text()
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-
-
-class Broker:
-    """`txzserver broker` on ipc:// sockets, stopped and started again on the same endpoints."""
-
-    def __init__(self, directory):
-        self.directory = Path(directory)
-        self.publish = f"ipc://{self.directory}/publish.sock"
-        self.subscribe = f"ipc://{self.directory}/subscribe.sock"
-        self.process = None
-
-    def start(self):
-        log = open(self.directory / "broker.log", "ab")
-        self.process = subprocess.Popen([TXZSERVER, "broker", "--frontend", self.publish, "--backend",
-                                         self.subscribe, "--no-tasks"], stdout=log,
-                                        stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(lambda: (self.directory / "subscribe.sock").exists() or self.process.poll() is not None,
-                 30, what="the broker's sockets")
-        assert self.process.poll() is None, (self.directory / "broker.log").read_text()
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
 
 
 @pytest.fixture(scope="module")

@@ -78,12 +78,22 @@ class PostgreSQL:
         self._run(str(self.bin / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={password_file}",
                   "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8")
         password_file.unlink()
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                   f"-c unix_socket_directories={socket_dir} -c fsync=off")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.directory / "server.log"),
-                  "-o", options, "-w", "-t", str(self.timeout), "start")
+        self._options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+                         f"-c unix_socket_directories={socket_dir} -c fsync=off")
+        self.resume()
         self.create_database(DATABASE)
         return self
+
+    def resume(self):
+        """Start the server (again, after ``halt``) on the same port and data."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.directory / "data"), "-l",
+                  str(self.directory / "server.log"), "-o", self._options, "-w", "-t",
+                  str(self.timeout), "start")
+
+    def halt(self):
+        """Stop the server as an outage would (clients cut off), keeping its data for ``resume``."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w",
+                  "-t", str(self.timeout), "stop")
 
     def connect(self, database=DATABASE):
         import psycopg2

@@ -1,13 +1,16 @@
 """Health endpoints for Kubernetes probes, on a listener of their own (``<health-server>``).
 
 ``GET /healthz/startup``, ``/healthz/live`` and ``/healthz/ready`` answer 200 or 503 with
-``{"status": "ok"|"fail", "checks": {NAME: {"status": "ok"|"fail", ...}}}``:
+``{"status": "ok"|"degraded"|"fail", "checks": {NAME: {"status": "ok"|"degraded"|"fail", ...}}}``:
 
 - startup: Zope has started (a site made by ``--site`` exists by then);
 - live: the reactor answers (when it does not, the probe times out) and the publisher pool
   is not stuck (``PoolCanary``); never a ZODB connection;
-- ready: started, not draining (SIGTERM), the pool not stuck, the databases connected and
-  answering (``DatabaseCheck``), the event bus links up (``LinkCheck``).
+- ready: started, not draining (SIGTERM), the pool not stuck. Only what is this instance's
+  own: the dependencies every instance shares, the databases (``DatabaseCheck``) and the
+  event bus (``LinkCheck``), are ``Shared`` checks. Their loss is "degraded" (HTTP 200, with
+  since when): it takes every instance alike, and taking them all out of the front or the
+  Service would turn a lost broker into a lost site, when pages can still be served.
 
 The listener is a plain Twisted ``Site``, not a ``ZopeSite``: no Zope tree, no share of
 max-connections, no access log. Answers are computed on the reactor from state kept here, so
@@ -18,8 +21,10 @@ here runs on the reactor thread unless it says otherwise.
 
 import json
 import threading
+import time
+from datetime import datetime, timezone
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -201,11 +206,76 @@ class LinkCheck:
         return True, details
 
 
-class Health:
-    """The checks behind each probe path, and the answer to a probe."""
+class Shared:
+    """A dependency every instance shares (the databases, the event bus): its loss degrades
+    the instance (reported, counted in metrics) but never makes it unready.
 
-    def __init__(self, startup, live, ready):
-        self.probes = {STARTUP: tuple(startup), LIVE: tuple(live), READY: tuple(ready)}
+    Wraps a check; ``observe()`` runs it and keeps since when it has been failing
+    (``down_since``, wall-clock seconds), logging each change once. ``up`` may be read from
+    any thread (a write refused while the database is down reads it in a publisher thread).
+    """
+
+    def __init__(self, check, clock=time.time):
+        self.inner = check
+        self.name = check.name
+        self.clock = clock
+        self.down_since = None
+        self.details = {}
+
+    @property
+    def up(self):
+        return self.down_since is None
+
+    def observe(self):
+        """Run the check; (ok, details) with ``since`` and ``down_for`` while it fails."""
+        ok, details = self.inner.check()
+        now = self.clock()
+        if ok and self.down_since is not None:
+            log.info("{name} is back after {seconds:.1f}s", name=self.name,
+                     seconds=now - self.down_since)
+            self.down_since = None
+        elif not ok and self.down_since is None:
+            self.down_since = now
+            log.warn("{name} lost, this instance is degraded (still ready): {reason}",
+                     name=self.name, reason=details.get("reason", "?"))
+        if not ok:
+            since = datetime.fromtimestamp(self.down_since, timezone.utc)
+            details = {**details, "since": since.isoformat(timespec="seconds"),
+                       "down_for": round(now - self.down_since, 3)}
+        self.details = details
+        return ok, details
+
+    check = observe
+
+
+def watch(reactor, shared, interval):
+    """Observe the ``shared`` checks every ``interval`` seconds from when the reactor runs,
+    so their state (metrics, refused writes) is current without a probe asking. Returns the
+    LoopingCall."""
+    def observe_all():
+        for check in shared:
+            try:
+                check.observe()
+            except Exception:
+                log.failure("health check {name} failed", name=check.name)
+
+    loop = task.LoopingCall(observe_all)
+    loop.clock = reactor
+    reactor.callWhenRunning(loop.start, interval, now=False)
+    return loop
+
+
+class Health:
+    """The checks behind each probe path, and the answer to a probe.
+
+    ``shared`` (``Shared`` checks) answer on the ready probe after ``ready``: failing, they
+    answer "degraded" and keep its 200; any other failing check answers "fail" with 503.
+    """
+
+    def __init__(self, startup, live, ready, shared=()):
+        self.shared = tuple(shared)
+        self.probes = {STARTUP: tuple(startup), LIVE: tuple(live),
+                       READY: tuple(ready) + self.shared}
         self._was_ok = {}
 
     def answer(self, path):
@@ -213,17 +283,23 @@ class Health:
         checks = self.probes.get(path)
         if checks is None:
             return None
-        results, ok = {}, True
+        results, ok, degraded = {}, True, False
         for check in checks:
             try:
                 passed, details = check.check()
             except Exception as exc:
                 log.failure("health check {name} failed", name=check.name)
                 passed, details = False, {"reason": f"the check itself failed: {exc!r}"[:300]}
-            results[check.name] = {"status": "ok" if passed else "fail", **details}
-            ok = ok and passed
+            if passed:
+                status = "ok"
+            elif check in self.shared:
+                status, degraded = "degraded", True
+            else:
+                status, ok = "fail", False
+            results[check.name] = {"status": status, **details}
         self._log_change(path, ok, results)
-        return (200 if ok else 503), {"status": "ok" if ok else "fail", "checks": results}
+        overall = "fail" if not ok else "degraded" if degraded else "ok"
+        return (200 if ok else 503), {"status": overall, "checks": results}
 
     def _log_change(self, path, ok, results):
         was = self._was_ok.get(path)
