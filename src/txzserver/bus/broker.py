@@ -5,10 +5,14 @@ With ``tasks`` (frontend, backend) a second forwarder, PULL/PUSH, deals the task
 PUSH to its frontend round-robin to the instances PULLing from its backend (each task to one).
 Each steerable proxy runs in a thread; SIGTERM/SIGINT send it TERMINATE, so it stops cleanly
 (and promptly: docker stop does not wait 10 s). Every socket is bound through a ``BrokerGuard``
-(bus/security.py): CURVE and the allow-list on tcp, a private directory for ipc, size limits.
+(bus/security.py): CURVE and the allow-list on tcp, a private directory for ipc, size limits,
+and the instances' high-water mark (``DEFAULT_HIGH_WATER_MARK``, 100,000 messages per socket
+and peer; ``--high-water-mark``): at libzmq's default of 1,000 the XPUB socket dropped most of
+a bulk commit's burst for a subscriber busy for a moment (tests/unit/test_broker.py).
 """
 
 import logging
+import secrets
 import signal
 import threading
 
@@ -26,7 +30,9 @@ class _Forwarder:
         self.ctx = ctx
         self.front, self.back = ctx.socket(kinds[0]), ctx.socket(kinds[1])
         self.control = ctx.socket(zmq.PAIR)
-        self.control_endpoint = f"inproc://txzserver-broker-control-{id(self.control)}"
+        # a name of its own: an id() is reused once a closed socket is collected, while the
+        # context may still hold the old inproc name (it is released asynchronously)
+        self.control_endpoint = f"inproc://txzserver-broker-control-{secrets.token_hex(8)}"
         self.control.bind(self.control_endpoint)
         guard.bind(self.front, frontend)
         guard.bind(self.back, backend)
