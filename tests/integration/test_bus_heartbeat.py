@@ -14,13 +14,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.robustness import ROWS
 from tests.support.cluster import Cluster
 from tests.support.instance import ADMIN
 from tests.support.restapi import api
 from tests.support.server import wait_for
 from tests.support.wsclient import Collector, basic
 
-INTERVAL = 1.0  # seconds between heartbeats, <event-bus> heartbeat-interval
+FIGURES = ROWS["bus_heartbeat"].figures
+INTERVAL = float(FIGURES["test_interval"])  # seconds between heartbeats: heartbeat-interval
 METRICS = "/internal/prom"
 METRICS_SERVER = f"<metrics-server>\n  address 127.0.0.1:0\n  path {METRICS}/\n</metrics-server>"
 
@@ -102,6 +104,11 @@ def test_events_lost_while_the_broker_was_down_become_one_gap_when_alpha_goes_qu
     finally:
         for client in clients.values():
             client.stop()
+
+
+def test_the_default_heartbeat_interval_is_the_rows():
+    from txzserver.config.datatypes import EventBusSettings
+    assert EventBusSettings("ipc:///x/p", "ipc:///x/s").heartbeat_interval == FIGURES["interval"]
 
 
 def test_a_clean_stop_after_lost_events_brings_the_gap_with_the_final_heartbeat(cluster):

@@ -10,6 +10,8 @@ import time
 import pytest
 import zmq
 
+from tests.robustness import ROWS
+
 from .zmqbroker import DEADLINE, poll_readable, running_broker, short_dir, wait_for
 
 
@@ -128,7 +130,7 @@ def test_task_stream_deals_each_task_to_one_puller(tmp_path):
 
 # High-water marks: a bulk commit's burst is held for a slow subscriber, not dropped
 
-BURST = 20000
+BURST = ROWS["bus_heartbeat"].figures["burst"]
 
 
 def burst_through(tmp_path, limits):
