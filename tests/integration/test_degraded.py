@@ -13,14 +13,21 @@ not ZEO's 30 s. Once the dependency is back, writes work again without a restart
 import json
 import time
 
+from types import SimpleNamespace
+
 import httpx
 import pytest
+import ZEO
+from ZEO.ClientStorage import ClientStorage
+from ZEO.Exceptions import ClientDisconnected
+from ZODB.utils import p64
 
 from tests.support.cluster import zeo_storage
 from tests.support.instance import ADMIN, BIG_FILE_ID, ROOT, SITE_ID, http_server, new_instance
 from tests.support.outage import Broker, Zeo
 from tests.support.postgresql import STORAGE_CONF, relstorage_environment
 from tests.support.server import ServerProcess, wait_for
+from txzserver.zope.storagedown import set_zeo_wait
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -212,6 +219,24 @@ def assert_uncached_read_fails_fast(server, path, results, key):
     assert response.headers["retry-after"] == "10"
     assert seconds < 4 * STORAGE_WAIT, seconds
     results[key] = round(seconds, 3)
+
+
+def test_zeo_waits_for_a_lost_server_only_storage_wait():
+    """A real ClientStorage connected to a real ZEO server (ZEO.server, in this process) that
+    stops: an uncached load fails after the configured wait, not ZEO's own 30 s."""
+    address, stop_server = ZEO.server()
+    storage = ClientStorage(address, wait=True)
+    try:
+        assert set_zeo_wait(STORAGE_WAIT, {"main": SimpleNamespace(storage=storage)}) == ["main"]
+        stop_server()
+        wait_for(lambda: not storage.is_connected(), 30, 0.05, what="ZEO client to see the loss")
+        begin = time.monotonic()
+        with pytest.raises(ClientDisconnected):
+            storage.load(p64(12345))
+        waited = time.monotonic() - begin
+        assert STORAGE_WAIT * 0.9 < waited < 10 * STORAGE_WAIT, waited
+    finally:
+        storage.close()
 
 
 def test_zeo_down_degrades_serves_cached_pages_and_refuses_writes_fast(zeo_servers, zeo, results):

@@ -16,7 +16,8 @@ from txzserver.config import ConfigError, load
 from txzserver.config.datatypes import EventBusSettings, HealthSettings, Listener
 from txzserver.config.settings import SettingsError
 from txzserver.server.health import (
-    LIVE, READY, STARTUP, DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Started,
+    LIVE, READY, STARTUP, DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared,
+    Started, watch,
 )
 from txzserver.server.shutdown import InFlight, drain
 from txzserver.server.site import CountedProtocol
@@ -80,7 +81,7 @@ def logged():
 
 def status(health, path):
     code, body = health.answer(path)
-    assert body["status"] == ("ok" if code == 200 else "fail")
+    assert body["status"] in (("ok", "degraded") if code == 200 else ("fail",))
     return code, body["checks"]
 
 
@@ -368,22 +369,23 @@ def test_build_health_wires_every_check(reactor):
     databases = FakeDatabases()
     tracker = InFlight()
     settings = make_settings(health=HEALTH)
-    site, started = build_health(reactor, SynchronousThreadPool(), settings, tracker,
-                                 LocalPublisher(reactor, Hub()), "Plone", probe=databases.probe,
-                                 disconnected=databases.disconnected)
+    site, started, shared = build_health(reactor, SynchronousThreadPool(), settings, tracker,
+                                         LocalPublisher(reactor, Hub()), "Plone",
+                                         probe=databases.probe, disconnected=databases.disconnected)
     health = site.resource.health
     assert [c.name for c in health.probes[STARTUP]] == ["zope"]
     assert [c.name for c in health.probes[LIVE]] == ["publisher-pool"]
     assert [c.name for c in health.probes[READY]] == ["zope", "shutdown", "publisher-pool", "database"]
     assert health.probes[LIVE][0].stuck_after == 10
-    database = health.probes[READY][3]
+    assert list(shared) == ["database"] and health.shared == (shared["database"],)
+    database = shared["database"].inner
     assert (database.interval, database.timeout) == (5, 8)
     assert status(health, STARTUP)[0] == 503
     reactor.run()  # the first database probe starts when the reactor runs (in a thread)
     started.mark()
     wait_for(lambda: database.last is not None, what="the first probe")  # callFromThread: at once
     assert databases.probes == 1
-    assert status(health, READY)[0] == 200
+    assert health.answer(READY)[1]["status"] == "ok"
     assert status(health, STARTUP)[0] == 200
 
 
@@ -396,10 +398,12 @@ def test_build_health_watches_the_event_bus_when_configured(reactor):
     bus = EventBusSettings("tcp://broker:5559", "tcp://broker:5560")
     for settings, names in ((make_settings(health=HEALTH), []),
                             (make_settings(health=HEALTH, event_bus=bus), ["event-bus"])):
-        site, _ = build_health(reactor, SynchronousThreadPool(), settings, InFlight(),
-                               LinkedPublisher(reactor, Hub()), probe=dict, disconnected=list)
+        site, _, shared = build_health(reactor, SynchronousThreadPool(), settings, InFlight(),
+                                       LinkedPublisher(reactor, Hub()), probe=dict,
+                                       disconnected=list)
         ready = site.resource.health.probes[READY]
         assert [c.name for c in ready[4:]] == names
+        assert list(shared) == ["database", *names]
 
 
 # Configuration
@@ -426,9 +430,11 @@ def test_health_server_section_defaults(instance):
 
 def test_health_server_section_keys(instance):
     settings = load_with(instance, "<health-server>\n  address 127.0.0.1:9100\n  stuck-after 2m\n"
-                                   "  check-interval 2s\n  check-timeout 3s\n</health-server>\n")
+                                   "  check-interval 2s\n  check-timeout 3s\n  storage-wait 2s\n"
+                                   "</health-server>\n")
     assert settings.health == HealthSettings(Listener("health", "127.0.0.1", 9100, 128),
-                                             stuck_after=120.0, check_interval=2.0, check_timeout=3.0)
+                                             stuck_after=120.0, check_interval=2.0, check_timeout=3.0,
+                                             storage_wait=2.0)
 
 
 def test_no_health_server_section(instance):
@@ -438,6 +444,8 @@ def test_no_health_server_section(instance):
 @pytest.mark.parametrize("section, message", [
     ("<health-server>\n</health-server>\n", "address"),
     ("<health-server>\n  address 8081\n  stuck-after 0\n</health-server>\n", "stuck-after must be positive"),
+    ("<health-server>\n  address 8081\n  storage-wait 0\n</health-server>\n",
+     "storage-wait must be positive"),
     ("<health-server>\n  address 8080\n</health-server>\n", "both listen on *:8080"),
     ("<health-server>\n  address 8081\n  frobnicate 1\n</health-server>\n", "frobnicate"),
 ])
@@ -450,3 +458,97 @@ def test_bad_health_server_sections(instance, section, message):
 def test_health_port_must_differ_from_the_listeners():
     with pytest.raises(SettingsError):
         make_settings(health=HealthSettings(Listener("health", "127.0.0.1", 8080)))
+
+
+# Shared dependencies: degraded, never unready
+
+class Switch:
+    """A check whose outcome the test sets."""
+
+    def __init__(self, name, ok=True):
+        self.name = name
+        self.ok = ok
+
+    def check(self):
+        return (True, {}) if self.ok else (False, {"reason": f"{self.name} is gone"})
+
+
+def test_a_lost_shared_dependency_degrades_ready_and_keeps_200(logged):
+    clock = [1000.0]
+    started, bus = Started(), Switch("event-bus")
+    started.mark()
+    shared = Shared(bus, clock=lambda: clock[0])
+    health = Health(startup=[started], live=[], ready=[started], shared=[shared])
+    assert health.answer(READY) == (200, {"status": "ok", "checks": {
+        "zope": {"status": "ok"}, "event-bus": {"status": "ok"}}})
+    bus.ok = False
+    clock[0] += 2.5
+    code, body = health.answer(READY)
+    assert code == 200 and body["status"] == "degraded"
+    assert body["checks"]["event-bus"] == {"status": "degraded", "reason": "event-bus is gone",
+                                           "since": "1970-01-01T00:16:42+00:00", "down_for": 0}
+    assert not shared.up
+    clock[0] += 7
+    code, body = health.answer(READY)
+    assert body["checks"]["event-bus"]["down_for"] == 7  # since the outage began, not the probe
+    started.started = False  # an own check failing still fails the probe
+    code, body = health.answer(READY)
+    assert (code, body["status"]) == (503, "fail")
+    assert body["checks"]["event-bus"]["status"] == "degraded"
+    started.mark()
+    bus.ok = True
+    assert health.answer(READY)[1]["status"] == "ok" and shared.up
+    texts = [formatEvent(e) for e in logged if e.get("log_namespace") == "txzserver.server.health"]
+    assert texts == ["event-bus lost, this instance is degraded (still ready): event-bus is gone",
+                     "/healthz/ready failing: zope: Zope is starting",
+                     "event-bus is back after 7.0s", "/healthz/ready ok again"]
+
+
+def test_a_lost_database_is_degraded_not_unready(reactor):
+    databases, run = FakeDatabases(), ManualRun()
+    started = Started()
+    started.mark()
+    database = Shared(database_check(reactor, databases, run))
+    health = Health(startup=[started], live=[], ready=[started], shared=[database])
+    database.check()
+    run.answer()
+    assert health.answer(READY)[1]["status"] == "ok"
+    databases.connected = False
+    code, body = health.answer(READY)
+    assert (code, body["status"]) == (200, "degraded")
+    assert body["checks"]["database"]["reason"] == "not connected to the storage server: main"
+
+
+def test_watch_observes_the_shared_checks_without_a_probe(reactor):
+    bus = Switch("event-bus")
+    shared = Shared(bus)
+    watch(reactor, [shared], 2.0)
+    reactor.run()
+    bus.ok = False
+    assert shared.up  # nothing observed yet
+    reactor.advance(2)
+    assert not shared.up
+    bus.ok = True
+    reactor.advance(2)
+    assert shared.up
+
+
+def test_build_metrics_reads_the_dependencies(reactor):
+    from txzserver.app import build_metrics
+    from txzserver.config.datatypes import MetricsSettings
+    from txzserver.metrics import ServerMetrics
+    database, bus = Shared(Switch("database")), Shared(Switch("event-bus", ok=False))
+    database.observe()
+    bus.observe()
+    metrics = ServerMetrics()
+    settings = make_settings(metrics=MetricsSettings(Listener("metrics", "", 0)))
+    build_metrics(reactor, metrics, settings, Hub(), LocalPublisher(reactor, Hub()), zodb=Nothing(),
+                  shared={"database": database, "event-bus": bus})
+    found = {tuple(sample.labels.items()): sample.value for family in metrics.registry.collect()
+             if family.name == "txzserver_dependency_up" for sample in family.samples}
+    assert found == {(("dependency", "database"),): 1, (("dependency", "event-bus"),): 0}
+
+
+class Nothing:
+    def collect(self):
+        return iter(())
