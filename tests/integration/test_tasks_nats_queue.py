@@ -7,7 +7,7 @@ Proved: a task published twice (same Nats-Msg-Id) runs once and is removed from 
 once acknowledged; an instance fetches only as many tasks as it has free slots; a long task
 kept "in progress" is not delivered elsewhere; an instance that dies holding tasks leaves them to
 another after ack-wait, which runs them (or, if the ledger has the id, acknowledges without a
-run); a given-up task is terminated, not delivered again.
+run); a given-up task is terminated, not delivered again; a lost stream is made again.
 """
 
 import asyncio
@@ -226,3 +226,25 @@ def test_a_given_up_task_is_terminated_not_delivered_again(nats_server, instance
     time.sleep(3)  # past ack-wait: no redelivery
     assert app.ran == ["g0"] and alpha.runner.dead == 1
     assert consumer_state(nats_server.url, "dead-letter") == (0, 0, 0)
+
+
+def test_a_lost_stream_is_made_again(nats_server, instances, caplog):
+    """A NATS node started on a new store (or a deleted stream): the next publish or fetch
+    finds no stream, the backend makes the stream and the consumer again and goes on."""
+    app = App()
+    alpha = Instance(nats_server.url, "lost", app)
+    instances.append(alpha)
+    alpha.backend.submit(tasks("lost", "before", 2))
+    wait_for(lambda: alpha.backend.acked == 2, 30, what="2 acknowledgements")
+
+    async def delete():
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_stream("TXZSERVER_TASKS_lost")
+        finally:
+            await nc.close()
+    asyncio.run(delete())
+    alpha.backend.submit(tasks("lost", "after", 3))
+    wait_for(lambda: alpha.backend.acked == 5, 60, what="3 more acknowledgements")
+    assert sorted(app.ran) == ["after0", "after1", "after2", "before0", "before1"]
+    assert "task queue lost: NATS had no stream or consumer" in caplog.text

@@ -24,7 +24,7 @@ import time
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
 
 from ..bus.natsconn import NatsLoop, connect_options
 from ..bus.security import OncePerMinute
@@ -43,6 +43,9 @@ PUBLISH_TIMEOUT = 5.0
 FETCH_WAIT = 5.0
 #: seconds a committed task is offered to NATS (while it is unreachable) before it is given up
 PUBLISH_GIVE_UP = 600.0
+#: what NATS answers when the stream or the consumer is not there (a node started on a new
+#: store, someone deleted it): both are made again
+MISSING = (NoStreamResponseError, ServiceUnavailableError)
 
 
 def stream_config(settings):
@@ -85,6 +88,7 @@ class NatsBackend:
         self._ready = asyncio.Event()  # connected, stream and consumer there (loop thread)
         self._room = asyncio.Event()  # a held task was settled
         self._workers = []
+        self._repairing = asyncio.Lock()
         self._closed = False
         self._logs = OncePerMinute(lambda text: log.warning("%s", text))
 
@@ -139,8 +143,7 @@ class NatsBackend:
                     self.nc = await nats.connect(
                         **connect_options(self.bus, name=f"{self.name} tasks {self.settings.name}"))
                     self.js = self.nc.jetstream()
-                await self._ensure_stream()
-                await self.js.add_consumer(self.stream, config=consumer_config(self.settings))
+                await self._ensure_consumer()
                 self.sub = await self.js.pull_subscribe_bind(durable=CONSUMER, stream=self.stream)
                 self._ready.set()
                 log.info("task queue %s: NATS stream %s, consumer %s", self.settings.name,
@@ -153,12 +156,27 @@ class NatsBackend:
                                 self.settings.name, type(exc).__name__, exc)
                 await asyncio.sleep(1)
 
-    async def _ensure_stream(self):
+    async def _ensure_consumer(self):
+        """The stream (made, or updated to this configuration's limits) and the consumer."""
         config = stream_config(self.settings)
         try:
             await self.js.add_stream(config)
         except BadRequestError:  # there with other limits: take this configuration's
             await self.js.update_stream(config)
+        await self.js.add_consumer(self.stream, config=consumer_config(self.settings))
+
+    async def _repair(self, exc):
+        """After a MISSING answer: make the stream and the consumer again (once at a time)."""
+        if self._repairing.locked():
+            return
+        async with self._repairing:
+            try:
+                await self._ensure_consumer()
+                log.warning("task queue %s: NATS had no stream or consumer (%s): made again",
+                            self.settings.name, type(exc).__name__)
+            except Exception as error:
+                self._logs.warn("repair", "task queue %s: making the stream again failed: %s",
+                                self.settings.name, error)
 
     async def _publish(self, tasks):
         deadline = time.monotonic() + PUBLISH_GIVE_UP
@@ -180,6 +198,8 @@ class NatsBackend:
                         break
                     self._logs.warn("publish", "task queue %s: publishing a task failed (%s: %s);"
                                     " trying again", self.settings.name, type(exc).__name__, exc)
+                    if isinstance(exc, MISSING):
+                        await self._repair(exc)
                     await asyncio.sleep(1)
 
     def free(self):
@@ -200,6 +220,8 @@ class NatsBackend:
             except Exception as exc:
                 self._logs.warn("fetch", "task queue %s: fetching from NATS failed (%s: %s)",
                                 self.settings.name, type(exc).__name__, exc)
+                if isinstance(exc, MISSING):
+                    await self._repair(exc)
                 await asyncio.sleep(1)
                 continue
             for message in messages:
