@@ -24,11 +24,13 @@ FIGURES = ROWS["front_hosts"].figures
 NAMES = FIGURES["names"]
 
 
-def render(config, pem, port, monitor, backend):
-    """config/haproxy.cfg for loopback: the certificate, the ports and the one instance."""
+def render(config, pem, port, monitor, backend, health):
+    """config/haproxy.cfg for loopback: the certificate, the ports and the one instance (its
+    HTTP and health ports)."""
     text = config.replace("/etc/haproxy/certs/front.pem", str(pem))
     text = text.replace("bind :8443 ", f"bind 127.0.0.1:{port} ")
     text = text.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{monitor}")
+    text = text.replace("check port 8081 ", f"check port {health} ")
     text = re.sub(r"instance[12]:8080", f"127.0.0.1:{backend}", text)
     return text.replace(" resolvers docker", "")  # Docker's DNS: not here
 
@@ -36,7 +38,8 @@ def render(config, pem, port, monitor, backend):
 @pytest.fixture(scope="module")
 def backend(servers):
     directory = servers.tmp.mktemp("front-backend")
-    conf = new_instance(directory, http_server(0), "server-threads 2\ntrusted-proxy 127.0.0.1")
+    conf = new_instance(directory, http_server(0), "server-threads 2\ntrusted-proxy 127.0.0.1\n"
+                        "<health-server>\n  address 127.0.0.1:0\n</health-server>")
     copy_instance_data(servers.template["directory"], directory)
     (directory / "etc" / "site.zcml").write_text(SITE_ZCML)
     server = ServerProcess(conf, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -53,7 +56,7 @@ def front(backend, tmp_path_factory):
     port, monitor = free_port(), free_port()
     config = certs / "haproxy.cfg"
     config.write_text(render((ROOT / "config" / "haproxy.cfg").read_text(), certs / "front.pem",
-                             port, monitor, backend.port))
+                             port, monitor, backend.port, backend.ports["health"]))
     check = subprocess.run([haproxy, "-c", "-f", str(config)], env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     log = open(certs / "haproxy.log", "w")
@@ -71,7 +74,7 @@ def front(backend, tmp_path_factory):
             return False  # not listening yet
 
     try:
-        # up once the instance passes HAProxy's health check (GET /ok)
+        # up once the instance passes HAProxy's health check (its /healthz/ready)
         wait_for(up, 60, interval=0.5, what="the front and its instance")
         yield client, url, port
     finally:
