@@ -4,6 +4,7 @@ restart of NATS, of a NATS node, or of the instance (within the stream's retenti
 """
 
 import asyncio
+import itertools
 import secrets
 import socket
 import threading
@@ -17,13 +18,16 @@ from .interfaces import IEventPublisher
 from .message import UnsafeURL, from_wire
 from .natsconn import NatsLoop, connect_options
 from .natsstream import (Arrivals, durable_consumer, ensure_stream, message_id, replicas_for,
-                         subject_of, token, unnumbered)
+                         reposition, subject_of, token, unnumbered)
 from .security import OncePerMinute
 
 log = Logger()
 
 #: seconds a publish waits for JetStream's acknowledgement before it is tried again
 PUBLISH_TIMEOUT = 2.0
+#: events sent before waiting for their acknowledgements (a round trip each would bound the
+#: rate by the latency: a few ms on a loaded machine)
+PUBLISH_WINDOW = 256
 #: seconds between attempts while NATS is unreachable (connect, stream set-up, publish)
 RETRY_WAIT = 0.5
 #: events read from the consumer at once, and how long one pull waits for the first
@@ -49,8 +53,8 @@ class NatsBus:
     own clients do not wait for, or lose, a round trip through NATS) and queues them for the
     NATS loop. While NATS is unreachable they wait in that queue, ``high-water-mark`` at
     most; beyond it they are dropped and counted (``dropped``), and the other instances are
-    told of the gap. One coroutine publishes the queue in order, one at a time (a retried
-    publish can never overtake the next).
+    told of the gap. One coroutine publishes the queue in order (a window at a time, on one
+    connection; a retry starts again at the first unacknowledged event).
 
     The durable consumer named after the instance acknowledges each batch only after the
     hub delivered it; ``Arrivals`` drops what was already delivered and counts real losses
@@ -84,6 +88,8 @@ class NatsBus:
         self._lock = threading.Lock()
         self._wake = None  # an asyncio.Event of the loop: the queue has events
         self._ready = False  # connected, stream and consumer set up
+        self._delivered = 0  # the last stream sequence handed to the hub (loop thread)
+        self._lost_link = False  # reconnected since: the consumer is repositioned
         self._nc = None
         self._task = None
         self._closed = False
@@ -177,7 +183,20 @@ class NatsBus:
         nc = self._nc = await self._connect()
         js = nc.jetstream()
         await self._set_up(js)
-        await asyncio.gather(self._publishing(js), self._consuming(js))
+        await asyncio.gather(self._forever(self._publishing, js),
+                             self._forever(self._consuming, js))
+
+    async def _forever(self, loop, js):
+        """Run ``loop(js)`` again after an error nobody foresaw: the bus must not stop."""
+        while True:
+            try:
+                await loop(js)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.failure("event bus: {name} failed (again in a moment)",
+                            name=loop.__name__)
+                await asyncio.sleep(RETRY_WAIT)
 
     async def _connect(self):
         import nats
@@ -197,13 +216,17 @@ class NatsBus:
             log.info("event bus: connected to NATS {url}", url=str(nc.connected_url.netloc))
             return nc
 
-    async def _set_up(self, js):
-        """Until it works: the stream, the durable consumer, and where reading resumes."""
+    async def _set_up(self, js, next_seq=None):
+        """Until it works: the stream, the durable consumer (from ``next_seq`` when given),
+        and where reading resumes."""
         errors = _nats_errors()
         while True:
             try:
                 await ensure_stream(js, self.bus, replicas_for(self.bus.nats_servers))
-                info = await durable_consumer(js, self.bus, self.consumer)
+                if next_seq:
+                    info = await reposition(js, self.bus, self.consumer, next_seq)
+                else:
+                    info = await durable_consumer(js, self.bus, self.consumer)
                 self._psub = await js.pull_subscribe_bind(durable=self.consumer,
                                                           stream=self.bus.stream)
             except errors as exc:
@@ -212,8 +235,10 @@ class NatsBus:
                 await asyncio.sleep(RETRY_WAIT)
                 continue
             floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            if floor:
+            if floor and not self._delivered:
+                self._delivered = floor
                 self.reactor.callFromThread(self._resume_at, floor)
+            self._lost_link = False
             self._ready = True
             return
 
@@ -224,34 +249,74 @@ class NatsBus:
     async def _publishing(self, js):
         import nats.errors
 
-        errors = _nats_errors()
         while True:
-            await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                event = self._queue[0]
-                try:
-                    await js.publish(subject_of(self.bus.stream, event), event.to_wire(),
-                                     timeout=PUBLISH_TIMEOUT, stream=self.bus.stream,
-                                     headers={"Nats-Msg-Id": message_id(event)})
-                except nats.errors.MaxPayloadError as exc:  # never fits: drop it
+                sent, problem = await self._publish_window(js)
+                with self._lock:
+                    for _ in range(sent):
+                        self._queue.popleft()
+                self.published += sent
+                if problem is None:
+                    continue
+                if sent == 0 and isinstance(problem, nats.errors.MaxPayloadError):
+                    with self._lock:  # it never fits: drop it
+                        self._queue.popleft()
                     self.dropped += 1
                     self._logs.warn("size", "event bus: dropped an event too large for NATS: %r",
-                                    exc)
-                except errors as exc:
-                    self._logs.warn("publish", "event bus: cannot publish to NATS (retrying): %r",
-                                    exc)
-                    await asyncio.sleep(RETRY_WAIT)
+                                    problem)
                     continue
-                else:
-                    self.published += 1
-                with self._lock:
-                    self._queue.popleft()
+                self._logs.warn("publish", "event bus: cannot publish to NATS (retrying): %r",
+                                problem)
+                if isinstance(problem, nats.errors.NoRespondersError):
+                    await self._set_up_stream(js)  # NATS came back without its store
+                await asyncio.sleep(RETRY_WAIT)
+            await self._wake.wait()
+
+    async def _publish_window(self, js):
+        """Send up to PUBLISH_WINDOW queued events at once, in queue order on the one
+        connection (so stored in that order), then wait for their acknowledgements; return
+        (how many from the head of the queue are stored, the first problem or None).
+
+        A failed event and those after it stay queued and are sent again: the ones that were
+        stored after all are dropped by JetStream (same Nats-Msg-Id), so the order holds."""
+        errors = _nats_errors()
+        futures, problem = [], None
+        try:
+            for event in itertools.islice(self._queue, PUBLISH_WINDOW):
+                futures.append(await js.publish_async(
+                    subject_of(self.bus.stream, event), event.to_wire(), stream=self.bus.stream,
+                    headers={"Nats-Msg-Id": message_id(event)}))
+        except errors as exc:
+            problem = exc
+        sent = 0
+        for future in futures:
+            if problem is not None:
+                future.cancel()
+                continue
+            try:
+                await asyncio.wait_for(future, PUBLISH_TIMEOUT)
+                sent += 1
+            except errors as exc:
+                problem = exc
+            except asyncio.CancelledError:
+                if not future.cancelled():  # this task is cancelled (close): not the future
+                    raise
+                problem = ConnectionError("the connection dropped the publish")
+        return sent, problem
+
+    async def _set_up_stream(self, js):
+        try:
+            await ensure_stream(js, self.bus, replicas_for(self.bus.nats_servers))
+        except _nats_errors():
+            pass
 
     async def _consuming(self, js):
         errors = _nats_errors()
         loop = asyncio.get_running_loop()
         while True:
+            if self._lost_link and self._nc.is_connected:
+                await self._set_up(js, self._delivered + 1 if self._delivered else None)
             try:
                 msgs = await self._psub.fetch(FETCH_BATCH, timeout=FETCH_WAIT)
             except asyncio.TimeoutError:
@@ -259,14 +324,14 @@ class NatsBus:
             except errors as exc:
                 self._logs.warn("fetch", "event bus: cannot read stream %s (retrying): %r",
                                 self.bus.stream, exc)
+                self._lost_link = True  # repositioned once NATS answers again
                 await asyncio.sleep(RETRY_WAIT)
-                if _is_gone(exc):
-                    await self._set_up(js)
                 continue
             batch = [(msg.metadata.sequence.stream, self._read(msg.data)) for msg in msgs]
             done = loop.create_future()
             self.reactor.callFromThread(self._deliver_batch, batch, done)
             await done
+            self._delivered = max(self._delivered, batch[-1][0])
             for msg in msgs:
                 try:
                     await msg.ack()
@@ -303,6 +368,7 @@ class NatsBus:
         log.warn("event bus: disconnected from NATS (reconnecting)")
 
     async def _reconnected(self):
+        self._lost_link = True
         log.info("event bus: reconnected to NATS {url}", url=str(self._nc.connected_url.netloc))
 
     async def _error(self, exc):
@@ -313,8 +379,3 @@ def _resolve(future):
     if not future.done():
         future.set_result(None)
 
-
-def _is_gone(exc):
-    """The consumer or stream is no longer there (NATS lost its store): set them up again."""
-    import nats.js.errors
-    return isinstance(exc, nats.js.errors.NotFoundError)

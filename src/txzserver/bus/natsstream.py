@@ -89,9 +89,13 @@ async def durable_consumer(js, bus, name, deliver=None, start_seq=None, start_ti
     from nats.js.errors import NotFoundError
 
     try:
-        return await js.consumer_info(bus.stream, name)
+        info = await js.consumer_info(bus.stream, name)
     except NotFoundError:
         pass
+    else:
+        if info.num_ack_pending:  # a previous reader died with events unacknowledged
+            return await reposition(js, bus, name, info.ack_floor.stream_seq + 1)
+        return info
     policy = DeliverPolicy(deliver or "new")
     if start_seq is not None:
         policy = DeliverPolicy.BY_START_SEQUENCE
@@ -103,6 +107,23 @@ async def durable_consumer(js, bus, name, deliver=None, start_seq=None, start_ti
         max_ack_pending=MAX_ACK_PENDING, filter_subject=f"{bus.stream}.>",
         inactive_threshold=max(MIN_INACTIVE, bus.max_age))
     return await js.add_consumer(bus.stream, config)
+
+
+async def reposition(js, bus, name, next_seq):
+    """Make durable consumer ``name`` deliver from stream sequence ``next_seq`` on, now.
+
+    Events a consumer sent that never arrived (the connection dropped with them on the way,
+    or their reader died) stay pending on the server and come back only after ``ACK_WAIT``,
+    behind newer ones: out of order, and first seen as a gap. The reader knows what it
+    delivered, so it makes the consumer anew right after that instead.
+    """
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.delete_consumer(bus.stream, name)
+    except NotFoundError:
+        pass
+    return await durable_consumer(js, bus, name, start_seq=max(1, next_seq))
 
 
 class Arrivals:
