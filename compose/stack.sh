@@ -5,9 +5,10 @@
 # compose-v2` installs: COMPOSE=.venv/compose-v2/compose/docker-compose).
 # COMPOSE_PROJECT_NAME (default txzserver) and FRONT_PORT (default 8443) select the stack.
 # STORAGE=zeo (default) or relstorage: the database, ZEO or PostgreSQL (docker-compose.relstorage.yml
-# added; `down` always names both files, so it removes either variant).
-# ADMIN_PASSWORD (and POSTGRES_PASSWORD for relstorage; or compose/.env) is needed to make
-# containers, not to stop or look at them.
+# added). BUS=zmq (default: the ZeroMQ broker over ipc) or nats: one NATS JetStream node
+# (docker-compose.nats.yml added). `down` always names every file, so it removes any variant.
+# ADMIN_PASSWORD (and POSTGRES_PASSWORD for relstorage, NATS_PASSWORD for nats; or
+# compose/.env) is needed to make containers, not to stop or look at them.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 PATH=/usr/bin:$PATH
@@ -16,9 +17,15 @@ export FRONT_PORT="${FRONT_PORT:-8443}"
 SITE_URL="https://localhost:$FRONT_PORT/Plone"
 STORAGE=${STORAGE:-zeo}
 case $STORAGE in
-  zeo) OVERRIDE="" ;;
-  relstorage) OVERRIDE="docker-compose.relstorage.yml" ;;
+  zeo) OVERRIDES="" ;;
+  relstorage) OVERRIDES="docker-compose.relstorage.yml" ;;
   *) echo "STORAGE=$STORAGE: zeo or relstorage" >&2; exit 2 ;;
+esac
+BUS=${BUS:-zmq}
+case $BUS in
+  zmq) ;;
+  nats) OVERRIDES="$OVERRIDES docker-compose.nats.yml" ;;
+  *) echo "BUS=$BUS: zmq or nats" >&2; exit 2 ;;
 esac
 
 COMPOSE=${COMPOSE:-}
@@ -32,8 +39,10 @@ case $COMPOSE in
 esac
 
 compose() {
-  [ -z "$OVERRIDE" ] || set -- -f "$HERE/$OVERRIDE" "$@"
-  set -- --project-directory "$HERE" -f "$HERE/docker-compose.yml" "$@"
+  files=""
+  for override in $OVERRIDES; do files="$files -f $HERE/$override"; done
+  # shellcheck disable=SC2086  # a list of -f FILE pairs (the paths have no blanks)
+  set -- --project-directory "$HERE" -f "$HERE/docker-compose.yml" $files "$@"
   case $COMPOSE in
     v1) docker-compose "$@" ;;
     v2) docker compose "$@" ;;
@@ -53,6 +62,11 @@ ensure_env() {  # the admin password, made once and printed once; PostgreSQL's p
   if [ "$STORAGE" = relstorage ] && [ -z "${POSTGRES_PASSWORD:-}" ] && ! in_env_file POSTGRES_PASSWORD; then
     (umask 077; printf 'POSTGRES_PASSWORD=%s\n' "$(openssl rand -hex 16)" >> "$HERE/.env")
     echo "generated PostgreSQL's password (user zope, kept in compose/.env)"
+  fi
+  # hex: it goes into the NATS URLs of the instances
+  if [ "$BUS" = nats ] && [ -z "${NATS_PASSWORD:-}" ] && ! in_env_file NATS_PASSWORD; then
+    (umask 077; printf 'NATS_PASSWORD=%s\n' "$(openssl rand -hex 24)" >> "$HERE/.env")
+    echo "generated the NATS password (user txzserver, kept in compose/.env)"
   fi
 }
 
@@ -82,10 +96,11 @@ case $cmd in
   # these make no container: the password compose insists on (${ADMIN_PASSWORD:?}) is not used
   down|ps|logs|wait)
     export ADMIN_PASSWORD="${ADMIN_PASSWORD:-not-used-by-$cmd}"
-    export POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-not-used-by-$cmd}" ;;
+    export POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-not-used-by-$cmd}"
+    export NATS_PASSWORD="${NATS_PASSWORD:-not-used-by-$cmd}" ;;
 esac
-# `down` removes the stack whichever storage it was started with
-[ "$cmd" != down ] || OVERRIDE="docker-compose.relstorage.yml"
+# `down` removes the stack whichever storage and bus it was started with
+[ "$cmd" != down ] || OVERRIDES="docker-compose.relstorage.yml docker-compose.nats.yml"
 cert_group
 case $cmd in
   up)

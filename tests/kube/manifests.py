@@ -12,12 +12,15 @@ import sys
 
 import yaml
 
+from tests.kube import netpol
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 KUSTOMIZE_ROOT = ROOT / "config" / "kubernetes"
 OVERLAYS = ("dev", "production")
 KUBECTL = pathlib.Path(sys.executable).with_name("kubectl")
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
+NAMESPACE = "txzserver"
 
 
 def render(path):
@@ -100,3 +103,39 @@ def environment(container, objects, secrets=None, field_values=None):
         else:
             raise ValueError(f"unknown env source of {var['name']}: {ref}")
     return env
+
+
+def cluster_pods(objects):
+    """Every pod the overlay makes, plus the cluster's own: ingress-nginx, kube-dns, an unrelated
+    pod in the namespace and one in another namespace."""
+    pods = []
+    for workload in workloads(objects):
+        template = pod_template(workload)
+        ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP"))
+                 for c in template["spec"]["containers"] for p in c.get("ports", ()) if "name" in p}
+        pods.append(netpol.Pod(workload["metadata"]["name"], NAMESPACE, template["metadata"]["labels"],
+                               {"kubernetes.io/metadata.name": NAMESPACE}, ports))
+    pods.append(netpol.Pod("ingress-nginx-controller", "ingress-nginx",
+                           {"app.kubernetes.io/name": "ingress-nginx"},
+                           {"kubernetes.io/metadata.name": "ingress-nginx"}))
+    pods.append(netpol.Pod("coredns", "kube-system", {"k8s-app": "kube-dns"},
+                           {"kubernetes.io/metadata.name": "kube-system"}))
+    pods.append(netpol.Pod("intruder", NAMESPACE, {"app": "intruder"},
+                           {"kubernetes.io/metadata.name": NAMESPACE}))
+    # a `txzserver listen` Job or Deployment of the operator's (component listen)
+    pods.append(netpol.Pod("listen", NAMESPACE,
+                           {"app.kubernetes.io/name": "txzserver", "app.kubernetes.io/component": "listen"},
+                           {"kubernetes.io/metadata.name": NAMESPACE}))
+    pods.append(netpol.Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"},
+                           {"kubernetes.io/metadata.name": "monitoring", "txzserver.io/monitoring": "true"}))
+    pods.append(netpol.Pod("elsewhere", "default", {"app.kubernetes.io/component": "instance"},
+                           {"kubernetes.io/metadata.name": "default"}))
+    return {pod.name: pod for pod in pods}
+
+
+def who_reaches(objects, destination, port, protocol="TCP"):
+    policies = list(by_kind(objects, "NetworkPolicy").values())
+    pods = cluster_pods(objects)
+    target = pods[destination]
+    return {name for name, pod in pods.items()
+            if pod is not target and netpol.allowed(policies, pod, target, port, protocol)}

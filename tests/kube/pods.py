@@ -3,13 +3,21 @@
 podman (Debian's 4.3) runs Pods and Deployments but has no StatefulSets, Jobs, Services,
 ConfigMap/Secret references across objects or NetworkPolicies. So each workload's pod template
 is taken as rendered, with only what podman lacks filled in:
-  - the pod is named after the workload's Service (zeo, broker), and the pods share a podman
-    network whose DNS answers pod names: `zeo:8100` and `tcp://broker:5559` resolve as the
-    Services make them resolve in a cluster;
-  - env from ConfigMaps and Secrets, and fieldRefs, are resolved into plain values;
-  - a StatefulSet's volumeClaimTemplates become emptyDirs (the test's storage is throw-away);
+  - the pod is named after the workload's Service (zeo), or for a StatefulSet's pod after its
+    stable name on the headless Service (nats-0.nats-cluster), and the pods share a podman
+    network whose DNS answers pod names: `zeo:8100` and `nats://nats-0.nats-cluster:4222`
+    resolve as the Services make them resolve in a cluster;
+  - env from ConfigMaps and Secrets, and fieldRefs, are resolved into plain values (a
+    StatefulSet pod's metadata.name is its Kubernetes name, nats-0);
+  - a StatefulSet's volumeClaimTemplates become emptyDirs (the test's storage is throw-away),
+    or, with ``claims``, podman named volumes that outlive the pod, as a PersistentVolumeClaim
+    outlives a deleted StatefulSet pod;
+  - ConfigMaps mounted as volumes go into the same YAML (``mounted_config_maps``);
   - chosen container ports get a hostPort on 127.0.0.1 (podman has no Service to reach them);
-  - an httpGet livenessProbe becomes the same GET in the image's python3 (``podman_liveness``).
+  - an httpGet livenessProbe becomes the same GET in the image's python3 (``podman_liveness``);
+    an image without python3 (txzserver/nats) has its livenessProbe left out (``liveness``
+    False): podman would run it with curl, which the image lacks, while the kubelet asks from
+    outside, as the tests do through the monitor hostPort.
 Everything else (securityContext, probes, resources, volumes, args) is kept as rendered.
 """
 
@@ -20,10 +28,13 @@ from tests.kube.manifests import containers, environment, pod_template
 NAMESPACE = "txzserver"
 
 
-def as_pod(workload, name, objects, secrets, host_ports=None):
+def as_pod(workload, name, objects, secrets, host_ports=None, dns_name=None, claims=None,
+           liveness=True):
     """A Pod manifest from a workload's template.
 
-    ``secrets``: {(secret, key): value}; ``host_ports``: {container port name: host port}.
+    ``secrets``: {(secret, key): value}; ``host_ports``: {container port name: host port};
+    ``dns_name``: the podman pod's name when other pods reach it by another name than ``name``;
+    ``claims``: {volumeClaimTemplate name: podman volume name}.
     """
     template = copy.deepcopy(pod_template(workload))
     spec = template["spec"]
@@ -36,15 +47,33 @@ def as_pod(workload, name, objects, secrets, host_ports=None):
             if port.get("name") in (host_ports or {}):
                 port["hostPort"] = host_ports[port["name"]]
                 port["hostIP"] = "127.0.0.1"
-        podman_liveness(container)
+        if liveness:
+            podman_liveness(container)
+        else:
+            container.pop("livenessProbe", None)
     for claim in workload["spec"].get("volumeClaimTemplates", ()):
-        spec.setdefault("volumes", []).append({"name": claim["metadata"]["name"], "emptyDir": {}})
+        claim_name = claim["metadata"]["name"]
+        if claims and claim_name in claims:
+            source = {"persistentVolumeClaim": {"claimName": claims[claim_name]}}
+        else:
+            source = {"emptyDir": {}}
+        spec.setdefault("volumes", []).append({"name": claim_name, **source})
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": template["metadata"].get("labels", {})},
+        "metadata": {"name": dns_name or name, "labels": template["metadata"].get("labels", {})},
         "spec": spec,
     }
+
+
+def mounted_config_maps(pods, objects):
+    """The rendered ConfigMaps that ``pods`` mount as volumes (podman reads them from the same
+    YAML)."""
+    names = {volume["configMap"]["name"] for pod in pods for volume in pod["spec"].get("volumes", ())
+             if "configMap" in volume}
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": obj["metadata"]["name"]},
+             "data": obj.get("data", {})}
+            for obj in objects if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] in names]
 
 
 def podman_liveness(container):

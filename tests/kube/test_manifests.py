@@ -2,25 +2,21 @@
 them, and the ZeroMQ broker variant: base + components/broker): strict schema validation,
 confinement, probes and limits of every container, images, the instances' shutdown budget,
 storage, NATS and broker wiring (the rendered nats.conf checked by the real nats-server), and
-the NetworkPolicies evaluated on the pods' labels (tests/kube/netpol.py). `make kube-lint` runs
-them (part of `make lint`).
+the NetworkPolicies evaluated on the pods' labels (tests/kube/netpol.py). The NATS component's own
+checks: test_manifests_nats.py. `make kube-lint` runs both (part of `make lint`).
 """
 
-import os
-import pathlib
 import re
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 from tests.kube import netpol
 from tests.kube.manifests import (
-    KUSTOMIZE_ROOT, KUBECTL, OVERLAYS, by_kind, environment, find, pod_template, render,
-    render_variant, workloads)
+    KUSTOMIZE_ROOT, KUBECTL, NAMESPACE, OVERLAYS, by_kind, cluster_pods, environment, find,
+    pod_template, render, render_variant, who_reaches, workloads)
 
-NAMESPACE = "txzserver"
 HEALTH_PATHS = {"startupProbe": "/healthz/startup", "readinessProbe": "/healthz/ready",
                 "livenessProbe": "/healthz/live"}
 ZODB_CLIENTS = {"instance", "create-site", "pack"}
@@ -68,6 +64,11 @@ def seconds(value):
     """ZConfig time interval ("20s", "1m", "20") in seconds."""
     number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", value).groups()
     return float(number) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def instance_env(objects):
+    container = pod_template(find(objects, "Deployment", "instance"))["spec"]["containers"][0]
+    return environment(container, objects)
 
 
 # --- rendering and schemas -------------------------------------------------------------------
@@ -318,150 +319,7 @@ def test_production_ingress_for_ingress_nginx(production):
     assert backend["name"] == "instance"
 
 
-# --- NATS (components/nats; components/nats-single in dev) -------------------------------------
-
-NATS_SERVER = pathlib.Path(sys.executable).with_name("nats-server")
-
-
-def nats_files(objects):
-    """The files of the ConfigMap mounted at /etc/nats (nats.conf, cluster.conf)."""
-    spec = pod_template(find(objects, "StatefulSet", "nats"))["spec"]
-    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/etc/nats"]
-    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
-    return by_kind(objects, "ConfigMap")[volume["configMap"]["name"]]["data"]
-
-
-def nats_env(objects):
-    return environment(pod_template(find(objects, "StatefulSet", "nats"))["spec"]["containers"][0], objects)
-
-
-def instance_env(objects):
-    container = pod_template(find(objects, "Deployment", "instance"))["spec"]["containers"][0]
-    return environment(container, objects)
-
-
-def test_production_runs_a_three_node_nats_cluster(production):
-    """Three nodes, each with its JetStream store on its own PersistentVolumeClaim, spread over
-    hosts, at most one disrupted at a time, probed on /healthz of the monitoring port."""
-    nats = find(production, "StatefulSet", "nats")
-    replicas = nats["spec"]["replicas"]
-    assert replicas == 3
-    template = pod_template(nats)
-    labels = template["metadata"]["labels"]
-    (claim,) = nats["spec"]["volumeClaimTemplates"]
-    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert claim["spec"]["resources"]["requests"]["storage"]
-    container = template["spec"]["containers"][0]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts[claim["metadata"]["name"]] == "/data"
-    assert "store_dir: /data/jetstream" in nats_files(production)["nats.conf"]
-    headless = find(production, "Service", nats["spec"]["serviceName"])
-    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
-    assert netpol.selects(headless["spec"]["selector"], labels)
-    pdb = find(production, "PodDisruptionBudget", "nats")
-    assert pdb["spec"]["maxUnavailable"] == 1 and netpol.selects(pdb["spec"]["selector"], labels)
-    anti_affinity = template["spec"]["affinity"]["podAntiAffinity"]
-    (term,) = anti_affinity["preferredDuringSchedulingIgnoredDuringExecution"]
-    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
-    assert netpol.selects(term["podAffinityTerm"]["labelSelector"], labels)
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"client": 4222, "cluster": 6222, "monitor": 8222}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        get = container[probe]["httpGet"]
-        assert get["path"].split("?")[0] == "/healthz" and get["port"] == "monitor", probe
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # JetStream current too
-    security = template["spec"]["securityContext"]
-    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0 and security["fsGroup"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["image"].startswith("txzserver/nats:")
-
-
-def test_routes_name_every_node_and_instances_name_every_node(production):
-    """cluster.conf routes to nats-0..2 on the headless Service; the instances are given the
-    same three names (the bus keeps 3 copies of its streams when it has 3 servers)."""
-    nats = find(production, "StatefulSet", "nats")
-    names = [f"nats-{i}.{nats['spec']['serviceName']}" for i in range(nats["spec"]["replicas"])]
-    cluster = nats_files(production)["cluster.conf"]
-    assert re.findall(r"nats-route://([\w.-]+):6222", cluster) == names
-    assert "no_advertise: true" in cluster
-    urls = instance_env(production)["NATS_URL"].split()
-    assert urls == [f"nats://{name}:4222" for name in names]
-    assert instance_env(production)["TASK_QUEUE_BACKEND"] == "nats"
-
-
-def test_dev_runs_one_nats_node(dev):
-    nats = find(dev, "StatefulSet", "nats")
-    assert nats["spec"]["replicas"] == 1
-    assert "cluster {" not in nats_files(dev)["cluster.conf"]
-    service = find(dev, "Service", "nats")
-    assert instance_env(dev)["NATS_URL"] == f"nats://nats:{service['spec']['ports'][0]['port']}"
-
-
-def test_nats_credentials_come_from_the_secret(overlay):
-    """nats.conf's only account user takes its password from the Secret txzserver-nats; the
-    instances get the same user and Secret key."""
-    _, objects = overlay
-    conf = nats_files(objects)["nats.conf"]
-    users = re.findall(r"\{ user: (\w+), password: \$(\w+) \}", conf)
-    assert len(users) == 1 and "jetstream: enabled" in conf
-    user, variable = users[0]
-    container = pod_template(find(objects, "StatefulSet", "nats"))["spec"]["containers"][0]
-    server_side = {v["name"]: v for v in container["env"]}[variable]["valueFrom"]["secretKeyRef"]
-    instance = pod_template(find(objects, "Deployment", "instance"))["spec"]["containers"][0]
-    client_side = {v["name"]: v for v in instance["env"]}
-    assert client_side["NATS_USER"]["value"] == user
-    assert client_side["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"] == server_side == \
-        {"name": "txzserver-nats", "key": "password"}
-
-
-def test_nats_server_accepts_the_rendered_config(overlay, tmp_path):
-    """The real nats-server (the locked wheel's, as in the image) checks the rendered files."""
-    _, objects = overlay
-    for name, text in nats_files(objects).items():
-        (tmp_path / name).write_text(text)
-    result = subprocess.run([str(NATS_SERVER), "-t", "-c", str(tmp_path / "nats.conf")],
-                            capture_output=True, text=True, timeout=30,
-                            env={**os.environ, "POD_NAME": "nats-0", "NATS_PASSWORD": "checked"})
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 # --- NetworkPolicies, evaluated on the pods' labels ---------------------------------------------
-
-def cluster_pods(objects):
-    """Every pod the overlay makes, plus the cluster's own: ingress-nginx, kube-dns, an unrelated
-    pod in the namespace and one in another namespace."""
-    pods = []
-    for workload in workloads(objects):
-        template = pod_template(workload)
-        ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP"))
-                 for c in template["spec"]["containers"] for p in c.get("ports", ()) if "name" in p}
-        pods.append(netpol.Pod(workload["metadata"]["name"], NAMESPACE, template["metadata"]["labels"],
-                               {"kubernetes.io/metadata.name": NAMESPACE}, ports))
-    pods.append(netpol.Pod("ingress-nginx-controller", "ingress-nginx",
-                           {"app.kubernetes.io/name": "ingress-nginx"},
-                           {"kubernetes.io/metadata.name": "ingress-nginx"}))
-    pods.append(netpol.Pod("coredns", "kube-system", {"k8s-app": "kube-dns"},
-                           {"kubernetes.io/metadata.name": "kube-system"}))
-    pods.append(netpol.Pod("intruder", NAMESPACE, {"app": "intruder"},
-                           {"kubernetes.io/metadata.name": NAMESPACE}))
-    # a `txzserver listen` Job or Deployment of the operator's (component listen)
-    pods.append(netpol.Pod("listen", NAMESPACE,
-                           {"app.kubernetes.io/name": "txzserver", "app.kubernetes.io/component": "listen"},
-                           {"kubernetes.io/metadata.name": NAMESPACE}))
-    pods.append(netpol.Pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"},
-                           {"kubernetes.io/metadata.name": "monitoring", "txzserver.io/monitoring": "true"}))
-    pods.append(netpol.Pod("elsewhere", "default", {"app.kubernetes.io/component": "instance"},
-                           {"kubernetes.io/metadata.name": "default"}))
-    return {pod.name: pod for pod in pods}
-
-
-def who_reaches(objects, destination, port, protocol="TCP"):
-    policies = list(by_kind(objects, "NetworkPolicy").values())
-    pods = cluster_pods(objects)
-    target = pods[destination]
-    return {name for name, pod in pods.items()
-            if pod is not target and netpol.allowed(policies, pod, target, port, protocol)}
-
 
 def test_default_deny(overlay):
     _, objects = overlay
@@ -480,23 +338,6 @@ def test_only_zodb_clients_reach_the_database(overlay):
 def test_only_instances_reach_the_broker(broker_variant):
     for port in (5559, 5560):
         assert who_reaches(broker_variant, "broker", port) == {"instance"}
-
-
-def test_only_clients_reach_nats_and_only_nodes_route(overlay):
-    """4222: instances and listen jobs; 6222 (routes): only another NATS node; 8222
-    (monitoring): Prometheus' namespace; nothing else."""
-    _, objects = overlay
-    assert who_reaches(objects, "nats", 4222) == {"instance", "listen"}
-    assert who_reaches(objects, "nats", 6222) == set()
-    assert who_reaches(objects, "nats", 8222) == {"prometheus"}
-    assert who_reaches(objects, "nats", 22) == set()
-    policies = list(by_kind(objects, "NetworkPolicy").values())
-    pods = cluster_pods(objects)
-    node, peer = pods["nats"], netpol.Pod("nats-1", NAMESPACE, pods["nats"].labels,
-                                          pods["nats"].namespace_labels, pods["nats"].ports)
-    assert netpol.allowed(policies, node, peer, 6222) and netpol.allowed(policies, peer, node, 6222)
-    assert not netpol.allowed(policies, node, peer, 4222)
-    assert not netpol.allowed(policies, node, pods["instance"], 8080)
 
 
 def test_only_the_entry_reaches_the_instances(overlay):
