@@ -130,6 +130,22 @@ def test_a_stopped_builder_gets_every_missed_event_once_in_order_then_live_ones(
     assert not any(line["type"] == "gap" for line in lines)
 
 
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_a_running_builder_across_a_nats_restart_gets_every_event_once(
+        nats, publisher, listeners, how):
+    builder = listeners("--durable", "builder", "--nats-server", nats.url,
+                        "--count", "600").welcome()
+    publisher.bus.publish(public_events("across", 300))
+    wait_for(lambda: publisher.bus.published == 300, 60, what="published")
+    getattr(nats, how)()
+    publisher.bus.publish(public_events("across", 300, start=300))  # queued in the bus
+    nats.start()
+    lines = builder.read(600)
+    assert builder.process.wait(30) == 0
+    assert paths(lines, "across") == [f"/Plone/across/{n}" for n in range(600)]
+    assert not any(line["type"] == "gap" for line in lines)
+
+
 def test_since_a_sequence_or_a_time_replays_from_there(nats, publisher, listeners):
     publisher.bus.publish(public_events("old", 5))
     wait_for(lambda: publisher.bus.published == 5, 30, what="published")

@@ -22,7 +22,7 @@ import sys
 
 from .message import PrincipalChange, UnsafeURL, from_wire
 from .natsconn import connect_options
-from .natsstream import Arrivals, durable_consumer, token
+from .natsstream import Arrivals, durable_consumer, reposition, token
 
 ANONYMOUS = frozenset({"Anonymous"})
 FETCH_WAIT = 1.0
@@ -92,6 +92,7 @@ class _Reader:
         self.printed = 0
         self.stopping = None
         self._last_error = None
+        self._lost_link = False
 
     async def run(self, timeout):
         import nats
@@ -105,6 +106,7 @@ class _Reader:
             loop.call_later(timeout, self.stopping.set)
         options = connect_options(self.bus, name=f"txzserver listen {self.name}")
         options["error_cb"] = self._error
+        options["reconnected_cb"] = self._reconnected
         try:  # once connected it reconnects for ever; the first connection must come soon
             nc = await asyncio.wait_for(nats.connect(**options), CONNECT_WAIT)
         except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
@@ -114,6 +116,9 @@ class _Reader:
             return await self._read(nc.jetstream())
         finally:
             await nc.close()
+
+    async def _reconnected(self):
+        self._lost_link = True
 
     async def _error(self, exc):
         if repr(exc) != self._last_error:  # once per kind of error, not per attempt
@@ -155,11 +160,17 @@ class _Reader:
         self.err.flush()
         while not self.stopping.is_set():
             try:
+                if self._lost_link and arrivals.stream_seq:
+                    # events on their way when the link dropped would come back only after
+                    # the consumer's ack-wait, behind newer ones: go on from the last printed
+                    await reposition(js, self.bus, self.name, arrivals.stream_seq + 1)
+                    self._lost_link = False
                 msgs = await psub.fetch(64, timeout=FETCH_WAIT)
             except asyncio.TimeoutError:
                 continue
             except errors as exc:  # NATS restarting: nats-py reconnects by itself
                 self.err.write(f"txzserver listen: NATS: {exc!r} (retrying)\n")
+                self._lost_link = True
                 await asyncio.sleep(FETCH_WAIT)
                 continue
             for msg in msgs:
