@@ -282,8 +282,10 @@ class NatsBus:
         stored after all are dropped by JetStream (same Nats-Msg-Id), so the order holds."""
         errors = _nats_errors()
         futures, problem = [], None
+        with self._lock:  # publish() appends from other threads
+            window = list(itertools.islice(self._queue, PUBLISH_WINDOW))
         try:
-            for event in itertools.islice(self._queue, PUBLISH_WINDOW):
+            for event in window:
                 futures.append(await js.publish_async(
                     subject_of(self.bus.stream, event), event.to_wire(), stream=self.bus.stream,
                     headers={"Nats-Msg-Id": message_id(event)}))
