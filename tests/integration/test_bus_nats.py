@@ -68,6 +68,27 @@ def test_an_event_reaches_every_instance_once(nats, nodes):
     assert a.hub.gap_list == b.hub.gap_list == []
 
 
+def test_events_published_from_many_threads_at_once_all_arrive_in_each_threads_order(
+        nats, nodes):
+    """Zope's publisher threads publish while the loop sends the queue."""
+    import threading
+    a, b = nodes([nats.url], "a").ready(), nodes([nats.url], "b").ready()
+
+    def publish(thread):
+        for n in range(250):
+            a.bus.publish(events(f"thread{thread}", 1, start=n))
+
+    threads = [threading.Thread(target=publish, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_for(lambda: len(b.hub.paths) >= 1000, 120, what="1,000 events at b")
+    for t in range(4):
+        assert delivered(b, f"thread{t}") == expected(f"thread{t}", 250)
+    assert a.bus.published == 1000 and b.hub.gap_list == []
+
+
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_nats_restart_during_a_burst_loses_nothing(nats, nodes, how):
     """1,000 events published while nats-server is stopped (SIGTERM, or kill -9) and started
