@@ -1,7 +1,8 @@
 """A shared dependency lost never empties the site: two real `txzserver serve` instances on a
-real ZEO server (then on RelStorage on a real PostgreSQL) and a real event-bus broker.
+real ZEO server (then on RelStorage on a real PostgreSQL) and a real event-bus broker; one on
+a real nats-server (the nats bus backend).
 
-While ZEO, PostgreSQL or the broker is stopped, both instances' /healthz/ready keep answering
+While ZEO, PostgreSQL, the broker or NATS is stopped, both instances' /healthz/ready keep answering
 200 with "degraded" naming the dependency and since when (every answer seen is 200), the
 metric txzserver_dependency_up says 0; pages warmed before are served from the ZODB caches;
 a write (plone.restapi PATCH) is answered 503 with Retry-After and a reason well within 2 s;
@@ -24,6 +25,7 @@ from ZODB.utils import p64
 
 from tests.support.cluster import zeo_storage
 from tests.support.instance import ADMIN, BIG_FILE_ID, ROOT, SITE_ID, http_server, new_instance
+from tests.support.nats import NatsServer
 from tests.support.outage import Broker, Zeo
 from tests.support.postgresql import STORAGE_CONF, relstorage_environment
 from tests.support.server import ServerProcess, wait_for
@@ -298,6 +300,41 @@ def test_broker_down_degrades_names_the_event_bus(zeo_servers, broker, results):
     assert set(watch.codes) == {200}, "an instance answered not ready"
     for server in servers:
         assert dependency_up(server, "event-bus") == 1
+
+
+@pytest.fixture(scope="module")
+def nats(tmp_path_factory):
+    server = NatsServer(tmp_path_factory.mktemp("degraded-nats")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory, zeo, nats):
+    """One instance on the nats bus backend (its NatsBus says links_up as ZmqBus does)."""
+    conf = new_instance(tmp_path_factory.mktemp("degraded-nats-instance"), http_server(0),
+                        f"{CONF}instance-name n\n<event-bus>\n  backend nats\n"
+                        f"  nats-server {nats.url}\n</event-bus>\n", storage=zeo_storage(zeo.address))
+    server = ServerProcess(conf).start()
+    yield server
+    server.stop()
+
+
+def test_nats_down_degrades_names_the_event_bus(nats_server, nats, results):
+    watch = ReadyWatch([nats_server])
+    watch.until(all_ok, 60, "ready and not degraded")
+    nats.stop()
+    try:
+        seconds, (body,) = watch.until(degraded_by("event-bus"), 30, "degraded: event-bus")
+        results["nats_degraded_after_s"] = round(seconds, 3)
+        assert body["checks"]["event-bus"]["links"] == {nats.url: "down"}
+        assert dependency_up(nats_server, "event-bus") == 0
+        assert page(nats_server).status_code == 200
+    finally:
+        nats.start()
+    seconds, _ = watch.until(all_ok, 60, "not degraded once NATS is back")
+    results["nats_ok_after_restart_s"] = round(seconds, 3)
+    assert set(watch.codes) == {200}, "the instance answered not ready"
 
 
 def test_postgresql_down_degrades_serves_cached_pages_and_refuses_writes_fast(
