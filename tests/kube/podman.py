@@ -5,9 +5,11 @@ moved from the local Docker engine into podman, restart counts, crashes from the
 import base64
 import json
 import os
+import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -160,3 +162,30 @@ class Poller(threading.Thread):
     def stop(self):
         self.stopping.set()
         self.join(self.timeout + 10)
+
+
+class DurableListener(threading.Thread):
+    """`txzserver listen --durable NAME` (this venv's) on the given NATS server URLs, its JSON
+    lines kept in ``events``; ``stop`` sends SIGINT, as a person stopping it, and returns the
+    exit status. Its stderr goes to ``log_path``."""
+
+    def __init__(self, name, servers, log_path, *options):
+        super().__init__(daemon=True, name=f"listen-durable-{name}")
+        command = [str(pathlib.Path(sys.executable).with_name("txzserver")), "listen",
+                   "--durable", name, *options]
+        for url in servers:
+            command += ["--nats-server", url]
+        self.errors = open(log_path, "a")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.errors, text=True)
+        self.events = []
+
+    def run(self):
+        for line in self.process.stdout:
+            self.events.append(json.loads(line))
+
+    def stop(self):
+        self.process.send_signal(signal.SIGINT)
+        status = self.process.wait(30)
+        self.join(10)
+        self.errors.close()
+        return status

@@ -46,7 +46,7 @@ import yaml
 from tests.kube.manifests import find, pod_template, render_variant
 from tests.kube.pods import as_pod, mounted_config_maps
 from tests.kube.podman import (
-    Poller, free_port, get_json, http_get, kill_main_process, logs, not_crash_looping,
+    DurableListener, Poller, free_port, get_json, http_get, kill_main_process, logs, not_crash_looping,
     podman_image, rendered_probe_passes, rest, restart_count, run, wait_for)
 from tests.support.wsclient import Collector, basic
 
@@ -95,8 +95,8 @@ def stack(tmp_path_factory):
                              images=[override(images["plone"], "txzserver/plone"),
                                      override(images["nats"], "txzserver/nats")])
     password = secrets.token_urlsafe(12)
-    values = {("txzserver-admin", "password"): password,
-              ("txzserver-nats", "password"): secrets.token_hex(16)}
+    nats_password = secrets.token_hex(16)
+    values = {("txzserver-admin", "password"): password, ("txzserver-nats", "password"): nats_password}
     # own hostPorts per pod (podman 4.3 publishes a containerPort without hostPort on the same
     # host port: two pods would collide)
     ports = {pod: {"http": free_port(), "health": free_port(), "metrics": free_port()} for pod in INSTANCES}
@@ -130,6 +130,7 @@ def stack(tmp_path_factory):
     try:
         run("podman", "kube", "play", "--network", network, str(manifest), timeout=180)
         yield {"objects": objects, "ports": ports, "password": password, "images": images,
+               "nats_password": nats_password,
                "started": started, "manifest": manifest, "logs": artifacts, "network": network,
                "node_manifests": node_manifests}
     finally:
@@ -318,6 +319,24 @@ def in_instance(stack, pod, *args, timeout=600):
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
+def durable_listener(stack):
+    """`txzserver listen --durable` from this host on the NATS nodes' client hostPorts (a
+    static-site builder elsewhere), printing the burst folder's events."""
+    servers = [f"nats://txzserver:{stack['nats_password']}@127.0.0.1:{stack['ports'][node]['client']}"
+               for node in NODES]
+    listener = DurableListener(DURABLE, servers, stack["logs"] / "listen-durable.log",
+                               "--path", "/Plone/burst", "--all-events")
+    listener.start()
+    return listener
+
+
+def consumer_exists(stack, name):
+    details = get_json(monitor(stack, "nats-0", "/jsz?accounts=true&streams=true&consumers=true")) or {}
+    return any(consumer["name"] == name for account in details.get("account_details", ())
+               for stream in account.get("stream_detail", ())
+               for consumer in stream.get("consumer_detail") or ())
+
+
 def delete_and_recreate(stack, node):
     """The node's pod deleted (`podman pod rm -f`: its containers stopped, then removed), then
     made again from its own manifest on the same volume, as the StatefulSet controller does."""
@@ -349,6 +368,10 @@ def test_burst_with_a_nats_node_deleted(stack):
     for poller in pollers:
         poller.start()
     paths, deleted, back = burst_paths(), None, None
+    # the builder's durable consumer exists, then the builder is stopped for the whole burst
+    builder = durable_listener(stack)
+    wait_for(lambda: consumer_exists(stack, DURABLE), 120, f"the durable consumer {DURABLE}")
+    assert builder.stop() == 0
     try:
         for folder in range(FOLDERS):
             pod = INSTANCES[folder % 2]
@@ -377,6 +400,17 @@ def test_burst_with_a_nats_node_deleted(stack):
         assert not [m for m in collector.messages if m.get("type") == "gap"], pod
     for poller in pollers:
         assert len(poller.results) > 5 and not poller.failed(), (poller.name, poller.failed()[:5])
+    # the builder started again: every one of the burst's events, once
+    builder = durable_listener(stack)
+    try:
+        wait_for(lambda: len({e.get("path") for e in builder.events if e.get("type") == "transition"} & paths)
+                 == BURST, 300, f"the {BURST} transitions at the restarted durable listener", interval=1)
+    finally:
+        builder.stop()
+    replayed = collections.Counter(e["path"] for e in builder.events if e.get("type") == "transition"
+                                   and e.get("path") in paths)
+    assert set(replayed.values()) == {1}, replayed.most_common(3)
+    assert not [e for e in builder.events if e.get("type") == "gap"]
     streams = get_json(monitor(stack, "nats-0", "/jsz?accounts=true&streams=true&config=true"))
     replicas = {stream["name"]: stream["config"]["num_replicas"]
                 for account in streams["account_details"] for stream in account.get("stream_detail", ())}
@@ -384,16 +418,38 @@ def test_burst_with_a_nats_node_deleted(stack):
     summary(stack, f"burst: {BURST} transitions in {FOLDERS} commits on both instances, nats-1 deleted "
                    f"after {DELETE_AFTER} and back in the cluster {back - deleted:.1f} s later: every event "
                    f"once at each instance's WebSocket client, no gap; readiness and pages: "
-                   f"{sum(len(p.results) for p in pollers)} polls, none failed; stream replicas {replicas}")
+                   f"{sum(len(p.results) for p in pollers)} polls, none failed; stream replicas {replicas}; "
+                   f"`listen --durable` stopped for the burst, then started: {len(replayed)} once each")
 
 
 # --- 50 queued tasks, an instance killed -9 during page loads -----------------------------------
 
+TASK_DONE = "@@txzserver-reindex (queue default) done"
+TASK_STREAM = "TXZSERVER_TASKS_default"
+
+
+def task_stream(stack):
+    """The task queue's stream: its state, and its consumer's (the instances share one)."""
+    details = get_json(monitor(stack, "nats-0", "/jsz?accounts=true&streams=true&consumers=true"))
+    for account in details["account_details"]:
+        for stream in account.get("stream_detail", ()):
+            if stream["name"] == TASK_STREAM:
+                return {**stream["state"], "consumers": stream.get("consumer_detail") or ()}
+    raise AssertionError(f"no stream {TASK_STREAM}")
+
+
+def task_consumer(stack):
+    (consumer,) = task_stream(stack)["consumers"]
+    return consumer
+
+
 def test_an_instance_killed_with_queued_tasks_during_page_loads(stack):
-    """instance-2's main process SIGKILLed right after 50 tasks were queued, while both instances
-    are loaded with page loads. The restart is the pod's restart policy as rendered: the
-    Deployment leaves it unset, which is Always in Kubernetes and in `podman kube play`.
-    instance-1 goes on serving meanwhile; every task is committed exactly once."""
+    """50 tasks queued through instance-1 and in the NATS work queue; instance-2's main process
+    SIGKILLed as soon as it has run one of them, while both instances are loaded with page
+    loads. The restart is the pod's restart policy as rendered: the Deployment leaves it unset,
+    which is Always in Kubernetes and in `podman kube play`. instance-1 goes on serving
+    meanwhile; every task is committed exactly once (those instance-2 held come again after
+    the queue's ack-wait)."""
     victim = "instance-2-instance"
     policy = run("podman", "inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", victim).stdout.strip()
     rendered = pod_template(find(stack["objects"], "Deployment", "instance"))["spec"]
@@ -411,10 +467,15 @@ def test_an_instance_killed_with_queued_tasks_during_page_loads(stack):
     try:
         wait_for(lambda: all(len(t.results) >= 5 and not t.failed() for t in loads.values()), 30,
                  "page loads answering on both instances before the kill", interval=0.2)
-        status, body = http_get(f"http://127.0.0.1:{stack['ports']['instance-2']['http']}"
+        queued_before = task_stream(stack)["last_seq"]
+        status, body = http_get(f"http://127.0.0.1:{stack['ports']['instance-1']['http']}"
                                 "/Plone/queued/@@txzserver-reindex-folder", timeout=60,
                                 headers=basic("admin", stack["password"]))
         assert status == 200 and f"queued {TASKS} reindex task(s)" in body, (status, body[:300])
+        wait_for(lambda: task_stream(stack)["last_seq"] - queued_before == TASKS, 60,
+                 f"the {TASKS} tasks in the NATS work queue")
+        wait_for(lambda: logs(victim).count(TASK_DONE), 120, "instance-2 running the tasks", interval=0.1)
+        in_flight = task_consumer(stack)
         killed = time.monotonic()
         kill_main_process(victim)
         wait_for(lambda: loads["instance-2"].failed(), 15, "a failed page load after the kill", interval=0.1)
@@ -438,13 +499,14 @@ def test_an_instance_killed_with_queued_tasks_during_page_loads(stack):
     failed = victim_loads.failed()
     after = [t for t, _ in failed if t > killed]
     assert failed and min(after) >= killed, failed
-    ran = {pod: logs(f"{pod}-instance").count("@@txzserver-reindex (queue default) done")
-           for pod in INSTANCES}
+    ran = {pod: logs(f"{pod}-instance").count(TASK_DONE) for pod in INSTANCES}
     summary(stack, f"instance-2 killed -9 just after {TASKS} tasks were queued, during page loads: back "
                    f"(ready, /Plone 200) {back - killed:.1f} s later, restarted by its restart policy "
                    f"Always (restarts before the kill: {sum(earlier.values())} of {len(earlier)} "
                    f"containers); "
                    f"instance-2: {len(failed)} of {len(victim_loads.results)} page loads failed; instance-1: "
                    f"{len(survivor.failed())} of {len(survivor.results)} failed; tasks: each of {TASKS} "
-                   f"committed once (runs logged done per instance: {ran})")
+                   f"committed once (at the kill: {in_flight.get('num_ack_pending')} delivered and "
+                   f"unacknowledged, {in_flight.get('num_pending')} waiting; runs logged done per "
+                   f"instance: {ran})")
     assert not survivor.failed(), survivor.failed()
