@@ -5,7 +5,8 @@ instance spends per event per WebSocket subscriber (tests/bench/scale_hub.py), o
 Usage: python -m tests.bench.scale [--rounds 2] [--events 4000] [--subscribers 10,50,100]
        [--connections 1000,10000] [--hub-events 30] [--out tests/bench/results] [--no-readme]
 
-Every point is a fixed count of events, so the run is bounded (about 6 minutes on 2 cores).
+Every point is a fixed count of events, so the run is bounded (7-12 minutes on 2 cores,
+most of it the NATS points).
 Rounds alternate which bus goes first. Writes ``scale.json`` (every point of every round, the
 provenance), then ``scale.md`` and README.md's section between the scale markers, both
 rendered by tests/bench/scale_model.py from ``scale.json`` alone (tests/unit/test_bench_scale.py
