@@ -160,7 +160,9 @@ def test_a_cluster_node_killed_during_a_burst_loses_nothing(tmp_path, nodes):
         burst = events("cburst", BURST)
         a.bus.publish(burst[:400])
         wait_for(lambda: a.bus.published >= 100, 30, what="burst under way")
-        cluster.nodes[0].kill()
+        port = a.bus._nc.connected_url.port  # the node the publisher is connected to
+        [victim] = [node for node in cluster.nodes if node.port == port]
+        victim.kill()
         a.bus.publish(burst[400:])
         for node in (a, b):
             wait_delivered(node, "cburst", BURST, timeout=120)
@@ -313,3 +315,57 @@ def test_instance_killed_and_restarted_no_duplicates_no_false_gap(cluster, publi
               " down (replayed before it connected, or after)")
     finally:
         after.stop()
+
+
+@pytest.fixture(scope="module")
+def nats3(tmp_path_factory):
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats3"), 3).start()
+    try:
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            node.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster3(tmp_path_factory, plone_template, nats3):
+    """alpha and beta on a 3-node NATS cluster (the stream with 3 replicas)."""
+    from tests.support.cluster import Cluster, zeo_storage_source
+    cluster = Cluster(tmp_path_factory.mktemp("natsbus3"), zeo_storage_source(plone_template))
+    servers = "".join(f"  nats-server {url}\n" for url in nats3.urls)
+    try:
+        cluster.start_storage()
+        for name in ("alpha", "beta"):
+            cluster.start_instance(name, extra=f"<event-bus>\n  backend nats\n{servers}</event-bus>\n")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_a_nats_node_killed_during_a_burst_leaves_clients_on_both_instances_whole(
+        cluster3, nats3):
+    """1,000 events, one of the 3 NATS nodes killed -9 in the middle: a WebSocket client on
+    each instance gets every one once, in order, no gap."""
+    prefix = "/Plone/burst3"
+    clients = [watch(cluster3.instances[name], prefix, name) for name in ("alpha", "beta")]
+    publisher = Node(nats3.urls, "burst3").ready(60)
+    try:
+        burst = events("burst3", BURST)
+        publisher.bus.publish(burst[:400])
+        wait_for(lambda: publisher.bus.published >= 100, 30, what="burst under way")
+        # the node the publisher is connected to: it must go on through another
+        port = publisher.bus._nc.connected_url.port
+        [victim] = [node for node in nats3.nodes if node.port == port]
+        victim.kill()
+        publisher.bus.publish(burst[400:])
+        for client in clients:
+            wait_paths(client, prefix, BURST)
+        time.sleep(1)
+        for client in clients:
+            assert paths_of(client, prefix) == expected("burst3", BURST), client.name
+            assert gaps(client) == [], client.name
+    finally:
+        publisher.close()
+        NatsLoop.instance().stop()
+        for client in clients:
+            client.stop()
