@@ -187,7 +187,9 @@ def instances_nats(tmp_path_factory):
 
 
 def nats_bus_conf(url):
-    return f"<event-bus>\n  backend nats\n  nats-server {url}\n</event-bus>\n"
+    return (f"<event-bus>\n  backend nats\n  nats-server {url}\n</event-bus>\n"
+            "<health-server>\n  address 127.0.0.1:0\n  check-interval 1s\n</health-server>\n"
+            "<metrics-server>\n  address 127.0.0.1:0\n</metrics-server>\n")
 
 
 @pytest.fixture(scope="module")
@@ -369,3 +371,34 @@ def test_a_nats_node_killed_during_a_burst_leaves_clients_on_both_instances_whol
         NatsLoop.instance().stop()
         for client in clients:
             client.stop()
+
+
+def test_nats_down_is_degraded_not_unready_and_metrics_count(cluster, instances_nats):
+    """The bus's link feeds readiness as a shared dependency: NATS gone, /healthz/ready stays
+    200 with event-bus degraded; back, ok again. The bus's counters reach the metrics."""
+    import httpx
+    alpha = cluster.instances["alpha"]
+
+    def ready():
+        response = httpx.get(alpha.url("/healthz/ready", kind="health"), timeout=10)
+        return response.status_code, response.json()
+
+    wait_for(lambda: ready()[1]["checks"]["event-bus"]["status"] == "ok", 30, what="bus ok")
+    instances_nats.kill()
+    try:
+        wait_for(lambda: ready()[1]["checks"]["event-bus"]["status"] == "degraded", 60,
+                 what="event-bus degraded")
+        status, body = ready()
+        assert status == 200 and body["status"] == "degraded", body
+    finally:
+        instances_nats.start()
+    wait_for(lambda: ready()[1]["checks"]["event-bus"]["status"] == "ok", 60, what="bus ok again")
+    from tests.support.restapi import api
+    api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "counted", "title": "c"})
+
+    def received():
+        text = httpx.get(alpha.url("/metrics", kind="metrics"), timeout=10).text
+        return [float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("txzserver_events_received_total ")]
+
+    wait_for(lambda: received() and received()[0] > 0, 30, what="events received, in metrics")
