@@ -7,11 +7,16 @@ While ZEO, PostgreSQL, the broker or NATS is stopped, both instances' /healthz/r
 metric txzserver_dependency_up says 0; pages warmed before are served from the ZODB caches;
 a write (plone.restapi PATCH) is answered 503 with Retry-After and a reason well within 2 s;
 a read of an object the instance never loaded fails with 503 too, bounded by storage-wait,
-not ZEO's 30 s. Once the dependency is back, writes work again without a restart and
-"degraded" is gone. What was measured goes to tests/results/degraded.json.
+not ZEO's 30 s; HAProxy on the compose front's config/haproxy.cfg keeps sending pages to both
+instances (its readiness checks take neither out). Once the dependency is back, writes work
+again without a restart and "degraded" is gone. What was measured goes to tests/results/degraded.json.
 """
 
 import json
+import os
+import shutil
+import ssl
+import subprocess
 import time
 
 from types import SimpleNamespace
@@ -28,7 +33,7 @@ from tests.support.instance import ADMIN, BIG_FILE_ID, ROOT, SITE_ID, http_serve
 from tests.support.nats import NatsServer
 from tests.support.outage import Broker, Zeo
 from tests.support.postgresql import STORAGE_CONF, relstorage_environment
-from tests.support.server import ServerProcess, wait_for
+from tests.support.server import ServerProcess, free_port, wait_for
 from txzserver.zope.storagedown import set_zeo_wait
 
 pytestmark = pytest.mark.timeout(600)
@@ -201,6 +206,59 @@ def zeo_servers(tmp_path_factory, zeo, broker):
     stop_all(pair)
 
 
+def render_front(config, pem, port, monitor, servers):
+    """config/haproxy.cfg (the compose front) for loopback: instanceN is servers[N-1], its
+    health check on that instance's health port (``port`` on the server line)."""
+    text = config.replace("/etc/haproxy/certs/front.pem", str(pem))
+    text = text.replace("bind :8443 ", f"bind 127.0.0.1:{port} ")
+    text = text.replace("bind 127.0.0.1:8404", f"bind 127.0.0.1:{monitor}")
+    assert "check port 8081 " in text
+    text = text.replace("check port 8081 ", "check ")
+    for number, server in enumerate(servers, 1):
+        text = text.replace(f"server instance{number} instance{number}:8080 maxconn 8",
+                            f"server instance{number} 127.0.0.1:{server.port} maxconn 8"
+                            f" port {server.ports['health']}")
+        text = text.replace(f"instance{number}:8080", f"127.0.0.1:{server.port}")
+    return text.replace(" resolvers docker", "")
+
+
+@pytest.fixture(scope="module")
+def front(zeo_servers, tmp_path_factory):
+    """Debian's HAProxy on the compose front's config in front of the two ZEO instances; its
+    log (``log``) says when it takes a server out."""
+    haproxy = shutil.which("haproxy") or pytest.fail("haproxy is missing: apt-get install haproxy")
+    directory = tmp_path_factory.mktemp("degraded-front")
+    env = dict(os.environ, SERVER_NAMES="localhost 127.0.0.1", HSTS_MAX_AGE="0")
+    subprocess.run(["sh", str(ROOT / "compose" / "dev-certs.sh"), str(directory)], env=env,
+                   check=True, capture_output=True)
+    port, monitor = free_port(), free_port()
+    config = directory / "haproxy.cfg"
+    config.write_text(render_front((ROOT / "config" / "haproxy.cfg").read_text(),
+                                   directory / "front.pem", port, monitor, zeo_servers))
+    log_path = directory / "haproxy.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([haproxy, "-db", "-f", str(config)], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    client = httpx.Client(verify=ssl.create_default_context(cafile=str(directory / "ca.crt")),
+                          timeout=60, base_url=f"https://127.0.0.1:{port}",
+                          headers={"Host": "localhost"})
+    try:
+        yield SimpleNamespace(client=client, log=log_path, process=process)
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(10)
+
+
+def front_serves_from_both(front, servers):
+    """True once pages through the front came from each instance (by their access logs)."""
+    marker = f"via-front-{time.monotonic_ns()}"
+    for _ in range(6):
+        assert front.client.get(f"/{SITE_ID}", params={"m": marker}).status_code == 200
+    return all(marker in (server.instance / "log" / "access.log").read_text(errors="replace")
+               for server in servers)
+
+
 @pytest.fixture(scope="module")
 def relstorage_servers(tmp_path_factory, shared_postgresql, relstorage_template):
     dsn = shared_postgresql.create_database("degraded",
@@ -241,10 +299,13 @@ def test_zeo_waits_for_a_lost_server_only_storage_wait():
         storage.close()
 
 
-def test_zeo_down_degrades_serves_cached_pages_and_refuses_writes_fast(zeo_servers, zeo, results):
+def test_zeo_down_degrades_serves_cached_pages_and_refuses_writes_fast(zeo_servers, zeo, front,
+                                                                      results):
     servers = zeo_servers
     watch = ReadyWatch(servers)
     watch.until(all_ok, 60, "both instances ready and not degraded")
+    wait_for(lambda: front_serves_from_both(front, servers), 60, 0.5,
+             what="the front to send pages to both instances")
     create_document(servers[0], "made-before-zeo-stop")  # instance b never reads it
     warm(servers)
     zeo.stop()
@@ -266,6 +327,9 @@ def test_zeo_down_degrades_serves_cached_pages_and_refuses_writes_fast(zeo_serve
         for server in servers:  # after all of this, still serving what it has
             assert page(server).status_code == 200
         watch.until(degraded_by("database"), 10, "still degraded")
+        # the front's checks (2 s apart, out after 2 failures) have run several times by now
+        assert front_serves_from_both(front, servers)
+        assert " is DOWN" not in front.log.read_text(), front.log.read_text()[-2000:]
     finally:
         zeo.start()
     seconds, _ = watch.until(all_ok, 60, "both ready and not degraded again")
