@@ -6,8 +6,9 @@ tests/kube/test_podman.py), or, with ``--commits``, the ZODB's record of committ
 Documents each and /Plone/queued with TASK_ITEMS Documents, one transaction per folder, once.
 A script process has no event bus: making them publishes no event (the burst is the workflow
 transitions that follow, through an instance).
-``commits``: the committed transactions whose note (Zope's: the request's path) is a task run
-of @@txzserver-reindex, {path: count}, and the task ids in the done ledger; as JSON.
+``commits``: the committed transactions whose note (Zope's: the physical path of what was
+published, ``/Plone/queued/item-1/txzserver-reindex/__call__``) is a task run of
+@@txzserver-reindex, {note: count}, and the task ids in the done ledger; as JSON.
 """
 
 import json
@@ -21,7 +22,7 @@ from Testing.makerequest import makerequest
 from zope.component.hooks import setSite
 from zope.globalrequest import setRequest
 
-TASK_VIEW = "@@txzserver-reindex"
+TASK_VIEW = "/txzserver-reindex/__call__"
 
 
 def folder(container, name):
@@ -56,9 +57,8 @@ def commits(root):
     for record in root._p_jar.db().undoLog(0, 100000):
         note = record.get("description", "")
         note = note.decode("utf-8", "replace") if isinstance(note, bytes) else note
-        if note.rstrip().endswith(TASK_VIEW):
-            path = note.split()[0]
-            counts[path] = counts.get(path, 0) + 1
+        if note.strip().endswith(TASK_VIEW):
+            counts[note.strip()] = counts.get(note.strip(), 0) + 1
     ledger = root._p_jar.root().get("txzserver.tasks.done", {})
     done = sorted(task for period in ledger.values() for task in period)
     return {"commits": counts, "ledger": done}
