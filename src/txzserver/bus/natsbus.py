@@ -91,6 +91,7 @@ class NatsBus:
         self._delivered = 0  # the last stream sequence handed to the hub (loop thread)
         self._lost_link = False  # reconnected since: the consumer is repositioned
         self._nc = None
+        self._psub = None
         self._task = None
         self._closed = False
         self._logs = OncePerMinute(lambda text: log.warn("{text}", text=text))
@@ -227,8 +228,12 @@ class NatsBus:
                     info = await reposition(js, self.bus, self.consumer, next_seq)
                 else:
                     info = await durable_consumer(js, self.bus, self.consumer)
-                self._psub = await js.pull_subscribe_bind(durable=self.consumer,
-                                                          stream=self.bus.stream)
+                if self._psub is None:
+                    # One subscription for good: the consumer made anew keeps its name, and
+                    # events answering an earlier pull land in this one's queue (a second
+                    # subscription would leave them unread until ack-wait, out of order)
+                    self._psub = await js.pull_subscribe_bind(durable=self.consumer,
+                                                              stream=self.bus.stream)
             except errors as exc:
                 self._logs.warn("setup", "event bus: cannot set up stream %s (retrying): %r",
                                 self.bus.stream, exc)
@@ -329,6 +334,9 @@ class NatsBus:
                 self._lost_link = True  # repositioned once NATS answers again
                 await asyncio.sleep(RETRY_WAIT)
                 continue
+            msgs = await self._in_order(js, msgs)
+            if not msgs:
+                continue
             batch = [(msg.metadata.sequence.stream, self._read(msg.data)) for msg in msgs]
             done = loop.create_future()
             self.reactor.callFromThread(self._deliver_batch, batch, done)
@@ -339,6 +347,35 @@ class NatsBus:
                     await msg.ack()
                 except errors:  # delivered again later, and then dropped as a duplicate
                     break
+
+    async def _in_order(self, js, msgs):
+        """The fetched events that follow the last delivered one without a hole.
+
+        Already delivered ones (redeliveries) are acknowledged and left out. A hole the
+        stream still holds the events of (they were sent and lost on the way, and would come
+        back after ack-wait, out of order) ends the batch there: the consumer is made anew
+        after the last delivered event. A hole the stream no longer holds is a real loss:
+        ``Arrivals`` announces it."""
+        kept, expected = [], self._delivered + 1 if self._delivered else None
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if expected is not None and seq < expected:
+                try:
+                    await msg.ack()
+                except _nats_errors():
+                    pass
+                continue
+            if expected is not None and seq > expected:
+                try:
+                    first = (await js.stream_info(self.bus.stream)).state.first_seq
+                except _nats_errors():
+                    first = 0
+                if first <= expected:
+                    self._lost_link = True  # repositioned before the next fetch
+                    break
+            kept.append(msg)
+            expected = seq + 1
+        return kept
 
     def _read(self, data):
         self.received += 1
