@@ -174,6 +174,9 @@ class _Reader:
                 await asyncio.sleep(FETCH_WAIT)
                 continue
             for msg in msgs:
+                if await self._hole(js, arrivals, msg):
+                    self._lost_link = True  # go on from the last printed event
+                    break
                 status = self._one(arrivals, msg)
                 if status is not None:
                     return status
@@ -186,6 +189,21 @@ class _Reader:
                 if self.stopping.is_set():
                     break
         return 0
+
+    async def _hole(self, js, arrivals, msg):
+        """Whether ``msg`` comes after events the stream still holds but that were lost on
+        the way (they would come back after ack-wait, out of order); a hole the stream no
+        longer holds is a real loss, printed as a gap by ``_one``."""
+        expected = (arrivals.stream_seq or 0) + 1
+        if arrivals.stream_seq is None or msg.metadata.sequence.stream <= expected:
+            return False
+        import nats.errors
+        import nats.js.errors
+        try:
+            info = await js.stream_info(self.bus.stream)
+        except (nats.errors.Error, nats.js.errors.Error, OSError):
+            return True  # NATS away: read again from the last printed event
+        return info.state.first_seq <= expected
 
     def _one(self, arrivals, msg):
         """Print what ``msg`` holds; a status to exit with, or None."""
