@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from .bus.natsbus import NatsBus
+from .bus.natsconn import shown
 from .bus.publishers import LocalPublisher, ZmqBus
 from .metrics import ServerMetrics
 from .server.admission import Admission
@@ -77,7 +78,7 @@ def make_event_publisher(reactor, hub, settings):
     bus = settings.event_bus
     if bus.backend == "nats":
         log.info("txzserver event bus: NATS JetStream stream %s at %s", bus.stream,
-                 ", ".join(bus.nats_servers))
+                 shown(bus.nats_servers))
         return NatsBus(reactor, hub, bus, instance=settings.instance_name)
     log.info("txzserver event bus: publish to %s, subscribe from %s", bus.publish, bus.subscribe)
     return ZmqBus(reactor, hub, bus.publish, bus.subscribe, instance=settings.instance_name,

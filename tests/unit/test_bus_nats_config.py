@@ -212,3 +212,12 @@ def test_to_reactor_uses_call_from_thread():
 
     NatsLoop.to_reactor(Reactor(), print, 1)
     assert calls == [(print, (1,))]
+
+
+def test_server_urls_are_shown_without_their_password():
+    """Kubernetes and compose put the NATS password in the URL: logs and /healthz show host:port."""
+    from txzserver.bus.natsconn import shown
+    assert shown(["nats://txzserver:s3cret@nats-0.nats-cluster:4222", "tls://nats-1:4222"]) == \
+        "nats://nats-0.nats-cluster:4222, tls://nats-1:4222"
+    assert shown("nats://user:pw@127.0.0.1") == "nats://127.0.0.1"
+    assert "s3cret" not in shown("nats://txzserver:s3cret@host:4222")

@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from .interfaces import IEventPublisher
 from .message import UnsafeURL, from_wire
-from .natsconn import NatsLoop, connect_options
+from .natsconn import NatsLoop, connect_options, shown
 from .natsstream import (Arrivals, durable_consumer, ensure_stream, message_id, replicas_for,
                          reposition, subject_of, token, unnumbered)
 from .security import OncePerMinute
@@ -156,7 +156,7 @@ class NatsBus:
     def links_up(self):
         """{the NATS servers: connected, with the stream and consumer set up}."""
         connected = self._ready and self._nc is not None and self._nc.is_connected
-        return {", ".join(self.bus.nats_servers): connected}
+        return {shown(self.bus.nats_servers): connected}
 
     def close(self):
         """Let the queued events go out (``CLOSE_TIMEOUT`` at most), then disconnect."""
@@ -211,10 +211,10 @@ class NatsBus:
                 nc = await nats.connect(**options)
             except errors as exc:
                 self._logs.warn("connect", "event bus: cannot reach NATS at %s (retrying): %r",
-                                ", ".join(self.bus.nats_servers), exc)
+                                shown(self.bus.nats_servers), exc)
                 await asyncio.sleep(RETRY_WAIT)
                 continue
-            log.info("event bus: connected to NATS {url}", url=str(nc.connected_url.netloc))
+            log.info("event bus: connected to NATS {url}", url=shown(nc.connected_url.geturl()))
             return nc
 
     async def _set_up(self, js, next_seq=None):
@@ -408,7 +408,7 @@ class NatsBus:
 
     async def _reconnected(self):
         self._lost_link = True
-        log.info("event bus: reconnected to NATS {url}", url=str(self._nc.connected_url.netloc))
+        log.info("event bus: reconnected to NATS {url}", url=shown(self._nc.connected_url.geturl()))
 
     async def _error(self, exc):
         self._logs.warn("error", "event bus: NATS: %r", exc)

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import ssl
 import threading
+from urllib.parse import urlsplit
 
 from twisted.logger import Logger
 
@@ -18,6 +19,20 @@ log = Logger()
 
 #: seconds between reconnection attempts to a NATS server (nats-py's default is 2)
 RECONNECT_WAIT = 1
+
+
+def shown(urls):
+    """The server URLs as logs, errors and /healthz may show them: scheme, host and port, never
+    the user:password a URL may carry (Kubernetes and compose put the password there)."""
+    if isinstance(urls, str):
+        urls = [urls]
+    return ", ".join(_without_userinfo(url) for url in urls)
+
+
+def _without_userinfo(url):
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def connect_options(bus, name=None):

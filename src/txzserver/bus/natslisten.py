@@ -21,7 +21,7 @@ import signal
 import sys
 
 from .message import PrincipalChange, UnsafeURL, from_wire
-from .natsconn import connect_options
+from .natsconn import connect_options, shown
 from .natsstream import Arrivals, durable_consumer, reposition, token
 
 ANONYMOUS = frozenset({"Anonymous"})
@@ -110,7 +110,7 @@ class _Reader:
         try:  # once connected it reconnects for ever; the first connection must come soon
             nc = await asyncio.wait_for(nats.connect(**options), CONNECT_WAIT)
         except (nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
-            raise DurableListenError(f"cannot reach NATS at {', '.join(self.bus.nats_servers)}:"
+            raise DurableListenError(f"cannot reach NATS at {shown(self.bus.nats_servers)}:"
                                      f" {exc!r}") from exc
         try:
             return await self._read(nc.jetstream())

@@ -304,7 +304,8 @@ def nats_url(value):
     """Key datatype of nats-server: a nats:// or tls:// URL with a host."""
     url = value.strip()
     if not url.startswith(NATS_SCHEMES) or not urlsplit(url).hostname:
-        raise ValueError(f"event-bus nats-server must be a nats:// or tls:// URL, not {value!r}")
+        raise ValueError(f"event-bus nats-server must be a nats:// or tls:// URL, not"
+                         f" {value.split('@')[-1]!r} (user:password, if any, not shown)")
     return url
 
 
