@@ -87,6 +87,15 @@ def test_bad_nats_queue_values_are_refused(tmp_path):
     for key in ("ack-wait 0s", "max-deliver 0", "max-age 10s", "replicas 6"):
         with pytest.raises(ConfigError, match="ack-wait must be at least 1s"):
             load(conf(tmp_path, NATS_BUS + f"<task-queue q>\n  backend nats\n  {key}\n</task-queue>"))
+    with pytest.raises(ConfigError, match="publish-wait must be 0s to 60s"):
+        load(conf(tmp_path, NATS_BUS + "<task-queue q>\n  backend nats\n  publish-wait 2m\n</task-queue>"))
+
+
+def test_publish_wait_defaults_to_5s_and_may_be_off(tmp_path):
+    _, settings = load(conf(tmp_path, NATS_BUS + "<task-queue default>\n  backend nats\n</task-queue>\n"
+                            "<task-queue bulk>\n  backend nats\n  publish-wait 0s\n</task-queue>"))
+    default, bulk = settings.task_queues
+    assert (default.publish_wait, bulk.publish_wait) == (5.0, 0.0)
 
 
 def test_duplicate_names_are_refused():

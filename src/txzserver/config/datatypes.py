@@ -366,6 +366,9 @@ class TaskQueueSettings:
     max_age: float = 24 * 3600.0
     #: nats: copies of the task stream in a JetStream cluster (3 for a 3-node cluster)
     replicas: int = 1
+    #: nats: seconds the Zope thread that committed tasks waits, before its response goes out,
+    #: for NATS to store them (their PubAcks); 0: it does not wait
+    publish_wait: float = 5.0
 
     def __post_init__(self):
         if self.backend not in TASK_BACKENDS:
@@ -384,6 +387,9 @@ class TaskQueueSettings:
                     or not 1 <= self.replicas <= 5:
                 raise ValueError(f"task-queue {self.name}: ack-wait must be at least 1s, max-deliver"
                                  " at least 1, max-age at least 1m, replicas 1 to 5")
+            if not 0 <= self.publish_wait <= 60:
+                raise ValueError(f"task-queue {self.name}: publish-wait must be 0s to 60s (a"
+                                 " response waits that long for NATS)")
 
 
 def task_backend(value):
@@ -397,7 +403,8 @@ def task_queue_settings(section):
         retry_max_delay=float(section.retry_max_delay), task_user=(section.task_user or "").strip(),
         push=(section.push or DEFAULT_TASKS_PUSH).strip(), pull=(section.pull or DEFAULT_TASKS_PULL).strip(),
         ack_wait=float(section.ack_wait), max_deliver=section.max_deliver,
-        max_age=float(section.max_age), replicas=section.replicas)
+        max_age=float(section.max_age), replicas=section.replicas,
+        publish_wait=float(section.publish_wait))
 
 
 def named_logger(section):

@@ -13,4 +13,5 @@ class ITaskQueues(Interface):
         """The user id every task of queue ``name`` runs as, or "" (the user who queued it)."""
 
     def submit(tasks):
-        """Queue committed ``Task`` objects (any thread; never blocks on the network)."""
+        """Queue committed ``Task`` objects (any thread). A nats queue, called in a Zope thread,
+        returns once NATS stored them or after its publish-wait; the others never wait."""

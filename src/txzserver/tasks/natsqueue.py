@@ -14,17 +14,27 @@ reported "in progress" every third of ack-wait while it runs or waits for a retr
 the tasks still held are nak'ed, so another instance takes them at once.
 
 All NATS work runs on the process's NatsLoop; the held messages are touched only in the loop's
-thread, the runner only in the reactor's (``to_reactor``). Publishing never blocks the Zope
-thread that committed: ``submit`` only schedules it.
+thread, the runner only in the reactor's (``to_reactor``).
+
+A response that follows a commit must follow its tasks' durability (an instance killed right
+after answering "queued" must not take them along): ``submit`` runs in the after-commit hook, in
+the Zope thread that committed, and Zope's publish_module calls start_response only after the
+commit, so ``submit`` waiting there for the PubAcks holds the response until NATS stored the
+tasks. The wait is bounded by the queue's publish-wait: with NATS unreachable the response goes
+out, and the tasks stay in memory, offered again every second, with a warning naming them. It
+never waits in the reactor's thread or the loop's own.
 """
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 import time
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NoStreamResponseError, ServiceUnavailableError
+from twisted.python.threadable import isInIOThread
 
 from ..bus.natsconn import NatsLoop, connect_options
 from ..bus.security import OncePerMinute
@@ -43,6 +53,9 @@ PUBLISH_TIMEOUT = 5.0
 FETCH_WAIT = 5.0
 #: seconds a committed task is offered to NATS (while it is unreachable) before it is given up
 PUBLISH_GIVE_UP = 600.0
+#: publishes awaiting their PubAck at once: a transaction's tasks are stored in about one round
+#: trip (one after the other, 50 tasks on an R3 stream would add 50 replication round trips)
+PUBLISH_WINDOW = 64
 #: what NATS answers when the stream or the consumer is not there (a node started on a new
 #: store, someone deleted it): both are made again
 MISSING = (NoStreamResponseError, ServiceUnavailableError)
@@ -95,9 +108,32 @@ class NatsBackend:
     # any thread
 
     def submit(self, tasks):
-        """Schedule the publishing of committed ``tasks``; returns at once."""
-        if not self._closed:
-            self.loop.run(self._publish(list(tasks)))
+        """Publish committed ``tasks``; in a Zope thread, return once NATS stored them all, or
+        after publish-wait (a warning names those not yet stored; they are offered again)."""
+        if self._closed:
+            return
+        tasks, stored = list(tasks), set()
+        future = self.loop.run(self._publish(tasks, stored))
+        if self.settings.publish_wait <= 0 or isInIOThread() \
+                or threading.current_thread() is self.loop.thread:
+            return
+        try:
+            future.result(self.settings.publish_wait)
+        except concurrent.futures.TimeoutError:
+            waiting = [task.id for task in tasks if task.id not in stored]
+            log.warning("task queue %s: NATS did not store %d task(s) within publish-wait %gs:"
+                        " not durable yet, held in this instance's memory and offered again:"
+                        " %s", self.settings.name, len(waiting), self.settings.publish_wait,
+                        " ".join(waiting))
+            future.add_done_callback(lambda _: self._stored_late(waiting, stored))
+        except concurrent.futures.CancelledError:
+            pass  # the loop stopped: the tasks were given up (dead-letter log)
+
+    def _stored_late(self, waiting, stored):
+        late = [task_id for task_id in waiting if task_id in stored]
+        if late:
+            log.info("task queue %s: NATS stored %d task(s) after publish-wait, durable now: %s",
+                     self.settings.name, len(late), " ".join(late))
 
     # reactor thread
 
@@ -178,9 +214,15 @@ class NatsBackend:
                 self._logs.warn("repair", "task queue %s: making the stream again failed: %s",
                                 self.settings.name, error)
 
-    async def _publish(self, tasks):
+    async def _publish(self, tasks, stored):
+        """Publish ``tasks`` (up to PUBLISH_WINDOW awaiting their PubAck at once), adding the id
+        of each one NATS stored to ``stored``; done when each is stored or given up."""
         deadline = time.monotonic() + PUBLISH_GIVE_UP
-        for task in tasks:
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
+        await asyncio.gather(*(self._publish_one(task, stored, deadline, window) for task in tasks))
+
+    async def _publish_one(self, task, stored, deadline, window):
+        async with window:
             while True:
                 try:
                     if not self._ready.is_set():
@@ -188,14 +230,15 @@ class NatsBackend:
                     await self.js.publish(self.subject, task.to_wire(), timeout=PUBLISH_TIMEOUT,
                                           headers={"Nats-Msg-Id": task.id})
                     self.published += 1
-                    break
+                    stored.add(task.id)
+                    return
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     if self._closed or time.monotonic() > deadline:
                         reason = f"NATS did not store it: {type(exc).__name__}: {exc}"
                         NatsLoop.to_reactor(self.reactor, self.runner.give_up, task, 0, reason)
-                        break
+                        return
                     self._logs.warn("publish", "task queue %s: publishing a task failed (%s: %s);"
                                     " trying again", self.settings.name, type(exc).__name__, exc)
                     if isinstance(exc, MISSING):
