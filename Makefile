@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
+UV := $(BIN)/uv
+UV_OPTIONS = --python $(BIN)/python --compile-bytecode -c constraints.txt
 INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
@@ -15,10 +17,13 @@ help:
 venv: $(VENV)/.installed
 
 # The lock (constraints.txt) pins every package, for this venv and for the images.
+# uv (itself pinned there) installs them: about 20 s where pip takes 3 minutes; bytecode compiled
+# at install as pip does. The images install the same lock with pip (images/runtime/install.sh).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt setuptools wheel
-	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt --no-build-isolation -e '.[plone,relstorage,supervisor,test]'
+	$(PIP) install --quiet --disable-pip-version-check -c constraints.txt uv
+	$(UV) pip install --quiet $(UV_OPTIONS) setuptools wheel
+	$(UV) pip install --quiet $(UV_OPTIONS) --no-build-isolation -e '.[plone,relstorage,supervisor,test]'
 	touch $@
 
 $(INSTANCE)/etc/zope.conf: | venv
