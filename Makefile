@@ -9,7 +9,7 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv run test check unit integration lint lint-python bench clean browser webdav-tools h2load postgresql
+.PHONY: help venv run test check unit integration lint lint-python bench clean browser webdav-tools h2load postgresql host-packages
 
 help:
 	@echo "make up | make down | make logs | make ps | make images | make test | make check | make lint | make bench | make run | make venv | make clean"
@@ -38,7 +38,7 @@ run: venv $(INSTANCE)/etc/zope.conf
 # test under podman (`make k8s-smoke`), the smoke tests of the images and against the compose
 # stack (`make smoke`) and against its RelStorage variant (`make smoke-relstorage`). Stops at the
 # first that fails. What needs apt is installed first, one after the other.
-test: venv browser webdav-tools postgresql lint-tools docker-host
+test: venv host-packages docker-host
 	@mkdir -p build; echo "images/build.sh (in the background; log: build/images.log)"; \
 	images/build.sh >build/images.log 2>&1 & build=$$!; \
 	tests=0; $(MAKE) --no-print-directory lint && $(BIN)/pytest $(PYTEST_PARALLEL) || tests=$$?; \
@@ -51,6 +51,20 @@ test: venv browser webdav-tools postgresql lint-tools docker-host
 # pytest-xdist: a test module runs wholly in one worker (its module fixtures start its servers once)
 PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
+
+# Every Debian package make test needs, installed in one apt-get run when some are missing (as
+# root): Chromium for the browser test, litmus and cadaver (WebDAV), PostgreSQL (RelStorage),
+# HAProxy (the front's config in front of real instances), the container lints' tools, Docker and
+# podman with what images/docker-host.sh and images/podman-host.sh check for.
+HOST_PACKAGES := chromium chromium-driver litmus cadaver postgresql haproxy shellcheck yamllint \
+	docker.io docker-compose debootstrap curl openssl podman catatonit
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	  | grep -q '^install ok installed' || printf ' %s' $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then echo "apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "make test needs:$$missing (as root: apt-get install$$missing)" >&2; exit 1; fi
 
 # Headless Chromium for the browser test, from Debian (installed when run as root).
 browser:
