@@ -7,15 +7,21 @@ Proved: a task published twice (same Nats-Msg-Id) runs once and is removed from 
 once acknowledged; an instance fetches only as many tasks as it has free slots; a long task
 kept "in progress" is not delivered elsewhere; an instance that dies holding tasks leaves them to
 another after ack-wait, which runs them (or, if the ledger has the id, acknowledges without a
-run); a given-up task is terminated, not delivered again; a lost stream is made again.
+run); a given-up task is terminated, not delivered again; a lost stream is made again. And
+``submit`` in a Zope thread returns only once NATS stored every task (publish-wait), or after
+publish-wait with a warning naming those not yet stored when NATS is away; never waits in the
+reactor's thread.
 """
 
 import asyncio
+import logging
+import re
 import threading
 import time
 
 import nats
 import pytest
+from twisted.python import threadable
 from twisted.python.threadpool import ThreadPool
 
 from tests.support.nats import NatsServer
@@ -98,13 +104,14 @@ class Ledger:
 class Instance:
     """One "instance": reactor thread, pool, runner and nats backend of queue ``queue``."""
 
-    def __init__(self, url, queue, app, ledger=None, concurrency=2, ack_wait=2.0, retries=0):
+    def __init__(self, url, queue, app, ledger=None, concurrency=2, ack_wait=2.0, retries=0,
+                 publish_wait=5.0):
         self.dead = False
         self.reactor = PumpReactor()
         self.pool = ThreadPool(concurrency, concurrency)
         self.pool.start()
         self.settings = TaskQueueSettings(queue, "nats", concurrency=concurrency, retries=retries,
-                                          ack_wait=ack_wait)
+                                          ack_wait=ack_wait, publish_wait=publish_wait)
         self.runner = TaskRunner(self.reactor, self.pool, self.settings, app=app)
         bus = EventBusSettings("ipc:///unused", "ipc:///unused", backend="nats", nats_servers=(url,))
         self.backend = NatsBackend(self.reactor, self.runner, bus, ledger=ledger or Ledger())
@@ -248,3 +255,55 @@ def test_a_lost_stream_is_made_again(nats_server, instances, caplog):
     wait_for(lambda: alpha.backend.acked == 5, 60, what="3 more acknowledgements")
     assert sorted(app.ran) == ["after0", "after1", "after2", "before0", "before1"]
     assert "task queue lost: NATS had no stream or consumer" in caplog.text
+
+
+def test_submit_returns_once_nats_stored_every_task(nats_server, instances):
+    """In a Zope thread (here the test's), ``submit`` returns after the PubAcks: the stream
+    holds every task at that moment (the runner is held: none is taken off it)."""
+    app = App()
+    app.gate.clear()
+    alpha = Instance(nats_server.url, "stored", app, concurrency=2)
+    instances.append(alpha)
+    started = time.monotonic()
+    alpha.backend.submit(tasks("stored", "s", 50))
+    took = time.monotonic() - started
+    assert alpha.backend.published == 50
+    assert consumer_state(nats_server.url, "stored")[0] == 50
+    print(f"submit of 50 tasks returned after their PubAcks in {took:.3f} s")
+    app.gate.set()
+    wait_for(lambda: alpha.backend.acked == 50, 60, what="50 acknowledgements")
+
+
+def test_nats_away_submit_waits_publish_wait_warns_and_stores_later(nats_server, instances, caplog):
+    """NATS stopped: a Zope thread's ``submit`` returns after publish-wait, with a warning
+    naming the tasks not stored yet; the reactor's thread never waits. Once NATS is back, the
+    tasks are stored (logged) and run."""
+    caplog.set_level(logging.INFO, logger="txzserver.tasks")
+    app = App()
+    alpha = Instance(nats_server.url, "away", app, publish_wait=1.0)
+    instances.append(alpha)
+    previous = threadable.ioThread
+    alpha.reactor.call(threadable.registerAsIOThread)  # the pump thread is the reactor's
+    nats_server.stop()
+    try:
+        started = time.monotonic()
+        alpha.backend.submit(tasks("away", "z", 3))
+        waited = time.monotonic() - started
+        started = time.monotonic()
+        alpha.reactor.call(alpha.backend.submit, tasks("away", "r", 2))
+        in_reactor = time.monotonic() - started
+    finally:
+        threadable.ioThread = previous
+        nats_server.start()
+    print(f"NATS away: submit waited {waited:.3f} s in a Zope thread, {in_reactor:.3f} s in the"
+          " reactor's")
+    assert 1.0 <= waited < 1.0 + 10
+    assert in_reactor < waited  # scheduled only: no PubAck could come while NATS was away
+    warned = re.findall(r"task queue away: NATS did not store (\d+) task\(s\) within publish-wait"
+                        r" 1s: not durable yet, held in this instance's memory and offered again:"
+                        r" ([\w ]+)", caplog.text)
+    assert warned == [("3", "z0 z1 z2")]
+    wait_for(lambda: alpha.backend.acked == 5, 60, what="5 acknowledgements after NATS is back")
+    assert sorted(app.ran) == ["r0", "r1", "z0", "z1", "z2"]
+    wait_for(lambda: "task queue away: NATS stored 3 task(s) after publish-wait, durable now:"
+             " z0 z1 z2" in caplog.text, 30, what="the late store logged")
