@@ -12,6 +12,7 @@ from tests.support.instance import (
     new_instance,
 )
 from tests.support.cluster import relstorage_source, zeo_storage_source
+from tests.support.nats import NatsServer
 from tests.support.postgresql import PostgreSQL, build_site
 from tests.support.server import ServerProcess, free_port
 from tests.support.tls import make_certificates
@@ -152,3 +153,23 @@ def site_id():
 def big_file(plone_template):
     return {"path": f"/{SITE_ID}/{BIG_FILE_ID}", "sha256": plone_template["big_sha256"],
             "size": plone_template["big_size"]}
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory):
+    """A real nats-server with JetStream for the module (stopped cleanly after it)."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats(tmp_path):
+    """A real nats-server with JetStream of the test's own (killed after it: nothing to keep)."""
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -35,15 +35,6 @@ def nodes():
     NatsLoop.instance().stop()
 
 
-@pytest.fixture
-def nats(tmp_path):
-    server = NatsServer(tmp_path / "nats").start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 def expected(prefix, count, start=0):
     return [f"/Plone/{prefix}/{n}" for n in range(start, start + count)]
 

@@ -23,15 +23,6 @@ from tests.support.server import free_port, wait_for
 
 
 @pytest.fixture
-def nats(tmp_path):
-    server = NatsServer(tmp_path / "nats").start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture
 def publisher(nats):
     node = Node([nats.url], "publisher").ready()
     try:

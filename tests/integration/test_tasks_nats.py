@@ -18,7 +18,6 @@ import pytest
 
 from tests.support.cluster import Cluster, zeo_storage_source
 from tests.support.instance import ADMIN, with_task_views
-from tests.support.nats import NatsServer
 from tests.support.tasks import hits, queue, wait_hits
 
 ACK_WAIT = 3
@@ -29,15 +28,6 @@ def nats_conf(url):
     return (f"<event-bus>\n  backend nats\n  nats-server {url}\n  max-bytes 256MB\n</event-bus>\n"
             f"<task-queue default>\n  backend nats\n  concurrency 2\n  ack-wait {ACK_WAIT}s\n"
             "  retries 5\n  retry-delay 1s\n  retry-max-delay 2s\n</task-queue>")
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory):
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

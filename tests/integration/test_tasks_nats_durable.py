@@ -20,7 +20,6 @@ import pytest
 
 from tests.support.cluster import Cluster, zeo_storage_source
 from tests.support.instance import ADMIN, with_task_views
-from tests.support.nats import NatsServer
 from tests.support.tasks import hits, queue, wait_log
 from tests.support.server import wait_for
 from txzserver.tasks.natsqueue import CONSUMER
@@ -41,15 +40,6 @@ def nats_conf(url):
     return (f"<event-bus>\n  backend nats\n  nats-server {url}\n  max-bytes 256MB\n</event-bus>\n"
             f"<task-queue default>\n  backend nats\n  concurrency 3\n  ack-wait {ACK_WAIT}s\n"
             f"  publish-wait {PUBLISH_WAIT:g}s\n</task-queue>")
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory):
-    server = NatsServer(tmp_path_factory.mktemp("nats"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
