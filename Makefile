@@ -48,9 +48,11 @@ test: venv host-packages docker-host
 	$(MAKE) smoke
 	$(MAKE) smoke-relstorage
 
-# pytest-xdist: a test module runs wholly in one worker (its module fixtures start its servers once)
+# pytest-xdist: a test module runs wholly in one worker (its module fixtures start its servers
+# once); modules are handed out in collection order, longest first (tests/conftest.py), not
+# xdist's default of the most tests first
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Every Debian package make test needs, installed in one apt-get run when some are missing (as
 # root): Chromium for the browser test, litmus and cadaver (WebDAV), PostgreSQL (RelStorage),

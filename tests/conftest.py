@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 #: Wall seconds of the longest integration modules (one measured `make test` run on 2 cores). Only
-#: an ordering hint: with `--dist loadfile` each worker takes the next module when it is free, so
-#: the longest go first and the last ones handed out are short (less time with one worker idle
-#: while the other finishes a long module). A module not listed counts as ``UNLISTED``.
+#: an ordering hint: with `--dist loadfile --no-loadscope-reorder` (the Makefile's) each worker
+#: takes the next module in this order when it is free, so the longest go first and the last ones
+#: handed out are short (less time with one worker idle while the other finishes a long module).
+#: A module not listed counts as ``UNLISTED``.
 WALL_SECONDS = {
     "test_webdav.py": 126, "test_bus_nats.py": 126, "test_http1_hostile.py": 103,
     "test_http2_hostile.py": 86, "test_notifications.py": 84, "test_degraded.py": 83,
