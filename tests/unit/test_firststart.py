@@ -60,6 +60,29 @@ def test_a_step_that_conflicts_is_retried_and_finds_the_other_commit(caplog):
     db.close()
 
 
+def test_a_zeo_server_busy_at_start_is_asked_again_when_told_so(caplog):
+    """Opening the database passes ClientDisconnected (a server that accepted the connection
+    but did not finish the handshake within wait-timeout); other steps do not."""
+    from ZEO.Exceptions import ClientDisconnected
+    tries = []
+
+    def opens_on_the_second_try():
+        tries.append(1)
+        if len(tries) == 1:
+            raise ClientDisconnected("timed out waiting for connection")
+        return "opened"
+    with caplog.at_level(logging.WARNING, "txzserver"):
+        assert firststart.retry_on_conflict(opens_on_the_second_try, "the root of database 'main'",
+                                            first_wait=0.001,
+                                            errors=(ConflictError, ClientDisconnected)) == "opened"
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        "first start: ClientDisconnected on the root of database 'main' (its server is busy")
+    tries.clear()
+    with pytest.raises(ClientDisconnected):
+        firststart.retry_on_conflict(opens_on_the_second_try, "x", first_wait=0.001)
+
+
 def test_the_last_try_raises():
     def always():
         raise ConflictError("always")

@@ -10,6 +10,10 @@ exited (2 of 3 processes started at once on a new ZEO, each time we tried). Whil
 (``retrying()``, used by ``startup.start_zope``), each of those steps is retried after an
 abort, with a doubling, jittered wait, and logged. Each step looks first for what it would make,
 so a retry finds what the other process committed and leaves it as it is.
+Opening the database is also retried when a ZEO server that accepts connections does not finish
+the client's handshake within ``wait-timeout`` (the image's 1 s, meant for requests): a server
+busy with the other processes' first starts (seen in the Kubernetes smoke test: an instance
+crashed twice on ClientDisconnected at start, on a quiet machine).
 Test: tests/integration/test_first_start.py.
 """
 
@@ -23,6 +27,7 @@ import App.ZApplication
 import OFS.Application
 import Products
 import transaction
+from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 from Zope2.Startup.datatypes import ZopeDatabase
 
@@ -35,21 +40,23 @@ FIRST_WAIT = 0.2
 MAX_WAIT = 5.0
 
 
-def retry_on_conflict(step, what, attempts=ATTEMPTS, first_wait=FIRST_WAIT, max_wait=MAX_WAIT):
-    """``step()`` again after a ConflictError (the transaction aborted, a jittered wait);
-    the last try's error is raised."""
+def retry_on_conflict(step, what, attempts=ATTEMPTS, first_wait=FIRST_WAIT, max_wait=MAX_WAIT,
+                      errors=(ConflictError,)):
+    """``step()`` again after one of ``errors`` (a ConflictError by default; the transaction
+    aborted, a jittered wait); the last try's error is raised."""
     wait = first_wait
     for attempt in range(1, attempts + 1):
         try:
             return step()
-        except ConflictError as error:
+        except errors as error:
             transaction.abort()
             if attempt == attempts:
                 raise
             pause = random.uniform(wait / 2, wait)  # processes that collided do not meet again
-            log.warning("first start: ConflictError on %s (another process made it at the same "
-                        "time), try %d of %d, retrying in %.1f s: %s",
-                        what, attempt, attempts, pause, error)
+            why = ("another process made it at the same time" if isinstance(error, ConflictError)
+                   else "its server is busy with other processes' starts")
+            log.warning("first start: %s on %s (%s), try %d of %d, retrying in %.1f s: %s",
+                        type(error).__name__, what, why, attempt, attempts, pause, error)
             time.sleep(pause)
             wait = min(wait * 2, max_wait)
 
@@ -65,7 +72,8 @@ def _open_database(open_database):
                 # the failed DB entered itself in ``databases`` (ZODB closed its storage)
                 databases.pop(database_name, None)
                 raise
-        return retry_on_conflict(step, f"the root of database {database_name!r}")
+        return retry_on_conflict(step, f"the root of database {database_name!r}",
+                                 errors=(ConflictError, ClientDisconnected))
     return wrapper
 
 
