@@ -14,27 +14,12 @@ import yaml
 
 from tests.kube import netpol
 from tests.kube.manifests import (
-    KUSTOMIZE_ROOT, KUBECTL, NAMESPACE, OVERLAYS, by_kind, cluster_pods, environment, find,
-    pod_template, render, render_variant, who_reaches, workloads)
+    KUSTOMIZE_ROOT, KUBECTL, NAMESPACE, by_kind, cluster_pods, environment, find,
+    pod_template, render_variant, who_reaches, workloads)
 
 HEALTH_PATHS = {"startupProbe": "/healthz/startup", "readinessProbe": "/healthz/ready",
                 "livenessProbe": "/healthz/live"}
 ZODB_CLIENTS = {"instance", "create-site", "pack"}
-
-
-@pytest.fixture(scope="module", params=OVERLAYS)
-def overlay(request):
-    return request.param, render(KUSTOMIZE_ROOT / "overlays" / request.param)
-
-
-@pytest.fixture(scope="module")
-def dev():
-    return render(KUSTOMIZE_ROOT / "overlays" / "dev")
-
-
-@pytest.fixture(scope="module")
-def production():
-    return render(KUSTOMIZE_ROOT / "overlays" / "production")
 
 
 @pytest.fixture(scope="module")

@@ -11,27 +11,11 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 from tests.kube import netpol
 from tests.kube.manifests import (
-    KUSTOMIZE_ROOT, NAMESPACE, OVERLAYS, by_kind, cluster_pods, environment, find, pod_template,
-    render, who_reaches)
-
-
-@pytest.fixture(scope="module", params=OVERLAYS)
-def overlay(request):
-    return request.param, render(KUSTOMIZE_ROOT / "overlays" / request.param)
-
-
-@pytest.fixture(scope="module")
-def dev():
-    return render(KUSTOMIZE_ROOT / "overlays" / "dev")
-
-
-@pytest.fixture(scope="module")
-def production():
-    return render(KUSTOMIZE_ROOT / "overlays" / "production")
+    NAMESPACE, by_kind, cluster_pods, environment, find, pod_template,
+    who_reaches)
 
 
 def instance_env(objects):
