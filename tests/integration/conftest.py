@@ -13,6 +13,7 @@ from tests.support.instance import (
 )
 from tests.support.cluster import relstorage_source, zeo_storage_source
 from tests.support.nats import NatsServer
+from tests.support.outage import Broker, Zeo
 from tests.support.postgresql import PostgreSQL, build_site
 from tests.support.server import ServerProcess, free_port
 from tests.support.tls import make_certificates
@@ -173,3 +174,22 @@ def nats(tmp_path):
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A real `txzserver broker` of the module's own (its tests may stop and start it)."""
+    server = Broker(tmp_path_factory.mktemp("bus"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def zeo(tmp_path_factory, plone_template):
+    """A real ZEO server on a copy of the Plone template, the module's own (its tests may stop
+    and start it)."""
+    server = Zeo(tmp_path_factory.mktemp("zeo"), plone_template["directory"])
+    server.start()
+    yield server
+    server.stop()

@@ -31,7 +31,6 @@ from ZODB.utils import p64
 from tests.support.cluster import zeo_storage
 from tests.support.instance import ADMIN, BIG_FILE_ID, ROOT, SITE_ID, http_server, new_instance
 from tests.support.nats import NatsServer
-from tests.support.outage import Broker, Zeo
 from tests.support.postgresql import STORAGE_CONF, relstorage_environment
 from tests.support.server import ServerProcess, free_port, wait_for
 from txzserver.zope.storagedown import set_zeo_wait
@@ -179,22 +178,6 @@ def writes_work_again(servers, title, timeout=60):
     for server in servers:
         wait_for(lambda: title_of(server) == title, 30, 0.2, what="the new title on each instance")
     return time.monotonic() - begin
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    server = Broker(tmp_path_factory.mktemp("degraded-bus"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def zeo(tmp_path_factory, plone_template):
-    server = Zeo(tmp_path_factory.mktemp("degraded-zeo"), plone_template["directory"])
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

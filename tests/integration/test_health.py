@@ -16,7 +16,6 @@ import pytest
 
 from tests.support.cluster import zeo_storage
 from tests.support.instance import ADMIN, ROOT, TXZSERVER, http_server, new_instance, with_task_views
-from tests.support.outage import Broker, Zeo
 from tests.support.server import ServerProcess, wait_for
 from tests.support.slow import SlowReader
 
@@ -33,27 +32,11 @@ shutdown-timeout 60s
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    server = Broker(tmp_path_factory.mktemp("health-bus"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def results():
     found = {}
     yield found
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(found, indent=2, sort_keys=True) + "\n")
-
-
-@pytest.fixture(scope="module")
-def zeo(tmp_path_factory, plone_template):
-    server = Zeo(tmp_path_factory.mktemp("health-zeo"), plone_template["directory"])
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
