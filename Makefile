@@ -33,20 +33,13 @@ $(INSTANCE)/etc/zope.conf: | venv
 run: venv $(INSTANCE)/etc/zope.conf
 	$(BIN)/txzserver serve $(INSTANCE)/etc/zope.conf --site $(SITE)
 
-# The images build in the background (their log: build/images.log, printed when the build fails)
-# while the lints and pytest (unit + integration, on both cores) run; then the Kubernetes smoke
-# test under podman (`make k8s-smoke`), the smoke tests of the images and against the compose
-# stack (`make smoke`) and against its RelStorage variant (`make smoke-relstorage`). Stops at the
-# first that fails. What needs apt is installed first, one after the other.
+# Every test: tools/test-all.sh overlaps what waits on different things. The images build in the
+# background and then the Kubernetes smoke test runs there under podman (`make k8s-smoke`), while
+# the lints and pytest (unit + integration, on both cores) run; then the smoke tests of the images
+# and against the compose stack (`make smoke`) and its RelStorage variant (`make smoke-relstorage`).
+# Every phase runs; the exit status is the first failure's. What needs apt is installed first.
 test: venv host-packages docker-host
-	@mkdir -p build; echo "images/build.sh (in the background; log: build/images.log)"; \
-	images/build.sh >build/images.log 2>&1 & build=$$!; \
-	tests=0; $(MAKE) --no-print-directory lint && $(BIN)/pytest $(PYTEST_PARALLEL) || tests=$$?; \
-	if ! wait $$build; then cat build/images.log; echo "make test: images/build.sh failed" >&2; exit 1; fi; \
-	tail -n 6 build/images.log; exit $$tests
-	$(MAKE) k8s-smoke
-	$(MAKE) smoke
-	$(MAKE) smoke-relstorage
+	@MAKE="$(MAKE)" BIN="$(BIN)" PYTEST_PARALLEL="$(PYTEST_PARALLEL)" tools/test-all.sh
 
 # pytest-xdist: a test module runs wholly in one worker (its module fixtures start its servers
 # once); modules are handed out in collection order, longest first (tests/conftest.py), not

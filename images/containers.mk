@@ -85,7 +85,7 @@ lint-tools:
 
 lint-containers: venv lint-tools lint-compose
 	$(BIN)/hadolint images/*/Dockerfile
-	shellcheck images/*.sh images/*/*.sh compose/*.sh
+	shellcheck images/*.sh images/*/*.sh compose/*.sh tools/*.sh
 	yamllint -s -c config/yamllint.yml compose config $(wildcard .github)
 
 compose-v2: $(COMPOSE_V2)
