@@ -207,11 +207,13 @@ def _cmd_checkconfig(args):
 
 
 def build_parser():
+    from . import __version__
     from .bus import DEFAULT_PUBLISH, DEFAULT_SUBSCRIBE, DEFAULT_TASKS_PULL, DEFAULT_TASKS_PUSH
     from .bus.security import DEFAULT_HIGH_WATER_MARK, DEFAULT_MAX_MESSAGE_SIZE
     from .listen import GAP_STATUS
 
     parser = argparse.ArgumentParser(prog="txzserver", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run Zope with the Twisted server")
