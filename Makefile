@@ -9,10 +9,10 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv run test check unit integration lint lint-python bench clean browser webdav-tools h2load postgresql host-packages
+.PHONY: help venv run test check unit integration lint lint-python lint-docs docs bench clean browser webdav-tools h2load postgresql host-packages
 
 help:
-	@echo "make up | make down | make logs | make ps | make images | make test | make check | make lint | make bench | make run | make venv | make clean"
+	@echo "make up | make down | make logs | make ps | make images | make test | make check | make lint | make docs | make bench | make run | make venv | make clean"
 
 venv: $(VENV)/.installed
 
@@ -100,12 +100,28 @@ unit: venv
 integration: venv postgresql
 	$(BIN)/pytest $(PYTEST_PARALLEL) tests/integration
 
-# ruff, the import direction of the package (tools/check_imports.py), the container lints
-lint: lint-python lint-containers
+# ruff, the import direction of the package (tools/check_imports.py), the docs' internal links,
+# the container lints
+lint: lint-python lint-docs lint-containers
 
 lint-python: venv
 	$(BIN)/ruff check src tests tools
 	$(BIN)/python tools/check_imports.py src/txzserver
+
+# The documentation site (docs/, Sphinx + MyST, the Furo theme) into build/docs; any warning fails.
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -b html -W --keep-going -n -q docs build/docs
+	@echo "build/docs/index.html"
+
+# Every internal link and anchor of docs/ resolved (the dummy builder writes nothing); external
+# links are not followed (no network).
+lint-docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -b dummy -W --keep-going -n -q docs build/docs-lint
+
+# Sphinx, myst-parser and furo from the lock (the `docs` extra)
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(UV) pip install --quiet $(UV_OPTIONS) --no-build-isolation -e '.[docs]'
+	touch $@
 
 # h2load for the HTTP/2 download benchmark, from Debian (installed when run as root).
 h2load:
@@ -114,10 +130,10 @@ h2load:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; \
 	else echo "make bench needs h2load: apt-get install nghttp2-client" >&2; exit 1; fi
 
-# The numbers of README.md's "Performance" section: refuses a tree with uncommitted changes
+# The numbers of docs/performance.md: refuses a tree with uncommitted changes
 # (BENCH_ALLOW_DIRTY=1 measures anyway and says so); BENCH_ROUNDS (3) alternating rounds. Writes
-# tests/bench/results/ (JSON, results.md, starvation.png) and rewrites the README section;
-# tests.bench.scale writes scale.json and scale.md and rewrites the README's Scale model.
+# tests/bench/results/ (JSON, results.md, starvation.png) and rewrites the page's measured
+# section; tests.bench.scale writes scale.json and scale.md and rewrites its Scale model.
 bench: venv h2load $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.provenance
 	$(BIN)/python -m tests.bench.run
@@ -126,7 +142,7 @@ bench: venv h2load $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.fanout
 	$(BIN)/python -m tests.bench.bus
 	$(BIN)/python -m tests.bench.scale
-	$(BIN)/python -m tests.bench.report --readme
+	$(BIN)/python -m tests.bench.report --docs
 
 # matplotlib for the plots (the `bench` extra)
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -1,16 +1,16 @@
-"""The measurements behind README.md's "Scale model": bus throughput through ZeroMQ and NATS
+"""The measurements behind docs/performance.md's "Scale model": bus throughput through ZeroMQ and NATS
 JetStream with 10, 50 and 100 subscribing processes (tests/bench/scale_bus.py) and the CPU an
 instance spends per event per WebSocket subscriber (tests/bench/scale_hub.py), on loopback.
 
 Usage: python -m tests.bench.scale [--rounds 2] [--events 4000] [--subscribers 10,50,100]
-       [--connections 1000,10000] [--hub-events 30] [--out tests/bench/results] [--no-readme]
+       [--connections 1000,10000] [--hub-events 30] [--out tests/bench/results] [--no-docs]
 
 Every point is a fixed count of events, so the run is bounded (7-12 minutes on 2 cores,
 most of it the NATS points).
 Rounds alternate which bus goes first. Writes ``scale.json`` (every point of every round, the
-provenance), then ``scale.md`` and README.md's section between the scale markers, both
+provenance), then ``scale.md`` and docs/performance.md's section between the scale markers, both
 rendered by tests/bench/scale_model.py from ``scale.json`` alone (tests/unit/test_bench_scale.py
-checks the README against the committed file). Like every script of `make bench` it refuses a
+checks the page against the committed file). Like every script of `make bench` it refuses a
 dirty tree unless BENCH_ALLOW_DIRTY=1. The clients run on the same 2 cores as the servers, and
 other work on the machine shows in the figures: the load average is recorded per point.
 """
@@ -45,7 +45,8 @@ def parse_args(argv):
     parser.add_argument("--connections", type=_numbers, default=[1000, 10000])
     parser.add_argument("--hub-events", type=int, default=30, help="events per fan-out point")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--no-docs", "--no-readme", dest="no_readme", action="store_true",
+                        help="leave docs/performance.md alone")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.events < 1 or args.hub_events < 1:
         parser.error("--rounds, --events and --hub-events must be at least 1")

@@ -4,11 +4,11 @@ The main server runs with server-threads 1: if a download held that thread, the 
 page could not be published until the download ended. Waitress with one thread is run
 through the same steps for contrast (there the front page does wait).
 
-The comparisons asserted here are the figures of README.md's streaming table (section "Why"),
-read from the README as test_webdav.py reads its litmus table: front pages are measured by a
+The comparisons asserted here are the figures of the streaming table in docs/why.md, read from
+that page as test_webdav.py reads its litmus table from docs/webdav.md: front pages are measured by a
 PageProbe (its own process) and judged against the pages it measured on the same server just
 before the readers started. What was measured goes to tests/results/streaming.json; the last
-tests check that file, written by this session, against the README.
+tests check that file, written by this session, against the page.
 """
 
 import json
@@ -20,18 +20,18 @@ from importlib.metadata import version
 import pytest
 
 from tests.support.latency import PageProbe
-from tests.support.readme import table_row, table_rows
+from tests.support.docpages import table_row, table_rows
 from tests.support.results import RESULTS, record
 from tests.support.server import wait_for
 from tests.support.slow import RssSampler, SlowReader, timed_get
 
 MB = 1024 * 1024
-RATE = 1_000_000  # bytes/s per slow reader, "1 MB/s" in the README
+RATE = 1_000_000  # bytes/s per slow reader, "1 MB/s" in the docs
 MODULE = "streaming"
 RUN = datetime.now(timezone.utc).isoformat(timespec="seconds")  # this session's records
 
-# README.md, "Why": | same Plone site, 100 MB blob, `threads 1` | txzserver | waitress 3.0.2 |
-WHY = "## Why"
+# docs/why.md, "Why": | same Plone site, 100 MB blob, `threads 1` | txzserver | waitress 3.0.2 |
+WHY = ("why.md", "# Why")
 ONE_READER = "front page while 1 client reads the blob at 1 MB/s"
 TEN_READERS = "front page while 10 clients read it at 1 MB/s"
 RSS = "server RSS growth with 10 slow downloads"
@@ -40,7 +40,7 @@ PAGES = r"200, p95 <= max\(([\d.]+) s, ([\d.]+)x the idle p95\), none over ([\d.
 
 def _figures(pattern, cell):
     match = re.fullmatch(pattern, cell)
-    assert match, f"README.md streaming table: {cell!r} does not read as {pattern!r}"
+    assert match, f"docs/why.md streaming table: {cell!r} does not read as {pattern!r}"
     return [float(group) for group in match.groups()]
 
 
@@ -49,11 +49,11 @@ def _pages(cell):
     return {"floor": floor, "ratio": ratio, "ceiling": ceiling}
 
 
-def readme_figures():
+def documented_figures():
     """The streaming table's figures: the page comparisons and RSS bound for txzserver, the
     waitress timeout."""
-    header = table_rows(WHY)[0]
-    one, ten, rss = (table_row(WHY, row) for row in (ONE_READER, TEN_READERS, RSS))
+    header = table_rows(*WHY)[0]
+    one, ten, rss = (table_row(*WHY, row) for row in (ONE_READER, TEN_READERS, RSS))
     return {
         "waitress_version": header[2].removeprefix("waitress "),
         "pages_1_reader": _pages(one[0]),
@@ -63,7 +63,7 @@ def readme_figures():
     }
 
 
-FIGURES = readme_figures()
+FIGURES = documented_figures()
 
 
 def _start_readers(server, path, count, rate=RATE):
@@ -110,7 +110,7 @@ def test_waitress_one_thread_is_starved_by_a_slow_download(servers, big_file, si
            waited_s=round(seconds, 3))
     print(f"waitress front page during a slow download: status {status} after {seconds:.2f} s")
     assert status is None, (f"waitress answered {status} after {seconds:.2f} s"
-                            f" (README: no answer within {wait} s)")
+                            f" (docs: no answer within {wait} s)")
     assert still_running, "the download ended before the page was asked for"
 
 
@@ -168,11 +168,11 @@ def test_memory_flat_with_ten_slow_downloads(plone_server, big_file, probe):
     # A server that buffered the blobs instead of streaming them with backpressure would grow
     # by what the readers took (over 50 MB): the bound is far below that, far above the noise.
     assert received > 10 * 5 * MB, "the slow readers should have kept reading"
-    assert growth < bound, f"server RSS grew by {growth:.1f} MB with 10 slow downloads (README: < {bound} MB)"
+    assert growth < bound, f"server RSS grew by {growth:.1f} MB with 10 slow downloads (docs: < {bound} MB)"
     verdict.check()
 
 
-# The README against the results file this session wrote (run after the measurements above).
+# The docs' figures against the results file this session wrote (run after the measurements above).
 
 def _saved(test):
     path = RESULTS / f"{MODULE}.json"
@@ -181,7 +181,7 @@ def _saved(test):
     return saved[test]
 
 
-def test_readme_states_what_txzserver_measured():
+def test_docs_state_what_txzserver_measured():
     for test, pages in (("front_page_1_reader", FIGURES["pages_1_reader"]),
                         ("front_page_10_readers", FIGURES["pages_10_readers"])):
         measured = _saved(test)
@@ -193,7 +193,7 @@ def test_readme_states_what_txzserver_measured():
 
 
 @pytest.mark.contrast
-def test_readme_states_what_waitress_measured():
+def test_docs_state_what_waitress_measured():
     measured = _saved("waitress_1_reader")
     assert FIGURES["waitress_version"] == measured["waitress"] == version("waitress")
     assert measured["status"] is None

@@ -1,7 +1,7 @@
 """WebDAV through txzserver (issue 5): litmus against a Zope folder and a Plone folder, the
 source port, a 1 GB PUT with flat memory, cadaver, HTTP/2, bad input.
 
-The litmus pass counts asserted here are the ones in README.md's WebDAV table, and the
+The litmus pass counts asserted here are the ones in docs/webdav.md's table, and the
 same suites run against waitress on stock Zope for the comparison column.
 """
 
@@ -71,14 +71,13 @@ def waitress_dav_source(servers, admin_auth, site_id):
     return server
 
 
-# The README's WebDAV table: | Folder | Server | basic | copymove | props | locks | http |
+# docs/webdav.md's table: | Folder | Server | basic | copymove | props | locks | http |
 ROW = re.compile(r"^\| (Zope folder|Plone folder|Plone folder, source port) \| (txzserver|waitress) "
                  r"\|((?: \d+/\d+ \|){5})", re.MULTILINE)
 
 
-def readme_table():
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## WebDAV"):]
+def documented_table():
+    section = (ROOT / "docs" / "webdav.md").read_text()
     table = {}
     for folder, server, counts in ROW.findall(section):
         table[(folder, server)] = dict(zip(SUITES, counts.replace("|", " ").split()))
@@ -120,19 +119,19 @@ def litmus(request, admin_auth, site_id, tmp_path_factory):
 @needs_litmus
 @pytest.mark.parametrize("server_name", ["txzserver", "waitress"])
 @pytest.mark.parametrize("folder", list(TARGETS))
-def test_litmus_pass_counts_match_the_readme(litmus, folder, server_name):
+def test_litmus_pass_counts_match_the_docs(litmus, folder, server_name):
     results, output = litmus(folder, server_name)
     got = {suite: str(results[suite]) if suite in results else "missing" for suite in SUITES}
     failures = {suite: r.failures for suite, r in results.items() if r.failures}
     print(f"litmus {folder} / {server_name}: {got}; failed: {failures}")
-    expected = readme_table()[(folder, server_name)]
-    assert got == expected, f"README says {expected}; failed tests: {failures}\n{output[-3000:]}"
+    expected = documented_table()[(folder, server_name)]
+    assert got == expected, f"docs/webdav.md says {expected}; failed tests: {failures}\n{output[-3000:]}"
 
 
 @needs_litmus
 @pytest.mark.parametrize("folder", list(TARGETS))
 def test_txzserver_passes_every_litmus_test_waitress_passes(litmus, folder):
-    """Measured, not read from the README: the same litmus runs as the test above."""
+    """Measured, not read from the docs: the same litmus runs as the test above."""
     ours, _ = litmus(folder, "txzserver")
     theirs, _ = litmus(folder, "waitress")
     for suite in SUITES:
@@ -163,7 +162,7 @@ def test_1gb_put_streams_with_flat_memory(dav_server, admin_auth, site_id, where
     growth = sampler.stop()
     record("test_webdav", f"1gb_put_{where}", seconds=round(elapsed, 1), rss_growth=growth)
     assert response.status_code == 201, response.text
-    # the README's "< 64 MB": a server holding the body would grow by 1 GB. The time is
+    # docs/webdav.md's "< 64 MB": a server holding the body would grow by 1 GB. The time is
     # recorded, not bounded (the PUT's own 300 s timeout is the starvation ceiling).
     assert growth < 64 * MB
     download = url + ("/@@download/file" if where == "plone" else "")

@@ -1,4 +1,4 @@
-"""README.md's "Scale model" is what the committed tests/bench/results/scale.json renders to, and
+"""docs/performance.md's "Scale model" is what the committed tests/bench/results/scale.json renders to, and
 the model's arithmetic (tests/bench/scale_model.py)."""
 
 import pytest
@@ -29,11 +29,11 @@ def results():
             "bus": bus, "fanout": fanout, "total_seconds": 360}
 
 
-def test_readme_scale_section_matches_the_committed_results():
-    current = scale_model.readme_parts(scale_model.README.read_text())[1]
-    assert current == scale_model.readme_section(scale_model.load(scale_model.RESULTS)), (
-        "README.md's Scale model section differs from tests/bench/results/scale.json: "
-        "python -m tests.bench.scale_model --readme")
+def test_scale_section_matches_the_committed_results():
+    current = scale_model.page_parts(scale_model.PAGE.read_text())[1]
+    assert current == scale_model.page_section(scale_model.load(scale_model.RESULTS)), (
+        "docs/performance.md's Scale model section differs from tests/bench/results/scale.json: "
+        "python -m tests.bench.scale_model --docs")
 
 
 def test_the_model_reads_the_largest_points_and_skips_failed_ones():
@@ -89,7 +89,7 @@ def test_the_rendering_names_every_point_and_the_failures():
 
 def test_without_results_the_section_says_how_to_make_them(tmp_path):
     assert scale_model.load(tmp_path) is None
-    assert "No scale.json" in scale_model.readme_section(None)
+    assert "No scale.json" in scale_model.page_section(None)
 
 
 @pytest.mark.parametrize("values, text", [

@@ -1,4 +1,4 @@
-"""README.md's "Security and robustness" table is rendered from tests/robustness.py, and every
+"""docs/security.md's "Security and robustness" table is rendered from tests/robustness.py, and every
 test module a row names uses that row's figures (so a row claims what its tests assert)."""
 
 import pytest
@@ -7,11 +7,11 @@ from tests import robustness
 from tests.support.instance import ROOT
 
 
-def test_readme_table_is_the_rendered_rows():
-    current = robustness.readme_parts(robustness.README.read_text())[1]
+def test_the_pages_table_is_the_rendered_rows():
+    current = robustness.page_parts(robustness.PAGE.read_text())[1]
     assert current == robustness.render(), (
-        "README.md's Security and robustness table differs from tests/robustness.py: "
-        "python -m tests.robustness --readme")
+        "docs/security.md's Security and robustness table differs from tests/robustness.py: "
+        "python -m tests.robustness --docs")
 
 
 @pytest.mark.parametrize("row", robustness.TABLE, ids=lambda row: row.key)
@@ -28,4 +28,4 @@ def test_every_module_a_row_names_uses_the_row(row):
 def test_every_figure_of_a_row_is_in_its_text(row):
     text = row.attack + row.outcome
     for name in row.figures:
-        assert "{" + name + "}" in text, f"{row.key}: figure {name!r} is not shown in the README"
+        assert "{" + name + "}" in text, f"{row.key}: figure {name!r} is not shown in the page"

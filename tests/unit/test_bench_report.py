@@ -1,4 +1,4 @@
-"""README.md's "Performance" section is what the committed benchmark results render to, and the
+"""docs/performance.md's measured section is what the committed benchmark results render to, and the
 rules that make those results trustworthy (tests/bench/report.py, provenance.py)."""
 
 import json
@@ -8,15 +8,15 @@ import pytest
 from tests.bench import provenance, report
 
 
-def test_readme_performance_section_matches_the_committed_results():
-    current = report.readme_parts(report.README.read_text())[1]
-    assert current == report.readme_section(report.load(report.RESULTS)), (
-        "README.md's Performance section differs from tests/bench/results/*.json: "
-        "python -m tests.bench.report --readme")
+def test_performance_page_matches_the_committed_results():
+    current = report.page_parts(report.PAGE.read_text())[1]
+    assert current == report.page_section(report.load(report.RESULTS)), (
+        "docs/performance.md's measured section differs from tests/bench/results/*.json: "
+        "python -m tests.bench.report --docs")
 
 
-def test_readme_names_the_plot_that_sits_next_to_the_tables():
-    assert f"tests/bench/results/{report.PLOT}" in report.readme_section(report.load(report.RESULTS))
+def test_the_page_names_the_plot_that_sits_next_to_the_tables():
+    assert f"../tests/bench/results/{report.PLOT}" in report.page_section(report.load(report.RESULTS))
 
 
 @pytest.mark.parametrize("values, kind, text", [
@@ -36,7 +36,7 @@ def test_a_cell_is_the_median_and_the_min_max_of_the_rounds(values, kind, text):
 
 def test_paths_that_bench_writes_do_not_make_the_tree_dirty():
     porcelain = (" M tests/bench/results/results.json\n?? tests/bench/results/starvation.png\n"
-                 " M README.md\n M src/txzserver/app.py\n?? tests/bench/new.py\n"
+                 " M docs/performance.md\n M src/txzserver/app.py\n?? tests/bench/new.py\n"
                  "R  old.py -> tests/bench/renamed.py\n")
     assert provenance.changed_paths(porcelain) == ["src/txzserver/app.py", "tests/bench/new.py",
                                                    "tests/bench/renamed.py"]

@@ -1,17 +1,19 @@
-"""README.md's Markdown tables, for tests that assert the figures the README states."""
+"""The Markdown tables of the documentation pages (docs/*.md), for tests that assert the figures
+the documentation states."""
 
 from .instance import ROOT
 
-README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
-def table_rows(heading):
-    """The rows of the first table below ``heading`` (e.g. "## Why"), as lists of cells.
+def table_rows(page, heading):
+    """The rows of the first table below ``heading`` (e.g. "# Why") of ``page`` (e.g. "why.md"),
+    as lists of cells.
 
     The header row comes first; the ``|---|`` line is left out. Cells are stripped; a cell
     must not contain ``|``.
     """
-    text = README.read_text()
+    text = "\n" + (DOCS / page).read_text()
     start = text.index(f"\n{heading}\n") + len(heading) + 2
     rows = []
     for line in text[start:].splitlines():
@@ -26,9 +28,9 @@ def table_rows(heading):
     return rows
 
 
-def table_row(heading, first_cell):
-    """The cells after ``first_cell`` in that row of the table below ``heading``."""
-    for row in table_rows(heading):
+def table_row(page, heading, first_cell):
+    """The cells after ``first_cell`` in that row of the table below ``heading`` of ``page``."""
+    for row in table_rows(page, heading):
         if row[0] == first_cell:
             return row[1:]
-    raise AssertionError(f"README.md, {heading!r}: no table row starting with {first_cell!r}")
+    raise AssertionError(f"docs/{page}, {heading!r}: no table row starting with {first_cell!r}")
