@@ -103,7 +103,7 @@ def build_health(reactor, pool, settings, tracker, publisher, site_id=None, prob
                              disconnected or zope_health.disconnected,
                              interval=config.check_interval, timeout=config.check_timeout)
     shared = [Shared(database)]
-    if settings.event_bus is not None and hasattr(publisher, "links_up"):
+    if settings.event_bus is not None:
         shared.append(Shared(LinkCheck("event-bus", publisher.links_up)))
     health = Health(startup=[started], live=[canary], ready=[started, Draining(tracker), canary],
                     shared=shared)
@@ -138,20 +138,16 @@ def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None, shared=
                        labels=("dependency",))
     readings.counter("txzserver_events_published", "Messages this instance published: to the"
                      " broker with <event-bus>, else to its own hub.", lambda: publisher.sent)
-    if hasattr(publisher, "received"):
+    if settings.event_bus is not None:
         readings.counter("txzserver_events_received", "Events received from the bus (every"
                          " instance's, this one's too).", lambda: publisher.received)
         readings.gauge("txzserver_bus_lag_seconds", "Seconds the latest of this instance's own"
                        " events took through the broker and back.", lambda: publisher.lag)
 
     def dropped():
-        found = {("duplicate",): hub.dropped, ("seq-jump",): hub.jumps}
-        if hasattr(publisher, "dropped"):
-            found[("bus-full",)] = publisher.dropped
-        if hasattr(publisher, "unsafe"):
-            found[("unsafe-url",)] = publisher.unsafe
-            found[("invalid",)] = publisher.invalid
-        return found
+        return {("duplicate",): hub.dropped, ("seq-jump",): hub.jumps,
+                ("bus-full",): publisher.dropped, ("unsafe-url",): publisher.unsafe,
+                ("invalid",): publisher.invalid}
 
     readings.counter("txzserver_events_dropped", "Events not delivered: the bus's send queue"
                      " was full (bus-full), already seen (duplicate), received with a url"
@@ -292,8 +288,7 @@ def run(app_factory, settings, on_stop=None, site_id=None):
         reactor.addSystemEventTrigger("before", "shutdown", websocket.close_all)
         log.info("txzserver WebSocket endpoint at %s (and /SITE%s)", settings.websocket.path,
                  settings.websocket.path)
-    if hasattr(publisher, "start"):
-        reactor.callWhenRunning(publisher.start)
+    reactor.callWhenRunning(publisher.start)
     reactor.addSystemEventTrigger("after", "shutdown", publisher.close)
     reactor.callWhenRunning(pool.start)
     wire_task_queues(reactor, tasks, app, settings)
@@ -301,7 +296,7 @@ def run(app_factory, settings, on_stop=None, site_id=None):
         reactor.callWhenRunning(started.mark)  # app_factory() has returned: Zope runs
     reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
     reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,
-                                  settings.shutdown_timeout)
+                                  settings.shutdown_timeout, settings.shutdown_delay)
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
     if on_stop is not None:
         reactor.addSystemEventTrigger("after", "shutdown", on_stop)

@@ -6,10 +6,11 @@ few seconds and when it stops, so losses are noticed even when no message follow
 ``from_wire`` reads any of them.
 """
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import ClassVar
 from urllib.parse import urlsplit
+
+from . import wire
 
 EVENT_TYPES = ("created", "modified", "removed", "transition", "notification")
 _NOT_PUBLIC = ("guard", "actor_guard", "instance", "epoch", "seq")
@@ -24,13 +25,6 @@ def _strings(value, what):
     if not all(isinstance(item, str) for item in value):
         raise TypeError(f"{what} must hold strings only")
     return tuple(value)
-
-
-def _known(cls, fields):
-    """TypeError naming the fields ``cls`` does not have (a message of another schema)."""
-    unknown = set(fields) - set(cls.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"unknown field(s) {', '.join(sorted(unknown))[:200]}")
 
 
 class UnsafeURL(ValueError):
@@ -131,16 +125,13 @@ class Event:
         data = asdict(self)
         data["guard"] = sorted(self.guard)
         data["actor_guard"] = sorted(self.actor_guard)
-        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+        return wire.encode(data)
 
     @classmethod
     def from_wire(cls, data: bytes) -> "Event":
-        fields = json.loads(data.decode("utf-8"))
-        if not isinstance(fields, dict):
-            raise ValueError("event on the wire must be a JSON object")
+        fields = wire.decode(data, "event")
         fields.pop("kind", None)
-        _known(cls, fields)
-        return cls(**fields)
+        return cls(**wire.known(cls, fields))
 
 
 @dataclass(frozen=True)
@@ -192,7 +183,7 @@ class PrincipalChange:
         data = {"kind": self.kind, "users": {k: sorted(v) for k, v in self.users.items()},
                 "removed": list(self.removed), "logged_out": list(self.logged_out),
                 "site": self.site, "instance": self.instance, "epoch": self.epoch, "seq": self.seq}
-        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+        return wire.encode(data)
 
 
 #: Seconds between two heartbeats of a publisher run (``<event-bus> heartbeat-interval``): a
@@ -234,21 +225,17 @@ class Heartbeat:
     def to_wire(self) -> bytes:
         data = {"kind": self.kind, "instance": self.instance, "epoch": self.epoch,
                 "seq": self.seq, "final": self.final}
-        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+        return wire.encode(data)
 
 
 def from_wire(data: bytes):
     """An Event, a PrincipalChange or a Heartbeat from its bytes on the bus; ValueError or
     TypeError if bad."""
-    fields = json.loads(data.decode("utf-8"))
-    if not isinstance(fields, dict):
-        raise ValueError("message on the wire must be a JSON object")
+    fields = wire.decode(data, "message")
     kind = fields.pop("kind", "event")
     for message in (PrincipalChange, Heartbeat):
         if kind == message.kind:
-            _known(message, fields)
-            return message(**fields)
+            return message(**wire.known(message, fields))
     if kind != "event":
         raise ValueError(f"unknown message kind {kind!r:.80}")
-    _known(Event, fields)
-    return Event(**fields)
+    return Event(**wire.known(Event, fields))

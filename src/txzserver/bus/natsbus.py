@@ -9,12 +9,13 @@ import secrets
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IEventPublisher
+from .lag import RoundTrips
 from .message import UnsafeURL, from_wire
 from .natsconn import NatsLoop, connect_options, shown
 from .natsstream import (Arrivals, durable_consumer, ensure_stream, message_id, replicas_for,
@@ -64,8 +65,6 @@ class NatsBus:
     ``lag``; ``published`` (acknowledged by JetStream). ``links_up()`` for health.
     """
 
-    LAG_SAMPLES = 256
-
     def __init__(self, reactor, hub, bus, instance=None, loop=None):
         self.reactor = reactor
         self.hub = hub
@@ -81,10 +80,9 @@ class NatsBus:
         self.received = 0
         self.unsafe = 0
         self.invalid = 0
-        self.lag = None
+        self.round_trips = RoundTrips()
         self.arrivals = Arrivals(own_run=(self.instance, self.epoch))  # reactor thread
         self._queue = deque()  # stamped events not yet acknowledged by JetStream
-        self._sent_at = OrderedDict()
         self._lock = threading.Lock()
         self._wake = None  # an asyncio.Event of the loop: the queue has events
         self._ready = False  # connected, stream and consumer set up
@@ -95,6 +93,10 @@ class NatsBus:
         self._task = None
         self._closed = False
         self._logs = OncePerMinute(lambda text: log.warn("{text}", text=text))
+
+    @property
+    def lag(self):
+        return self.round_trips.latest
 
     def start(self):
         """Reactor thread: connect, set up the stream and the consumer, publish and consume."""
@@ -117,9 +119,7 @@ class NatsBus:
                                     " dropped events (%d so far)", self.limit, self.dropped)
                     continue
                 self._queue.append(event)
-                self._sent_at[self.sent] = time.monotonic()
-                if len(self._sent_at) > self.LAG_SAMPLES:
-                    self._sent_at.popitem(last=False)
+                self.round_trips.sent(self.sent)
         self.reactor.callFromThread(self._deliver_own, own)
         self.loop.call(self._wake_up)
 
@@ -141,17 +141,11 @@ class NatsBus:
                 if missed:
                     self.hub.announce_gap(who or self.bus.stream, missed)
                 if message.instance == self.instance and message.epoch == self.epoch:
-                    self._came_back(message.seq)
+                    self.round_trips.came_back(message.seq)
                 if new:
                     self.hub.deliver(unnumbered(message))
         finally:
             self.loop.call(_resolve, done)
-
-    def _came_back(self, seq):
-        with self._lock:
-            sent_at = self._sent_at.pop(seq, None)
-        if sent_at is not None:
-            self.lag = time.monotonic() - sent_at
 
     def links_up(self):
         """{the NATS servers: connected, with the stream and consumer set up}."""

@@ -1,33 +1,36 @@
 """Publishers of committed events: in-process, or over ZeroMQ to every instance.
 
-Both provide IEventPublisher: ``publish(events)`` may be called from any thread (the Zope
-transaction's after-commit hook) and never blocks on the network.
+Both provide IEventPublisher (as bus/natsbus.py's NatsBus does): ``publish(events)`` may be
+called from any thread (the Zope transaction's after-commit hook) and never blocks on the
+network.
 """
 
 import secrets
 import socket
-import threading
-import time
-from collections import OrderedDict
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from .interfaces import IEventPublisher
 from .message import DEFAULT_HEARTBEAT_INTERVAL, Heartbeat, UnsafeURL, from_wire
-from .security import ClientSecurity, OncePerMinute
+from .lag import RoundTrips
+from .security import ClientSecurity
+from .zmqreader import ZmqReader, context
 
 log = Logger()
 
 
 @implementer(IEventPublisher)
 class LocalPublisher:
-    """No event bus configured: deliver to this process's connections only."""
+    """No event bus configured: deliver to this process's connections only (nothing is
+    received from, dropped by, or linked to a bus: those counters stay 0)."""
+
+    received = dropped = unsafe = invalid = 0
+    lag = None
 
     def __init__(self, reactor, hub):
         self.reactor = reactor
@@ -39,30 +42,18 @@ class LocalPublisher:
             self.sent += 1
             self.reactor.callFromThread(self.hub.deliver, event)
 
+    def start(self):
+        pass
+
     def close(self):
         pass
 
-
-def drain(sock, more=lambda: True):
-    """The messages waiting on ``sock``, read without blocking while ``more()`` says so.
-
-    A ZeroMQ socket's FD is edge-triggered: it wakes the reactor once for a whole burst, so a
-    reader must take everything waiting on each wake-up (or stop on purpose, ``more``).
-    """
-    while more() and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-        try:
-            yield sock.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            return
+    def links_up(self):
+        return {}
 
 
-def context():
-    """The process's one ZeroMQ context."""
-    return zmq.Context.instance()
-
-
-@implementer(IEventPublisher, IReadDescriptor)
-class ZmqBus:
+@implementer(IEventPublisher)
+class ZmqBus(ZmqReader):
     """PUB to the broker's frontend, SUB from its backend; received events go to the hub.
 
     ZeroMQ reconnects by itself when the broker restarts (and re-sends the subscription).
@@ -83,23 +74,22 @@ class ZmqBus:
     For the metrics: ``sent``, ``dropped`` (the PUB socket full), ``received`` (events and
     principal changes; heartbeats are counted by the hub), ``unsafe``
     (received events dropped for a url that is not http(s): Plone sends none), and ``lag``,
-    the seconds the latest of this bus's own events took through the broker and back (send
-    times of the last ``LAG_SAMPLES`` events are kept; a monotonic clock, no clock skew).
+    the seconds the latest of this bus's own events took through the broker and back
+    (``RoundTrips``).
+
+    Reading, locking and closing are ``ZmqReader``'s, shared with the task queue's backend.
     """
 
-    LAG_SAMPLES = 256
+    log_prefix = "txzserver-bus"
 
     def __init__(self, reactor, hub, publish_endpoint, subscribe_endpoint, instance=None,
                  watch=False, security=None, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL):
-        self.reactor = reactor
         self.hub = hub
         self.instance = instance or socket.gethostname()  # the default of instance-name
         self.epoch = secrets.token_hex(8)
         self.sent = 0  # the last sequence number used
         self.dropped = 0  # not sent: the PUB socket was full
-        self.lag = None
-        self._sent_at = OrderedDict()  # seq -> monotonic send time, the latest LAG_SAMPLES
-        self._lock = threading.Lock()
+        self.round_trips = RoundTrips()
         ctx = context()
         security = security or ClientSecurity()
         self.pub = security.socket(ctx, zmq.PUB, publish_endpoint)
@@ -118,21 +108,22 @@ class ZmqBus:
                           subscribe_endpoint: LinkWatch(self.sub)}
         self.pub.connect(publish_endpoint)
         self.sub.connect(subscribe_endpoint)
+        super().__init__(reactor, reading=self.sub, sockets=(self.pub, self.sub))
         self.received = 0
         self.unsafe = 0  # received events dropped: their url was not http(s)
-        self.invalid = 0  # received messages dropped: not of the bus's schema
-        self._logs = OncePerMinute(lambda text: log.warn("{text}", text=text))
-        self._closed = False
         self.heartbeat_interval = heartbeat_interval
         self._beat = LoopingCall(self.heartbeat)
         self._beat.clock = reactor
 
+    @property
+    def lag(self):
+        return self.round_trips.latest
+
     def start(self):
         """Reactor thread: watch the SUB socket, and send a heartbeat now and then every
         ``heartbeat_interval`` (the first one gives the hubs already listening a baseline)."""
-        self.reactor.addReader(self)
         self._beat.start(self.heartbeat_interval, now=True)
-        self.doRead()  # events may already be queued: the edge has passed
+        self.start_reading()
 
     def heartbeat(self, final=False):
         """Send this run's last sequence number (any thread). Under the publishers' lock, so
@@ -155,9 +146,7 @@ class ZmqBus:
             for event in events:
                 self.sent += 1
                 event = event.stamped(self.instance, self.epoch, self.sent)
-                self._sent_at[self.sent] = time.monotonic()
-                if len(self._sent_at) > self.LAG_SAMPLES:
-                    self._sent_at.popitem(last=False)
+                self.round_trips.sent(self.sent)
                 try:
                     self.pub.send(event.to_wire(), zmq.NOBLOCK)
                 except zmq.Again:
@@ -165,66 +154,43 @@ class ZmqBus:
                     log.warn("event bus full: dropped an event for {what}",
                              what=getattr(event, "path", "principals"))
 
-    # IReadDescriptor (reactor thread)
-
-    def fileno(self):
-        return self.sub.getsockopt(zmq.FD)
-
-    def doRead(self):
-        for data in drain(self.sub, lambda: not self._closed):
-            try:
-                event = from_wire(data)
-            except UnsafeURL as exc:
-                self.received += 1
-                self.unsafe += 1
-                self._logs.warn("unsafe-url", "dropped an event from the bus with an unsafe url"
-                                " (%d so far): %s", self.unsafe, exc)
-                continue
-            except (ValueError, TypeError, RecursionError) as exc:
-                self.received += 1
-                self.invalid += 1
-                self._logs.warn("invalid", "dropped a message from the bus that is not of its"
-                                " schema (%d so far): %s", self.invalid, exc)
-                continue
-            if not isinstance(event, Heartbeat):
-                self.received += 1
-                if event.epoch == self.epoch and event.instance == self.instance:
-                    self._came_back(event.seq)
-            self.hub.deliver(event)
-
-    def _came_back(self, seq):
-        with self._lock:
-            sent_at = self._sent_at.pop(seq, None)
-        if sent_at is not None:
-            self.lag = time.monotonic() - sent_at
-
-    def connectionLost(self, reason):
-        self.close()
-
-    # Readiness (reactor thread)
-
     def links_up(self):
-        """{endpoint: connected} of the PUB and SUB sockets; empty unless built with ``watch``."""
+        """{endpoint: connected} of the PUB and SUB sockets; empty unless built with ``watch``
+        (reactor thread)."""
         return {endpoint: watch.is_connected() for endpoint, watch in self.links.items()}
-
-    def logPrefix(self):
-        return "txzserver-bus"
 
     def close(self):
         """Send the final heartbeat (the hubs learn the run's last number and forget it; the
         PUB socket lingers up to a second to deliver it) and close the sockets."""
         self.heartbeat(final=True)
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+        super().close()
+
+    # ZmqReader (reactor thread)
+
+    def receive(self, data):
+        try:
+            event = from_wire(data)
+        except UnsafeURL as exc:
+            self.received += 1
+            self.unsafe += 1
+            self._logs.warn("unsafe-url", "dropped an event from the bus with an unsafe url"
+                            " (%d so far): %s", self.unsafe, exc)
+            return
+        except (ValueError, TypeError, RecursionError) as exc:
+            self.received += 1
+            self.refuse("a message from the bus", exc)
+            return
+        if not isinstance(event, Heartbeat):  # heartbeats are counted by the hub
+            self.received += 1
+            if event.epoch == self.epoch and event.instance == self.instance:
+                self.round_trips.came_back(event.seq)
+        self.hub.deliver(event)
+
+    def closing(self):
         if self._beat.running:
             self._beat.stop()
-        self.reactor.removeReader(self)
         for watch in self.links.values():
             watch.close()
-        self.pub.close()
-        self.sub.close()
 
 
 class LinkWatch:

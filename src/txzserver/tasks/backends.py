@@ -6,18 +6,16 @@ PUSHes them to the broker's task frontend; every instance PULLs from the broker'
 which deals them round-robin to the instances that have room, so any instance may run a task and
 each task reaches one instance. An instance reads from its PULL socket only while its runner has
 room (the rest stays with the broker or in transit). Neither of these two is durable: a task that
-is queued in memory or in the broker when a process stops is lost (README, "Background tasks").
+is queued in memory or in the broker when a process stops is lost (docs/tasks.md).
 """
 
-import threading
-
 import zmq
-from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..bus.publishers import drain
-from ..bus.security import ClientSecurity, OncePerMinute
+from ..bus.security import ClientSecurity
+from ..bus.zmqreader import ZmqReader
+from ..bus.zmqreader import context as zmq_context
 from . import ledger
 from .interfaces import ITaskQueues
 from .natsqueue import NatsBackend
@@ -45,20 +43,20 @@ class LocalBackend:
         pass
 
 
-@implementer(IReadDescriptor)
-class ZmqBackend:
+class ZmqBackend(ZmqReader):
     """PUSH to the broker's task frontend, PULL from its task backend.
 
     The PULL socket's descriptor is edge-triggered (as the event bus's SUB): it is drained as
     far as the runner has room on each wake-up, and read again whenever a slot frees up.
+    Reading, locking and closing are ``ZmqReader``'s, shared with the event bus.
     """
 
+    log_prefix = "txzserver-tasks"
+
     def __init__(self, reactor, runner, push_endpoint, pull_endpoint, context=None, security=None):
-        self.reactor = reactor
         self.runner = runner
         runner.on_room = self.doRead
-        self._lock = threading.Lock()
-        ctx = context or zmq.Context.instance()
+        ctx = context or zmq_context()
         security = security or ClientSecurity()
         self.push = security.socket(ctx, zmq.PUSH, push_endpoint)
         self.push.setsockopt(zmq.LINGER, 2000)
@@ -68,10 +66,8 @@ class ZmqBackend:
                                     receive_hwm=max(1, runner.settings.concurrency))
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.connect(pull_endpoint)
+        super().__init__(reactor, reading=self.pull, sockets=(self.push, self.pull))
         self.sent = self.received = 0
-        self.invalid = 0  # received tasks dropped: not of the task schema
-        self._logs = OncePerMinute(lambda text: log.warn("{text}", text=text))
-        self._closed = False
 
     def submit(self, tasks):
         """Any thread: never blocks (a full queue loses the task, in the dead-letter log)."""
@@ -87,40 +83,21 @@ class ZmqBackend:
 
     def start(self):
         self.runner.start()
-        self.reactor.addReader(self)
-        self.doRead()
+        self.start_reading()
 
-    # IReadDescriptor (reactor thread)
+    # ZmqReader (reactor thread)
 
-    def fileno(self):
-        return self.pull.getsockopt(zmq.FD)
+    def more(self):
+        return super().more() and self.runner.has_room()
 
-    def doRead(self):
-        for data in drain(self.pull, lambda: not self._closed and self.runner.has_room()):
-            self.received += 1
-            try:
-                task = Task.from_wire(data)
-            except (ValueError, TypeError, RecursionError) as exc:
-                self.invalid += 1
-                self._logs.warn("invalid", "dropped a task from the broker that is not of its"
-                                " schema (%d so far): %s", self.invalid, exc)
-                continue
-            self.runner.enqueue(task)
-
-    def connectionLost(self, reason):
-        self.close()
-
-    def logPrefix(self):
-        return "txzserver-tasks"
-
-    def close(self):
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        self.reactor.removeReader(self)
-        self.push.close()
-        self.pull.close()
+    def receive(self, data):
+        self.received += 1
+        try:
+            task = Task.from_wire(data)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self.refuse("a task from the broker", exc)
+            return
+        self.runner.enqueue(task)
 
 
 @implementer(ITaskQueues)

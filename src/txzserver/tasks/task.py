@@ -1,6 +1,6 @@
 """A task: a request to publish later, inside the server, as a given user.
 
-``Task`` is what ``add()`` records, what a zmq queue carries (``to_wire``/``from_wire``) and
+``Task`` is what ``add()`` records, what a queue carries (``to_wire``/``from_wire``, the bus's wire codec) and
 what the runner turns into a WSGI environ (``task_environ``). The environ marks the request
 twice: the ``X-Txzserver-Task`` header (informational: any client can send a header) and the
 ``txzserver.task`` environ key, which no HTTP client can set (the server puts client headers
@@ -9,10 +9,11 @@ under ``HTTP_*`` only). ``is_task(request)`` reads the key.
 
 import base64
 import io
-import json
 import sys
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode, urlsplit
+
+from ..bus import wire
 
 #: request header and environ keys of a task request
 TASK_HEADER = "X-Txzserver-Task"
@@ -69,16 +70,11 @@ class Task:
         data = asdict(self)
         if self.payload is not None:
             data["payload"] = base64.b64encode(self.payload).decode("ascii")
-        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+        return wire.encode(data)
 
     @classmethod
     def from_wire(cls, data: bytes) -> "Task":
-        fields = json.loads(data.decode("utf-8"))
-        if not isinstance(fields, dict):
-            raise ValueError("a task on the wire must be a JSON object")
-        unknown = set(fields) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown task field(s) {', '.join(sorted(unknown))[:200]}")
+        fields = wire.known(cls, wire.decode(data, "a task"), "task ")
         if fields.get("payload") is not None:
             if not isinstance(fields["payload"], str):
                 raise TypeError("task payload must be base64 text on the wire")
