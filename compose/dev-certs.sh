@@ -2,7 +2,7 @@
 # Make a development CA and a certificate for the front signed by it, in compose/certs/ (never
 # committed) or the directory given as $1. The front reads front.pem (certificate, CA, key).
 # Trust ca.crt in a browser or system store to open https://localhost:8443 without warnings
-# (README, "Trusting the development CA").
+# (docs/operators/compose.md, "Trusting the development CA").
 #
 # SERVER_NAMES (default "localhost 127.0.0.1 ::1"; the front answers these names only) are the
 # certificate's names. The CA can sign for nothing else: its nameConstraints permit exactly those

@@ -111,7 +111,7 @@ case $cmd in
     start=$(date +%s)
     wait_ready
     echo "txzserver stack ready in $(( $(date +%s) - start )) s: $SITE_URL (user admin, password in compose/.env)"
-    echo "the certificate is signed by compose/certs/ca.crt: trust it as the README says"
+    echo "the certificate is signed by compose/certs/ca.crt: trust it as docs/operators/compose.md says ("Trusting the development CA")"
     ;;
   wait) wait_ready ;;
   down) compose down "$@" ;;

@@ -13,7 +13,7 @@
 #                event once at a WebSocket client on each; 50 tasks queued and an instance
 #                killed -9: every task committed once, no container restarted before that kill
 #                (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
-#                Part of `make test`; durations in README.md ("Run on Kubernetes", Tests).
+#                Part of `make test`; durations in docs/operators/kubernetes.md and docs/testing.md.
 #                kube-smoke: the same (its former name)
 KUBE_OVERLAYS := dev production
 KUBE_BUILD := build/kubernetes

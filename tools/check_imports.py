@@ -1,4 +1,5 @@
-"""Fail when a module of txzserver imports against the agreed direction (see README, "Package map").
+"""Fail when a module of txzserver imports against the agreed direction (docs/architecture.md,
+"Package map").
 
 server/, websocket/ and bus/ use only themselves, the package root (``__version__``) and the
 leaves: ``transfer``, ``aftercommit``, ``metrics`` (the per-server Prometheus registry: server/

@@ -5,7 +5,7 @@
 # [ARGS], addzopeuser USER PASSWORD, pack [DAYS]; anything else is exec'd (e.g. bash).
 # ROLE=instance|zeo|broker|standalone says what `start` runs.
 # All configuration is environment variables, read by /app/etc/zope.conf through ZConfig's
-# $(VAR) substitution; this script only sets their defaults (see the README, "Containers").
+# $(VAR) substitution; this script only sets their defaults (see docs/operators/images.md).
 # It writes only /data/var/generated (remade at every start) and, once, the /data/etc/site.zcml
 # link; /data/etc/zope.conf.d and /data/etc/package-includes are yours and never touched.
 set -euo pipefail
@@ -93,7 +93,7 @@ fi
 export EVENT_BUS_PUBLISH=${EVENT_BUS_PUBLISH:-}
 export EVENT_BUS_SUBSCRIBE=${EVENT_BUS_SUBSCRIBE:-}
 if [ -n "$EVENT_BUS_PUBLISH" ] && [ -n "$EVENT_BUS_SUBSCRIBE" ]; then export EVENT_BUS=on; else export EVENT_BUS=off; fi
-# NATS JetStream instead (the bus's nats backend; README, "Containers"): NATS_URL, one or more
+# NATS JetStream instead (the bus's nats backend; docs/operators/images.md): NATS_URL, one or more
 # nats:// or tls:// URLs, space or comma separated (three or more: the streams keep 3 copies);
 # NATS_USER and NATS_PASSWORD (or NATS_PASSWORD_FILE) are put into each URL, or NATS_CREDENTIALS
 # (a .creds file) or NATS_NKEY (an nkey seed file) name the credentials; NATS_TLS_CA a CA file.

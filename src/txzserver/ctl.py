@@ -5,7 +5,7 @@ The supervisord.conf is ``-c PATH``, else ``$TXZSERVER_SUPERVISORD_CONF``, else
 ``/app/etc/supervisord.conf`` (the image's standalone role). Its ``[supervisorctl] serverurl``
 (or ``[unix_http_server]``) says where supervisord listens.
 
-Exit status (documented in the README, "Instance control"):
+Exit status (documented in docs/operators/instance-control.md):
   0  done; for ``status``: every program asked about is RUNNING
   1  an action failed (a program did not start or stop, no log to tail)
   2  usage: no supervisord.conf, unknown program name

@@ -240,7 +240,7 @@ def test_events_lost_while_the_broker_is_down_are_announced_as_a_gap(cluster, pe
     """Stop the broker, commit on alpha (that event is lost), start it again, commit more: a
     client on beta gets {"type": "gap"} before the next event, once, and so does a client
     subscribed elsewhere; `txzserver listen --fail-on-gap` exits with its documented status
-    (the README's row; the toast is test_browser_toast.py's)."""
+    (docs/security.md's row; the toast is test_browser_toast.py's)."""
     import json
     import selectors
     import subprocess

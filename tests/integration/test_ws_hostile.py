@@ -8,7 +8,8 @@ Events come from a ZeroMQ PUB socket the test binds where the server's ``<event-
 subscribes: thousands of events a second without a Zope transaction each.
 
 Bounded in time: the keepalive server pings every second. Frame helpers are the unit tests'
-(tests/unit/wsframes.py). The figures asserted are the README rows' (tests/robustness.py).
+(tests/unit/wsframes.py). The figures asserted are the Security and robustness rows'
+(tests/robustness.py, docs/security.md).
 """
 
 import json
@@ -575,7 +576,7 @@ def test_client_that_stops_reading_is_cut_off_and_memory_stays_bounded(ws_server
                 break
         cut_after = time.monotonic() - started
         assert (MAX_BACKLOG_BYTES, MAX_STALL_SECONDS) == (PEERS["backlog_mib"] * 2**20,
-                                                          PEERS["stall_s"]), "README row"
+                                                          PEERS["stall_s"]), "docs/security.md row"
         cut = CUT_OFF.search(ws_server.log_text())
         assert cut, "the stalled client was not cut off"
         pending, paused = int(cut[2]), float(cut[3])

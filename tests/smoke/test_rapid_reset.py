@@ -1,4 +1,4 @@
-"""HTTP/2 Rapid Reset through the TLS front (README row rapid_reset_front).
+"""HTTP/2 Rapid Reset through the TLS front (docs/security.md, row rapid_reset_front).
 
 One client sends up to 5,000 HEADERS + RST_STREAM pairs for the front page over h2/TLS, bounded
 to about 10 s. A page probe in a process of its own (tests/support/latency.PageProbe: the attack

@@ -1,4 +1,4 @@
-"""waitress on stock Zope WebDAV, the comparison column of the README's litmus table.
+"""waitress on stock Zope WebDAV, the comparison column of docs/webdav.md's litmus table.
 
 Usage: python -m tests.support.dav_waitress ZOPE_CONF PORT THREADS [--source]
 

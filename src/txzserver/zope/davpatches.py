@@ -37,7 +37,7 @@ below with the litmus test or the issue requirement that shows it.
    ``http://evil.example.org/x`` made ``/x`` here); a Destination whose scheme and host
    differ from the request's gets 502 Bad Gateway (RFC 4918 9.8.4, 9.9.4).
 
-Not fixed (documented in the README): Zope has exclusive write locks only, so a shared
+Not fixed (documented in docs/webdav.md): Zope has exclusive write locks only, so a shared
 LOCK gets 403 (litmus ``locks``: lock_shared, and the seven tests after it are skipped).
 """
 
