@@ -1,4 +1,5 @@
-"""WebSocket benchmark (issue 15 goals 2 and 3): handshakes, a reconnect storm, fan-out latency
+"""WebSocket benchmark (how many clients one instance serves, how fast an event reaches them):
+handshakes, a reconnect storm, fan-out latency
 from the commit, memory per idle subscriber; one txzserver instance (server-threads 2), its own
 copy of the Plone template, clients on 127.0.0.1 in CLIENT_PROCESSES processes of their own
 (tests.support.wsload: a fixed handshake and a frame reader, no client library).

@@ -1,4 +1,5 @@
-"""Issue 15 goal 2 on a real Plone site: cached principal lookups and what invalidates them.
+"""Cached principal lookups on a real Plone site, and what invalidates them (a changed role or
+group must reach a user's open connections on every instance, not only new handshakes).
 
 Two instances on one ZEO server with a broker between them: a reviewer connected to both
 receives "needs review" events; when an administrator removes the Reviewer role on alpha, the

@@ -1,4 +1,4 @@
-"""WebDAV through txzserver (issue 5): litmus against a Zope folder and a Plone folder, the
+"""WebDAV through txzserver, as Zope's ZServer served it: litmus against a Zope folder and a Plone folder, the
 source port, a 1 GB PUT with flat memory, cadaver, HTTP/2, bad input.
 
 The litmus pass counts asserted here are the ones in docs/webdav.md's table, and the

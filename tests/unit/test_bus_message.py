@@ -100,7 +100,7 @@ def test_malformed_wire_data_raises_value_or_type_error(wire):
         Event.from_wire(wire)
 
 
-# The publisher's stamp (issue 11)
+# The publisher's stamp: what lets a subscriber notice a lost message
 
 def test_events_are_unstamped_until_a_publisher_stamps_them():
     event = Event(**FULL)

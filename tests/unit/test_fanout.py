@@ -165,7 +165,7 @@ def test_subscription_changes_apply_to_the_next_event():
     assert hub.deliver(event("/Plone/events/x")) == 1
 
 
-# Sequence numbers: noticing lost events (issue 11)
+# Sequence numbers: noticing lost events, so clients can reload instead of missing them
 
 def stamped(seq, instance="alpha", epoch="run-1", path="/Plone/news/a", guard=("Member",)):
     return event(path, guard).stamped(instance, epoch, seq)

@@ -1,4 +1,5 @@
-"""txzserver.server.http1 against hostile HTTP/1.1 (issue 11): request smuggling, malformed
+"""txzserver.server.http1 against hostile HTTP/1.1 (the server faces the internet, or a front
+that forwards what it does not understand): request smuggling, malformed
 heads, absolute and authority-form targets, Connection lists, a stalled body.
 
 Each refused request gets one error naming the RFC clause, the connection closes, and

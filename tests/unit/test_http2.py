@@ -134,7 +134,7 @@ def test_settings_advertised_to_the_client():
     assert protocol.channel.conn.decoder.max_header_list_size == 8192
 
 
-# Hostile clients (issue 11): limits answered per RFC 9113
+# Hostile clients (one connection must not exhaust the server): limits answered per RFC 9113
 
 def _raw_connection(resource=None, **settings):
     """A connection whose client preface and SETTINGS are sent, and the server's read."""

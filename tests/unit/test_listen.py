@@ -179,7 +179,7 @@ def test_http_url_is_refused_before_connecting():
         listen("http://127.0.0.1:1/ws", out=io.StringIO(), err=io.StringIO())
 
 
-# Gaps (issue 11): fake connections, no sockets
+# Gaps (events lost on the bus, announced to the listener): fake connections, no sockets
 
 GAP = {"type": "gap", "instance": "alpha", "missed": 2}
 

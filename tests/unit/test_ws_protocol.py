@@ -180,8 +180,9 @@ def test_event_outside_the_subscribed_paths_is_not_sent(endpoint):
 
 
 def test_gap_reaches_every_connection_before_the_next_event(endpoint):
-    """Issue 11: lost bus events are announced to every client, whatever its paths and tokens,
-    once, before the event that revealed them; the stamp and guard stay on the server."""
+    """Lost bus events are announced to every client (any may have missed one of them),
+    whatever its paths and tokens, once, before the event that revealed them; the stamp and
+    guard stay on the server."""
     reader, _ = opened(endpoint)
     outsider, _ = opened(endpoint, b"/ws?path=/Plone/other")
     endpoint.hub.deliver(event(uid="one").stamped("alpha", "run-1", 1))

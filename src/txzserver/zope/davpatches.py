@@ -1,7 +1,7 @@
 """Small fixes to Zope's ``webdav`` package that litmus proves necessary.
 
 Applied once by ``startup.start_zope`` (``apply()`` is idempotent). Each is listed
-below with the litmus test or the issue requirement that shows it.
+below with the litmus test or the integration test that shows it.
 
 1. The ``If`` header (RFC 4918 section 10.4). Zope's ``Resource.dav__simpleifhandler`` only
    looks for a lock token the resource holds and ignores everything else, so a PUT whose
@@ -23,16 +23,18 @@ below with the litmus test or the issue requirement that shows it.
 3. A large PUT onto a Plone File. plone.app.contenttypes' ``File.PUT`` stores
    ``NamedBlobFile(data=infile.read())``: the whole body in memory (a 1 GB PUT grew the
    server by over 1 GB). Here the body file is copied into the blob in 1 MiB blocks. Not
-   a litmus finding: the issue's 1 GB PUT test proves it.
+   a litmus finding: the 1 GB PUT test (``tests/integration/test_webdav.py``, flat memory)
+   proves it.
 
 4. Small protocol points: MOVE without a Destination header got 403 Forbidden (Zope pops
    a name off an empty path and fails the id check); it gets 400 Bad Request, as COPY
    does. OPTIONS answers ``MS-Author-Via: DAV`` like ZServer did, which Microsoft Office
    and Windows Web Folders look for before they use WebDAV.
 
-5. Hostile bodies and headers (issue 11, ``tests/integration/test_webdav_hostile.py``): a LOCK
-   body Zope's protected parser refuses (a DTD, external or expanding entities) or that lacks
-   lockinfo/lockscope/locktype raised ValueError/IndexError, a 500; it gets 400 Bad Request.
+5. Hostile bodies and headers (any client may send them;
+   ``tests/integration/test_webdav_hostile.py``): a LOCK body Zope's protected parser
+   refuses (a DTD, external or expanding entities) or that lacks lockinfo/lockscope/locktype
+   raised ValueError/IndexError, a 500; it gets 400 Bad Request.
    COPY and MOVE resolved a Destination on another host as a path on this one (COPY to
    ``http://evil.example.org/x`` made ``/x`` here); a Destination whose scheme and host
    differ from the request's gets 502 Bad Gateway (RFC 4918 9.8.4, 9.9.4).

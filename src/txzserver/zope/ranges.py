@@ -1,4 +1,5 @@
-"""Range request fixes (issue 11, "Path and Range").
+"""Range request fixes: a hostile Range header must not make the server build, spool or send
+far more than the file (the Apache "Range killer").
 
 Applied once by ``startup.start_zope`` after the WebDAV fixes (``apply()`` is idempotent).
 Each is listed with the test that proves it (``tests/integration/test_http1_hostile.py``,
