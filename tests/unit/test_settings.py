@@ -76,7 +76,7 @@ def test_from_zconfig():
         servers=[HTTP], server_threads=3, reactor="asyncio", access_log_format="common",
         max_request_body_size=10, request_spool_threshold=5, max_spool_size=30,
         max_anonymous_body_size=8, max_header_size=2048, max_headers=20, idle_timeout=7,
-        header_timeout=3, max_connections=9, shutdown_timeout=4,
+        header_timeout=3, max_connections=9, shutdown_timeout=4, shutdown_delay=2,
         stream_chunk_size=4096, trusted_proxies=None, trusted_proxy_networks=None, websocket=None,
         event_bus=None, health=None, metrics=None, log_format="json",
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
@@ -87,7 +87,8 @@ def test_from_zconfig():
         (HTTP,), threads=3, reactor="asyncio", access_log_format="common", max_request_body_size=10,
         request_spool_threshold=5, max_spool_size=30, max_anonymous_body_size=8,
         max_header_size=2048, max_headers=20, idle_timeout=7.0,
-        header_timeout=3.0, max_connections=9, shutdown_timeout=4.0, stream_chunk_size=4096,
+        header_timeout=3.0, max_connections=9, shutdown_timeout=4.0, shutdown_delay=2.0,
+        stream_chunk_size=4096,
         trusted_proxies=(),
         max_publishing_per_connection=2, http2_max_concurrent_streams=50, http2_max_reset_burst=30,
         http2_reset_rate=3.0, http2_max_control_frames=40, http2_control_frame_rate=4.0,
@@ -95,6 +96,7 @@ def test_from_zconfig():
     assert isinstance(s.http2_reset_rate, float)
     assert isinstance(s.idle_timeout, float)
     assert isinstance(s.header_timeout, float)
+    assert isinstance(s.shutdown_delay, float)
 
 
 def test_schema_defaults_equal_class_defaults(tmp_path):

@@ -104,3 +104,35 @@ def test_drain_still_waits_when_a_port_fails_to_stop():
     assert result == []
     tracker.ended()
     assert result == [None]
+
+
+def test_drain_with_a_delay_keeps_listening_while_readiness_fails():
+    reactor = MemoryReactorClock()
+    ports = [FakePort()]
+    tracker = InFlight()
+    tracker.started()  # a request in flight when SIGTERM comes
+    result = fired(drain(reactor, ports, tracker, timeout=5, delay=3))
+    assert tracker.draining  # /healthz/ready fails from now on
+    reactor.advance(2.9)
+    assert not ports[0].stopped and result == []  # still accepting
+    tracker.started()  # a newcomer served during the delay
+    reactor.advance(0.2)
+    assert ports[0].stopped and result == []
+    reactor.advance(4.8)  # shutdown-timeout counts from the closing of the listeners
+    assert result == []
+    tracker.ended()
+    tracker.ended()
+    assert result == [None]
+    assert not reactor.getDelayedCalls()
+
+
+def test_drain_timeout_after_a_delay():
+    reactor = MemoryReactorClock()
+    tracker = InFlight()
+    tracker.started()
+    result = fired(drain(reactor, [FakePort()], tracker, timeout=5, delay=3))
+    reactor.advance(7.9)
+    assert result == []
+    reactor.advance(0.2)
+    assert result == [None]
+    assert not reactor.getDelayedCalls()

@@ -309,10 +309,6 @@ def nats_url(value):
     return url
 
 
-def bus_backend(value):
-    return _choice(value, BUS_BACKENDS, "event-bus backend")
-
-
 def bus_endpoint(value):
     """Key datatype of the <event-bus> endpoints, so a bad one is reported with its line."""
     endpoint = value.strip()
@@ -340,10 +336,6 @@ def event_bus_settings(section):
     return settings
 
 
-def curve_choice(value):
-    return _choice(value, CURVE_CHOICES, "event-bus curve")
-
-
 @dataclass(frozen=True)
 class TaskQueueSettings:
     """A ``<task-queue NAME>`` section: where its tasks go and how they are run."""
@@ -362,7 +354,7 @@ class TaskQueueSettings:
     ack_wait: float = 30.0
     #: nats: deliveries of one task at most (each one an instance that took it and then died)
     max_deliver: int = 10
-    #: nats: seconds a task may wait in its stream (and its id is kept as done: README)
+    #: nats: seconds a task may wait in its stream (and its id is kept as done: docs/tasks.md)
     max_age: float = 24 * 3600.0
     #: nats: copies of the task stream in a JetStream cluster (3 for a 3-node cluster)
     replicas: int = 1
@@ -392,10 +384,6 @@ class TaskQueueSettings:
                                  " response waits that long for NATS)")
 
 
-def task_backend(value):
-    return _choice(value, TASK_BACKENDS, "task-queue backend")
-
-
 def task_queue_settings(section):
     return TaskQueueSettings(
         name=section.getSectionName(), backend=section.backend, concurrency=section.concurrency,
@@ -416,20 +404,23 @@ def named_logger(section):
     return LoggerFactory(section)
 
 
-def _choice(value, allowed, what):
-    value = value.strip().lower()
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
+class Choice:
+    """Key datatype accepting one of a few words (any case); the configuration reference
+    lists ``allowed`` from here, so the words are written once."""
+
+    def __init__(self, what, allowed):
+        self.what, self.allowed = what, allowed
+
+    def __call__(self, value):
+        value = value.strip().lower()
+        if value not in self.allowed:
+            raise ValueError(f"{self.what} must be one of {', '.join(self.allowed)}, not {value!r}")
+        return value
 
 
-def reactor_name(value):
-    return _choice(value, REACTORS, "reactor")
-
-
-def access_log_format(value):
-    return _choice(value, ACCESS_LOG_FORMATS, "access-log-format")
-
-
-def log_format(value):
-    return _choice(value, LOG_FORMATS, "log-format")
+reactor_name = Choice("reactor", REACTORS)
+access_log_format = Choice("access-log-format", ACCESS_LOG_FORMATS)
+log_format = Choice("log-format", LOG_FORMATS)
+bus_backend = Choice("event-bus backend", BUS_BACKENDS)
+curve_choice = Choice("event-bus curve", CURVE_CHOICES)
+task_backend = Choice("task-queue backend", TASK_BACKENDS)

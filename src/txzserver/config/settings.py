@@ -1,11 +1,13 @@
 """The server's view of zope.conf: one frozen, validated object built from the ZConfig root."""
 
+import dataclasses
 import socket
 from dataclasses import dataclass
 
+from . import keys
 from .datatypes import (
     LOG_FORMATS, EventBusSettings, HealthSettings, Listener, MetricsSettings, TaskQueueSettings,
-    WebSocketSettings, reactor_name,
+    WebSocketSettings,
 )
 
 
@@ -56,6 +58,8 @@ class ServerSettings:
     max_connections: int = 1000
     #: on SIGTERM, how long requests in flight may take before the process stops anyway
     shutdown_timeout: float = 30 * SECONDS
+    #: on SIGTERM, how long the listeners keep accepting while readiness fails
+    shutdown_delay: float = 0 * SECONDS
     #: size of the reads when streaming files and blobs from the reactor
     stream_chunk_size: int = 256 * KB
     #: addresses whose X-Forwarded-For/-Proto/-Host are believed
@@ -168,51 +172,91 @@ class ServerSettings:
 
     @classmethod
     def from_zconfig(cls, root):
-        return cls(
-            listeners=tuple(root.servers),
-            threads=root.server_threads,
-            reactor=root.reactor,
-            access_log_format=root.access_log_format,
-            log_format=root.log_format,
-            max_request_body_size=root.max_request_body_size,
-            request_spool_threshold=root.request_spool_threshold,
-            max_spool_size=root.max_spool_size,
-            max_anonymous_body_size=root.max_anonymous_body_size,
-            max_header_size=root.max_header_size,
-            max_headers=root.max_headers,
-            idle_timeout=float(root.idle_timeout),
-            header_timeout=float(root.header_timeout),
-            max_connections=root.max_connections,
-            shutdown_timeout=float(root.shutdown_timeout),
-            stream_chunk_size=root.stream_chunk_size,
-            trusted_proxies=tuple(root.trusted_proxies or ())
-            + tuple(net for net in root.trusted_proxy_networks or () if net),
-            max_publishing_per_connection=root.max_publishing_per_connection,
-            http2_max_concurrent_streams=root.http2_max_concurrent_streams,
-            http2_max_reset_burst=root.http2_max_reset_burst,
-            http2_reset_rate=float(root.http2_reset_rate),
-            http2_max_control_frames=root.http2_max_control_frames,
-            http2_control_frame_rate=float(root.http2_control_frame_rate),
-            health=root.health,
-            metrics=root.metrics,
-            websocket=root.websocket,
-            event_bus=root.event_bus,
-            instance_name=root.instance_name,
-            task_queues=tuple(root.task_queues) if root.task_queues else None,
-        )
+        """Each field from the key (or section) of its name on the ZConfig root, as a float
+        where the field is one; the few others as ZCONFIG_READERS says."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            reader = ZCONFIG_READERS.get(field.name)
+            value = reader(root) if reader else getattr(root, field.name)
+            values[field.name] = float(value) if _is_float(field) else value
+        return cls(**values)
 
     @classmethod
     def from_paste(cls, listen="127.0.0.1:8080", h2c="on", **options):
         """Settings from ``[server:main]`` options of a zope.ini (strings); ValueError for
         unknown or bad ones. Each option is the zope.conf key with underscores."""
-        unknown = sorted(set(options) - set(PASTE_OPTIONS))
+        known = paste_options(cls)
+        unknown = sorted(set(options) - set(known))
         if unknown:
             raise ValueError(f"unknown txzserver option(s): {', '.join(unknown)};"
-                             f" known: listen, h2c, {', '.join(sorted(PASTE_OPTIONS))}")
+                             f" known: listen, h2c, {', '.join(sorted(known))}")
         h2c_on = _paste_bool(h2c)
         listeners = tuple(Listener("http", *_paste_address(a), h2c=h2c_on) for a in listen.split())
-        values = {PASTE_OPTIONS[k][0]: PASTE_OPTIONS[k][1](v) for k, v in options.items()}
+        values = {}
+        for option, value in options.items():
+            field, convert = known[option]
+            try:
+                values[field] = convert(value)
+            except ValueError as exc:
+                raise ValueError(f"txzserver option {option} = {value!r}: {exc}") from exc
         return cls(listeners=listeners, **values)
+
+
+#: The fields not read from the zope.conf key or section of their own name (the field's name
+#: with dashes): how each is read from the ZConfig root instead.
+ZCONFIG_READERS = {
+    "listeners": lambda root: tuple(root.servers),
+    "threads": lambda root: root.server_threads,
+    "trusted_proxies": lambda root: tuple(root.trusted_proxies or ()) + tuple(
+        net for net in root.trusted_proxy_networks or () if net),
+    "task_queues": lambda root: tuple(root.task_queues) if root.task_queues else None,
+}
+
+#: zope.conf keys of the fields named otherwise (the paste option keeps the field's name).
+ZOPE_CONF_KEYS = {"threads": "server-threads"}
+
+#: paste options that are no field's name: option -> (field, converter). ``listen`` and
+#: ``h2c`` (the listeners) are from_paste's own arguments; sections have no paste option.
+PASTE_RENAMED = {"trusted_proxy": ("trusted_proxies", lambda value: tuple(value.split()))}
+
+
+def zope_conf_key(field_name, schema=None):
+    """The top-level zope.conf key of a ServerSettings field, or None (a section, or read
+    from several keys)."""
+    schema = schema or keys.shipped()
+    return schema.key(ZOPE_CONF_KEYS.get(field_name, field_name.replace("_", "-")))
+
+
+def paste_options(cls=None, schema=None):
+    """paste option -> (field, converter): every field with a zope.conf key, converted by the
+    key's own datatype (units as in zope.conf: 1GB, 60s); a plain number of seconds may
+    have a fraction. Plus PASTE_RENAMED."""
+    schema = schema or keys.shipped()
+    options = {}
+    for field in dataclasses.fields(cls or ServerSettings):
+        key = zope_conf_key(field.name, schema)
+        if key is not None:
+            options[field.name] = (field.name, _paste_converter(schema.converter(key), key.multi,
+                                                                _is_float(field)))
+    options.update(PASTE_RENAMED)
+    return options
+
+
+def _is_float(field):
+    return field.type in (float, "float")
+
+
+def _paste_converter(convert, multi, seconds):
+    def paste_value(value):
+        if multi:
+            return tuple(v for v in (convert(word) for word in value.split()) if v is not None)
+        if seconds:
+            try:
+                return float(value)
+            except ValueError:
+                return float(convert(value.strip()))
+        return convert(value.strip())
+    return paste_value
 
 
 def _paste_bool(value):
@@ -231,25 +275,3 @@ def _paste_address(value):
         raise ValueError(f"listen address needs host:port, not {value!r}")
     return host, int(port)
 
-
-#: paste option -> (ServerSettings field, converter)
-PASTE_OPTIONS = {
-    "threads": ("threads", int),
-    "reactor": ("reactor", reactor_name),
-    "max_request_body_size": ("max_request_body_size", int),
-    "max_spool_size": ("max_spool_size", int),
-    "max_anonymous_body_size": ("max_anonymous_body_size", int),
-    "max_header_size": ("max_header_size", int),
-    "idle_timeout": ("idle_timeout", float),
-    "header_timeout": ("header_timeout", float),
-    "max_connections": ("max_connections", int),
-    "shutdown_timeout": ("shutdown_timeout", float),
-    "trusted_proxy": ("trusted_proxies", lambda v: tuple(v.split())),
-    "log_format": ("log_format", lambda v: v.strip().lower()),
-    "max_publishing_per_connection": ("max_publishing_per_connection", int),
-    "http2_max_concurrent_streams": ("http2_max_concurrent_streams", int),
-    "http2_max_reset_burst": ("http2_max_reset_burst", int),
-    "http2_reset_rate": ("http2_reset_rate", float),
-    "http2_max_control_frames": ("http2_max_control_frames", int),
-    "http2_control_frame_rate": ("http2_control_frame_rate", float),
-}

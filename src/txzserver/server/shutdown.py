@@ -1,6 +1,6 @@
 """Graceful shutdown: stop accepting, let requests in flight finish (bounded), then stop."""
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 log = Logger()
@@ -36,19 +36,35 @@ class InFlight:
         return d
 
 
-def drain(reactor, ports, tracker, timeout):
-    """Reactor 'before shutdown' trigger: returns a Deferred the reactor waits for."""
+def drain(reactor, ports, tracker, timeout, delay=0.0):
+    """Reactor 'before shutdown' trigger: returns a Deferred the reactor waits for.
+
+    Readiness fails at once; the listeners keep accepting for ``delay`` seconds (load
+    balancers and Kubernetes endpoints learn of the readiness change only at their next
+    probe or watch event, and would meanwhile send new connections to a closed port), then
+    close; requests in flight get ``timeout`` seconds from there.
+    """
     tracker.draining = True
-    log.info("shutting down: closing {n} listener(s), {count} request(s) in flight",
-             n=len(ports), count=tracker.count)
-    stopped = [defer.maybeDeferred(port.stopListening).addErrback(
-        lambda f: log.failure("closing a listener failed", f)) for port in ports]
+    if delay > 0:
+        log.info("shutting down: serving {delay}s more while readiness fails (shutdown-delay)",
+                 delay=delay)
+        waited = task.deferLater(reactor, delay, lambda: None)
+    else:
+        waited = defer.succeed(None)
     # The timeout cancels ``d``: a plain Deferred fed by the chain, because cancelling the
     # (already fired) DeferredList of gatherResults would not end the wait for requests.
     d = defer.Deferred()
-    defer.gatherResults(stopped).addCallback(lambda _: tracker.wait_idle()).chainDeferred(d)
-    d.addTimeout(timeout, reactor, onTimeoutCancel=lambda *a: log.warn(
+    waited.addCallback(lambda _: _close(ports, tracker)).addCallback(
+        lambda _: tracker.wait_idle()).chainDeferred(d)
+    d.addTimeout(delay + timeout, reactor, onTimeoutCancel=lambda *a: log.warn(
         "shutdown: {count} request(s) still in flight after {t}s, stopping anyway",
         count=tracker.count, t=timeout))
     d.addErrback(lambda f: log.failure("error during graceful shutdown", f))
     return d
+
+
+def _close(ports, tracker):
+    log.info("shutting down: closing {n} listener(s), {count} request(s) in flight",
+             n=len(ports), count=tracker.count)
+    return defer.gatherResults([defer.maybeDeferred(port.stopListening).addErrback(
+        lambda f: log.failure("closing a listener failed", f)) for port in ports])

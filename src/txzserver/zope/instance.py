@@ -6,6 +6,8 @@ import secrets
 import sys
 from string import Template
 
+from ..config.keys import commented_defaults
+
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config")
 TEMPLATE = os.path.join(CONFIG_DIR, "zope.conf.in")
 SUPERVISOR_TEMPLATE = os.path.join(CONFIG_DIR, "supervisord.conf.in")
@@ -65,7 +67,7 @@ def render_config(instance, address="8080", threads=4, zeo=None):
         template = Template(f.read())
     queue = TASK_QUEUE if threads >= 2 else "# (none: server-threads 1 leaves no thread to share)"
     return template.substitute(instance=instance, address=address, threads=threads, storage=storage,
-                               task_queue=queue)
+                               task_queue=queue, defaults=commented_defaults())
 
 
 def render_supervisor_config(instance, txzserver=None):
