@@ -64,6 +64,28 @@ def test_shutdown_timeout_bounds_the_wait(servers, big_file):
     assert "still in flight" in server.log_text()
 
 
+def test_shutdown_delay_serves_new_connections_while_ready_fails(servers):
+    """shutdown-delay 3s: on SIGTERM /healthz/ready fails at once, the listener keeps
+    accepting (a new connection is answered) for 3 s, then closes, and the process exits 0."""
+    server = servers.start("delayed-stop", with_site=False, extra=(
+        "shutdown-delay 3s\n<health-server>\n  address 127.0.0.1:0\n</health-server>"))
+    ready = f"http://127.0.0.1:{server.ports['health']}/healthz/ready"
+    wait_for(lambda: httpx.get(ready, timeout=10).status_code == 200, 60, what="ready")
+    assert httpx.get(server.url("/"), timeout=30).status_code < 500  # Zope warmed up
+    begin = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: httpx.get(ready, timeout=5).status_code == 503, 5, 0.05, "ready to fail")
+    answered = httpx.get(server.url("/"), timeout=5)  # a new connection, during the delay
+    answered_after = time.monotonic() - begin
+    assert answered.status_code < 500 and answered_after < 3
+    wait_for(lambda: _connect_refused(server.port), 30, 0.05, "listener to close")
+    closed_after = time.monotonic() - begin
+    assert closed_after >= 2.9, f"the listener closed {closed_after:.2f} s after SIGTERM"
+    assert server.process.wait(60) == 0
+    assert "serving 3.0s more while readiness fails" in server.log_text()
+    print(f"answered {answered_after:.2f} s after SIGTERM, closed after {closed_after:.2f} s")
+
+
 def test_idle_server_stops_promptly(servers):
     server = servers.start("idle-stop")
     begin = time.monotonic()
