@@ -10,6 +10,8 @@ import pytest
 
 from txzserver.config import TxzServerOptions, load
 from txzserver.config import keys, reference
+from txzserver.config.datatypes import (EventBusSettings, HealthSettings, MetricsSettings,
+                                        TaskQueueSettings, WebSocketSettings)
 from txzserver.config.settings import (PASTE_RENAMED, ZCONFIG_READERS, ServerSettings,
                                        paste_options, zope_conf_key)
 from txzserver.zope.instance import render_config
@@ -160,6 +162,30 @@ def test_a_new_instance_lists_every_key_at_its_default(tmp_path):
             assert getattr(settings, name) == field.default, name
 
 
+SECTIONS = {"health-server": HealthSettings, "metrics-server": MetricsSettings,
+            "websocket": WebSocketSettings, "event-bus": EventBusSettings,
+            "task-queue": TaskQueueSettings}
+#: what a section's builder gives itself: the listener from address and backlog, the name
+BUILT = {"listener": {"address", "backlog"}, "name": set()}
+
+
+@pytest.mark.parametrize("type_name", sorted(SECTIONS))
+def test_a_section_dataclass_has_a_field_per_key_with_the_same_default(type_name):
+    """from_section reads each field from the key of its name: a key without a field, a field
+    without a key or two defaults that differ fail here, not in production."""
+    cls, section = SECTIONS[type_name], SCHEMA.types[type_name]
+    built = {name for name in BUILT if name in {f.name for f in dataclasses.fields(cls)}}
+    key_attributes = {key.attribute for key in section.keys} - set().union(
+        *(BUILT[name] for name in built))
+    assert key_attributes == {field.name for field in dataclasses.fields(cls)} - built
+    for key in section.keys:
+        field = next((f for f in dataclasses.fields(cls) if f.name == key.attribute), None)
+        if field is None or key.default is None:
+            continue
+        value = SCHEMA.converter(key)(key.default)
+        assert (float(value) if field.type is float else value) == field.default, key.name
+
+
 # Adding a setting: the schema and the dataclass, nothing else
 
 @dataclasses.dataclass(frozen=True)
@@ -198,3 +224,23 @@ def test_a_new_setting_needs_only_the_schema_and_the_dataclass(tmp_path):
     assert "| `linger_time` | `linger-time` |" in page
     assert "# linger-time 3s" in keys.commented_defaults(schema)
     assert reference.problems(schema) == []
+
+
+def test_from_section_reads_each_field_from_the_key_of_its_name():
+    from types import SimpleNamespace
+
+    from txzserver.config.datatypes import from_section
+
+    @dataclasses.dataclass(frozen=True)
+    class Section:
+        name: str
+        wait: float = 1.0
+        origins: tuple = ()
+        endpoint: str = "ipc:///default"
+        size: int = 10
+
+    zconfig = SimpleNamespace(wait=7, origins=["a", "b"], endpoint=None, size=3)
+    assert from_section(Section, zconfig, name="q") == Section("q", 7.0, ("a", "b"),
+                                                                "ipc:///default", 3)
+    with pytest.raises(AttributeError, match="size"):
+        from_section(Section, SimpleNamespace(wait=1, origins=[], endpoint=""), name="q")

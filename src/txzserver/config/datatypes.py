@@ -5,7 +5,7 @@ frozen dataclass."""
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from urllib.parse import urlsplit
 
 from ZConfig.components.logger.logger import LoggerFactory
@@ -38,6 +38,28 @@ class Listener:
     def interface(self) -> str:
         """The address to bind: ZConfig gives "" for "all interfaces"."""
         return self.host or "0.0.0.0"
+
+
+def from_section(cls, section, **given):
+    """``cls`` (a section's frozen dataclass) from its ZConfig section: each field not
+    ``given`` from the key of its name (dashes for underscores): repeated keys as a tuple,
+    durations as float seconds, strings stripped, a key without value as the class default.
+    A field without a key is an AttributeError at the first load (no silent default)."""
+    values = dict(given)
+    for field in fields(cls):
+        if field.name in values:
+            continue
+        value = getattr(section, field.name)
+        if value is None:
+            value = () if field.default is MISSING else field.default
+        if isinstance(value, list):
+            value = tuple(value)
+        elif field.type in (float, "float"):
+            value = float(value)
+        elif isinstance(value, str):
+            value = value.strip()
+        values[field.name] = value
+    return cls(**values)
 
 
 def _address(section):
@@ -84,11 +106,8 @@ class HealthSettings:
 
 def health_settings(section):
     host, port = _address(section)
-    return HealthSettings(Listener("health", host, port, section.backlog),
-                          stuck_after=float(section.stuck_after),
-                          check_interval=float(section.check_interval),
-                          check_timeout=float(section.check_timeout),
-                          storage_wait=float(section.storage_wait))
+    return from_section(HealthSettings, section, listener=Listener("health", host, port,
+                                                                   section.backlog))
 
 
 @dataclass(frozen=True)
@@ -114,7 +133,8 @@ def metrics_path(value):
 
 def metrics_settings(section):
     host, port = _address(section)
-    return MetricsSettings(Listener("metrics", host, port, section.backlog), path=section.path)
+    return from_section(MetricsSettings, section, listener=Listener("metrics", host, port,
+                                                                    section.backlog))
 
 
 @dataclass(frozen=True)
@@ -183,16 +203,7 @@ def origin(value):
 
 
 def websocket_settings(section):
-    return WebSocketSettings(
-        path=section.path, site=section.site,
-        allowed_origins=tuple(section.allowed_origins or ()),
-        max_connections=section.max_connections, max_message_size=section.max_message_size,
-        ping_interval=float(section.ping_interval), ping_timeout=float(section.ping_timeout),
-        principal_cache_ttl=float(section.principal_cache_ttl),
-        principal_cache_size=section.principal_cache_size,
-        principal_cache_headers=tuple(section.principal_cache_headers or ()),
-        max_connection_age=float(section.max_connection_age),
-    )
+    return from_section(WebSocketSettings, section)
 
 
 BUS_SCHEMES = ("ipc://", "tcp://", "inproc://")
@@ -212,8 +223,8 @@ class EventBusSettings:
     Over tcp without keys it refuses to start unless ``curve`` is "off" (a trusted network,
     said so on purpose): nobody runs an open bus by accident. ipc needs no keys."""
 
-    publish: str
-    subscribe: str
+    publish: str = DEFAULT_PUBLISH
+    subscribe: str = DEFAULT_SUBSCRIBE
     curve: str = "on"
     #: the broker's public certificate (``txzserver buskeys DIR broker``: DIR/broker.key)
     server_key: str = ""
@@ -319,16 +330,7 @@ def bus_endpoint(value):
 
 
 def event_bus_settings(section):
-    settings = EventBusSettings(
-        publish=(section.publish or DEFAULT_PUBLISH).strip(),
-        subscribe=(section.subscribe or DEFAULT_SUBSCRIBE).strip(), curve=section.curve,
-        server_key=(section.server_key or "").strip(), client_key=(section.client_key or "").strip(),
-        max_message_size=section.max_message_size, high_water_mark=section.high_water_mark,
-        heartbeat_interval=float(section.heartbeat_interval),
-        backend=section.backend, nats_servers=tuple(section.nats_servers or ()),
-        nats_credentials=section.nats_credentials.strip(), nats_nkey=section.nats_nkey.strip(),
-        nats_tls_ca=section.nats_tls_ca.strip(), stream=section.stream.strip(),
-        max_age=float(section.max_age), max_bytes=section.max_bytes)
+    settings = from_section(EventBusSettings, section)
     problem = settings.backend == "zmq" and settings.needs_keys((settings.publish,
                                                                  settings.subscribe))
     if problem:
@@ -385,14 +387,7 @@ class TaskQueueSettings:
 
 
 def task_queue_settings(section):
-    return TaskQueueSettings(
-        name=section.getSectionName(), backend=section.backend, concurrency=section.concurrency,
-        retries=section.retries, retry_delay=float(section.retry_delay),
-        retry_max_delay=float(section.retry_max_delay), task_user=(section.task_user or "").strip(),
-        push=(section.push or DEFAULT_TASKS_PUSH).strip(), pull=(section.pull or DEFAULT_TASKS_PULL).strip(),
-        ack_wait=float(section.ack_wait), max_deliver=section.max_deliver,
-        max_age=float(section.max_age), replicas=section.replicas,
-        publish_wait=float(section.publish_wait))
+    return from_section(TaskQueueSettings, section, name=section.getSectionName())
 
 
 def named_logger(section):
