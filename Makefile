@@ -9,7 +9,7 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv run test check unit integration lint lint-python lint-docs docs bench clean browser webdav-tools h2load postgresql host-packages
+.PHONY: help venv run test check unit integration lint lint-python lint-docs docs docs-reference bench clean browser webdav-tools h2load postgresql host-packages
 
 help:
 	@echo "make up | make down | make logs | make ps | make images | make test | make check | make lint | make docs | make bench | make run | make venv | make clean"
@@ -112,6 +112,11 @@ lint-python: venv
 docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -b html -W --keep-going -n -q docs build/docs
 	@echo "build/docs/index.html"
+
+# docs/configuration-reference.md from the schema's descriptions (run after changing a key;
+# tests/unit/test_config_reference.py fails while the page is stale).
+docs-reference: venv
+	$(BIN)/python -m txzserver.config.reference --write
 
 # Every internal link and anchor of docs/ resolved (the dummy builder writes nothing); external
 # links are not followed (no network).
