@@ -80,16 +80,16 @@ def write_inituser(directory):
 BUILD_SCRIPT = ROOT / "tests" / "support" / "build_site.py"
 
 
-def build_template(directory):
-    """Build the Plone template instance (site + big File); return facts about it."""
+def build_template(directory, size=BIG_FILE_SIZE):
+    """Build the Plone template instance (site + a File of ``size`` bytes); return facts about it."""
     directory = Path(directory)
     conf = new_instance(directory)
     write_inituser(directory)
     big = directory / "big-source.bin"
-    digest = write_random_file(big, BIG_FILE_SIZE)
+    digest = write_random_file(big, size)
     subprocess.run([TXZSERVER, "run", str(conf), str(BUILD_SCRIPT), SITE_ID, str(big), BIG_FILE_ID],
                    check=True, cwd=directory, timeout=600)
-    return {"directory": directory, "big_sha256": digest, "big_size": BIG_FILE_SIZE}
+    return {"directory": directory, "big_sha256": digest, "big_size": size}
 
 
 def write_random_file(path, size, seed=b"txzserver"):

@@ -5,6 +5,8 @@ PRIVATE_TWISTED_NAMES (``tests/unit/test_twisted_private.py`` fails, naming the 
 when a Twisted upgrade removes one).
 """
 
+from twisted.internet import tcp
+from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.web import http
 
@@ -20,6 +22,7 @@ PRIVATE_TWISTED_NAMES = (
     "_command", "_path", "_version",      # the request line being handled
     "_handlingRequest",                   # a request is being answered
     "_busyReceiving",                     # LineReceiver is inside its parsing loop
+    "_waitingForTransport",               # the transport paused the channel (sendfile loan)
 )
 
 log = Logger()
@@ -373,3 +376,27 @@ class HTTP1Channel(http.HTTPChannel):
         network = self._networkProducer
         network.unregisterProducer()
         return network
+
+    # os.sendfile of a response body (server/streaming.py, server/sendfile.py)
+
+    def lend_plain_transport(self):
+        """The plain TCP transport under this connection, lent to a producer that writes
+        the rest of the current response straight to its socket (os.sendfile); None when
+        the bytes cannot go to the socket as they are (TLS).
+
+        The channel stops being the transport's producer until ``take_back_transport``;
+        the borrower registers itself instead and nothing is written through the channel
+        meanwhile (the response head is written before the loan).
+        """
+        transport = self.transport
+        if not isinstance(transport, tcp.Connection) or ISSLTransport.providedBy(transport):
+            return None
+        self._networkProducer.unregisterProducer()
+        return transport
+
+    def take_back_transport(self):
+        """The borrower is done: the channel is the transport's producer again, resumed if
+        the transport had paused it before the loan (its buffer has drained since)."""
+        self._networkProducer.registerProducer(self, True)
+        if self._waitingForTransport:
+            self.resumeProducing()

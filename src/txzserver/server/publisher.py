@@ -24,7 +24,7 @@ from zope.interface import providedBy
 from ..transfer import ClientGone, PauseObserver, close_body
 from .admission import Admission, PublishQueue
 from .environ import SERVER_SOFTWARE, build_environ
-from .streaming import BodyProducer, StreamBody
+from .streaming import StreamBody, stream_body
 
 log = Logger()
 
@@ -156,8 +156,8 @@ class PublishTask:
         length = _content_length(response.headers)
         if length is not None and response.trailer:
             length = max(length - len(response.trailer), 0)
-        BodyProducer(self.request, response.stream, length, self.settings.stream_chunk_size,
-                     self._stream_done).start()
+        stream_body(self.request, response.stream, length, self.settings, self.reactor,
+                    self._stream_done)
 
     def _stream_done(self, producer, error):
         self.request.unregisterProducer()

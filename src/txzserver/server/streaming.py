@@ -2,14 +2,23 @@
 
 The worker thread hands the open file (or Zope stream iterator) over and is free again
 before the first byte goes out; the transport pulls the next buffer only when it has sent
-the previous one, so a slow reader costs one buffer of memory, not a thread.
+the previous one, so a slow reader costs one buffer of memory, not a thread. Over plain
+TCP (HTTP/1.1 without TLS) a body that is a regular file goes out with ``os.sendfile``
+instead (``sendfile.SendfileProducer``): no copy through Python at all.
 """
+
+import io
+import os
+import stat
+import tempfile
 
 from zope.interface import implementer
 from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
+from twisted.web.http import NO_BODY_CODES
 
 from ..transfer import close_body
+from .sendfile import SendfileProducer
 
 log = Logger()
 
@@ -113,3 +122,75 @@ class BodyProducer:
         self._finished = True
         close_body(self.body)
         self._done(self, error)
+
+
+def file_source(body):
+    """``(fd, offset)`` of the regular file ``body`` reads next from, or None.
+
+    Bodies seen: a StreamBody around a file (Zope hands blobs to ``wsgi.file_wrapper``, and
+    spilled ``RESPONSE.write`` output is one), Zope's ``filestream_iterator`` (a FileIO),
+    plone.namedfile's ``filestream_range_iterator``, which keeps its FileIO in ``_io`` and
+    has no accessor for it (its end is kept by Content-Length, set to the range's length).
+    """
+    if isinstance(body, StreamBody):
+        body = body.filelike
+    if isinstance(getattr(body, "_io", None), io.FileIO):
+        body = body._io
+    if isinstance(body, tempfile.SpooledTemporaryFile) and not body._rolled:
+        return None  # still in memory: fileno() would write it to disk first
+    if not callable(getattr(body, "fileno", None)) or not callable(getattr(body, "tell", None)):
+        return None
+    try:
+        if callable(getattr(body, "flush", None)):
+            body.flush()  # a buffered file's bytes reach the descriptor before it is read
+        fd, offset = body.fileno(), body.tell()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+    except (OSError, ValueError):  # closed, or a file object without a descriptor
+        return None
+    return fd, offset
+
+
+def stream_body(request, body, length, settings, clock, done):
+    """Send ``body`` (at most ``length`` bytes) as the rest of ``request``'s response.
+
+    With os.sendfile when the body is a regular file of known length and the request's
+    connection lends its plain TCP transport (``lend_plain_transport``: HTTP/1.1 without
+    TLS); else with a BodyProducer reading ``stream_chunk_size`` buffers. ``done(producer,
+    error)`` as BodyProducer's, after the body is closed.
+    """
+    producer = _sendfile_producer(request, body, length, settings, clock, done)
+    if producer is None:
+        producer = BodyProducer(request, body, length, settings.stream_chunk_size, done)
+    producer.start()
+    return producer
+
+
+def _sendfile_producer(request, body, length, settings, clock, done):
+    if not length or request.method == b"HEAD":
+        return None
+    lend = getattr(getattr(request, "protocol", None), "lend_plain_transport", None)
+    source = file_source(body) if lend is not None else None
+    if source is None:
+        return None
+    request.write(b"")  # the head, if not sent yet: it decides on chunked framing
+    if request.chunked or request.code in NO_BODY_CODES:
+        return None
+    transport = lend()
+    if transport is None:
+        return None
+    channel = request.protocol
+
+    def finished(producer, error):
+        request.sentLength += producer.sent  # counted by the access log and the metrics
+        close_body(body)
+        if not producer.stopped:
+            channel.take_back_transport()
+        done(producer, error)
+
+    fd, offset = source
+    producer = SendfileProducer(transport, fd, offset, length, clock, settings.idle_timeout,
+                                finished)
+    # The channel may close the connection without the transport telling its producer.
+    request.notifyFinish().addErrback(lambda _: producer.stopProducing())
+    return producer
