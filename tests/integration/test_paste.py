@@ -58,15 +58,23 @@ def _paste_instance(directory, template, server_options=""):
     return directory / "etc" / "zope.ini"
 
 
+#: options a paste deployment could not set before they were derived from the schema
+OPTIONS = "instance_name = paste-one\nmax_headers = 20\nidle_timeout = 1m\n"
+
+
 def test_runwsgi_with_txzserver(tmp_path, plone_template, site_id):
-    ini = _paste_instance(tmp_path / "paste", plone_template)
+    ini = _paste_instance(tmp_path / "paste", plone_template, OPTIONS)
     runwsgi = str(Path(sys.executable).parent / "runwsgi")
     server = ServerProcess(ini.parent / "zope.conf", argv=[runwsgi, str(ini)]).start()
     try:
         # a first page renders Plone's templates: seconds on a busy machine (no latency test)
-        assert httpx.get(server.url(f"/{site_id}"), timeout=60).status_code == 200
+        page = httpx.get(server.url(f"/{site_id}"), timeout=60)
+        assert page.status_code == 200
+        assert page.headers["x-txzserver-instance"] == "paste-one"
         with httpx.Client(http1=False, http2=True, timeout=60) as client:
             response = client.get(server.url(f"/{site_id}"))
         assert response.status_code == 200 and response.http_version == "HTTP/2"
+        many = {f"x-extra-{n}": "1" for n in range(25)}
+        assert httpx.get(server.url(f"/{site_id}"), headers=many, timeout=60).status_code == 431
     finally:
         assert server.stop() == 0
