@@ -11,7 +11,6 @@ import pytest
 import zmq
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from txzserver.bus import Event, IEventPublisher
@@ -56,14 +55,6 @@ class QueueReactor(MemoryReactorClock):
 
 def event(n, path="/Plone/news"):
     return Event("modified", f"{path}/item{n}", title=f"item {n}", guard={"Member"})
-
-
-@pytest.fixture
-def logged():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def texts(log_events):

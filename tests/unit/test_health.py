@@ -8,7 +8,7 @@ import json
 import pytest
 from twisted.internet import defer
 from twisted.internet.testing import StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from txzserver.app import build_health
 from txzserver.bus.publishers import LocalPublisher, ZmqBus
@@ -69,14 +69,6 @@ class FakeDatabases:
 @pytest.fixture
 def reactor():
     return ThreadsReactor()
-
-
-@pytest.fixture
-def logged():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def status(health, path):

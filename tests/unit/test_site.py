@@ -4,9 +4,8 @@ import logging
 
 import h2.errors
 import h2.events
-import pytest
 from twisted.internet.error import ConnectionDone
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from txzserver.server.negotiate import H2_PREFACE, NegotiatingProtocol
@@ -20,14 +19,6 @@ from .helpers import (
 PARTIAL_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
 #: A request whose body is arriving: busy, never closed for a newcomer.
 PARTIAL_BODY = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
-
-
-@pytest.fixture
-def logged():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def lost(protocol):

@@ -17,7 +17,7 @@ from txzserver.websocket.fanout import Hub, Subscriber
 from txzserver.websocket.principals import PrincipalCache
 from txzserver.websocket.auth import Principal
 
-from .test_bus_publishers import broker, instances, joined, logged, texts  # noqa: F401
+from .test_bus_publishers import broker, instances, joined, texts  # noqa: F401
 from .wsframes import Endpoint, ZopeApp
 from .zmqbroker import wait_for
 
