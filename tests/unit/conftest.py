@@ -11,3 +11,11 @@ def logged():
     globalLogPublisher.addObserver(events.append)
     yield events
     globalLogPublisher.removeObserver(events.append)
+
+
+@pytest.fixture
+def instance(tmp_path):
+    """An instance folder (etc/, var/, log/) for a zope.conf to be loaded from."""
+    for sub in ("etc", "var", "log"):
+        (tmp_path / sub).mkdir()
+    return tmp_path

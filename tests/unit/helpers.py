@@ -5,14 +5,17 @@ Nothing here opens a socket: connections are StringTransports, time is a MemoryR
 
 import h2.config
 import h2.connection
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from txzserver.config import ConfigError, load
 from txzserver.config.datatypes import Listener
 from txzserver.config.settings import ServerSettings
 from txzserver.server.site import ConnectionCounter, ZopeSite
+from txzserver.zope.instance import render_config
 
 PEER = IPv4Address("TCP", "192.0.2.7", 54321)
 HOST = IPv4Address("TCP", "127.0.0.1", 8080)
@@ -181,3 +184,29 @@ class Hanging(Resource):
             request.write(b"done")
             request.finish()
         self.pending = []
+
+
+# zope.conf files in an ``instance`` folder (the fixture of tests/unit/conftest.py)
+
+def conf(instance, extra=""):
+    """Write the default zope.conf plus ``extra`` into ``instance``; (its path, its text)."""
+    path = instance / "etc" / "zope.conf"
+    text = render_config(str(instance)) + extra
+    path.write_text(text)
+    return path, text
+
+
+def line_of(text, needle):
+    """The line number of ``needle`` in ``text`` (as ZConfig counts: from 1)."""
+    return text.splitlines().index(needle) + 1
+
+
+def error(instance, extra):
+    """(message, text): loading the zope.conf with ``extra`` fails with a ConfigError that
+    names the file."""
+    path, text = conf(instance, extra)
+    with pytest.raises(ConfigError) as info:
+        load(str(path))
+    message = str(info.value)
+    assert str(path) in message
+    return message, text

@@ -9,32 +9,10 @@ import threading
 import pytest
 
 from txzserver.bus.natsconn import NatsLoop, connect_options
-from txzserver.config import ConfigError, load
+from txzserver.config import load
 from txzserver.config.datatypes import EventBusSettings
-from txzserver.zope.instance import render_config
 
-
-@pytest.fixture
-def instance(tmp_path):
-    for sub in ("etc", "var", "log"):
-        (tmp_path / sub).mkdir()
-    return tmp_path
-
-
-def conf(instance, extra):
-    path = instance / "etc" / "zope.conf"
-    text = render_config(str(instance)) + extra
-    path.write_text(text)
-    return path, text
-
-
-def error(instance, extra):
-    path, text = conf(instance, extra)
-    with pytest.raises(ConfigError) as info:
-        load(str(path))
-    message = str(info.value)
-    assert str(path) in message
-    return message, text
+from .helpers import conf, error
 
 
 def bus(instance, body):

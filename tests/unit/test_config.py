@@ -16,13 +16,6 @@ HTTP_SECTION = """<http-server>
 </http-server>"""
 
 
-@pytest.fixture
-def instance(tmp_path):
-    for sub in ("etc", "var", "log"):
-        (tmp_path / sub).mkdir()
-    return tmp_path
-
-
 def write(instance, text, name="zope.conf"):
     path = instance / "etc" / name
     path.write_text(text)

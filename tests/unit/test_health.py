@@ -400,13 +400,6 @@ def test_build_health_watches_the_event_bus_when_configured(reactor):
 
 # Configuration
 
-@pytest.fixture
-def instance(tmp_path):
-    for sub in ("etc", "var", "log"):
-        (tmp_path / sub).mkdir()
-    return tmp_path
-
-
 def load_with(instance, section):
     path = instance / "etc" / "zope.conf"
     path.write_text(render_config(str(instance)) + "\n" + section)

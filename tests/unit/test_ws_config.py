@@ -5,10 +5,11 @@ import socket
 
 import pytest
 
-from txzserver.config import ConfigError, load
+from txzserver.config import load
 from txzserver.config.datatypes import EventBusSettings, WebSocketSettings
 from txzserver.config.settings import ServerSettings
-from txzserver.zope.instance import render_config
+
+from .helpers import conf, error, line_of
 
 WEBSOCKET = """
 <websocket>
@@ -30,33 +31,6 @@ EVENT_BUS = """
   curve off
 </event-bus>
 """
-
-
-@pytest.fixture
-def instance(tmp_path):
-    for sub in ("etc", "var", "log"):
-        (tmp_path / sub).mkdir()
-    return tmp_path
-
-
-def conf(instance, extra=""):
-    path = instance / "etc" / "zope.conf"
-    text = render_config(str(instance)) + extra
-    path.write_text(text)
-    return path, text
-
-
-def line_of(text, needle):
-    return text.splitlines().index(needle) + 1
-
-
-def error(instance, extra):
-    path, text = conf(instance, extra)
-    with pytest.raises(ConfigError) as info:
-        load(str(path))
-    message = str(info.value)
-    assert str(path) in message
-    return message, text
 
 
 def test_sections_absent_by_default(instance):
