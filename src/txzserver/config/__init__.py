@@ -7,9 +7,8 @@ from Zope2.Startup.options import ConditionalSchemaParser, ZopeWSGIOptions
 import ZConfig
 from ZConfig.loader import SchemaLoader
 
+from .keys import SCHEMA_FILE
 from .settings import ServerSettings, SettingsError
-
-SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.xml")
 
 
 class _ExtendingSchemaParser(ConditionalSchemaParser):
