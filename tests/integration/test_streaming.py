@@ -30,8 +30,8 @@ RATE = 1_000_000  # bytes/s per slow reader, "1 MB/s" in the docs
 MODULE = "streaming"
 RUN = datetime.now(timezone.utc).isoformat(timespec="seconds")  # this session's records
 
-# docs/why.md, "Why": | same Plone site, 100 MB blob, `threads 1` | txzserver | waitress 3.0.2 |
-WHY = ("why.md", "# Why")
+# docs/why.md, "Why txzserver": | same Plone site, 100 MB blob, `threads 1` | txzserver | waitress 3.0.2 |
+WHY = ("why.md", "# Why txzserver")
 ONE_READER = "front page while 1 client reads the blob at 1 MB/s"
 TEN_READERS = "front page while 10 clients read it at 1 MB/s"
 RSS = "server RSS growth with 10 slow downloads"

@@ -7,7 +7,7 @@ DOCS = ROOT / "docs"
 
 
 def table_rows(page, heading):
-    """The rows of the first table below ``heading`` (e.g. "# Why") of ``page`` (e.g. "why.md"),
+    """The rows of the first table below ``heading`` (e.g. "# Why txzserver") of ``page`` (e.g. "why.md"),
     as lists of cells.
 
     The header row comes first; the ``|---|`` line is left out. Cells are stripped; a cell
