@@ -122,8 +122,9 @@ def test_download_then_more_requests_on_the_same_connection(server, download, bi
         assert status == 206 and headers["content-range"] == f"bytes 1000000-3000000/{big_file['size']}"
         assert digest == hashlib.sha256(source[1000000:3000001]).hexdigest()
     no_blob_open(server)
-    access = (server.instance / "log" / "access.log").read_text()
-    assert f'"GET {download} HTTP/1.1" 200 {big_file["size"]} ' in access  # bytes sent, logged
+    access = server.instance / "log" / "access.log"  # lines are written in batches (AccessLog)
+    wait_for(lambda: f'"GET {download} HTTP/1.1" 200 {big_file["size"]} ' in access.read_text(), 10,
+             what="the access line with the bytes sent")
 
 
 def test_tls_download_is_the_file(server, download, big_file):

@@ -135,8 +135,10 @@ def test_forwarded_headers_honoured_from_trusted_proxy(options_server, site_id):
     response = httpx.get(server.url(f"/{site_id}"), headers=FORWARDED, timeout=60)
     assert response.status_code == 200
     assert f"https://www.example.org/{site_id}" in response.text
-    access = (server.instance / "log" / "access.log").read_text()
-    assert f"GET /{site_id} HTTP/1.1\" 200" in access
+    access_log = server.instance / "log" / "access.log"
+    # access lines are written in batches, within AccessLog's interval
+    wait_for(lambda: f"GET /{site_id} HTTP/1.1\" 200" in access_log.read_text(), 10,
+             what="the access line")
 
 
 def test_default_reactor_serves_http11_and_h2c(servers, site_id):
@@ -169,8 +171,10 @@ def test_webdav_source_port_returns_template_source(options_server, admin_auth):
 def test_access_log_combined_format(plone_server, site_id):
     httpx.get(plone_server.url(f"/{site_id}"), headers={"User-Agent": "txz-test-agent",
                                                         "Referer": "http://ref.example/"}, timeout=60)
-    access = (plone_server.instance / "log" / "access.log").read_text()
-    line = [entry for entry in access.splitlines() if "txz-test-agent" in entry][-1]
+    access_log = plone_server.instance / "log" / "access.log"
+    lines = wait_for(lambda: [entry for entry in access_log.read_text().splitlines()
+                              if "txz-test-agent" in entry], 10, what="the access line")
+    line = lines[-1]
     assert line.startswith("127.0.0.1 - ")
     assert f'"GET /{site_id} HTTP/1.1" 200 ' in line
     assert line.endswith('"http://ref.example/" "txz-test-agent"')

@@ -3,6 +3,7 @@
 import logging
 
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.testing import MemoryReactorClock
 from twisted.web.test.requesthelper import DummyRequest
 
 from txzserver.server import accesslog
@@ -66,17 +67,88 @@ def test_peer_without_host():
     assert line.startswith("- - - [")
 
 
-def test_log_request_writes_to_the_access_logger(caplog):
+def _access_log(**kwargs):
+    reactor = MemoryReactorClock()
+    return reactor, accesslog.AccessLog(reactor, "common", **kwargs)
+
+
+def test_access_lines_are_written_within_the_flush_interval(caplog):
+    reactor, log = _access_log()
     with caplog.at_level(logging.INFO, logger="access"):
-        accesslog.log_request(finished(), "common")
+        log.add(finished())
+        log.add(finished(uri=b"/second"))
+        assert [r for r in caplog.records if r.name == "access"] == []
+        reactor.advance(accesslog.FLUSH_INTERVAL)
     records = [r for r in caplog.records if r.name == "access"]
-    assert len(records) == 1
+    assert len(records) == 2
     assert records[0].levelno == logging.INFO
     assert '"GET /plone/front-page?x=1 HTTP/1.1" 200 1234' in records[0].getMessage()
+    assert '"GET /second HTTP/1.1"' in records[1].getMessage()
+    assert not reactor.getDelayedCalls()
 
 
-def test_log_request_skips_formatting_when_disabled(monkeypatch):
+def test_access_line_has_the_time_the_response_finished(caplog, monkeypatch):
+    reactor, log = _access_log()
+    monkeypatch.setattr(accesslog.time, "time", lambda: NOW)
+    with caplog.at_level(logging.INFO, logger="access"):
+        log.add(finished())
+        monkeypatch.setattr(accesslog.time, "time", lambda: NOW + 3600)
+        reactor.advance(accesslog.FLUSH_INTERVAL)
+    assert STAMP in caplog.records[-1].getMessage()
+
+
+def test_a_full_batch_is_written_at_once(caplog):
+    reactor, log = _access_log()
+    with caplog.at_level(logging.INFO, logger="access"):
+        for _ in range(accesslog.MAX_PENDING):
+            log.add(finished())
+    assert len([r for r in caplog.records if r.name == "access"]) == accesslog.MAX_PENDING
+    assert not reactor.getDelayedCalls()
+
+
+def test_pending_lines_are_written_at_shutdown(caplog):
+    reactor, log = _access_log()
+    with caplog.at_level(logging.INFO, logger="access"):
+        log.add(finished())
+        for trigger, args, kwargs in reactor.triggers["after"]["shutdown"]:
+            trigger(*args, **kwargs)
+    assert len([r for r in caplog.records if r.name == "access"]) == 1
+
+
+class CountingFileHandler(logging.FileHandler):
+    flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+        super().flush()
+
+
+def test_a_batch_flushes_each_file_once(tmp_path):
+    """Lines reach the file together, with one flush per batch (emit flushes every line)."""
+    logger = logging.getLogger("access")
+    handler = CountingFileHandler(tmp_path / "access.log")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        reactor, log = _access_log()
+        for _ in range(5):
+            log.add(finished())
+        reactor.advance(accesslog.FLUSH_INTERVAL)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        handler.close()
+    assert (tmp_path / "access.log").read_text().count("\n") == 5
+    assert handler.flushes == 1 + 1  # the batch's, and close()'s
+    assert "flush" not in vars(handler)
+
+
+def test_nothing_is_kept_when_the_access_logger_is_off(monkeypatch):
     logger = logging.getLogger("access")
     monkeypatch.setattr(logger, "level", logging.WARNING)
     monkeypatch.setattr(accesslog, "format_line", lambda *a: 1 / 0)
-    accesslog.log_request(finished(), "common")
+    reactor, log = _access_log()
+    log.add(finished())
+    reactor.advance(accesslog.FLUSH_INTERVAL)
+    assert not reactor.getDelayedCalls()

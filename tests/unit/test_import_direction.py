@@ -23,7 +23,7 @@ def test_a_wrong_way_import_fails_the_check(tmp_path):
     shutil.copytree(ROOT / "src" / "txzserver", tree)
     site = tree / "server" / "site.py"
     site.write_text(site.read_text().replace(
-        "from .accesslog import log_request", "from ..app import run\nfrom .accesslog import log_request"))
+        "from .accesslog import AccessLog", "from ..app import run\nfrom .accesslog import AccessLog"))
     result = run_check(tree)
     assert result.returncode == 1
     assert "txzserver.server.site imports txzserver.app (server/ may not use app/)" in result.stderr

@@ -71,6 +71,7 @@ def test_access_records_carry_the_request_fields(caplog):
     with caplog.at_level(logging.INFO, logger="access"):
         feed(protocol, b"GET /missing?q=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: probe/1\r\n"
                        b"Referer: http://example.org/\r\n\r\n")
+        site.reactor.advance(1)  # access lines are written in batches
     (rec,) = [r for r in caplog.records if r.name == "access"]
     fields = rec.json_fields
     assert fields["client"] == "192.0.2.7"
@@ -90,6 +91,7 @@ def test_text_mode_adds_nothing_and_keeps_the_line(caplog):
     protocol, _ = connect(site)
     with caplog.at_level(logging.INFO, logger="access"):
         feed(protocol, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        site.reactor.advance(1)
     (rec,) = [r for r in caplog.records if r.name == "access"]
     assert not hasattr(rec, "json_fields")
     assert rec.getMessage().endswith('"GET /a HTTP/1.1" 200 5 "-" "-"')
@@ -131,6 +133,7 @@ def test_zope_conf_log_format_json_writes_json_event_and_access_logs(tmp_path, s
     site = make_site(Page(), settings=settings)
     protocol, _ = connect(site)
     feed(protocol, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    site.reactor.advance(1)
     for name in (None, "access"):
         for handler in logging.getLogger(name).handlers:
             handler.flush()

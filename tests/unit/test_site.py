@@ -90,6 +90,7 @@ def test_finished_requests_are_access_logged(caplog):
     protocol, transport = connect(site)
     with caplog.at_level(logging.INFO, logger="access"):
         feed(protocol, b"GET /logged?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        site.reactor.advance(1)  # lines are written in batches (AccessLog)
     lines = [r.getMessage() for r in caplog.records if r.name == "access"]
     assert len(lines) == 1
     assert lines[0].startswith(PEER.host + " - - [")

@@ -10,6 +10,22 @@ import time
 
 access_logger = logging.getLogger("access")
 
+#: Seconds an access line may wait to be written with others (see ``AccessLog``).
+FLUSH_INTERVAL = 0.1
+#: Lines kept at most before they are written at once.
+MAX_PENDING = 256
+
+_stamp_cache = (None, "")
+
+
+def _stamp(now):
+    """The CLF time of ``now`` (seconds), formatted once per second."""
+    global _stamp_cache
+    second = int(now)
+    if _stamp_cache[0] != second:
+        _stamp_cache = (second, time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second)))
+    return _stamp_cache[1]
+
 
 def _quote(value: bytes | str | None) -> str:
     if value is None:
@@ -24,7 +40,7 @@ def format_line(request, fmt="combined", now=None):
     peer = request.getClientAddress()
     host = getattr(peer, "host", "-")
     user = getattr(request, "remote_user", None) or "-"
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+    stamp = _stamp(time.time() if now is None else now)
     line = '{} - {} [{}] "{} {} {}" {} {}'.format(
         host, _quote(user), stamp, _quote(request.method), _quote(request.uri),
         _quote(request.clientproto), request.code, request.sentLength or "-")
@@ -66,10 +82,68 @@ def access_fields(request, duration=None, protocol=None):
     }
 
 
-def log_request(request, fmt, structured=False, duration=None, protocol=None):
-    """Write the access line; with ``structured`` the record carries ``access_fields`` too."""
-    if access_logger.isEnabledFor(logging.INFO):
-        extra = None
-        if structured:
-            extra = {"json_fields": access_fields(request, duration, protocol)}
-        access_logger.info(format_line(request, fmt), extra=extra)
+class AccessLog:
+    """The access lines of one listener, written in batches (reactor thread).
+
+    Writing and flushing each line when its response finished cost a write system call per
+    request in the reactor thread; with publisher threads running Zope, each one handed them
+    the GIL and the reactor waited to get it back before it could read or answer anything
+    else. A finished request is noted here (with its time); the lines are formatted and
+    written together at most ``interval`` seconds later, when ``MAX_PENDING`` are waiting,
+    and when the reactor shuts down, with one flush of each handler per batch.
+    """
+
+    def __init__(self, reactor, fmt="combined", structured=False, interval=FLUSH_INTERVAL):
+        self.reactor = reactor
+        self.fmt = fmt
+        self.structured = structured
+        self.interval = interval
+        self._pending = []
+        self._timer = None
+        reactor.addSystemEventTrigger("after", "shutdown", self.flush)
+
+    def add(self, request, duration=None, protocol=None):
+        """Note the finished ``request``; its line is written by the next ``flush``."""
+        if not access_logger.isEnabledFor(logging.INFO):
+            return
+        self._pending.append((request, time.time(), duration, protocol))
+        if len(self._pending) >= MAX_PENDING:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self.reactor.callLater(self.interval, self.flush)
+
+    def flush(self):
+        """Write every pending line now."""
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        handlers = _stream_handlers(access_logger)
+        for handler in handlers:
+            handler.flush = _no_flush  # emit() flushes after every line; once per batch here
+        try:
+            for request, now, duration, protocol in pending:
+                extra = None
+                if self.structured:
+                    extra = {"json_fields": access_fields(request, duration, protocol)}
+                access_logger.info(format_line(request, self.fmt, now), extra=extra)
+        finally:
+            for handler in handlers:
+                del handler.flush
+                handler.flush()
+
+
+def _no_flush():
+    pass
+
+
+def _stream_handlers(logger):
+    """The StreamHandlers (files included) a record of ``logger`` reaches."""
+    found = {}
+    while logger is not None:
+        found.update((id(h), h) for h in logger.handlers if isinstance(h, logging.StreamHandler))
+        logger = logger.parent if logger.propagate else None
+    return list(found.values())

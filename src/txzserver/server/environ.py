@@ -23,15 +23,31 @@ class ProxyTrust:
     Zope's own handler they are resolved once, at startup.
     """
 
+    #: Peers remembered, trusted or not: parsing an address costs more than the rest of the
+    #: environ; a server sees few distinct peers (its proxies), so the answers are kept.
+    MEMO_SIZE = 1024
+
     def __init__(self, entries=()):
         self.networks = tuple(net for entry in entries for net in _networks(entry))
+        self._memo = {}
 
     def __contains__(self, host):
+        if not self.networks:
+            return False
+        try:
+            return self._memo[host]
+        except KeyError:
+            pass
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            return False
-        return any(address in net for net in self.networks)
+            trusted = False
+        else:
+            trusted = any(address in net for net in self.networks)
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        self._memo[host] = trusted
+        return trusted
 
 
 def _networks(entry):

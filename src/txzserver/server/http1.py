@@ -151,6 +151,7 @@ class HTTP1Channel(http.HTTPChannel):
         self._head_timer = None
         #: Between a request's head and the end of its body.
         self._receiving_body = False
+        self._host = None
 
     # What HTTPChannel reads as attributes, answered from the settings (not copied)
 
@@ -165,6 +166,24 @@ class HTTP1Channel(http.HTTPChannel):
     @property
     def MAX_LENGTH(self):  # LineReceiver: the longest line accepted
         return self.settings.max_header_size
+
+    def getHost(self):
+        """The local address, asked of the socket once per connection: Twisted asks for every
+        request (a getsockname call, which gives the GIL to a publisher thread and waits to
+        get it back)."""
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
+    def writeHeaders(self, version, code, reason, headers):
+        """The response head as one string in one write (Twisted writes a sequence of
+        four pieces per header line, each checked and buffered on its own)."""
+        lines = [b"%s %s %s\r\n" % (version, code, reason)]
+        for name, values in headers.getAllRawHeaders():
+            for value in values:
+                lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        self.transport.write(b"".join(lines))
 
     def requestFactory(self, channel, queued):
         """Called by HTTPChannel as ``self.requestFactory(self, queued)``."""

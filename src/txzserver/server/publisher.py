@@ -15,7 +15,8 @@ and stops when the client is gone.
 import threading
 from dataclasses import dataclass, field
 
-from twisted.internet.threads import blockingCallFromThread, deferToThreadPool
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import blockingCallFromThread
 from twisted.logger import Logger
 from twisted.web import resource, server
 from ZPublisher.Iterators import IUnboundStreamIterator
@@ -24,6 +25,7 @@ from zope.interface import providedBy
 from ..transfer import ClientGone, PauseObserver, close_body
 from .admission import Admission, PublishQueue
 from .environ import SERVER_SOFTWARE, build_environ
+from .handback import Handback
 from .streaming import StreamBody, stream_body
 
 log = Logger()
@@ -61,6 +63,14 @@ def _content_length(headers):
             except ValueError:
                 return None
     return None
+
+
+def _fire(d, ok, result):
+    """Reactor thread: fire ``d`` with what the worker returned (``ok``) or raised."""
+    if ok:
+        d.callback(result)
+    else:
+        d.errback(result)
 
 
 class PublishTask:
@@ -221,6 +231,8 @@ class ZopeResource(resource.Resource):
         self.tracker = tracker
         self.websocket = websocket
         self.admission = admission if admission is not None else Admission()
+        #: Responses come back from the workers through it (one reactor wake-up per batch).
+        self.handback = Handback(reactor)
 
     def render(self, request):
         body = request.content
@@ -234,10 +246,15 @@ class ZopeResource(resource.Resource):
         environ["wsgi.file_wrapper"] = StreamBody
         task = PublishTask(self.reactor, request, self.settings)
         self.tracker.started()
-        request.notifyFinish().addBoth(self.tracker.ended)
-        request.notifyFinish().addErrback(task.client_gone)
+        request.notifyFinish().addBoth(self._ended, task)
         self._queue_of(request).submit(lambda: self._publish(environ, task), task.gone.is_set)
         return server.NOT_DONE_YET
+
+    def _ended(self, result, task):
+        """The response is finished (None) or the client gone (a Failure)."""
+        self.tracker.ended()
+        if result is not None:
+            task.client_gone(result)
 
     def _queue_of(self, request):
         """The PublishQueue of the request's connection (one per HTTP/1.1 or HTTP/2 connection)."""
@@ -251,10 +268,13 @@ class ZopeResource(resource.Resource):
 
     def _publish(self, environ, task):
         """Queue ``task`` on the pool; the Deferred fires once its response is handed over."""
-        d = deferToThreadPool(self.reactor, self.pool, self._run_app, environ, task)
+        d = Deferred()
         d.addCallbacks(task.deliver, task.fail)
         d.addErrback(lambda f: log.failure("sending the response to {uri} failed", f,
                                            uri=task.request.uri))
+        self.pool.callInThreadWithCallback(
+            lambda ok, result: self.handback.put(_fire, d, ok, result),
+            self._run_app, environ, task)
         return d
 
     def _run_app(self, environ, task):

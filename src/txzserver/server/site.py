@@ -7,7 +7,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web import server
 
-from .accesslog import log_request, request_protocol
+from .accesslog import AccessLog, request_protocol
 from .errors import http1_error_response, peer_of
 from .negotiate import NegotiatingProtocol
 from .spool import SpoolBudget
@@ -167,6 +167,8 @@ class ZopeSite(server.Site):
         self.metrics = metrics
         self.h2c = h2c
         self.http2 = http2
+        self.access_log = AccessLog(self.reactor, settings.access_log_format,
+                                    structured=settings.log_format == "json")
 
     # IProtocolNegotiationFactory
 
@@ -197,9 +199,7 @@ class ZopeSite(server.Site):
         if self.metrics is not None:
             self.metrics.request_done(protocol, request.code, duration or 0.0, request.sentLength,
                                       getattr(request, "spooled", 0))
-        log_request(request, self.settings.access_log_format,
-                    structured=self.settings.log_format == "json", duration=duration,
-                    protocol=protocol)
+        self.access_log.add(request, duration, protocol)
 
 
 def _host_port(addr):
