@@ -21,7 +21,7 @@ from .metrics import ServerMetrics
 from .server.admission import Admission
 from .server.environ import ProxyTrust
 from .server.health import (
-    DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared, Started, watch,
+    READY, DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared, Started, watch,
 )
 from .server.listeners import endpoint_for, url_of
 from .server.metrics import MetricsSite, read_server
@@ -125,11 +125,18 @@ def guard_storage(app, settings, shared):
     return storagedown.guard(app, settings.health.storage_wait, known)
 
 
-def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None, shared=None):
+def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None, shared=None, health=None):
     """The <metrics-server> site; registers the readings of the event bus, the WebSocket hub,
-    the ZODB (``zodb``: a collector, default the databases Zope opened) and the shared
-    dependencies the health checks watch (``shared``: {name: Shared}, with <health-server>)."""
+    the ZODB (``zodb``: a collector, default the databases Zope opened), the shared
+    dependencies the health checks watch (``shared``: {name: Shared}, with <health-server>) and
+    the last readiness answer (``health``: its ``Health``)."""
     readings = metrics.readings
+    if health is not None:
+        def ready():
+            last = health.last(READY)
+            return None if last is None else int(last)
+        readings.gauge("txzserver_ready", "1 while the last readiness probe (/healthz/ready)"
+                       " was answered 200, 0 while 503; absent before the first probe.", ready)
     if shared:
         readings.gauge("txzserver_dependency_up", "1 while a dependency every instance shares"
                        " (database, event-bus) answers, 0 while it is lost (the instance is"
@@ -167,6 +174,10 @@ def build_metrics(reactor, metrics, settings, hub, publisher, zodb=None, shared=
                      lambda: hub.heartbeat_gaps)
     readings.gauge("txzserver_websocket_subscribers", "Open WebSocket connections subscribed"
                    " to events.", lambda: len(hub))
+    if settings.websocket is not None:
+        limit = settings.websocket.max_connections
+        readings.gauge("txzserver_websocket_subscribers_max", "<websocket> max-connections: the"
+                       " subscribers this instance accepts.", lambda: limit)
     metrics.registry.register(zodb if zodb is not None else ZodbCollector())
     return MetricsSite(metrics, settings.metrics.path, reactor=reactor)
 
@@ -260,15 +271,17 @@ def run(app_factory, settings, on_stop=None, site_id=None):
         tasks = TaskQueues.build(reactor, pool, settings.task_queues, security=(
             None if settings.event_bus is None else settings.event_bus.security()),
             bus=settings.event_bus, name=settings.instance_name)
-        started, shared = None, {}
+        started, shared, health = None, {}, None
         if settings.health is not None:
             # Its own listener, not in ``ports``: the drain must not close it.
             health_site, started, shared = build_health(reactor, pool, settings, tracker, publisher,
                                                         site_id)
+            health = health_site.resource.health
             open_listeners(reactor, [(settings.health.listener, health_site)])
         if metrics is not None:
             # Its own listener too: Prometheus may scrape while the others drain.
-            metrics_site = build_metrics(reactor, metrics, settings, hub, publisher, shared=shared)
+            metrics_site = build_metrics(reactor, metrics, settings, hub, publisher, shared=shared,
+                                         health=health)
             open_listeners(reactor, [(settings.metrics.listener, metrics_site)])
     except (BindError, ValueError) as exc:
         log.error("%s", exc)

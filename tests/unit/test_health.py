@@ -534,6 +534,34 @@ def test_build_metrics_reads_the_dependencies(reactor):
     assert found == {(("dependency", "database"),): 1, (("dependency", "event-bus"),): 0}
 
 
+def test_build_metrics_reads_the_last_readiness_answer_and_the_websocket_limit(reactor):
+    """txzserver_ready is the kubelet's view (the last probe's answer), read without running a
+    check; txzserver_websocket_subscribers_max is <websocket> max-connections (the alert's
+    denominator)."""
+    from txzserver.app import build_metrics
+    from txzserver.config.datatypes import MetricsSettings, WebSocketSettings
+    from txzserver.metrics import ServerMetrics
+    started = Switch("started", ok=False)
+    health = Health(startup=[started], live=[], ready=[started])
+    metrics = ServerMetrics()
+    settings = make_settings(metrics=MetricsSettings(Listener("metrics", "", 0)),
+                             websocket=WebSocketSettings(max_connections=250))
+    build_metrics(reactor, metrics, settings, Hub(), LocalPublisher(reactor, Hub()), zodb=Nothing(),
+                  health=health)
+
+    def read():
+        return {family.name: family.samples[0].value for family in metrics.registry.collect()
+                if family.name in ("txzserver_ready", "txzserver_websocket_subscribers_max")}
+
+    assert read() == {"txzserver_websocket_subscribers_max": 250}  # no probe yet: no sample
+    assert health.answer(READY)[0] == 503
+    assert read()["txzserver_ready"] == 0
+    started.ok = True
+    assert read()["txzserver_ready"] == 0  # a scrape runs no check
+    assert health.answer(READY)[0] == 200
+    assert read()["txzserver_ready"] == 1
+
+
 class Nothing:
     def collect(self):
         return iter(())

@@ -301,6 +301,11 @@ class Health:
         overall = "fail" if not ok else "degraded" if degraded else "ok"
         return (200 if ok else 503), {"status": overall, "checks": results}
 
+    def last(self, path):
+        """True or False: the last answer to probe ``path`` (the kubelet's view), None before
+        the first probe. Read by the ``txzserver_ready`` metric, which runs no check itself."""
+        return self._was_ok.get(path)
+
     def _log_change(self, path, ok, results):
         was = self._was_ok.get(path)
         self._was_ok[path] = ok
