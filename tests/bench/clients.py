@@ -6,12 +6,15 @@ taking a thread from the next phase.
 """
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+
+from pathlib import Path
 
 import httpx
 
@@ -192,3 +195,51 @@ def hold_idle(server, path, count, hold_seconds, timeout=5.0, concurrency=100):
         return result
 
     return asyncio.run(run())
+
+
+_FINISHED = re.compile(r"finished in ([\d.]+)(ms|s)")
+_DATA = re.compile(r"\((\d+)\) data")
+
+
+def download(url, extra=()):
+    """(seconds, body bytes) of one h2load client fetching ``url`` whole (h2load's own wall
+    time); ``extra``: h2load arguments (``--h1``)."""
+    argv = [H2LOAD, "-n1", "-c1", "-m1", *extra, url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=300).stdout
+    finished, status, data = _FINISHED.search(out), _H2LOAD_STATUS.search(out), _DATA.search(out)
+    if not finished or not status or status.group(1) != "1" or not data:
+        raise RuntimeError(f"h2load failed: {' '.join(argv)}\n{out}")
+    seconds = float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
+    return seconds, int(data.group(1))
+
+
+def download_rate(url, http1):
+    """GB/s (10**9 bytes/s) of one download of ``url`` over HTTP/1.1, or h2c with prior knowledge."""
+    seconds, size = download(url, ["--h1"] if http1 else [])
+    return size / seconds / 1e9
+
+
+def process_tree(pid):
+    """``pid`` and the processes below it (granian's worker is a child of its main process)."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        for task in Path(f"/proc/{pids[index]}/task").glob("*"):
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        index += 1
+    return pids
+
+
+def cpu_seconds(pid):
+    """User and system CPU seconds used so far by ``pid`` and the processes below it: on a
+    shared machine a steadier measure of a server's cost than a rate."""
+    total = 0
+    for one in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")

@@ -1,7 +1,7 @@
 """`make bench`: one blob downloaded over HTTP/1.1, h2c and HTTP/2 over TLS, in alternation.
 
 One txzserver (cleartext listener with h2c, TLS listener with ALPN h2 and http/1.1) on a copy of the Plone
-template serves its 100 MiB File. The same client, h2load (Debian's nghttp2-client), fetches it
+template serves its 256 MiB File. The same client, h2load (Debian's nghttp2-client), fetches it
 over each protocol in turn (h1, h2c, h1/TLS, h2/TLS, h1, ...), ROUNDS times; a run's figure is
 the File's size over h2load's wall time. Peak server RSS is sampled during each protocol's runs.
 Prints a Markdown table (median and spread, MiB/s) and writes results/h2download.json
@@ -13,28 +13,24 @@ Prints a Markdown table (median and spread, MiB/s) and writes results/h2download
 import argparse
 import json
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from tests.bench import provenance
-from tests.bench.clients import MB, RssSampler
-from tests.bench.servers import THREADS
+from tests.bench.clients import H2LOAD, MB, RssSampler, cpu_seconds, download
+from tests.bench.servers import FILE_SIZE, THREADS
 from tests.support.instance import (
-    BIG_FILE_ID, BIG_FILE_SIZE, SITE_ID, build_template, copy_instance_data, http_server,
-    https_server, new_instance,
+    BIG_FILE_ID, SITE_ID, build_template, copy_instance_data, http_server, https_server,
+    new_instance,
 )
 from tests.support.server import ServerProcess
 from tests.support.tls import make_certificates
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOWNLOAD = f"/{SITE_ID}/{BIG_FILE_ID}/@@download/file"
-H2LOAD = shutil.which("h2load")
 # label -> (listener, extra h2load arguments)
 PROTOCOLS = {
     "HTTP/1.1": ("http", ["--h1"]),
@@ -45,8 +41,6 @@ PROTOCOLS = {
 #: Each HTTP/2 row is compared with HTTP/1.1 over the same transport.
 BASELINE = {"HTTP/1.1": "HTTP/1.1", "h2c": "HTTP/1.1", "HTTP/1.1 (TLS)": "HTTP/1.1 (TLS)",
             "h2 (TLS)": "HTTP/1.1 (TLS)"}
-_FINISHED = re.compile(r"finished in ([\d.]+)(ms|s)")
-_STATUS = re.compile(r"status codes: (\d+) 2xx")
 
 
 def log(message):
@@ -55,13 +49,7 @@ def log(message):
 
 def fetch(url, extra):
     """One download of ``url`` with h2load; seconds taken (h2load's own wall time)."""
-    argv = [H2LOAD, "-n1", "-c1", "-m1", *extra, url]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=300).stdout
-    finished, status = _FINISHED.search(out), _STATUS.search(out)
-    if not finished or not status or status.group(1) != "1":
-        raise RuntimeError(f"h2load failed: {' '.join(argv)}\n{out}")
-    seconds = float(finished.group(1))
-    return seconds / 1000 if finished.group(2) == "ms" else seconds
+    return download(url, extra)[0]
 
 
 def start_server(workdir, template):
@@ -78,26 +66,30 @@ def measure(server, rounds):
     for label, (_, extra) in PROTOCOLS.items():  # warm-up: blob opened, TLS and h2 paths run
         fetch(urls[label], extra)
     runs = {label: [] for label in PROTOCOLS}
+    cpu = {label: [] for label in PROTOCOLS}
     peaks = {label: 0 for label in PROTOCOLS}
     rss_idle = server.rss()
     for round_ in range(rounds):
         for label, (_, extra) in PROTOCOLS.items():
             sampler = RssSampler(server.pid, interval=0.02)
             sampler.start()
+            before = cpu_seconds(server.pid)
             try:
                 seconds = fetch(urls[label], extra)
             finally:
                 peaks[label] = max(peaks[label], sampler.stop())
-            runs[label].append(round(BIG_FILE_SIZE / MB / seconds, 1))
+            runs[label].append(round(FILE_SIZE / MB / seconds, 1))
+            cpu[label].append(round((cpu_seconds(server.pid) - before) / (FILE_SIZE / 2**30), 3))
         log(f"round {round_ + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]} MiB/s" for k, v in runs.items()))
     return {"protocols": {label: {"mib_per_s": statistics.median(values), "runs": values,
+                                  "cpu_s_per_gib": cpu[label],
                                   "rss_peak_mib": round(peaks[label] / MB, 1)}
                           for label, values in runs.items()},
             "baseline": BASELINE, "rss_idle_mib": round(rss_idle / MB, 1)}
 
 
 def markdown(results):
-    lines = [f"{BIG_FILE_SIZE // MB} MiB File, one h2load client, {results['rounds']} alternating"
+    lines = [f"{FILE_SIZE // MB} MiB File, one h2load client, {results['rounds']} alternating"
              " rounds on 127.0.0.1 (median, min-max; server RSS idle"
              f" {results['rss_idle_mib']} MiB)", "",
              "| protocol | MiB/s (median) | min-max | of HTTP/1.1 (same transport) | peak server RSS |",
@@ -124,14 +116,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="txzserver-h2bench-") as workdir:
         template = args.template
         if template is None:
-            log("building the Plone template (site + 100 MiB File)")
-            template = build_template(Path(workdir) / "template")["directory"]
+            log(f"building the Plone template (site + {FILE_SIZE // MB} MiB File)")
+            template = build_template(Path(workdir) / "template", size=FILE_SIZE)["directory"]
         server = start_server(workdir, template)
         try:
             results = measure(server, args.rounds)
         finally:
             server.stop(timeout=30)
-    results.update(provenance=record, rounds=args.rounds, file_size=BIG_FILE_SIZE)
+    results.update(provenance=record, rounds=args.rounds, file_size=FILE_SIZE)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "h2download.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

@@ -41,6 +41,8 @@ def _number_format(kind, high):
         return "MiB", lambda v: f"{v / MB:.1f}"
     if kind == "load":
         return "", lambda v: f"{v:.1f}"
+    if kind == "gbps":
+        return "GB/s", lambda v: f"{v:.2f}"
     return "", lambda v: f"{v:.0f}"
 
 
@@ -48,7 +50,7 @@ def cell(values, kind="n"):
     """Median and min-max of ``values`` as one table cell: ``104 ms (98-130)``; one value alone.
 
     kind: "s" seconds (ms when all are below 1 s), "n" a count or rate, "mib" bytes as MiB,
-    "load" a load average.
+    "load" a load average, "gbps" a rate in GB/s.
     """
     found = spread(values)
     if found is None:
@@ -74,6 +76,16 @@ def load(out=RESULTS):
 
 def write_json(results, path):
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def _servers(run):
+    """The entries of ``run`` that are HTTP servers (not the in-process limit)."""
+    return [s for s in run["servers"].values() if s.get("kind") != "inprocess"]
+
+
+def _in_process(run):
+    """The in-process limit's entry of ``run``, or None when it was not measured."""
+    return next((s for s in run["servers"].values() if s.get("kind") == "inprocess"), None)
 
 
 def _h(level, text):
@@ -102,7 +114,8 @@ def intro(data):
     if run is None:
         return ["No results.json: run `make bench`."]
     meta, prov = run["meta"], run["meta"]["provenance"]
-    servers = [s["label"] for s in run["servers"].values()]
+    servers = [s["label"] for s in _servers(run)]
+    limit = _in_process(run)
     loads = [r["loadavg_start"] for s in run["servers"].values() for r in s["runs"] if "loadavg_start" in r]
     lines = [
         f"Measured by `make bench` on {prov['date']}, commit {_commit(prov)}, on {_machine(prov)}. "
@@ -114,7 +127,10 @@ def intro(data):
         "127.0.0.1 with the clients on the same machine, so the clients' CPU is part of every "
         f"figure. The servers run in alternation ({', '.join(meta['order'] * 2)}, ...), "
         f"{meta['rounds']} round{'s' if meta['rounds'] != 1 else ''}, one server at a time; "
-        "a cell is the median of the rounds with the min-max in brackets.",
+        "a cell is the median of the rounds with the min-max in brackets."
+        + (f" {limit['label']} is Zope's WSGI app called by the benchmark itself, one request "
+           "after the other, with no server and no HTTP: the limit every server's requests/s are "
+           "measured against." if limit else ""),
     ]
     if meta.get("non_defaults"):
         lines += ["", f"**A trial run, not `make bench` as it stands: {' '.join(meta['non_defaults'])}.**"]
@@ -139,13 +155,13 @@ def starvation(data, level, image):
         f"Each slow reader downloads the {meta['file_size'] // MB} MiB File at "
         f"{meta['reader_rate_mib']:g} MiB/s while `/{meta['site']}` (the front page) is requested "
         f"one after the other on new connections for {meta['phase_seconds']:g} s with a "
-        f"{meta['timeout']:g} s timeout (a timed-out request counts as its elapsed time). Both servers "
-        f"publish with {meta['threads']} threads, the plone-backend default. \"Served\" is how many "
+        f"{meta['timeout']:g} s timeout (a timed-out request counts as its elapsed time). Every server "
+        f"publishes with {meta['threads']} threads, the plone-backend default. \"Served\" is how many "
         "downloads the server had started.", "",
         "| Server | Slow readers | Served | Page p50 | Page p99 | Timeouts | Requests |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for server in run["servers"].values():
+    for server in _servers(run):
         for readers in meta["readers"]:
             phases = [p for r in server["runs"] for p in r.get("starvation", []) if p["readers"] == readers]
             if not phases:
@@ -170,10 +186,16 @@ def rates(data, level):
         f"h2load, {meta['rate_clients']} connections with one request in flight on each, "
         f"{meta['rate_seconds']:g} s after 1 s of warm-up; `@@ok` is Plone's smallest view, the page "
         "is the front page. HTTP/2 is h2c (prior knowledge): waitress has no HTTP/2. p50/p99 over "
-        "the requests answered with 200.", "",
-        "| Server | Request | Protocol | Requests/s | p50 | p99 | Failed |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "the requests answered with 200. \"Of the limit\" is the median requests/s as a share of "
+        "the in-process limit's for the same page.", "",
+        "| Server | Request | Protocol | Requests/s | Of the limit | p50 | p99 | Failed |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
+    limits = {}
+    for limit in filter(None, [_in_process(run)]):
+        for r in limit["runs"]:
+            for key, found in r.get("rates", {}).items():
+                limits.setdefault(key.split(" ", 1)[0], []).append(found["requests_per_s"])
     for server in run["servers"].values():
         keys = []
         for r in server["runs"]:
@@ -183,12 +205,16 @@ def rates(data, level):
             ok = [f for f in found if "error" not in f]
             what, protocol = key.split(" ", 1)
             if not ok:
-                lines.append(f"| {server['label']} | {what} | {protocol} | failed | | | |")
+                lines.append(f"| {server['label']} | {what} | {protocol} | failed | | | | |")
                 continue
+            rate = [f["requests_per_s"] for f in ok]
+            share = (f"{100 * statistics.median(rate) / statistics.median(limits[what]):.0f}%"
+                     if limits.get(what) else "-")
+            failed = cell([f.get("failed", 0) + (f.get("non_2xx") or 0) for f in ok])
             lines.append(
-                f"| {server['label']} | {what} | {protocol} | {cell([f['requests_per_s'] for f in ok])} "
+                f"| {server['label']} | {what} | {protocol} | {cell(rate)} | {share} "
                 f"| {cell([f['p50_s'] for f in ok], 's')} | {cell([f['p99_s'] for f in ok], 's')} "
-                f"| {cell([f['failed'] + (f['non_2xx'] or 0) for f in ok])} |")
+                f"| {failed} |")
     return lines
 
 
@@ -201,12 +227,12 @@ def idle(data, level):
         _h(level, "Idle keep-alive connections"), "",
         f"{meta['idle_connections']} HTTP/1.1 connections opened together, one `@@ok` on each "
         f"(answered within 5 s or not at all), then left idle for {meta['idle_seconds']:g} s; "
-        "both servers with their default limits (txzserver `max-connections` 1000, "
-        "waitress `connection_limit` 100).", "",
+        "every server with its default limits (txzserver `max-connections` 1000, "
+        "waitress `connection_limit` 100, granian `backlog` 1024).", "",
         "| Server | Answered | Held idle | Server RSS growth |",
         "|---|---:|---:|---:|",
     ]
-    for server in run["servers"].values():
+    for server in _servers(run):
         found = [r["idle"] for r in server["runs"] if "answered" in r.get("idle", {})]
         if not found:
             lines.append(f"| {server['label']} | failed | | |")
@@ -214,6 +240,45 @@ def idle(data, level):
         lines.append(f"| {server['label']} | {cell([f['answered'] for f in found])} "
                      f"| {cell([f['held'] for f in found])} "
                      f"| {cell([f['rss_held'] - f['rss_before'] for f in found], 'mib')} |")
+    return lines
+
+
+def server_downloads(data, level):
+    run = data["results"]
+    if run is None or not any("downloads" in r for s in _servers(run) for r in s["runs"]):
+        return []
+    meta = run["meta"]
+    lines = [
+        _h(level, f"Downloads of the {meta['file_size'] // MB} MiB File"), "",
+        f"One h2load client fetches the File whole, {meta.get('downloads', '?')} times per protocol "
+        "and round after one download not counted; GB/s is 10^9 bytes over h2load's wall time. "
+        "\"Of granian\" compares the medians over the same protocol. Server CPU is the user and "
+        "system time of the server's processes per GiB sent: on a shared machine it varies less "
+        "than the rate.", "",
+        "| Server | Protocol | GB/s | Of granian | Server CPU per GiB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    rows, medians = [], {}
+    for server in _servers(run):
+        found = {}
+        for r in server["runs"]:
+            for protocol, d in r.get("downloads", {}).items():
+                entry = found.setdefault(protocol, {"gb_per_s": [], "cpu_s_per_gib": []})
+                for key in entry:
+                    entry[key] += d.get(key, []) if isinstance(d, dict) else []
+        for protocol, entry in found.items():
+            if entry["gb_per_s"]:
+                medians[(server.get("kind"), protocol)] = statistics.median(entry["gb_per_s"])
+            rows.append((server, protocol, entry))
+    for server, protocol, entry in rows:
+        if not entry["gb_per_s"]:
+            lines.append(f"| {server['label']} | {protocol} | failed | | |")
+            continue
+        base = medians.get(("granian", protocol))
+        share = f"{statistics.median(entry['gb_per_s']) / base:.2f}x" if base else "-"
+        cpu = cell(entry["cpu_s_per_gib"], "s")
+        lines.append(f"| {server['label']} | {protocol} | {cell(entry['gb_per_s'], 'gbps')} | {share} "
+                     f"| {cpu} |")
     return lines
 
 
@@ -228,15 +293,16 @@ def downloads(data, level):
         f"The {found['file_size'] // MB} MiB File fetched by one h2load client over each protocol in "
         f"turn ({', '.join(protocols)}, then again), {found['rounds']} rounds, from one txzserver "
         "with a cleartext (h2c) and a TLS (ALPN) listener; MiB/s is the size over h2load's wall "
-        "time.", "",
-        "| Protocol | MiB/s | Of HTTP/1.1 on the same transport | Peak server RSS |",
-        "|---|---:|---:|---:|",
+        "time; server CPU is the server process's user and system time per GiB sent.", "",
+        "| Protocol | MiB/s | Of HTTP/1.1 on the same transport | Server CPU per GiB | Peak server RSS |",
+        "|---|---:|---:|---:|---:|",
     ]
     for label in protocols:
         r = found["protocols"][label]
         base = statistics.median(found["protocols"][baseline[label]]["runs"])
         share = 100 * statistics.median(r["runs"]) / base if base else 0
-        lines.append(f"| {label} | {cell(r['runs'])} | {share:.0f}% | {r['rss_peak_mib']:.0f} MiB |")
+        cpu = cell(r.get("cpu_s_per_gib", []), "s")
+        lines.append(f"| {label} | {cell(r['runs'])} | {share:.0f}% | {cpu} | {r['rss_peak_mib']:.0f} MiB |")
     return lines
 
 
@@ -317,7 +383,8 @@ def _section(render, data, *args):
 
 def body(data, level, image):
     parts = [_section(intro, data), _section(starvation, data, level, image), _section(rates, data, level),
-             _section(idle, data, level), _section(downloads, data, level), _section(fanout, data, level),
+             _section(server_downloads, data, level), _section(idle, data, level),
+             _section(downloads, data, level), _section(fanout, data, level),
              _section(tasks, data, level)]
     lines = []
     for part in parts:
@@ -361,7 +428,7 @@ def plot(data, path):
         return f"{path.name} not written: no results.json"
     meta = run["meta"]
     figure, axes = pyplot.subplots(figsize=(7.5, 4.8))
-    for index, server in enumerate(run["servers"].values()):
+    for index, server in enumerate(_servers(run)):
         color = f"C{index}"
         for key, style, what in (("p50_s", "-", "p50"), ("p99_s", "--", "p99")):
             xs, medians, lows, highs = [], [], [], []

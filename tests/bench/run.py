@@ -1,9 +1,13 @@
-"""`make bench`: txzserver against waitress on the same Plone site, in alternating rounds.
+"""`make bench`: txzserver against waitress and granian on the same Plone site, in alternating
+rounds, and Zope called in-process as the limit they are measured against.
 
-Builds the Plone template (a site with a 100 MiB File) once; then, ROUNDS times, runs each
-server in turn (A B A B ...) alone on a fresh copy of it and measures, on 127.0.0.1 only:
+Builds the Plone template (a site with a 256 MiB File) once; then, ROUNDS times, runs each
+variant in turn (txzserver, waitress, granian, in-process, txzserver, ...) alone on a fresh
+copy of it and measures, on 127.0.0.1 only:
   starvation  front-page p50/p99/timeouts while 0/2/4/8 slow clients download the File
-  rates       `@@ok` and front-page requests/s over HTTP/1.1 and (txzserver) h2c, with h2load
+  rates       `@@ok` and front-page requests/s over HTTP/1.1 and (txzserver, granian) h2c, with
+              h2load; in-process: the same two pages called in one thread, no HTTP
+  downloads   the File fetched whole by one h2load client over HTTP/1.1 and h2c, GB/s
   idle        keep-alive connections held idle, and the server's RSS growth
 Writes tests/bench/results/results.json, then results.md and starvation.png (tests.bench.report).
 Refuses a tree with uncommitted changes unless BENCH_ALLOW_DIRTY=1 (tests.bench.provenance).
@@ -11,12 +15,14 @@ Refuses a tree with uncommitted changes unless BENCH_ALLOW_DIRTY=1 (tests.bench.
 Every setting has an environment variable, for short trial runs (BENCH_ROUNDS=1
 BENCH_PHASE_SECONDS=3 BENCH_RATE_SECONDS=2 ...); see parse_args.
 
-    python -m tests.bench.run [--rounds 3] [--servers txzserver,waitress] [--out DIR]
+    python -m tests.bench.run [--rounds 3] [--servers txzserver,waitress,granian,inprocess]
 """
 
 import argparse
+import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,17 +31,23 @@ from pathlib import Path
 
 from tests.bench import provenance, report
 from tests.bench.clients import (
-    H2LOAD, MB, RssSampler, hold_idle, probe_sequential, request_rate, start_readers, stop_readers,
-    wait_responsive,
+    H2LOAD, MB, RssSampler, cpu_seconds, download_rate, hold_idle, probe_sequential, request_rate,
+    start_readers, stop_readers, wait_responsive,
 )
-from tests.bench.servers import THREADS, VARIANTS, start_variant, stop_quietly
-from tests.support.instance import BIG_FILE_ID, BIG_FILE_SIZE, SITE_ID, build_template
+from tests.bench.servers import FILE_SIZE, THREADS, VARIANTS, start_variant, stop_quietly
+from tests.support.instance import (
+    BIG_FILE_ID, ROOT, SITE_ID, build_template, copy_instance_data, new_instance,
+)
 from tests.support.slow import timed_get
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOWNLOAD = f"/{SITE_ID}/{BIG_FILE_ID}/@@download/file"
 PAGES = {"@@ok": f"/{SITE_ID}/@@ok", "page": f"/{SITE_ID}"}
 WARMUP_REQUESTS = 20  # front pages before the first phase (templates compiled, caches filled)
+#: Variants that speak h2c (prior knowledge) besides HTTP/1.1.
+H2C = {"txzserver", "granian"}
+#: Downloads of the whole File per protocol and run (after one that is not counted).
+DOWNLOADS = 3
 
 
 def _env(name, default):
@@ -45,7 +57,7 @@ def _env(name, default):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=int(_env("ROUNDS", 3)), help="BENCH_ROUNDS")
-    parser.add_argument("--servers", default=_env("SERVERS", "txzserver,waitress"),
+    parser.add_argument("--servers", default=_env("SERVERS", "txzserver,waitress,granian,inprocess"),
                         help=f"BENCH_SERVERS: comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--readers", default=_env("READERS", "0,2,4,8"),
                         help="BENCH_READERS: slow reader counts, one phase each")
@@ -56,6 +68,8 @@ def parse_args(argv):
     parser.add_argument("--rate-clients", type=int, default=4)
     parser.add_argument("--idle-connections", type=int, default=int(_env("IDLE_CONNECTIONS", 500)))
     parser.add_argument("--idle-seconds", type=float, default=float(_env("IDLE_SECONDS", 5)))
+    parser.add_argument("--downloads", type=int, default=int(_env("DOWNLOADS", DOWNLOADS)),
+                        help="BENCH_DOWNLOADS: whole-File downloads per protocol and run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.servers = [s for s in args.servers.split(",") if s]
@@ -93,7 +107,7 @@ def starvation_phase(server, count, args):
 
 def measure_rates(server, name, args):
     rates = {}
-    protocols = [("HTTP/1.1", True)] + ([("h2c", False)] if name == "txzserver" else [])
+    protocols = [("HTTP/1.1", True)] + ([("h2c", False)] if name in H2C else [])
     for what, path in PAGES.items():
         for protocol, http1 in protocols:
             key = f"{what} {protocol}"
@@ -108,9 +122,57 @@ def measure_rates(server, name, args):
     return rates
 
 
+def measure_downloads(server, name, args):
+    """Whole-File downloads by one h2load client, per protocol (one not counted first): GB/s,
+    and the server's CPU seconds per GiB sent."""
+    found = {}
+    protocols = [("HTTP/1.1", True)] + ([("h2c", False)] if name in H2C else [])
+    for protocol, http1 in protocols:
+        try:
+            download_rate(server.url(DOWNLOAD), http1)
+            rates, cpu = [], []
+            for _ in range(args.downloads):
+                before = cpu_seconds(server.pid)
+                rates.append(round(download_rate(server.url(DOWNLOAD), http1), 3))
+                cpu.append(round((cpu_seconds(server.pid) - before) / (FILE_SIZE / 2**30), 3))
+            found[protocol] = {"gb_per_s": rates, "cpu_s_per_gib": cpu}
+            log(f"  download {protocol}: {', '.join(f'{r:.2f}' for r in rates)} GB/s, "
+                f"server CPU {', '.join(f'{c:.2f}' for c in cpu)} s/GiB")
+        except Exception as exc:
+            found[protocol] = {"error": repr(exc)}
+            log(f"  download {protocol}: failed: {exc!r}")
+    return found
+
+
+def bench_in_process(directory, template, args):
+    """Zope's app called in-process (tests.bench.inprocess) on a fresh copy of the template."""
+    run = {"loadavg_start": round(os.getloadavg()[0], 2)}
+    begin = time.monotonic()
+    conf = new_instance(directory)
+    copy_instance_data(template["directory"], directory)
+    argv = [sys.executable, "-m", "tests.bench.inprocess", str(conf), f"{args.rate_seconds:g}", "1",
+            *PAGES.values()]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        if done.returncode != 0 or not done.stdout.strip():
+            raise RuntimeError(f"exit {done.returncode}: {done.stderr[-800:]}")
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        run["rates"] = {f"{what} in-process": measured[path] for what, path in PAGES.items()}
+        for key, found in run["rates"].items():
+            log(f"  {key}: {found['requests_per_s']:.0f} req/s, p50 {found['p50_s']}, p99 {found['p99_s']}")
+    except Exception as exc:
+        run["error"] = repr(exc)
+        log(f"in-process: FAILED: {exc!r}")
+    run["seconds"] = round(time.monotonic() - begin, 1)
+    return run
+
+
 def bench_server(name, directory, template, args):
     """One run of server ``name``: start it on a fresh copy, measure everything, stop it."""
-    label = VARIANTS[name][0]
+    label, kind, _ = VARIANTS[name]
+    if kind == "inprocess":
+        return bench_in_process(directory, template, args)
     run = {"loadavg_start": round(os.getloadavg()[0], 2)}
     begin = time.monotonic()
     server = start_variant(name, directory, template["directory"])
@@ -132,6 +194,7 @@ def bench_server(name, directory, template, args):
         if wait_responsive(front) is None:
             raise RuntimeError("front page did not recover after the slow readers")
         run["rates"] = measure_rates(server, name, args)
+        run["downloads"] = measure_downloads(server, name, args)
         run["idle"] = found = hold_idle(server, PAGES["@@ok"], args.idle_connections, args.idle_seconds)
         log(f"  idle: {found['answered']} of {found['connections']} answered, {found['held']} held "
             f"after {found['hold_s']:g} s, RSS +{(found['rss_held'] - found['rss_before']) / MB:.1f} MiB")
@@ -171,16 +234,18 @@ def main(argv=None):
     meta = {
         "provenance": provenance.record(), "non_defaults": non_defaults(argv),
         "rounds": args.rounds, "order": args.servers,
-        "threads": THREADS, "site": SITE_ID, "file_size": BIG_FILE_SIZE, "readers": args.readers,
+        "threads": THREADS, "site": SITE_ID, "file_size": FILE_SIZE, "readers": args.readers,
         "reader_rate_mib": args.reader_rate, "phase_seconds": args.phase_seconds, "timeout": args.timeout,
         "rate_seconds": args.rate_seconds, "rate_clients": args.rate_clients,
         "idle_connections": args.idle_connections, "idle_seconds": args.idle_seconds,
+        "downloads": args.downloads,
     }
-    results = {"meta": meta, "servers": {name: {"label": VARIANTS[name][0], "runs": []}
+    results = {"meta": meta, "servers": {name: {"label": VARIANTS[name][0], "kind": VARIANTS[name][1],
+                                                "runs": []}
                                          for name in args.servers}}
     with tempfile.TemporaryDirectory(prefix="txzserver-bench-") as workdir:
-        log("building the Plone template (site + 100 MiB File)")
-        template = build_template(Path(workdir) / "template")
+        log(f"building the Plone template (site + {FILE_SIZE // MB} MiB File)")
+        template = build_template(Path(workdir) / "template", size=FILE_SIZE)
         for round_ in range(args.rounds):
             for name in args.servers:
                 log(f"round {round_ + 1}/{args.rounds}: {VARIANTS[name][0]}")

@@ -1,20 +1,40 @@
-"""The three server variants of the benchmark, each on its own copy of the Plone template."""
+"""The server variants of the benchmark, each on its own copy of the Plone template, and the
+in-process limit they are measured against."""
 
 import os
 import sys
 from pathlib import Path
 
+from tests.bench.clients import process_tree
 from tests.support.instance import ROOT, copy_instance_data, http_server, new_instance
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, free_port, rss_bytes
 
 THREADS = 2
+#: The File of the bench's Plone site: large enough that a download's start and end do
+#: not weigh in its rate.
+FILE_SIZE = 256 * 1024 * 1024
 
 # name -> (label for tables, kind, seekable)
 VARIANTS = {
     "txzserver": ("txzserver (server-threads 2)", "txzserver", False),
     "waitress": ("waitress stock (threads 2)", "waitress", False),
+    "granian": ("granian WSGI (blocking-threads 2)", "granian", False),
     "waitress-seekable": ("waitress + seekable iterator (threads 2)", "waitress", True),
+    "inprocess": ("Zope in-process (one thread, no HTTP)", "inprocess", False),
 }
+#: Variants that are servers (the in-process limit has no HTTP).
+SERVERS = tuple(name for name, (_, kind, _) in VARIANTS.items() if kind != "inprocess")
+
+
+class GranianProcess(ServerProcess):
+    """granian's main process; its RSS counts its worker process too."""
+
+    @property
+    def port(self):
+        return self.ports["granian"]
+
+    def rss(self):
+        return sum(rss_bytes(pid) for pid in process_tree(self.pid))
 
 
 def start_variant(name, directory, template_dir):
@@ -28,9 +48,16 @@ def start_variant(name, directory, template_dir):
         return ServerProcess(conf).start()
     conf = new_instance(directory, http_server(0))
     copy_instance_data(template_dir, directory)
-    argv = [sys.executable, "-m", "tests.support.waitress_server", str(conf), str(free_port()),
-            str(THREADS)] + (["--seekable"] if seekable else [])
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    port = free_port()
+    if kind == "granian":
+        env.update(TXZSERVER_BENCH_CONF=str(conf), TXZSERVER_BENCH_PORT=str(port))
+        argv = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi",
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--blocking-threads", str(THREADS), "--no-ws", "tests.bench.granian_app:app"]
+        return GranianProcess(conf, argv=argv, env=env).start()
+    argv = [sys.executable, "-m", "tests.support.waitress_server", str(conf), str(port),
+            str(THREADS)] + (["--seekable"] if seekable else [])
     return ServerProcess(conf, argv=argv, env=env).start()
 
 

@@ -73,3 +73,44 @@ def test_fanout_results_are_rendered_in_either_shape_or_said_to_be_missing(tmp_p
     assert report.load(tmp_path)["fanout"] == data["fanout"]
     assert report.load(tmp_path)["results"] is None
     assert "No results.json" in report.body(report.load(tmp_path), 3, "x.png")
+
+
+def _run_with(servers):
+    meta = {"provenance": {"date": "d", "commit": "c" * 40, "dirty": [],
+                           "machine": {"cores": 2, "os": "x", "python": "3"}, "versions": {}},
+            "rounds": 2, "order": list(servers), "threads": 2, "site": "Plone",
+            "file_size": 256 * 2**20, "readers": [0], "reader_rate_mib": 2, "phase_seconds": 10,
+            "timeout": 10, "rate_seconds": 5, "rate_clients": 4, "idle_connections": 10,
+            "idle_seconds": 1, "downloads": 2}
+    return {"meta": meta, "servers": servers}
+
+
+def _rate(value):
+    return {"requests_per_s": value, "p50_s": 0.005, "p99_s": 0.01, "failed": 0, "non_2xx": 0}
+
+
+def test_rates_are_shares_of_the_in_process_limit_and_downloads_ratios_to_granian():
+    servers = {
+        "txzserver": {"label": "txz", "kind": "txzserver", "runs": [
+            {"rates": {"@@ok HTTP/1.1": _rate(600), "@@ok h2c": _rate(580)},
+             "downloads": {"HTTP/1.1": {"gb_per_s": [1.6, 1.8], "cpu_s_per_gib": [0.05, 0.07]}}},
+            {"rates": {"@@ok HTTP/1.1": _rate(640)},
+             "downloads": {"HTTP/1.1": {"gb_per_s": [1.7], "cpu_s_per_gib": [0.06]}}}]},
+        "granian": {"label": "gra", "kind": "granian", "runs": [
+            {"rates": {"@@ok HTTP/1.1": _rate(700)},
+             "downloads": {"HTTP/1.1": {"gb_per_s": [1.0, 1.2], "cpu_s_per_gib": [0.5, 0.5]},
+                           "h2c": {"error": "RuntimeError()"}}}]},
+        "inprocess": {"label": "Zope in-process", "kind": "inprocess", "runs": [
+            {"rates": {"@@ok in-process": _rate(780)}}, {"rates": {"@@ok in-process": _rate(820)}}]},
+    }
+    data = {name: None for name in report.SOURCES}
+    data["results"] = _run_with(servers)
+    rates = "\n".join(report.rates(data, 3))
+    assert "| txz | @@ok | HTTP/1.1 | 620 (600-640) | 78% |" in rates  # 620 of 800
+    assert "| gra | @@ok | HTTP/1.1 | 700 | 88% |" in rates
+    assert "| Zope in-process | @@ok | in-process | 800 (780-820) | 100% |" in rates
+    downloads = "\n".join(report.server_downloads(data, 3))
+    assert "| txz | HTTP/1.1 | 1.70 GB/s (1.60-1.80) | 1.55x | 60 ms (50-70) |" in downloads
+    assert "| gra | h2c | failed | | |" in downloads
+    assert "Zope in-process" not in downloads
+    assert "Zope in-process" not in "\n".join(report.starvation(data, 3, "x.png"))
