@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.robustness import ROWS
-from tests.support.cluster import Cluster
+from tests.support.cluster import running_cluster
 from tests.support.instance import ADMIN
 from tests.support.restapi import api
 from tests.support.server import wait_for
@@ -36,16 +36,10 @@ def metric(server, name):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, plone_template):
-    cluster = Cluster(tmp_path_factory.mktemp("heartbeat"), plone_template)
-    try:
-        cluster.start_storage()
-        cluster.start_broker()
-        for name in ("alpha", "beta"):
-            cluster.start_instance(name, bus_extra=f"  heartbeat-interval {INTERVAL:g}s\n",
-                                   extra=METRICS_SERVER)
+    with running_cluster(tmp_path_factory.mktemp("heartbeat"), plone_template, ("alpha", "beta"),
+                         broker=True, bus_extra=f"  heartbeat-interval {INTERVAL:g}s\n",
+                         extra=METRICS_SERVER) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def listener(server, name):

@@ -10,10 +10,9 @@ import time
 
 import pytest
 
-from txzserver.bus.natsconn import NatsLoop
-
-from tests.support.nats import NatsCluster, NatsServer
-from tests.support.natsbus import Node
+from tests.support.cluster import running_cluster, zeo_storage_source
+from tests.support.nats import NatsCluster
+from tests.support.natsbus import made_nodes, publishing
 from tests.support.natsbus import public_events as events
 from tests.support.server import wait_for
 
@@ -22,17 +21,8 @@ BURST = 1000
 
 @pytest.fixture
 def nodes():
-    made = []
-
-    def make(urls, name, **fields):
-        node = Node(urls, name, **fields)
-        made.append(node)
-        return node
-
-    yield make
-    for node in made:
-        node.close()
-    NatsLoop.instance().stop()
+    with made_nodes() as make:
+        yield make
 
 
 def expected(prefix, count, start=0):
@@ -46,6 +36,17 @@ def delivered(node, prefix):
 def wait_delivered(node, prefix, count, timeout=60):
     wait_for(lambda: len(delivered(node, prefix)) >= count, timeout,
              what=f"{count} events of {prefix} at {node.bus.instance}")
+
+
+def each_got_all_once(nodes, prefix, count):
+    """Every node delivered the ``count`` events of ``prefix`` once, in order, and no gap
+    (also a second after the last arrived: a stray second delivery has come by then)."""
+    for node in nodes:
+        wait_delivered(node, prefix, count, timeout=120)
+    time.sleep(1)
+    for node in nodes:
+        assert delivered(node, prefix) == expected(prefix, count), node.bus.instance
+        assert node.hub.gap_list == []
 
 
 def test_an_event_reaches_every_instance_once(nats, nodes):
@@ -92,12 +93,7 @@ def test_nats_restart_during_a_burst_loses_nothing(nats, nodes, how):
     wait_for(lambda: not any(a.bus.links_up().values()), 30, what="a sees NATS down")
     nats.start()
     a.bus.publish(burst[700:])
-    for node in (a, b):
-        wait_delivered(node, "burst", BURST, timeout=120)
-    time.sleep(1)
-    for node in (a, b):
-        assert delivered(node, "burst") == expected("burst", BURST), node.bus.instance
-        assert node.hub.gap_list == []
+    each_got_all_once((a, b), "burst", BURST)
     assert a.bus.dropped == 0
 
 
@@ -155,27 +151,13 @@ def test_a_cluster_node_killed_during_a_burst_loses_nothing(tmp_path, nodes):
         [victim] = [node for node in cluster.nodes if node.port == port]
         victim.kill()
         a.bus.publish(burst[400:])
-        for node in (a, b):
-            wait_delivered(node, "cburst", BURST, timeout=120)
-        time.sleep(1)
-        for node in (a, b):
-            assert delivered(node, "cburst") == expected("cburst", BURST), node.bus.instance
-            assert node.hub.gap_list == []
+        each_got_all_once((a, b), "cburst", BURST)
     finally:
         for node in cluster.nodes:
             node.kill()
 
 
 # Two real txzserver instances on ZEO, WebSocket clients, a real nats-server
-
-@pytest.fixture(scope="module")
-def instances_nats(tmp_path_factory):
-    server = NatsServer(tmp_path_factory.mktemp("nats-instances")).start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
 
 def nats_bus_conf(url):
     return (f"<event-bus>\n  backend nats\n  nats-server {url}\n</event-bus>\n"
@@ -184,16 +166,10 @@ def nats_bus_conf(url):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, plone_template, instances_nats):
-    from tests.support.cluster import Cluster, zeo_storage_source
-    cluster = Cluster(tmp_path_factory.mktemp("natsbus"), zeo_storage_source(plone_template))
-    try:
-        cluster.start_storage()
-        for name in ("alpha", "beta"):
-            cluster.start_instance(name, extra=nats_bus_conf(instances_nats.url))
+def cluster(tmp_path_factory, plone_template, nats_server):
+    with running_cluster(tmp_path_factory.mktemp("natsbus"), zeo_storage_source(plone_template),
+                         ("alpha", "beta"), extra=nats_bus_conf(nats_server.url)) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def ws_url(server, path):
@@ -216,6 +192,17 @@ def paths_of(client, prefix):
 def wait_paths(client, prefix, count, timeout=120):
     wait_for(lambda: len(paths_of(client, prefix)) >= count, timeout,
              what=f"{count} events under {prefix} at {client.name}")
+
+
+def clients_got_all_once(clients, prefix, name):
+    """Each WebSocket client got the BURST events ``name`` (under ``prefix``) once, in order,
+    and no gap (also a second after the last arrived)."""
+    for client in clients:
+        wait_paths(client, prefix, BURST)
+    time.sleep(1)
+    for client in clients:
+        assert paths_of(client, prefix) == expected(name, BURST), client.name
+        assert gaps(client) == [], client.name
 
 
 def test_edit_on_alpha_reaches_a_client_on_beta_once(cluster):
@@ -241,19 +228,15 @@ def test_edit_on_alpha_reaches_a_client_on_beta_once(cluster):
 
 
 @pytest.fixture
-def publisher(instances_nats):
+def publisher(nats_server):
     """The test's own publisher on the instances' stream: a NatsBus named "burst"."""
-    node = Node([instances_nats.url], "burst").ready()
-    try:
+    with publishing([nats_server.url], "burst") as node:
         yield node
-    finally:
-        node.close()
-        NatsLoop.instance().stop()
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 def test_burst_across_a_nats_restart_reaches_clients_on_both_instances_once(
-        cluster, instances_nats, publisher, how):
+        cluster, nats_server, publisher, how):
     """1,000 events, nats-server stopped (SIGTERM, or kill -9) and started again mid-burst: a
     WebSocket client on each instance gets every one once, in order, and no gap."""
     prefix = f"/Plone/burst-{how}"
@@ -262,16 +245,11 @@ def test_burst_across_a_nats_restart_reaches_clients_on_both_instances_once(
         burst = events(f"burst-{how}", BURST)
         publisher.bus.publish(burst[:300])
         wait_for(lambda: publisher.bus.published >= 100, 30, what="burst under way")
-        getattr(instances_nats, how)()
+        getattr(nats_server, how)()
         publisher.bus.publish(burst[300:700])
-        instances_nats.start()
+        nats_server.start()
         publisher.bus.publish(burst[700:])
-        for client in clients:
-            wait_paths(client, prefix, BURST)
-        time.sleep(1)
-        for client in clients:
-            assert paths_of(client, prefix) == expected(f"burst-{how}", BURST), client.name
-            assert gaps(client) == [], client.name
+        clients_got_all_once(clients, prefix, f"burst-{how}")
     finally:
         for client in clients:
             client.stop()
@@ -323,16 +301,11 @@ def nats3(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster3(tmp_path_factory, plone_template, nats3):
     """alpha and beta on a 3-node NATS cluster (the stream with 3 replicas)."""
-    from tests.support.cluster import Cluster, zeo_storage_source
-    cluster = Cluster(tmp_path_factory.mktemp("natsbus3"), zeo_storage_source(plone_template))
     servers = "".join(f"  nats-server {url}\n" for url in nats3.urls)
-    try:
-        cluster.start_storage()
-        for name in ("alpha", "beta"):
-            cluster.start_instance(name, extra=f"<event-bus>\n  backend nats\n{servers}</event-bus>\n")
+    with running_cluster(tmp_path_factory.mktemp("natsbus3"), zeo_storage_source(plone_template),
+                         ("alpha", "beta"),
+                         extra=f"<event-bus>\n  backend nats\n{servers}</event-bus>\n") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_a_nats_node_killed_during_a_burst_leaves_clients_on_both_instances_whole(
@@ -341,30 +314,23 @@ def test_a_nats_node_killed_during_a_burst_leaves_clients_on_both_instances_whol
     each instance gets every one once, in order, no gap."""
     prefix = "/Plone/burst3"
     clients = [watch(cluster3.instances[name], prefix, name) for name in ("alpha", "beta")]
-    publisher = Node(nats3.urls, "burst3").ready(60)
     try:
-        burst = events("burst3", BURST)
-        publisher.bus.publish(burst[:400])
-        wait_for(lambda: publisher.bus.published >= 100, 30, what="burst under way")
-        # the node the publisher is connected to: it must go on through another
-        port = publisher.bus._nc.connected_url.port
-        [victim] = [node for node in nats3.nodes if node.port == port]
-        victim.kill()
-        publisher.bus.publish(burst[400:])
-        for client in clients:
-            wait_paths(client, prefix, BURST)
-        time.sleep(1)
-        for client in clients:
-            assert paths_of(client, prefix) == expected("burst3", BURST), client.name
-            assert gaps(client) == [], client.name
+        with publishing(nats3.urls, "burst3", timeout=60) as publisher:
+            burst = events("burst3", BURST)
+            publisher.bus.publish(burst[:400])
+            wait_for(lambda: publisher.bus.published >= 100, 30, what="burst under way")
+            # the node the publisher is connected to: it must go on through another
+            port = publisher.bus._nc.connected_url.port
+            [victim] = [node for node in nats3.nodes if node.port == port]
+            victim.kill()
+            publisher.bus.publish(burst[400:])
+            clients_got_all_once(clients, prefix, "burst3")
     finally:
-        publisher.close()
-        NatsLoop.instance().stop()
         for client in clients:
             client.stop()
 
 
-def test_nats_down_is_degraded_not_unready_and_metrics_count(cluster, instances_nats):
+def test_nats_down_is_degraded_not_unready_and_metrics_count(cluster, nats_server):
     """The bus's link feeds readiness as a shared dependency: NATS gone, /healthz/ready stays
     200 with event-bus degraded; back, ok again. The bus's counters reach the metrics."""
     import httpx
@@ -375,14 +341,14 @@ def test_nats_down_is_degraded_not_unready_and_metrics_count(cluster, instances_
         return response.status_code, response.json()
 
     wait_for(lambda: ready()[1]["checks"]["event-bus"]["status"] == "ok", 30, what="bus ok")
-    instances_nats.kill()
+    nats_server.kill()
     try:
         wait_for(lambda: ready()[1]["checks"]["event-bus"]["status"] == "degraded", 60,
                  what="event-bus degraded")
         status, body = ready()
         assert status == 200 and body["status"] == "degraded", body
     finally:
-        instances_nats.start()
+        nats_server.start()
     wait_for(lambda: ready()[1]["checks"]["event-bus"]["status"] == "ok", 60, what="bus ok again")
     from tests.support.restapi import api
     api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "counted", "title": "c"})

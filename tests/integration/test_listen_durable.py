@@ -13,23 +13,17 @@ import time
 import pytest
 
 from txzserver.bus import Event
-from txzserver.bus.natsconn import NatsLoop
 from txzserver.listen import GAP_STATUS
 
 from tests.support.instance import TXZSERVER
-from tests.support.nats import NatsServer
-from tests.support.natsbus import Node, public_events
+from tests.support.natsbus import public_events, publishing
 from tests.support.server import free_port, wait_for
 
 
 @pytest.fixture
 def publisher(nats):
-    node = Node([nats.url], "publisher").ready()
-    try:
+    with publishing([nats.url], "publisher") as node:
         yield node
-    finally:
-        node.close()
-        NatsLoop.instance().stop()
 
 
 class Listener:
@@ -179,11 +173,8 @@ def test_private_events_only_with_all_events_and_path_filter(nats, publisher, li
         "/Plone/private/doc", "/Plone/public/doc"]
 
 
-def test_retention_loss_is_a_gap_and_fail_on_gap_exits_with_its_status(tmp_path, listeners):
-    nats = NatsServer(tmp_path / "nats-small").start()
-    node = None
-    try:
-        node = Node([nats.url], "publisher", stream="SMALL", max_bytes=64 * 1024).ready()
+def test_retention_loss_is_a_gap_and_fail_on_gap_exits_with_its_status(nats, listeners):
+    with publishing([nats.url], "publisher", stream="SMALL", max_bytes=64 * 1024) as node:
         node.bus.publish(public_events("gone", 1000))
         wait_for(lambda: node.bus.published == 1000, 60, what="published")
         gapped = listeners("--durable", "late", "--nats-server", nats.url, "--stream",
@@ -191,11 +182,6 @@ def test_retention_loss_is_a_gap_and_fail_on_gap_exits_with_its_status(tmp_path,
         assert gapped.process.wait(30) == GAP_STATUS
         [gap] = gapped.read(1)
         assert gap["type"] == "gap" and gap["missed"] == gap["seq"] - 1 > 0
-    finally:
-        if node is not None:
-            node.close()
-        NatsLoop.instance().stop()
-        nats.kill()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.robustness import ROWS
-from tests.support.cluster import Cluster
+from tests.support.cluster import running_cluster
 from tests.support.instance import ADMIN
 from tests.support.restapi import add_users, api
 from tests.support.wsclient import Collector, basic
@@ -32,15 +32,9 @@ USERS = {  # name: global roles
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, cluster_storage):
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"), cluster_storage)
-    try:
-        cluster.start_storage()
-        cluster.start_broker()
-        cluster.start_instance("alpha")
-        cluster.start_instance("beta")
+    with running_cluster(tmp_path_factory.mktemp("cluster"), cluster_storage, ("alpha", "beta"),
+                         broker=True) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +209,19 @@ def test_listen_command_prints_events(cluster, people):
     assert json.loads(lines[0])["path"] == "/Plone/listened"
 
 
+def edit_until_heard(server, watcher, path, prefix, timeout=30):
+    """Retitle ``path`` on ``server`` (PREFIX1, PREFIX2, ...) until ``watcher`` has a
+    ``modified`` event or ``timeout`` seconds pass: events committed while the instances
+    reconnect to a restarted broker may be lost (pub/sub). The number of edits made."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline and not watcher.events(type="modified"):
+        n += 1
+        api(server, "PATCH", path, json={"title": f"{prefix}{n}"})
+        time.sleep(0.5)
+    return n
+
+
 def test_instances_reconnect_after_broker_restart(cluster, people):
     alpha, beta = cluster.instances["alpha"], cluster.instances["beta"]
     watcher = Collector(ws_url(beta, "/Plone/phoenix"), basic(*ADMIN), name="admin").start_and_wait()
@@ -222,14 +229,7 @@ def test_instances_reconnect_after_broker_restart(cluster, people):
         api(alpha, "POST", "/Plone", json={"@type": "Document", "id": "phoenix", "title": "p0"})
         watcher.wait_for_event(type="created", path="/Plone/phoenix")
         cluster.restart_broker()
-        # Events committed while the instances reconnect may be lost (pub/sub); keep editing
-        # until one arrives, within a deadline.
-        deadline = time.monotonic() + 30
-        n = 0
-        while time.monotonic() < deadline and not watcher.events(type="modified"):
-            n += 1
-            api(alpha, "PATCH", "/Plone/phoenix", json={"title": f"p{n}"})
-            time.sleep(0.5)
+        n = edit_until_heard(alpha, watcher, "/Plone/phoenix", "p")
         assert watcher.events(type="modified"), "no event crossed the restarted broker in 30 s"
         print(f"first event after the broker restart: edit #{n}")
     finally:
@@ -266,13 +266,7 @@ def test_events_lost_while_the_broker_is_down_are_announced_as_a_gap(cluster, pe
         assert cluster.broker.wait(10) == 0, "broker did not stop cleanly on SIGTERM"
         api(alpha, "PATCH", "/Plone/gapped", json={"title": "lost"})  # nobody to forward it
         cluster.start_broker()
-        # Edits made while the instances reconnect are lost too; edit until one arrives.
-        deadline = time.monotonic() + 30
-        n = 0
-        while time.monotonic() < deadline and not watcher.events(type="modified"):
-            n += 1
-            api(alpha, "PATCH", "/Plone/gapped", json={"title": f"g{n}"})
-            time.sleep(0.5)
+        n = edit_until_heard(alpha, watcher, "/Plone/gapped", "g")
         [arrived, *_] = watcher.wait_for_event(type="modified", timeout=5)
         print(f"first event after the broker came back: edit #{n} ({arrived['title']})")
         assert arrived["title"] != "lost"

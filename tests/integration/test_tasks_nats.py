@@ -13,12 +13,10 @@ import re
 import signal
 import time
 
-import httpx
 import pytest
 
-from tests.support.cluster import Cluster, zeo_storage_source
-from tests.support.instance import ADMIN, with_task_views
-from tests.support.tasks import hits, queue, wait_hits
+from tests.support.cluster import running_cluster, zeo_storage_source
+from tests.support.tasks import exactly_once, hits, queue, task_views, wait_hits
 
 ACK_WAIT = 3
 
@@ -32,45 +30,10 @@ def nats_conf(url):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, plone_template, nats_server):
-    cluster = Cluster(tmp_path_factory.mktemp("natstasks"), zeo_storage_source(plone_template))
-    try:
-        cluster.start_storage()
-        for name in ("alpha", "beta"):
-            cluster.start_instance(name, threads=3, extra=nats_conf(nats_server.url),
-                                   prepare=lambda conf, name=name: dict(with_task_views(conf),
-                                                                        TXZ_TEST_INSTANCE=name))
+    with running_cluster(tmp_path_factory.mktemp("natstasks"), zeo_storage_source(plone_template),
+                         ("alpha", "beta"), threads=3, extra=nats_conf(nats_server.url),
+                         options=lambda cluster, name: dict(prepare=task_views(name))) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-
-
-def counts(server, prefix):
-    """{name: committed runs} of the count tasks whose name starts with ``prefix``."""
-    response = httpx.get(server.url("/Plone/@@test-task-counts"), auth=ADMIN, timeout=30)
-    assert response.status_code == 200, response.text[:300]
-    return {name: n for name, n in response.json().items() if name.startswith(prefix)}
-
-
-def wait_counts(server, prefix, total, timeout=180):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = counts(server, prefix)
-        if len(found) >= total:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(found)} of {total} {prefix}* tasks committed within {timeout}s")
-        time.sleep(0.5)
-
-
-def exactly_once(server, prefix, total):
-    """Every one of ``total`` tasks committed, each once, also after ack-wait (a redelivery that
-    wrongly ran again would show up by then)."""
-    wait_counts(server, prefix, total)
-    time.sleep(ACK_WAIT * 2)
-    found = counts(server, prefix)
-    assert sorted(found) == sorted(f"{prefix}{i}" for i in range(total))
-    assert set(found.values()) == {1}, {name: n for name, n in found.items() if n != 1}
-    return found
 
 
 def started(server, prefix):
@@ -89,8 +52,8 @@ def test_tasks_queued_while_nats_restarts_all_commit_once(cluster, nats_server):
         time.sleep(2)
     finally:
         nats_server.start()
-    exactly_once(beta, "R", 30)
-    exactly_once(beta, "D", 10)
+    exactly_once(beta, "R", 30, settle=ACK_WAIT * 2)
+    exactly_once(beta, "D", 10, settle=ACK_WAIT * 2)
     ran = {name for name, instance, *_ in hits([alpha, beta], "R")}
     assert len(ran) == 30
     per_instance = {name: len([h for h in hits([alpha, beta], "R") if h[1] == name])
@@ -109,7 +72,7 @@ def test_an_instance_killed_mid_task_leaves_its_tasks_to_the_other(cluster):
     alpha.stop(sig=signal.SIGKILL)
     interrupted = started(alpha, "K") - {name for name, *_ in hits([alpha], "K")}
     print(f"alpha killed while running {sorted(interrupted)}")
-    found = exactly_once(beta, "K", 50)
+    found = exactly_once(beta, "K", 50, settle=ACK_WAIT * 2)
     assert len(found) == 50
     assert interrupted, "alpha was killed between tasks: nothing was interrupted"
     by_beta = {name for name, *_ in hits([beta], "K")}

@@ -14,13 +14,11 @@ import re
 import signal
 import time
 
-import httpx
 import nats
 import pytest
 
-from tests.support.cluster import Cluster, zeo_storage_source
-from tests.support.instance import ADMIN, with_task_views
-from tests.support.tasks import hits, queue, wait_log
+from tests.support.cluster import running_cluster, zeo_storage_source
+from tests.support.tasks import exactly_once, hits, queue, task_views, wait_log
 from tests.support.server import wait_for
 from txzserver.tasks.natsqueue import CONSUMER
 
@@ -44,19 +42,16 @@ def nats_conf(url):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, plone_template, nats_server):
-    cluster = Cluster(tmp_path_factory.mktemp("natsdurable"), zeo_storage_source(plone_template))
-    try:
-        cluster.start_storage()
+    with running_cluster(tmp_path_factory.mktemp("natsdurable"),
+                         zeo_storage_source(plone_template)) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def instance(cluster, nats_server, name):
     """The running instance ``name`` of the cluster, started on first use."""
     if name not in cluster.instances:
         cluster.start_instance(name, threads=5, extra=nats_conf(nats_server.url),
-                               prepare=lambda conf: dict(with_task_views(conf), TXZ_TEST_INSTANCE=name))
+                               prepare=task_views(name))
     return cluster.instances[name]
 
 
@@ -75,24 +70,6 @@ def stream_state(url):
     return asyncio.run(read())
 
 
-def counts(server, prefix):
-    response = httpx.get(server.url("/Plone/@@test-task-counts"), auth=ADMIN, timeout=30)
-    assert response.status_code == 200, response.text[:300]
-    return {name: n for name, n in response.json().items() if name.startswith(prefix)}
-
-
-def exactly_once(server, prefix, total, timeout=180):
-    """Every one of ``total`` tasks committed, each once, also after two ack-waits (a redelivery
-    that wrongly ran again would show by then)."""
-    wait_for(lambda: len(counts(server, prefix)) >= total, timeout, 0.5,
-             what=f"{total} {prefix}* tasks committed")
-    time.sleep(ACK_WAIT * 2)
-    found = counts(server, prefix)
-    assert sorted(found) == sorted(f"{prefix}{i}" for i in range(total))
-    assert set(found.values()) == {1}, {name: n for name, n in found.items() if n != 1}
-    return found
-
-
 def test_tasks_are_in_nats_when_the_response_arrives_and_survive_a_kill(cluster, nats_server):
     alpha = instance(cluster, nats_server, "alpha")
     # two seconds each: alpha cannot commit one of the tasks it takes between their publish and
@@ -105,7 +82,7 @@ def test_tasks_are_in_nats_when_the_response_arrives_and_survive_a_kill(cluster,
     assert (messages, pending) == (50, 50)
     assert not NOT_DURABLE.search(alpha.event_log.read_text(errors="replace"))
     beta = instance(cluster, nats_server, "beta")
-    exactly_once(beta, "K", 50)
+    exactly_once(beta, "K", 50, settle=ACK_WAIT * 2)
     assert hits([alpha], "K") == []
     assert sorted(name for name, *_ in hits([beta], "K")) == sorted(f"K{i}" for i in range(50))
     wait_for(lambda: stream_state(nats_server.url) == (0, 0), 30, what="an empty task stream")
@@ -117,7 +94,7 @@ def test_nats_down_a_request_answers_after_publish_wait_and_its_tasks_run_later(
     started = time.monotonic()
     assert queue(beta, 10, target="test-task-count", prefix="B").status_code == 200
     baseline = time.monotonic() - started  # NATS up: the PubAcks come at once
-    exactly_once(beta, "B", 10)
+    exactly_once(beta, "B", 10, settle=ACK_WAIT * 2)
     offset = len(beta.event_log.read_text(errors="replace"))
     nats_server.stop()
     try:
@@ -135,7 +112,7 @@ def test_nats_down_a_request_answers_after_publish_wait_and_its_tasks_run_later(
     assert warned and warned.group(1) == "10"
     not_durable = set(warned.group(2).split())
     assert len(not_durable) == 10
-    exactly_once(beta, "D", 10)
+    exactly_once(beta, "D", 10, settle=ACK_WAIT * 2)
     text = beta.event_log.read_text(errors="replace")[offset:]
     assert set(DONE.findall(text)) == not_durable  # the very tasks the warning named ran
     late = STORED_LATE.search(text)

@@ -7,9 +7,8 @@ from collections import Counter
 
 import pytest
 
-from tests.support.cluster import Cluster
-from tests.support.instance import with_task_views
-from tests.support.tasks import hits, queue, wait_hits
+from tests.support.cluster import running_cluster
+from tests.support.tasks import hits, queue, task_views, wait_hits
 
 
 def zmq_queue(bus):
@@ -19,17 +18,10 @@ def zmq_queue(bus):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, cluster_storage):
-    cluster = Cluster(tmp_path_factory.mktemp("taskcluster"), cluster_storage)
-    try:
-        cluster.start_storage()
-        cluster.start_broker()
-        for name in ("alpha", "beta"):
-            cluster.start_instance(name, threads=2, extra=zmq_queue(cluster.bus),
-                                   prepare=lambda conf, name=name: dict(with_task_views(conf),
-                                                                        TXZ_TEST_INSTANCE=name))
+    with running_cluster(tmp_path_factory.mktemp("taskcluster"), cluster_storage, ("alpha", "beta"),
+                         broker=True, threads=2, options=lambda cluster, name: dict(
+                             extra=zmq_queue(cluster.bus), prepare=task_views(name))) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_hundred_tasks_spread_over_two_instances_run_once_each(cluster):

@@ -4,8 +4,10 @@ The storage is a real ZEO server or RelStorage on a real PostgreSQL (Debian's, o
 session): ``Cluster(directory, storage)`` with ``storage`` one of ``zeo_storage_source`` and
 ``relstorage_source`` (the ``cluster_storage`` fixture of tests/integration/conftest.py gives
 both in turn). Either way the cluster starts on its own copy of a Plone site built once.
+``running_cluster`` gives one started, and stops it afterwards (a module's fixture).
 """
 
+import contextlib
 import secrets
 import subprocess
 import sys
@@ -140,3 +142,20 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
             log.close()
+
+
+@contextlib.contextmanager
+def running_cluster(directory, storage, names=(), broker=False, options=None, **same):
+    """A Cluster with its storage started (with ``broker``, a broker too) and the instances
+    ``names``, each started with the keywords ``same`` and those ``options(cluster, name)``
+    returns; stopped afterwards, whatever happened."""
+    cluster = Cluster(directory, storage)
+    try:
+        cluster.start_storage()
+        if broker:
+            cluster.start_broker()
+        for name in names:
+            cluster.start_instance(name, **same, **(options(cluster, name) if options else {}))
+        yield cluster
+    finally:
+        cluster.stop()

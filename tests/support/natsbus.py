@@ -1,11 +1,14 @@
 """NatsBus objects in a test process: each with its own hub and a thread acting as its
 reactor, for tests that need many events fast (tests/integration/test_bus_nats.py) or a
-publisher on an instance's stream (test_listen_durable.py)."""
+publisher on an instance's stream (test_bus_nats.py, test_listen_durable.py): ``made_nodes``,
+``publishing``."""
 
+import contextlib
 import threading
 
 from txzserver.bus import Event
 from txzserver.bus.natsbus import NatsBus
+from txzserver.bus.natsconn import NatsLoop
 from txzserver.config.datatypes import EventBusSettings
 from txzserver.websocket.fanout import Hub
 
@@ -84,6 +87,32 @@ class Node:
     def close(self):
         self.bus.close()
         self.reactor.stop()
+
+
+@contextlib.contextmanager
+def made_nodes():
+    """``make(urls, name, **fields)`` -> a new Node; every one made is closed afterwards, and
+    the process's NATS loop stopped (the next test's nodes start a new one)."""
+    made = []
+
+    def make(urls, name, **fields):
+        made.append(Node(urls, name, **fields))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for node in made:
+            node.close()
+        NatsLoop.instance().stop()
+
+
+@contextlib.contextmanager
+def publishing(urls, name, timeout=30, **fields):
+    """A Node of the test's own, connected (``ready``), publishing on the stream as an
+    instance would; closed afterwards with the NATS loop."""
+    with made_nodes() as make:
+        yield make(urls, name, **fields).ready(timeout)
 
 
 def public_events(prefix, count, start=0):

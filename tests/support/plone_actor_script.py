@@ -5,56 +5,22 @@ Records, per labelled transaction, each published Event's wire form (guards incl
 catalog tokens of an anonymous user and of a member as the WebSocket handshake computes them.
 """
 
-import json
 import sys
-import threading
+from pathlib import Path
 
-import transaction
-from AccessControl.SecurityManagement import newSecurityManager
-from AccessControl.SpecialUsers import nobody
-from Testing.makerequest import makerequest
-from zope.component import provideUtility
-from zope.component.hooks import setSite
-from zope.globalrequest import setRequest
-from zope.interface import implementer
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: see sitescript
 
-from txzserver.bus import Event, IEventPublisher
+from AccessControl.SpecialUsers import nobody  # noqa: E402
+from tests.support.sitescript import Recorder, Steps, open_site  # noqa: E402
 
 site_id, output = sys.argv[1:3]
-app = makerequest(globals()["app"])
-setRequest(app.REQUEST)
-newSecurityManager(None, app.acl_users.getUser("admin").__of__(app.acl_users))
-site = app[site_id]
-setSite(site)
+site = open_site(globals()["app"], site_id)
 
 from plone import api  # noqa: E402
 from txzserver.plone.guard import user_tokens  # noqa: E402
 
-
-@implementer(IEventPublisher)
-class Recorder:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.events = []
-
-    def publish(self, events):
-        with self.lock:
-            self.events.extend(e.to_wire().decode() for e in events if isinstance(e, Event))
-
-    def take(self):
-        with self.lock:
-            events, self.events = self.events, []
-        return events
-
-
-recorder = Recorder()
-provideUtility(recorder, IEventPublisher)
-results = {}
-
-
-def step(label):
-    transaction.commit()
-    results[label] = recorder.take()
+step = Steps(Recorder(lambda e: e.to_wire().decode()))
+results = step.results
 
 
 site.portal_setup.runAllImportStepsFromProfile("profile-txzserver:default")
@@ -92,6 +58,4 @@ step("draft")
 api.content.rename(obj=draft, new_id="draft-renamed")  # private, in its private folder
 step("private_rename")
 
-with open(output, "w") as f:
-    json.dump(results, f, indent=1, sort_keys=True)
-print(f"wrote {output}")
+step.write(output)

@@ -5,65 +5,35 @@ operation per transaction (labelled) and writes, per label, the batches the publ
 (each event as its public dict plus "guard": sorted tokens) to OUTPUT.json.
 """
 
-import json
 import sys
 import threading
+from pathlib import Path
 
-import transaction
-from AccessControl.SecurityManagement import newSecurityManager
-from Testing.makerequest import makerequest
-from zope.component import getUtility, provideUtility
-from zope.component.hooks import setSite
-from zope.event import notify
-from zope.globalrequest import setRequest
-from zope.interface import implementer
-from zope.lifecycleevent import ObjectModifiedEvent
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: see sitescript
 
-from txzserver.bus import Event, IEventPublisher
+import transaction  # noqa: E402
+from zope.component import getUtility  # noqa: E402
+from zope.event import notify  # noqa: E402
+from zope.lifecycleevent import ObjectModifiedEvent  # noqa: E402
+
+from tests.support.sitescript import Recorder, Steps, open_site  # noqa: E402
+from txzserver.bus import Event  # noqa: E402
 
 site_id, output = sys.argv[1:3]
-app = makerequest(globals()["app"])
-setRequest(app.REQUEST)
-newSecurityManager(None, app.acl_users.getUser("admin").__of__(app.acl_users))
-site = app[site_id]
-setSite(site)
+site = open_site(globals()["app"], site_id)
 
 from plone import api  # noqa: E402
 from plone.app.contentrules import handlers as rule_handlers  # noqa: E402
 from plone.contentrules.engine.interfaces import IRuleStorage  # noqa: E402
 from txzserver.plone.eventqueue import pending  # noqa: E402
 
-
-@implementer(IEventPublisher)
-class Recorder:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.batches = []
-
-    def publish(self, events):
-        with self.lock:
-            # content events only: principal changes (txzserver.bus.PrincipalChange) go the
-            # same way, and are tested in tests/integration/test_principal_changes.py
-            batch = [dict(e.public(), guard=sorted(e.guard)) for e in events if isinstance(e, Event)]
-            if batch:
-                self.batches.append(batch)
-
-    def take(self):
-        with self.lock:
-            batches, self.batches = self.batches, []
-        return batches
-
-
-recorder = Recorder()
-provideUtility(recorder, IEventPublisher)
-results = {}
-
-
-def step(label):
-    """Commit, reset per-request state (as the end of a request would), record the batches."""
-    transaction.commit()
-    rule_handlers.close(None)
-    results[label] = recorder.take()
+# each event as its public dict plus "guard" (sorted tokens), in the batches published;
+# principal changes (txzserver.bus.PrincipalChange) go the same way, and are tested in
+# tests/integration/test_principal_changes.py
+recorder = Recorder(lambda e: dict(e.public(), guard=sorted(e.guard)), batches=True)
+# after each commit, reset per-request state as the end of a request would
+step = Steps(recorder, after_commit=lambda: rule_handlers.close(None))
+results = step.results
 
 
 setup = site.portal_setup
@@ -180,6 +150,4 @@ for t in threads:
 results["threads"] = recorder.take()
 
 transaction.commit()
-with open(output, "w") as f:
-    json.dump(results, f, indent=1, sort_keys=True)
-print(f"wrote {output}")
+step.write(output)
