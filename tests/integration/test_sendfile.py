@@ -17,10 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.robustness import ROWS
 from tests.support.server import wait_for
 from tests.support.slow import SlowReader, timed_get
 
-IDLE = 3  # the server's idle-timeout, seconds
+IDLE = ROWS["stalled_download"].figures["idle"]  # the server's idle-timeout, seconds
+RATE_MB = ROWS["stalled_download"].figures["rate_mb"]  # the slow reader's pace, MB/s
 MB = 1024 * 1024
 
 
@@ -140,9 +142,9 @@ def test_tls_download_is_the_file(server, download, big_file):
 
 
 def test_slow_reader_is_served_past_idle_timeout_and_holds_no_thread(server, download):
-    """A client reading at 1 MB/s for longer than idle-timeout keeps its download (each byte
+    """A client reading at RATE_MB MB/s for longer than idle-timeout keeps its download (each byte
     taken starts the timeout again), and the one publisher thread answers pages meanwhile."""
-    reader = SlowReader(server.port, download, rate=MB)
+    reader = SlowReader(server.port, download, rate=RATE_MB * MB)
     reader.start()
     try:
         assert reader.started_body.wait(60) and reader.status == 200, reader.error
@@ -153,7 +155,7 @@ def test_slow_reader_is_served_past_idle_timeout_and_holds_no_thread(server, dow
             time.sleep(0.2)
         assert reader.is_alive() and reader.error is None
         assert set(pages) == {200}
-        assert reader.received > (IDLE + 1) * MB
+        assert reader.received > (IDLE + 1) * RATE_MB * MB
     finally:
         reader.stop()
         reader.join(10)
