@@ -24,9 +24,7 @@ exclude_patterns = ["_build", "README.md"]
 # and warnings are errors in `make docs` and `make lint`.
 myst_heading_anchors = 4
 myst_enable_extensions = ["colon_fence", "deflist"]
-# The last entry of a navigation list is a glob (`*`) that takes in pages other changes add;
-# while there are none it matches nothing, which is not a fault.
-suppress_warnings = ["toc.empty_glob"]
+suppress_warnings = []
 nitpicky = True
 
 html_theme = "furo"
