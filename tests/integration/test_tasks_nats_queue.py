@@ -24,55 +24,12 @@ import pytest
 from twisted.python import threadable
 from twisted.python.threadpool import ThreadPool
 
-from tests.support.nats import NatsServer
+from tests.support.natsbus import PumpReactor
 from tests.support.server import wait_for
 from txzserver.config.datatypes import EventBusSettings, TaskQueueSettings
 from txzserver.tasks.natsqueue import CONSUMER, NatsBackend
 from txzserver.tasks.runner import TaskRunner
 from txzserver.tasks.task import Task
-
-
-class PumpReactor:
-    """What the backend and the runner need of a reactor, run in order by one thread."""
-
-    def __init__(self):
-        self.calls = []
-        self.cond = threading.Condition()
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True, name="pump-reactor")
-        self.thread.start()
-
-    def callFromThread(self, function, *args, **kwargs):
-        with self.cond:
-            self.calls.append((function, args, kwargs))
-            self.cond.notify()
-
-    def callLater(self, delay, function, *args, **kwargs):
-        timer = threading.Timer(delay, self.callFromThread, (function, *args), kwargs)
-        timer.daemon = True
-        timer.start()
-
-    def _run(self):
-        while True:
-            with self.cond:
-                while not self.calls and not self.stopped:
-                    self.cond.wait()
-                if self.stopped:
-                    return
-                function, args, kwargs = self.calls.pop(0)
-            function(*args, **kwargs)
-
-    def call(self, function, *args):
-        """From the test thread: run ``function`` in the reactor thread, return its result."""
-        done, result = threading.Event(), []
-        self.callFromThread(lambda: (result.append(function(*args)), done.set()))
-        assert done.wait(30)
-        return result[0]
-
-    def stop(self):
-        with self.cond:
-            self.stopped = True
-            self.cond.notify()
 
 
 class App:
@@ -157,15 +114,6 @@ def consumer_state(url, queue):
         finally:
             await nc.close()
     return asyncio.run(read())
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory):
-    server = NatsServer(tmp_path_factory.mktemp("natsqueue"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 @pytest.fixture

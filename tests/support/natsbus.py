@@ -1,7 +1,7 @@
 """NatsBus objects in a test process: each with its own hub and a thread acting as its
 reactor, for tests that need many events fast (tests/integration/test_bus_nats.py) or a
 publisher on an instance's stream (test_bus_nats.py, test_listen_durable.py): ``made_nodes``,
-``publishing``."""
+``publishing``. Their PumpReactor drives test_tasks_nats_queue.py's task backends too."""
 
 import contextlib
 import threading
@@ -16,8 +16,9 @@ from .server import wait_for
 
 
 class PumpReactor:
-    """What NatsBus needs of a reactor: ``callFromThread``, run in order by one thread (the
-    bus's "reactor thread") until stopped."""
+    """What NatsBus, NatsBackend and TaskRunner need of a reactor: ``callFromThread`` and
+    ``callLater``, run in order by one thread (the "reactor thread") until stopped; ``call``
+    runs a function there from the test's thread and returns its result."""
 
     def __init__(self):
         self._calls = []
@@ -26,10 +27,22 @@ class PumpReactor:
         self.thread = threading.Thread(target=self._run, daemon=True, name="pump-reactor")
         self.thread.start()
 
-    def callFromThread(self, function, *args):
+    def callFromThread(self, function, *args, **kwargs):
         with self._cond:
-            self._calls.append((function, args))
+            self._calls.append((function, args, kwargs))
             self._cond.notify()
+
+    def callLater(self, delay, function, *args, **kwargs):
+        timer = threading.Timer(delay, self.callFromThread, (function, *args), kwargs)
+        timer.daemon = True
+        timer.start()
+
+    def call(self, function, *args):
+        """From the test's thread: run ``function`` in the reactor thread, return its result."""
+        done, result = threading.Event(), []
+        self.callFromThread(lambda: (result.append(function(*args)), done.set()))
+        assert done.wait(30), f"{function} did not return in the reactor thread within 30 s"
+        return result[0]
 
     def _run(self):
         while True:
@@ -39,8 +52,8 @@ class PumpReactor:
                 if self._stopped:
                     return
                 calls, self._calls = self._calls, []
-            for function, args in calls:
-                function(*args)
+            for function, args, kwargs in calls:
+                function(*args, **kwargs)
 
     def stop(self):
         with self._cond:

@@ -12,7 +12,7 @@ from txzserver.bus.natsconn import NatsLoop, connect_options
 from txzserver.config import load
 from txzserver.config.datatypes import EventBusSettings
 
-from .helpers import conf, error
+from .helpers import conf, error, line_of
 
 
 def bus(instance, body):
@@ -67,7 +67,7 @@ def test_nats_backend_without_server_is_a_clear_error(instance):
 def test_unknown_backend(instance):
     message, text = error(instance, "<event-bus>\n  backend kafka\n</event-bus>\n")
     assert "event-bus backend must be one of zmq, nats, not 'kafka'" in message
-    assert f"line {text.splitlines().index('  backend kafka') + 1}" in message
+    assert f"line {line_of(text, '  backend kafka')}" in message
 
 
 @pytest.mark.parametrize("url", ["http://n1:4222", "n1:4222", "nats://", "tcp://n1:4222"])
@@ -75,7 +75,7 @@ def test_bad_server_url(instance, url):
     message, text = error(instance, f"<event-bus>\n  backend nats\n  nats-server {url}\n"
                                     "</event-bus>\n")
     assert "nats-server must be a nats:// or tls:// URL" in message
-    assert f"line {text.splitlines().index(f'  nats-server {url}') + 1}" in message
+    assert f"line {line_of(text, f'  nats-server {url}')}" in message
 
 
 @pytest.mark.parametrize("key", ["nats-credentials", "nats-nkey", "nats-tls-ca"])
