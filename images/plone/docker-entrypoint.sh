@@ -163,6 +163,13 @@ prepare_bus() {
 # RelStorage on PostgreSQL, plone-backend's variables and defaults (config/storage-relstorage.conf).
 # Blobs are kept in PostgreSQL; RELSTORAGE_BLOB_DIR is this client's cache of them.
 if [ -n "${RELSTORAGE_DSN_FILE:-}" ]; then RELSTORAGE_DSN=$(cat "$RELSTORAGE_DSN_FILE"); fi
+# ... or built from its parts (images/plone/scripts/relstorage_dsn.py): RELSTORAGE_HOST,
+# RELSTORAGE_PORT (5432), RELSTORAGE_DBNAME, RELSTORAGE_USER and RELSTORAGE_PASSWORD or
+# RELSTORAGE_PASSWORD_FILE, so that the password is not repeated in a second Secret
+if [ -z "${RELSTORAGE_DSN:-}" ] && [ -n "${RELSTORAGE_HOST:-}" ]; then
+  if [ -n "${RELSTORAGE_PASSWORD_FILE:-}" ]; then RELSTORAGE_PASSWORD=$(cat "$RELSTORAGE_PASSWORD_FILE"); fi
+  RELSTORAGE_DSN=$(RELSTORAGE_PASSWORD=${RELSTORAGE_PASSWORD:-} python3 /app/bin/relstorage_dsn.py) || exit 2
+fi
 export RELSTORAGE_DSN=${RELSTORAGE_DSN:-}
 export RELSTORAGE_NAME=${RELSTORAGE_NAME:-storage}
 export RELSTORAGE_READ_ONLY=${RELSTORAGE_READ_ONLY:-off}
@@ -238,6 +245,17 @@ prepare_admin() {
   fi
 }
 
+# Plone's outgoing mail (txzserver.plone.mail): SMTP_HOST (unset: the site's own mail
+# settings), SMTP_PORT (25), SMTP_USER, SMTP_PASSWORD or SMTP_PASSWORD_FILE (read at every
+# connection: a rotated Secret needs no restart), SMTP_FROM, SMTP_FROM_NAME; written by
+# images/plone/scripts/mail_conf.py as <product-config txzserver-mail>
+MAIL_CONF=$GENERATED/mail.conf
+write_mail_conf() {
+  rm -f "$MAIL_CONF" "$MAIL_CONF.password"
+  [ -n "${SMTP_HOST:-}" ] || return 0
+  (umask 077; python3 /app/bin/mail_conf.py "$MAIL_CONF") || exit 2
+}
+
 # --- ZCML and zope.conf extension points (nothing the user wrote is rewritten) ------------
 # Zope reads /data/etc/site.zcml: a link to the image's, made once; a file of your own stays.
 # An older image wrote the file itself for CORS: such a file is replaced by the link.
@@ -300,7 +318,7 @@ write_conf_includes() {
   local snippet tmp=$ZOPE_CONF_INCLUDES.$$
   {
     echo "# made by docker-entrypoint.sh at start: the zope.conf.d snippets, in this order"
-    for snippet in /app/etc/zope.conf.d/*.conf /data/etc/zope.conf.d/*.conf; do
+    for snippet in /app/etc/zope.conf.d/*.conf "$MAIL_CONF" /data/etc/zope.conf.d/*.conf; do
       [ -f "$snippet" ] && echo "%include $snippet"
     done
   } > "$tmp"
@@ -350,6 +368,7 @@ write_nats_conf() {
 prepare_config() {  # before anything reads zope.conf
   link_site_zcml
   rm -f "$GENERATED"/package-includes/*.zcml
+  write_mail_conf
   write_cors_zcml
   write_zcml_includes
   write_conf_includes

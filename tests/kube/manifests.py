@@ -139,3 +139,26 @@ def who_reaches(objects, destination, port, protocol="TCP"):
     target = pods[destination]
     return {name for name, pod in pods.items()
             if pod is not target and netpol.allowed(policies, pod, target, port, protocol)}
+
+
+def secret_of(pod_spec, container, variable):
+    """(Secret name, key) that ``variable`` of ``container`` comes from: an env secretKeyRef, or
+    ``variable``_FILE naming a file of a Secret volume mounted in the container; else None."""
+    env = {var["name"]: var for var in container.get("env", ())}
+    ref = env.get(variable, {}).get("valueFrom", {}).get("secretKeyRef")
+    if ref:
+        return ref["name"], ref["key"]
+    path = env.get(f"{variable}_FILE", {}).get("value")
+    if not path:
+        return None
+    volumes = {volume["name"]: volume for volume in pod_spec.get("volumes", ())}
+    for mount in container.get("volumeMounts", ()):
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        secret = volumes.get(mount["name"], {}).get("secret")  # else a claim template's
+        if secret is None or not path.startswith(prefix):
+            continue
+        relative = path[len(prefix):]
+        for item in secret.get("items") or [{"key": relative, "path": relative}]:
+            if item["path"] == relative:
+                return secret["secretName"], item["key"]
+    return None

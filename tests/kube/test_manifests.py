@@ -15,7 +15,7 @@ import yaml
 from tests.kube import netpol
 from tests.kube.manifests import (
     KUSTOMIZE_ROOT, KUBECTL, NAMESPACE, by_kind, cluster_pods, environment, find,
-    pod_template, render_variant, who_reaches, workloads)
+    pod_template, render_variant, secret_of, who_reaches, workloads)
 
 HEALTH_PATHS = {"startupProbe": "/healthz/startup", "readinessProbe": "/healthz/ready",
                 "livenessProbe": "/healthz/live"}
@@ -178,9 +178,27 @@ def test_instances_get_config_and_secrets(overlay):
         container = pod_template(find(objects, kind, name))["spec"]["containers"][0]
         assert [s["configMapRef"]["name"] for s in container["envFrom"]] == \
             [n for n in by_kind(objects, "ConfigMap") if n.startswith("txzserver-zope-")]
-    container = pod_template(find(objects, "Deployment", "instance"))["spec"]["containers"][0]
-    password = {v["name"]: v for v in container["env"]}["ADMIN_PASSWORD"]
-    assert password["valueFrom"]["secretKeyRef"] == {"name": "txzserver-admin", "key": "password"}
+    for kind, name in (("Deployment", "instance"), ("Job", "create-site")):
+        spec = pod_template(find(objects, kind, name))["spec"]
+        assert secret_of(spec, spec["containers"][0], "ADMIN_PASSWORD") == ("txzserver-admin", "password")
+
+
+def test_production_mounts_its_secrets_as_files(production):
+    """components/secret-files and components/postgresql: no password of a Zope process in its
+    environment; each is a file of a read-only Secret volume, mode 0440 (group 0 reads it)."""
+    for workload in workloads(production):
+        spec = pod_template(workload)["spec"]
+        if workload["metadata"]["name"] == "nats":  # nats-server reads $NATS_PASSWORD in nats.conf
+            continue
+        for container in spec["containers"]:
+            refs = [var["name"] for var in container.get("env", ())
+                    if "secretKeyRef" in var.get("valueFrom", {})]
+            assert refs == [], (workload["metadata"]["name"], refs)
+            for mount in container.get("volumeMounts", ()):
+                volume = {v["name"]: v for v in spec["volumes"]}.get(mount["name"], {})
+                if "secret" in volume:
+                    assert mount["readOnly"] and mount["mountPath"].startswith("/run/secrets/")
+                    assert volume["secret"]["defaultMode"] == 0o440
 
 
 def test_instances_reach_the_broker_over_tcp(broker_variant):
@@ -282,12 +300,20 @@ def test_production_scales_and_spreads(production):
 def test_production_uses_relstorage_from_a_secret(production):
     assert "zeo" not in by_kind(production, "StatefulSet")
     assert "postgresql" in by_kind(production, "StatefulSet")
+    server = pod_template(find(production, "StatefulSet", "postgresql"))["spec"]
+    database_password = secret_of(server, server["containers"][0], "POSTGRES_PASSWORD")
+    assert database_password == ("txzserver-postgresql", "password")
     for kind, name in (("Deployment", "instance"), ("Job", "create-site"), ("CronJob", "pack")):
-        container = pod_template(find(production, kind, name))["spec"]["containers"][0]
-        env = {v["name"]: v for v in container.get("env", ())}
-        assert env["RELSTORAGE_DSN"]["valueFrom"]["secretKeyRef"] == \
-            {"name": "txzserver-relstorage", "key": "dsn"}, name
-        assert "ZEO_ADDRESS" not in environment(container, production)
+        spec = pod_template(find(production, kind, name))["spec"]
+        container = spec["containers"][0]
+        env = environment(container, production)
+        # the DSN built by the image from its parts and the database's own password file
+        assert "RELSTORAGE_DSN" not in env and "ZEO_ADDRESS" not in env
+        assert (env["RELSTORAGE_HOST"], env["RELSTORAGE_DBNAME"], env["RELSTORAGE_USER"]) == \
+            ("postgresql", "zope", "zope")
+        assert secret_of(spec, container, "RELSTORAGE_PASSWORD") == database_password, name
+    server_env = {v["name"]: v.get("value") for v in server["containers"][0]["env"]}
+    assert (server_env["POSTGRES_USER"], server_env["POSTGRES_DB"]) == ("zope", "zope")
 
 
 def test_production_ingress_for_ingress_nginx(production):

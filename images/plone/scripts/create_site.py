@@ -3,7 +3,8 @@
 Run by `txzserver run` (``app`` bound), with plone-backend's variables and their defaults:
 TYPE (classic or volto), PROFILES (extra GenericSetup profiles, space or comma separated),
 LANGUAGE, TIMEZONE, SETUP_CONTENT (example content), DELETE_EXISTING (delete a site of that id
-first; true, t, yes, y, on, 1 in any case; "false" is false). An existing site is left alone.
+first; true, t, yes, y, on, 1 in any case; "false" is false). An existing site is left alone,
+except for its mail settings: with SMTP_HOST, the host, port and sender are written each run.
 
 volto: plone.volto's "volto" distribution (plone.distribution, as Plone's own @@plone-addsite
 for Volto: plone.volto:default and its content types, a site root with blocks); then the image's
@@ -17,6 +18,7 @@ from AccessControl.SecurityManagement import newSecurityManager, noSecurityManag
 from AccessControl.SpecialUsers import system
 from Products.CMFPlone.factory import addPloneSite
 from Testing.makerequest import makerequest
+from txzserver.plone.mail import apply_to_registry
 from txzserver.zope.sitesetup import DEFAULT_PROFILES
 from zope.component.hooks import setSite
 from zope.globalrequest import clearRequest, setRequest
@@ -73,6 +75,19 @@ def create(app, site_id, site_type):
     return site
 
 
+def configure_mail(site):
+    """SMTP_HOST and the sender (<product-config txzserver-mail>, docker-entrypoint.sh) into the
+    site's mail settings, at every run: a changed SMTP_FROM reaches the site with the next one."""
+    setSite(site)
+    try:
+        written = apply_to_registry(site)
+    finally:
+        setSite(None)
+    if written:
+        transaction.commit()
+        print(f"mail settings of /{site.getId()}: " + ", ".join(f"{k} {v}" for k, v in written.items()))
+
+
 def main(app):
     site_id, site_type = os.environ["SITE"], os.environ.get("TYPE") or "classic"
     if site_type not in BASE_PROFILES:
@@ -87,10 +102,11 @@ def main(app):
             print(f"deleted the existing site /{site_id}")
         if site_id in app.objectIds():
             print(f"site /{site_id} exists already")
-            return
-        create(app, site_id, site_type)
-        transaction.commit()
-        print(f"site /{site_id} created")
+        else:
+            create(app, site_id, site_type)
+            transaction.commit()
+            print(f"site /{site_id} created")
+        configure_mail(app[site_id])
     except BaseException:
         transaction.abort()
         raise
