@@ -63,6 +63,9 @@ export LANGUAGE=${LANGUAGE:-en}
 export TIMEZONE=${TIMEZONE:-Europe/Berlin}
 export SETUP_CONTENT=${SETUP_CONTENT:-false}
 export WEBSOCKET_SITE=${WEBSOCKET_SITE:-${SITE:-Plone}}
+# WebSocket subscribers this instance accepts (<websocket> max-connections); more are refused
+# with 503 (the TxzserverWebSocketSubscribersNearLimit alert fires at 80 %)
+export WEBSOCKET_MAX_CONNECTIONS=${WEBSOCKET_MAX_CONNECTIONS:-10000}
 export ZEO_ADDRESS=${ZEO_ADDRESS:-}
 export ZEO_STORAGE=${ZEO_STORAGE:-1}
 export ZEO_READ_ONLY=${ZEO_READ_ONLY:-false}
