@@ -539,3 +539,30 @@ def test_a_download_is_sent_as_many_frames_per_write(max_frame):
     assert max(sizes) == max_frame  # as large as the client allows, no larger
     assert max(writes) > 4 * 16384 and max(writes) <= SEND_BATCH + SEND_BATCH // max_frame * 9 + 9
     assert len(writes) <= resource.size // SEND_BATCH + 4  # SETTINGS, HEADERS, END_STREAM
+
+
+def test_frames_built_here_keep_h2s_flow_control_exact():
+    """DATA frames are framed by the sending loop and only accounted in h2: the client's
+    h2 (which refuses DATA past its window) gets exactly what each WINDOW_UPDATE allows, and
+    the server's view of both windows matches the client's after every step."""
+    reactor, resource, protocol, transport, client = _downloading(65535, size=1024 * 1024)
+    channel = protocol.channel
+    received, granted = 0, 65535
+    for _ in range(200):
+        reactor.advance(0.01)
+        events = client.events()
+        data = [e for e in events if isinstance(e, h2.events.DataReceived)]
+        for event in data:
+            received += event.flow_controlled_length
+            assert received <= granted  # h2 itself raises before this on an overrun
+        if any(isinstance(e, h2.events.StreamEnded) for e in events):
+            break
+        window = channel.conn.local_flow_control_window(1)
+        assert window == client.conn.remote_flow_control_window(1) == granted - received
+        if data and received == granted:  # the window is used up: open it by 100,000 bytes
+            client.conn.increment_flow_control_window(100_000, stream_id=1)
+            client.conn.increment_flow_control_window(100_000)
+            client.flush()
+            granted += 100_000
+    assert received == resource.size
+    assert channel.conn.outbound_flow_control_window == client.conn.inbound_flow_control_window
