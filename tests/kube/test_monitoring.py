@@ -62,7 +62,8 @@ def test_the_crds_are_the_ones_shipped(crds):
 def test_custom_resources_validate_against_their_crds(with_opt_in, crds):
     _, objects = with_opt_in
     custom = [obj for obj in objects if crds.knows(obj)]
-    assert sorted(obj["kind"] for obj in custom) == ["PodMonitor", "PrometheusRule", "ScaledObject"]
+    assert sorted(obj["kind"] for obj in custom) == ["PodMonitor", "PodMonitor", "PrometheusRule",
+                                                     "ScaledObject"]
     for obj in custom:
         assert crds.errors(obj) == [], obj["kind"]
 
@@ -76,7 +77,7 @@ def test_the_validator_refuses_unknown_fields_and_wrong_types(crds):
         "spec.maxReplicaCount: '6' is not of type 'integer'",
         "spec.triggers.1.metadata.threshold: 6000 is not of type 'string'",
         "spec: Additional properties are not allowed ('minReplicas' was unexpected)"]
-    monitor = yaml.safe_load((KUSTOMIZE_ROOT / "components/monitoring/podmonitor.yaml").read_text())
+    monitor = next(yaml.safe_load_all((KUSTOMIZE_ROOT / "components/monitoring/podmonitor.yaml").read_text()))
     monitor["spec"]["podMetricsEndpoints"][0]["scheme"] = "gopher"
     assert [e.split(":")[0] for e in crds.errors(monitor)] == ["spec.podMetricsEndpoints.0.scheme"]
 
@@ -126,6 +127,23 @@ def test_the_podmonitor_scrapes_the_instances_metrics_port(with_opt_in):
     assert who_reaches(objects, "instance", ports[endpoint["port"]]) == {"prometheus"}
     # the alerts select the job the PodMonitor names
     assert {"targetLabel": "job", "replacement": "txzserver-instance"} in endpoint["relabelings"]
+
+
+def test_the_front_exporter_is_scraped_from_the_monitoring_namespace_only(with_opt_in):
+    name, objects = with_opt_in
+    monitor = find(objects, "PodMonitor", "txzserver-front")
+    endpoint, = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    fronts = by_kind(objects, "Deployment").get("front")
+    if fronts is None:  # production's entry is ingress-nginx: the PodMonitor finds no pod
+        assert name == "production"
+        return
+    template = pod_template(fronts)
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+    assert ports["metrics"] == 8405
+    assert who_reaches(objects, "front", 8405) == {"prometheus"}
+    assert "prometheus" not in who_reaches(objects, "front", 8404)
 
 
 def test_every_alert_names_only_metrics_the_server_exports(with_opt_in, exported):
