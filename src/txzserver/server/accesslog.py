@@ -129,7 +129,12 @@ class AccessLog:
                 extra = None
                 if self.structured:
                     extra = {"json_fields": access_fields(request, duration, protocol)}
-                access_logger.info(format_line(request, self.fmt, now), extra=extra)
+                # made here rather than by info(): it would look up the caller's frame
+                record = access_logger.makeRecord(
+                    access_logger.name, logging.INFO, __file__, 0,
+                    format_line(request, self.fmt, now), None, None, extra=extra)
+                record.created, record.msecs = now, (now - int(now)) * 1000  # not the flush's
+                access_logger.handle(record)
         finally:
             for handler in handlers:
                 del handler.flush
