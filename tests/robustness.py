@@ -175,10 +175,11 @@ TABLE = [
         ('tests/integration/test_http2_hostile.py', 'tests/unit/test_http2.py'),
         {'rss_mb': 16}),
     Row('stalled_download',
-        'an HTTP/1.1 download whose client stops reading (cleartext: the File goes out with os.sendfile)',
-        ('no thread and no buffer of ours held, only the socket\'s; aborted once the client took no '
-         'byte for `idle-timeout` ({idle} s in the test), while one reading at {rate_mb} MB/s for '
-         'longer is served on; a client vanishing mid-file leaves no blob file open'),
+        'an HTTP/1.1 download whose client stops reading, over cleartext (os.sendfile) or TLS',
+        ('no thread held, and no buffer of ours over cleartext (one `stream-chunk-size` over TLS); '
+         'aborted once the client took no byte for `idle-timeout` ({idle} s in the test), while one '
+         'reading at {rate_mb} MB/s for longer is served on; a client vanishing mid-file leaves no '
+         'blob file open'),
         ('tests/integration/test_sendfile.py',),
         {'idle': 3, 'rate_mb': 1}),
     Row('h2_frame_errors',

@@ -97,3 +97,31 @@ class PauseObserver:
         waiting, self._waiting = self._waiting, None
         if waiting is not None:
             waiting.errback(ClientGone())
+
+
+class StallTimer:
+    """Calls ``on_stall()`` once ``seconds`` pass without ``progress()``: a response whose
+    client takes nothing (Twisted suspends the HTTP/1.1 idle timeout while a response is
+    sent, so without this a client that stops reading holds its connection for ever).
+    ``clock`` has ``callLater`` (the reactor). Reactor thread only.
+    """
+
+    def __init__(self, clock, seconds, on_stall):
+        self._call = clock.callLater(seconds, self._fire)
+        self.seconds = seconds
+        self._on_stall = on_stall
+
+    def progress(self):
+        """Bytes went out: the wait starts again."""
+        if self._call is not None:
+            self._call.reset(self.seconds)
+
+    def stop(self):
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+
+    def _fire(self):
+        self._call = None
+        self._on_stall()

@@ -10,6 +10,7 @@ the server stays open on a blob file.
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
 from pathlib import Path
@@ -196,3 +197,30 @@ def test_reader_that_stops_reading_is_cut_at_idle_timeout(server, download, big_
     assert received < big_file["size"]
     no_blob_open(server)
     assert timed_get(server.url("/Plone/@@ok"), timeout=60)[1] == 200
+
+
+def test_tls_reader_that_stops_reading_is_cut_at_idle_timeout(server, download, big_file):
+    """Over TLS the body goes out in buffers, not with sendfile: the same idle-timeout holds."""
+    offset = len(server.event_log.read_text(errors="replace"))
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.socket()
+    raw.settimeout(60)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    raw.connect(("127.0.0.1", server.ports["https"]))
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(get(download))
+        received = len(sock.recv(65536))
+        wait_for(lambda: f"took no byte of its response for {IDLE} seconds (idle-timeout)"
+                 in log_since(server, offset), 60, what="the idle-timeout log line")
+        try:
+            while True:
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                received += len(data)
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+    assert received < big_file["size"]
+    no_blob_open(server)

@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from twisted.internet.task import Clock
 from twisted.internet.interfaces import IPullProducer
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
@@ -197,3 +198,39 @@ def test_chunk_reader(make):
     assert read(4) == b"abcd"
     assert read(4) == b"ef"
     assert read(4) == b""
+
+
+class StalledRequest:
+    """A request whose consumer never pulls (its client stopped reading): the producer is
+    registered and then left alone."""
+
+    def __init__(self, clock):
+        self.written = []
+        self.aborted = []
+        transport = type("Transport", (), {"abortConnection": lambda _: self.aborted.append(clock.seconds()),
+                                           "getPeer": lambda _: None})()
+        self.channel = type("Channel", (), {"transport": transport})()
+
+    def registerProducer(self, producer, streaming):
+        self.producer = producer
+
+    def write(self, data):
+        self.written.append(data)
+
+
+def test_stall_aborts_a_connection_whose_client_takes_nothing():
+    """With ``stall`` (HTTP/1.1) a producer not resumed for that long aborts the connection
+    (the client stopped reading); every resume starts the wait again."""
+    clock = Clock()
+    request = StalledRequest(clock)
+    body = TrackedFile(b"x" * 64)
+    producer = BodyProducer(request, body, 64, 16, lambda p, e: None, stall=(clock, 5))
+    producer.start()
+    clock.advance(4)
+    producer.resumeProducing()  # the consumer took the previous buffer
+    clock.advance(4)
+    assert request.aborted == []
+    clock.advance(1)
+    assert request.aborted == [9]
+    producer.stopProducing()  # the transport, once the abort closed it
+    assert body.was_closed and clock.getDelayedCalls() == []

@@ -4,7 +4,9 @@ import pytest
 from twisted.internet.interfaces import IPushProducer
 from zope.interface.verify import verifyObject
 
-from txzserver.transfer import ClientGone, PauseObserver, close_body
+from twisted.internet.task import Clock
+
+from txzserver.transfer import ClientGone, PauseObserver, StallTimer, close_body
 
 
 def test_wait_fires_when_the_transport_resumes():
@@ -79,3 +81,27 @@ def test_paused_for_and_backlog_bytes_on_a_clock():
     assert (observer.paused_for(), observer.backlog, observer.backlog_bytes) == (3.5, 2, 15)
     observer.resumeProducing()
     assert (observer.paused_for(), observer.backlog, observer.backlog_bytes) == (0.0, 0, 0)
+
+
+def test_stall_timer_fires_only_after_seconds_without_progress():
+    clock, fired = Clock(), []
+    timer = StallTimer(clock, 5, lambda: fired.append(clock.seconds()))
+    clock.advance(4)
+    timer.progress()
+    clock.advance(4)
+    assert fired == []
+    clock.advance(1)
+    assert fired == [9]
+    timer.progress()  # after firing: nothing to reset, nothing fires again
+    timer.stop()
+    clock.advance(10)
+    assert fired == [9] and clock.getDelayedCalls() == []
+
+
+def test_stopped_stall_timer_never_fires():
+    clock, fired = Clock(), []
+    timer = StallTimer(clock, 5, lambda: fired.append(True))
+    timer.stop()
+    timer.stop()
+    clock.advance(10)
+    assert fired == [] and clock.getDelayedCalls() == []

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..transfer import StallTimer
 from .errors import peer_of
 
 log = Logger()
@@ -60,7 +61,7 @@ class SendfileProducer:
 
     def start(self):
         """Register with the transport; sending starts once its buffer is empty."""
-        self._timer = self.clock.callLater(self.idle_timeout, self._timed_out)
+        self._timer = StallTimer(self.clock, self.idle_timeout, self._timed_out)
         self._registering = True
         try:
             self.transport.registerProducer(self, False)  # calls resumeProducing at once
@@ -89,7 +90,7 @@ class SendfileProducer:
             self._finish(error=True)
             return
         if sent and self._timer is not None:
-            self._timer.reset(self.idle_timeout)
+            self._timer.progress()
         if self.remaining == 0:
             self._finish(error=False)
         else:
@@ -132,7 +133,6 @@ class SendfileProducer:
             self._finish(error=True)
 
     def _timed_out(self):
-        self._timer = None
         log.info("closing the connection of {peer}: it took no byte of its response for"
                  " {timeout:g} seconds (idle-timeout), {left} bytes unsent",
                  peer=peer_of(self.transport), timeout=self.idle_timeout, left=self.remaining)
@@ -143,9 +143,7 @@ class SendfileProducer:
             return
         self._finished = True
         if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+            self._timer.stop()
         if getattr(self.transport, "producer", None) is self:
             self.transport.unregisterProducer()
         self._done(self, error)

@@ -17,7 +17,9 @@ from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from twisted.web.http import NO_BODY_CODES
 
-from ..transfer import close_body
+from ..transfer import StallTimer, close_body
+from .errors import peer_of
+from .http1 import HTTP1Channel
 from .sendfile import SendfileProducer
 
 log = Logger()
@@ -72,10 +74,12 @@ class BodyProducer:
 
     Capping at Content-Length matters: plone.namedfile's range iterator ignores its end
     when read with ``read()``. Reactor thread only. ``done`` fires (with the bytes sent)
-    when the body is finished, the client went away, or reading failed.
+    when the body is finished, the client went away, or reading failed. With ``stall``
+    (clock, seconds) the connection is aborted once the client took nothing for that long
+    (HTTP/1.1, whose idle timeout Twisted suspends while a response is sent).
     """
 
-    def __init__(self, request, body, length, chunk_size, done):
+    def __init__(self, request, body, length, chunk_size, done, stall=None):
         self.request = request
         self.body = body
         self.remaining = length
@@ -85,8 +89,12 @@ class BodyProducer:
         self._done = done
         self._finished = False
         self.stopped = False
+        self._stall = stall
+        self._timer = None
 
     def start(self):
+        if self._stall is not None:
+            self._timer = StallTimer(*self._stall, self._stalled)
         self.request.registerProducer(self, False)
 
     # IPullProducer
@@ -107,6 +115,8 @@ class BodyProducer:
         self.sent += len(data)
         if self.remaining is not None:
             self.remaining -= len(data)
+        if self._timer is not None:
+            self._timer.progress()  # resumed: the previous buffer went out
         self.request.write(data)
 
     def stopProducing(self):
@@ -116,10 +126,20 @@ class BodyProducer:
 
     # Helpers
 
+    def _stalled(self):
+        transport = self.request.channel.transport if self.request.channel is not None else None
+        log.info("closing the connection of {peer}: it took no byte of its response for"
+                 " {timeout:g} seconds (idle-timeout), {left} bytes unsent",
+                 peer=peer_of(transport), timeout=self._stall[1], left=self.remaining)
+        if transport is not None:
+            transport.abortConnection()
+
     def _finish(self, error=False):
         if self._finished:
             return
         self._finished = True
+        if self._timer is not None:
+            self._timer.stop()
         close_body(self.body)
         self._done(self, error)
 
@@ -161,25 +181,26 @@ def stream_body(request, body, length, settings, clock, done):
     """
     producer = _sendfile_producer(request, body, length, settings, clock, done)
     if producer is None:
-        producer = BodyProducer(request, body, length, settings.stream_chunk_size, done)
+        # HTTP/2 has an idle timeout of its own for streams the client takes nothing of.
+        stall = (clock, settings.idle_timeout) if _http1_channel(request) else None
+        producer = BodyProducer(request, body, length, settings.stream_chunk_size, done, stall)
     producer.start()
     return producer
 
 
 def _sendfile_producer(request, body, length, settings, clock, done):
-    if not length or request.method == b"HEAD":
+    channel = _http1_channel(request)
+    if not length or request.method == b"HEAD" or channel is None:
         return None
-    lend = getattr(getattr(request, "protocol", None), "lend_plain_transport", None)
-    source = file_source(body) if lend is not None else None
+    source = file_source(body)
     if source is None:
         return None
     request.write(b"")  # the head, if not sent yet: it decides on chunked framing
     if request.chunked or request.code in NO_BODY_CODES:
         return None
-    transport = lend()
+    transport = channel.lend_plain_transport()
     if transport is None:
         return None
-    channel = request.protocol
 
     def finished(producer, error):
         request.sentLength += producer.sent  # counted by the access log and the metrics
@@ -194,3 +215,9 @@ def _sendfile_producer(request, body, length, settings, clock, done):
     # The channel may close the connection without the transport telling its producer.
     request.notifyFinish().addErrback(lambda _: producer.stopProducing())
     return producer
+
+
+def _http1_channel(request):
+    """The HTTP/1.1 connection of ``request``; None for HTTP/2 streams and test doubles."""
+    protocol = getattr(request, "protocol", None)
+    return protocol if isinstance(protocol, HTTP1Channel) else None
