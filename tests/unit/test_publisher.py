@@ -361,6 +361,38 @@ def test_http2_response_and_stream(reactor):
     assert resource.tracker.count == 0
 
 
+def odd_headers_app(environ, start_response):
+    start_response("200 OK", [("Content-Length", "2"), ("X-Upper-Case", "kept"), (":status", "404"),
+                              ("", "empty"), ("Connection", "keep-alive"), ("Upgrade", "h2c")])
+    return [b"ok"]
+
+
+def test_app_headers_without_a_field_name_are_dropped(reactor):
+    resource, protocol, transport = serve(reactor, odd_headers_app)
+    code, _, headers, body = http1(reactor, protocol, transport, GET)
+    assert (code, body) == (200, b"ok")
+    assert headers[b"x-upper-case"] == [b"kept"]
+    assert b":status" not in headers and b"" not in headers
+
+
+def test_h2_responses_carry_only_valid_lower_case_fields(reactor):
+    """h2's outbound validation is off (http2.H2Channel): names are still lower-cased,
+    connection-specific fields stripped, pseudo and empty names dropped before h2 sees them,
+    and a strict client (h2, validating what it receives) accepts the response."""
+    resource, protocol, transport = serve(reactor, odd_headers_app, h2c=True)
+    client = H2Client(protocol, transport, reactor)
+    client.request(1, path="/odd")
+    client.flush()
+    spin(reactor, 50)
+    answer = responses(client.events())[1]
+    assert (answer["status"], answer["body"], answer["ended"]) == (200, b"ok", True)
+    names = [name for name, _ in answer["header_list"]]
+    assert b"x-upper-case" in names
+    assert names.count(b":status") == 1 and names[0] == b":status"
+    assert not {b"", b"connection", b"upgrade"} & set(names)
+    assert all(name == name.lower() for name in names)
+
+
 def test_rapid_reset_publishes_nothing_and_holds_at_most_a_share_of_the_pool(reactor):
     """HEADERS + RST_STREAM pairs: the pool sees at most the connection's share, Zope nothing."""
     import h2.errors

@@ -122,7 +122,10 @@ class PublishTask:
                                                   [self.settings.instance_name.encode("utf-8")])
         grouped = {}
         for name, value in self.response.headers:
-            grouped.setdefault(name.lower().encode("latin-1"), []).append(value.encode("latin-1"))
+            name = name.lower().encode("latin-1")
+            if not name or name[0] == 0x3a:  # "" or ":status": no field name (RFC 9110 5.1)
+                continue  # and HTTP/2 sends its own pseudo-headers unchecked (http2.H2Channel)
+            grouped.setdefault(name, []).append(value.encode("latin-1"))
         for name, values in grouped.items():
             if name in SINGLE_VALUED and len(values) > 1:
                 values = values[-1:]  # e.g. Zope sets Date in listHeaders and WebDAV again
