@@ -22,7 +22,7 @@ WALL_SECONDS = {
     "test_streaming.py": 31, "test_tasks.py": 30, "test_relstorage.py": 28,
     "test_connection_slots.py": 27, "test_listen_durable.py": 26, "test_files.py": 24,
     "test_webdav_hostile.py": 22, "test_bus_auth.py": 20, "test_tasks_nats_durable.py": 100,
-    "test_release.py": 120, "test_sendfile.py": 35,
+    "test_release.py": 120, "test_sendfile.py": 35, "test_mail.py": 90, "test_front_metrics.py": 22,
 }
 UNLISTED = 15
 
