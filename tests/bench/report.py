@@ -78,9 +78,13 @@ def write_json(results, path):
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
+#: Kinds of entries that are limits the servers are measured against, not servers.
+LIMITS = ("inprocess", "ceiling")
+
+
 def _servers(run):
-    """The entries of ``run`` that are HTTP servers (not the in-process limit)."""
-    return [s for s in run["servers"].values() if s.get("kind") != "inprocess"]
+    """The entries of ``run`` that are HTTP servers (not the in-process or loopback limit)."""
+    return [s for s in run["servers"].values() if s.get("kind") not in LIMITS]
 
 
 def _in_process(run):
@@ -245,7 +249,10 @@ def idle(data, level):
 
 def server_downloads(data, level):
     run = data["results"]
-    if run is None or not any("downloads" in r for s in _servers(run) for r in s["runs"]):
+    if run is None:
+        return []
+    limit = [s for s in run["servers"].values() if s.get("kind") == "ceiling"]
+    if not any("downloads" in r for s in _servers(run) + limit for r in s["runs"]):
         return []
     meta = run["meta"]
     lines = [
@@ -254,12 +261,13 @@ def server_downloads(data, level):
         "and round after one download not counted; GB/s is 10^9 bytes over h2load's wall time. "
         "\"Of granian\" compares the medians over the same protocol. Server CPU is the user and "
         "system time of the server's processes per GiB sent: on a shared machine it varies less "
-        "than the rate.", "",
+        "than the rate. The loopback limit is the blob file sent to the same client by a blocking "
+        "server of a few lines (`tests/bench/ceiling.py`), with sendfile or read and write.", "",
         "| Server | Protocol | GB/s | Of granian | Server CPU per GiB |",
         "|---|---|---:|---:|---:|",
     ]
     rows, medians = [], {}
-    for server in _servers(run):
+    for server in _servers(run) + limit:
         found = {}
         for r in server["runs"]:
             for protocol, d in r.get("downloads", {}).items():

@@ -2,12 +2,13 @@
 rounds, and Zope called in-process as the limit they are measured against.
 
 Builds the Plone template (a site with a 256 MiB File) once; then, ROUNDS times, runs each
-variant in turn (txzserver, waitress, granian, in-process, txzserver, ...) alone on a fresh
+variant in turn (txzserver, waitress, granian, in-process, loopback limit, txzserver, ...) alone on a fresh
 copy of it and measures, on 127.0.0.1 only:
   starvation  front-page p50/p99/timeouts while 0/2/4/8 slow clients download the File
   rates       `@@ok` and front-page requests/s over HTTP/1.1 and (txzserver, granian) h2c, with
               h2load; in-process: the same two pages called in one thread, no HTTP
-  downloads   the File fetched whole by one h2load client over HTTP/1.1 and h2c, GB/s
+  downloads   the File fetched whole by one h2load client over HTTP/1.1 and h2c, GB/s; and from
+              a blocking server of a few lines (the loopback limit: tests/bench/ceiling.py)
   idle        keep-alive connections held idle, and the server's RSS growth
 Writes tests/bench/results/results.json, then results.md and starvation.png (tests.bench.report).
 Refuses a tree with uncommitted changes unless BENCH_ALLOW_DIRTY=1 (tests.bench.provenance).
@@ -29,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.bench import provenance, report
+from tests.bench import ceiling, provenance, report
 from tests.bench.clients import (
     H2LOAD, MB, RssSampler, cpu_seconds, download_rate, hold_idle, probe_sequential, request_rate,
     start_readers, stop_readers, wait_responsive,
@@ -57,7 +58,7 @@ def _env(name, default):
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=int(_env("ROUNDS", 3)), help="BENCH_ROUNDS")
-    parser.add_argument("--servers", default=_env("SERVERS", "txzserver,waitress,granian,inprocess"),
+    parser.add_argument("--servers", default=_env("SERVERS", "txzserver,waitress,granian,inprocess,ceiling"),
                         help=f"BENCH_SERVERS: comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--readers", default=_env("READERS", "0,2,4,8"),
                         help="BENCH_READERS: slow reader counts, one phase each")
@@ -168,11 +169,26 @@ def bench_in_process(directory, template, args):
     return run
 
 
+def bench_ceiling(template, args):
+    """The loopback limit of the downloads (tests/bench/ceiling.py) on the template's blob."""
+    run = {"loadavg_start": round(os.getloadavg()[0], 2)}
+    try:
+        run["downloads"] = ceiling.measure(template["directory"], args.downloads)
+        for mode, found in run["downloads"].items():
+            log(f"  {mode}: {', '.join(f'{r:.2f}' for r in found['gb_per_s'])} GB/s")
+    except Exception as exc:
+        run["error"] = repr(exc)
+        log(f"loopback limit: FAILED: {exc!r}")
+    return run
+
+
 def bench_server(name, directory, template, args):
     """One run of server ``name``: start it on a fresh copy, measure everything, stop it."""
     label, kind, _ = VARIANTS[name]
     if kind == "inprocess":
         return bench_in_process(directory, template, args)
+    if kind == "ceiling":
+        return bench_ceiling(template, args)
     run = {"loadavg_start": round(os.getloadavg()[0], 2)}
     begin = time.monotonic()
     server = start_variant(name, directory, template["directory"])

@@ -21,9 +21,10 @@ VARIANTS = {
     "granian": ("granian WSGI (blocking-threads 2)", "granian", False),
     "waitress-seekable": ("waitress + seekable iterator (threads 2)", "waitress", True),
     "inprocess": ("Zope in-process (one thread, no HTTP)", "inprocess", False),
+    "ceiling": ("loopback limit (a blocking server of a few lines)", "ceiling", False),
 }
-#: Variants that are servers (the in-process limit has no HTTP).
-SERVERS = tuple(name for name, (_, kind, _) in VARIANTS.items() if kind != "inprocess")
+#: Kinds that are limits to measure the servers against, not servers.
+LIMITS = frozenset({"inprocess", "ceiling"})
 
 
 class GranianProcess(ServerProcess):

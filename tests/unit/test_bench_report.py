@@ -102,6 +102,8 @@ def test_rates_are_shares_of_the_in_process_limit_and_downloads_ratios_to_grania
                            "h2c": {"error": "RuntimeError()"}}}]},
         "inprocess": {"label": "Zope in-process", "kind": "inprocess", "runs": [
             {"rates": {"@@ok in-process": _rate(780)}}, {"rates": {"@@ok in-process": _rate(820)}}]},
+        "ceiling": {"label": "loopback limit", "kind": "ceiling", "runs": [
+            {"downloads": {"sendfile": {"gb_per_s": [1.5, 1.7]}, "read+write": {"gb_per_s": [2.0]}}}]},
     }
     data = {name: None for name in report.SOURCES}
     data["results"] = _run_with(servers)
@@ -112,5 +114,7 @@ def test_rates_are_shares_of_the_in_process_limit_and_downloads_ratios_to_grania
     downloads = "\n".join(report.server_downloads(data, 3))
     assert "| txz | HTTP/1.1 | 1.70 GB/s (1.60-1.80) | 1.55x | 60 ms (50-70) |" in downloads
     assert "| gra | h2c | failed | | |" in downloads
+    assert "| loopback limit | sendfile | 1.60 GB/s (1.50-1.70) | - | - |" in downloads
     assert "Zope in-process" not in downloads
-    assert "Zope in-process" not in "\n".join(report.starvation(data, 3, "x.png"))
+    for table in (report.starvation(data, 3, "x.png"), report.idle(data, 3)):
+        assert "Zope in-process" not in "\n".join(table) and "loopback" not in "\n".join(table)
