@@ -7,22 +7,26 @@ from pathlib import Path
 
 import pytest
 
-#: Wall seconds of the longest integration modules (one measured `make test` run on 2 cores). Only
+#: Wall seconds of the longest integration modules (summed from test-artifacts/pytest.xml of one
+#: `make test` run on 2 cores with `stress-ng --cpu 1` beside it). Only
 #: an ordering hint: with `--dist loadfile --no-loadscope-reorder` (the Makefile's) each worker
 #: takes the next module in this order when it is free, so the longest go first and the last ones
 #: handed out are short (less time with one worker idle while the other finishes a long module).
 #: A module not listed counts as ``UNLISTED``.
 WALL_SECONDS = {
-    "test_webdav.py": 126, "test_bus_nats.py": 126, "test_http1_hostile.py": 103,
-    "test_http2_hostile.py": 86, "test_notifications.py": 84, "test_degraded.py": 83,
-    "test_ws_hostile.py": 75, "test_tasks_zmq.py": 72, "test_tasks_nats.py": 62, "test_ctl.py": 62,
-    "test_bad_input.py": 61, "test_server.py": 54, "test_toast_links.py": 52,
-    "test_rapid_reset.py": 50, "test_health.py": 40, "test_principal_changes.py": 39,
-    "test_bus_heartbeat.py": 36, "test_plone_events.py": 34, "test_browser_toast.py": 34,
-    "test_streaming.py": 31, "test_tasks.py": 30, "test_relstorage.py": 28,
-    "test_connection_slots.py": 27, "test_listen_durable.py": 26, "test_files.py": 24,
-    "test_webdav_hostile.py": 22, "test_bus_auth.py": 20, "test_tasks_nats_durable.py": 100,
-    "test_release.py": 120, "test_sendfile.py": 35, "test_mail.py": 90, "test_front_metrics.py": 22,
+    "test_webdav.py": 248, "test_degraded.py": 184, "test_notifications.py": 179,
+    "test_bus_nats.py": 144, "test_ctl.py": 126, "test_server.py": 122,
+    "test_http1_hostile.py": 102, "test_tasks_nats_durable.py": 94, "test_http2_hostile.py": 93,
+    "test_ws_hostile.py": 92, "test_tasks_nats.py": 79, "test_release.py": 65,
+    "test_tasks_zmq.py": 62, "test_first_start.py": 61, "test_mail.py": 53,
+    "test_principal_changes.py": 48, "test_rapid_reset.py": 46, "test_bad_input.py": 45,
+    "test_tasks.py": 44, "test_health.py": 41, "test_bus_heartbeat.py": 38,
+    "test_toast_links.py": 33, "test_relstorage.py": 32, "test_listen_durable.py": 31,
+    "test_browser_toast.py": 30, "test_streaming.py": 30, "test_plone_events.py": 26,
+    "test_bus_auth.py": 25, "test_connection_slots.py": 25, "test_revocation.py": 24,
+    "test_webdav_hostile.py": 22, "test_spool_full.py": 21, "test_sendfile.py": 21,
+    "test_files.py": 20, "test_tasks_nats_queue.py": 20, "test_canonical_url.py": 18,
+    "test_plone_actor.py": 15,
 }
 UNLISTED = 15
 
