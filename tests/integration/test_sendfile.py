@@ -177,23 +177,30 @@ def test_client_vanishing_mid_file_closes_the_blob(server, download):
     assert "Traceback" not in text and "Unhandled" not in text, text
 
 
+def read_until_cut(server, sock, download, offset, cut_errors):
+    """Asks for the download, takes one receive buffer's worth, stops reading until the server
+    logs the idle timeout, then reads what was in flight until the close; returns the bytes."""
+    sock.sendall(get(download))
+    received = len(sock.recv(65536))
+    wait_for(lambda: f"took no byte of its response for {IDLE} seconds (idle-timeout)"
+             in log_since(server, offset), 60, what="the idle-timeout log line")
+    try:
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            received += len(data)
+    except cut_errors:
+        pass
+    return received
+
+
 def test_reader_that_stops_reading_is_cut_at_idle_timeout(server, download, big_file):
     """Twisted suspends the HTTP/1.1 idle timeout while a response is sent; the sendfile
     producer keeps one: IDLE seconds without a byte taken and the connection is aborted."""
     offset = len(server.event_log.read_text(errors="replace"))
     with connect(server, receive_buffer=65536) as sock:
-        sock.sendall(get(download))
-        received = len(sock.recv(65536))
-        wait_for(lambda: f"took no byte of its response for {IDLE} seconds (idle-timeout)"
-                 in log_since(server, offset), 60, what="the idle-timeout log line")
-        try:
-            while True:
-                data = sock.recv(1 << 20)
-                if not data:
-                    break
-                received += len(data)
-        except ConnectionResetError:
-            pass
+        received = read_until_cut(server, sock, download, offset, ConnectionResetError)
     assert received < big_file["size"]
     no_blob_open(server)
     assert timed_get(server.url("/Plone/@@ok"), timeout=60)[1] == 200
@@ -210,17 +217,6 @@ def test_tls_reader_that_stops_reading_is_cut_at_idle_timeout(server, download, 
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     raw.connect(("127.0.0.1", server.ports["https"]))
     with context.wrap_socket(raw, server_hostname="localhost") as sock:
-        sock.sendall(get(download))
-        received = len(sock.recv(65536))
-        wait_for(lambda: f"took no byte of its response for {IDLE} seconds (idle-timeout)"
-                 in log_since(server, offset), 60, what="the idle-timeout log line")
-        try:
-            while True:
-                data = sock.recv(1 << 20)
-                if not data:
-                    break
-                received += len(data)
-        except (ConnectionResetError, ssl.SSLError):
-            pass
+        received = read_until_cut(server, sock, download, offset, (ConnectionResetError, ssl.SSLError))
     assert received < big_file["size"]
     no_blob_open(server)
