@@ -26,7 +26,7 @@ from .server.health import (
 from .server.listeners import endpoint_for, url_of
 from .server.metrics import MetricsSite, read_server
 from .server.publisher import ZopeResource
-from .server.reactor import install_reactor
+from .server.reactor import install_reactor, restore_interrupt_signal
 from .server.shutdown import InFlight, drain
 from .server.site import ConnectionCounter, ZopeSite
 from .server.spool import SpoolBudget
@@ -308,6 +308,9 @@ def run(app_factory, settings, on_stop=None, site_id=None):
     if started is not None:
         reactor.callWhenRunning(started.mark)  # app_factory() has returned: Zope runs
     reactor.callWhenRunning(log.info, "txzserver ready: %d publisher thread(s)", settings.threads)
+    if restore_interrupt_signal():
+        log.info("SIGINT was ignored when the server started (a background job of a shell?):"
+                 " it stops the server gracefully, as SIGTERM does")
     reactor.addSystemEventTrigger("before", "shutdown", drain, reactor, ports, tracker,
                                   settings.shutdown_timeout, settings.shutdown_delay)
     reactor.addSystemEventTrigger("during", "shutdown", pool.stop)

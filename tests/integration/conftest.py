@@ -15,7 +15,7 @@ from tests.support.cluster import relstorage_source, zeo_storage_source
 from tests.support.nats import NatsServer
 from tests.support.outage import Broker, Zeo
 from tests.support.postgresql import PostgreSQL, build_site
-from tests.support.server import ServerProcess, free_port
+from tests.support.server import ServerProcess, free_port, sigint_ignored_argv
 from tests.support.tls import make_certificates
 
 
@@ -73,7 +73,8 @@ class Servers:
         self.tls = tls
         self.running = []
 
-    def start(self, name, *, threads=1, extra="", https=False, h2c=True, with_site=True, env=None):
+    def start(self, name, *, threads=1, extra="", https=False, h2c=True, with_site=True, env=None,
+              sigint_ignored=False):
         directory = self.tmp.mktemp(name)
         servers = http_server(0, h2c=h2c)
         if https:
@@ -81,7 +82,8 @@ class Servers:
         conf = new_instance(directory, servers, f"server-threads {threads}\n{extra}")
         if with_site:
             copy_instance_data(self.template["directory"], directory)
-        server = ServerProcess(conf, env=env)
+        argv = sigint_ignored_argv(conf) if sigint_ignored else None
+        server = ServerProcess(conf, argv=argv, env=env)
         self.running.append(server)  # stopped with the pool even when the start times out
         return server.start()
 

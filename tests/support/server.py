@@ -5,6 +5,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,16 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+#: Runs argv[1:] with SIGINT ignored, as a background job of a non-interactive shell starts.
+SIGINT_IGNORED = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN);"
+                  " os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def sigint_ignored_argv(conf):
+    """``txzserver serve CONF`` started with SIGINT ignored (the process inherits that)."""
+    return [sys.executable, "-c", SIGINT_IGNORED, TXZSERVER, "serve", str(conf)]
 
 
 class ServerProcess:
@@ -67,6 +78,19 @@ class ServerProcess:
             if path.exists():
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
+
+    def log_tail(self, lines=40):
+        """The last ``lines`` lines of the event log and the output, for failure messages."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def wait_exit(self, timeout):
+        """Wait for the process to exit after a signal; its status. On timeout the failure
+        carries the log's tail, so a server that hangs in its shutdown explains itself."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the server did not exit within {timeout}s; its log ends:\n"
+                                 f"{self.log_tail()}") from None
 
     @property
     def pid(self):

@@ -1,5 +1,7 @@
-"""Choose and install the Twisted reactor before anything imports twisted.internet.reactor."""
+"""Choose and install the Twisted reactor before anything imports twisted.internet.reactor;
+make SIGINT a stop signal whatever the process inherited."""
 
+import signal
 import sys
 
 
@@ -35,3 +37,18 @@ def _install_asyncio(loop, label):
     asyncio.set_event_loop(loop)
     asyncioreactor.install(loop)
     return label
+
+
+def restore_interrupt_signal():
+    """Make SIGINT stop the server gracefully even when it was ignored on start; True if so.
+
+    A process started in the background by a non-interactive shell (a script's
+    ``txzserver serve ... &``, a test run launched that way) inherits SIGINT ignored, and
+    Twisted installs its graceful-shutdown handler only over Python's default one: the
+    server would go on serving through every SIGINT. SIGTERM and SIGINT are the documented
+    stop signals, so Python's default is put back before the reactor runs. Main thread only.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        return False
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return True
