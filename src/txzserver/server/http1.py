@@ -131,7 +131,7 @@ class HTTP1Channel(http.HTTPChannel):
 
     Requests it makes are ``ZopeRequest``s that know this channel as their protocol, so a
     request refused while it is read (413, 431) is answered here: error, then close.
-    ``on_h2c_upgrade(http2_settings, headers, rest)`` is set when the listener speaks h2c.
+    ``on_h2c_upgrade(http2_settings, headers, rest)`` is given when the listener speaks h2c.
     Its ``connection`` (a ``connection.Connection``, None for a channel built alone in a test)
     gives it the site and the reactor, and is told when it reads a head, is busy or idle.
     """
@@ -139,12 +139,12 @@ class HTTP1Channel(http.HTTPChannel):
     #: Set by reject_request: the error is sent and the connection closing, so whatever the
     #: client still sends (a TLS transport keeps delivering) is ignored.
     rejected = False
-    on_h2c_upgrade = None
 
-    def __init__(self, settings, connection=None):
+    def __init__(self, settings, connection=None, on_h2c_upgrade=None):
         super().__init__()
         self.settings = settings
         self.connection = connection
+        self.on_h2c_upgrade = on_h2c_upgrade
         if connection is not None:
             self.site = self.factory = connection.site
             self.callLater = connection.reactor.callLater

@@ -53,9 +53,8 @@ class NegotiatingProtocol(Protocol):
         if self.connection.secure:  # TLS: its handshake comes first
             self._handshake_timer = self.site.reactor.callLater(
                 self.settings.header_timeout, self._handshake_timed_out)
-        channel = HTTP1Channel(self.settings, self.connection)
-        if self.h2c:
-            channel.on_h2c_upgrade = self._upgrade_to_h2c
+        channel = HTTP1Channel(self.settings, self.connection,
+                               on_h2c_upgrade=self._upgrade_to_h2c if self.h2c else None)
         self.connection.speak(channel, "http/1.1")
         Protocol.makeConnection(self, transport)
         channel.makeConnection(transport)
