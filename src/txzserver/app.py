@@ -19,6 +19,7 @@ from .bus.natsconn import shown
 from .bus.publishers import LocalPublisher, ZmqBus
 from .metrics import ServerMetrics
 from .server.admission import Admission
+from .server.connection import ConnectionCounter
 from .server.environ import ProxyTrust
 from .server.health import (
     READY, DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared, Started, watch,
@@ -28,7 +29,7 @@ from .server.metrics import MetricsSite, read_server
 from .server.publisher import ZopeResource
 from .server.reactor import install_reactor, restore_interrupt_signal
 from .server.shutdown import InFlight, drain
-from .server.site import ConnectionCounter, ZopeSite
+from .server.site import ZopeSite
 from .server.spool import SpoolBudget
 from .tasks import auth as task_auth
 from .tasks import register_task_queues
@@ -60,11 +61,10 @@ def build_sites(reactor, pool, app, settings, tracker, websocket=None, metrics=N
     for listener in settings.listeners:
         resource_ = ZopeResource(reactor, pool, app, settings, trust,
                                  secure=listener.kind == "https", tracker=tracker,
-                                 websocket=None if listener.kind == "webdav-source" else websocket,
-                                 admission=admission)
+                                 websocket=None if listener.kind == "webdav-source" else websocket)
         sites.append((listener, ZopeSite(resource_, settings, counter, h2c=listener.h2c,
                                          http2=listener.http2, reactor=reactor, metrics=metrics,
-                                         spool=spool)))
+                                         spool=spool, admission=admission)))
     if metrics is not None:
         read_server(metrics.readings, pool, settings.threads, counter, tracker, admission)
     return sites

@@ -14,7 +14,8 @@ from twisted.web.resource import Resource
 from txzserver.config import ConfigError, load
 from txzserver.config.datatypes import Listener
 from txzserver.config.settings import ServerSettings
-from txzserver.server.site import ConnectionCounter, ZopeSite
+from txzserver.server.connection import ConnectionCounter
+from txzserver.server.site import ZopeSite
 from txzserver.zope.instance import render_config
 
 PEER = IPv4Address("TCP", "192.0.2.7", 54321)

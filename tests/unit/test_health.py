@@ -20,7 +20,7 @@ from txzserver.server.health import (
     Started, watch,
 )
 from txzserver.server.shutdown import InFlight, drain
-from txzserver.server.site import CountedProtocol
+from txzserver.server.negotiate import NegotiatingProtocol
 from txzserver.websocket.fanout import Hub
 from txzserver.zope.instance import render_config
 
@@ -352,7 +352,7 @@ def test_health_site_other_paths_and_methods(reactor):
 def test_health_site_is_outside_the_connection_limit(reactor):
     site = HealthSite(Health(startup=[], live=[], ready=[]), reactor=reactor)
     protocol, _ = get(site, b"")
-    assert not isinstance(protocol, CountedProtocol)
+    assert not isinstance(protocol, NegotiatingProtocol)
 
 
 # Wiring (app.build_health)

@@ -28,7 +28,7 @@ from txzserver.server.admission import Admission, PublishQueue
 from txzserver.server.metrics import MetricsSite
 from txzserver.server.request import ZopeRequest
 from txzserver.server.shutdown import InFlight
-from txzserver.server.site import ConnectionCounter
+from txzserver.server.connection import ConnectionCounter
 from txzserver.websocket.fanout import Hub, Subscriber
 from txzserver.zope.instance import render_config
 from txzserver.zope.metrics import ZodbCollector

@@ -414,7 +414,7 @@ def test_rapid_reset_publishes_nothing_and_holds_at_most_a_share_of_the_pool(rea
     while pool.calls:
         pool.run()
     assert called == []
-    assert protocol.channel.publish_queue.dropped == 48
+    assert protocol.connection.publish_queue.dropped == 48
     assert resource.tracker.count == 0
 
 

@@ -8,8 +8,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
+from txzserver.server.connection import ConnectionCounter
 from txzserver.server.negotiate import H2_PREFACE, NegotiatingProtocol
-from txzserver.server.site import ConnectionCounter, CountedProtocol
 
 from .helpers import (
     PEER, H2Client, Hanging, connect, feed, make_settings, make_site, parse_http1, spin,
@@ -30,7 +30,7 @@ def lost(protocol):
 def test_second_connection_over_the_limit_gets_503_when_none_is_idle():
     site = make_site(max_connections=1)
     first, first_transport = connect(site)
-    assert isinstance(first, CountedProtocol)
+    assert isinstance(first, NegotiatingProtocol)
     assert site.counter.open == 1
     feed(first, PARTIAL_BODY)  # reading a request body: busy
     assert site.counter.idle == 0
@@ -50,7 +50,7 @@ def test_second_connection_over_the_limit_gets_503_when_none_is_idle():
     lost(first)
     assert site.counter.open == 0
     third, _ = connect(site)
-    assert isinstance(third, CountedProtocol)
+    assert isinstance(third, NegotiatingProtocol)
 
 
 def test_listeners_share_one_counter():
@@ -120,7 +120,7 @@ def test_longest_idle_connection_is_closed_for_a_newcomer(logged):
     assert site.counter.idle == 2
 
     third, third_transport = connect(site)
-    assert isinstance(third, CountedProtocol)
+    assert isinstance(third, NegotiatingProtocol)
     assert second_transport.disconnecting and second_transport.value() == b""
     assert not first_transport.disconnecting
     assert site.counter.open == 2
@@ -151,7 +151,7 @@ def test_connections_answering_or_reading_a_body_are_not_closed_a_trickling_head
 
     # Nothing idle: the head still arriving makes room (408), the others are kept.
     newcomer, _ = connect(site)
-    assert isinstance(newcomer, CountedProtocol)
+    assert isinstance(newcomer, NegotiatingProtocol)
     code, _, reason = parse_http1(reading_transport.value())
     assert code == 408 and b"max-connections" in reason
     assert reading_transport.disconnecting
@@ -164,7 +164,7 @@ def test_connections_answering_or_reading_a_body_are_not_closed_a_trickling_head
     resource.finish_all()  # answered: that connection is idle now, the next newcomer gets it
     assert site.counter.idle == 1
     third, _ = connect(site)
-    assert isinstance(third, CountedProtocol)
+    assert isinstance(third, NegotiatingProtocol)
     assert answering_transport.disconnecting
     assert answering_transport.value().count(b"HTTP/1.1 200") == 1  # its response was complete
 
@@ -202,7 +202,7 @@ def test_http2_connection_is_idle_without_open_streams():
     client.events()
     assert site.counter.idle == 1
     newcomer, _ = connect(site)
-    assert isinstance(newcomer, CountedProtocol)
+    assert isinstance(newcomer, NegotiatingProtocol)
     assert transport.disconnecting
     goaway = [e for e in client.events() if isinstance(e, h2.events.ConnectionTerminated)]
     assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.NO_ERROR
@@ -221,8 +221,9 @@ def test_websocket_hand_off_leaves_the_idle_list():
     site = make_site(max_connections=1)
     protocol, _ = connect(site)
     assert site.counter.idle == 1
-    protocol.detach()
+    protocol.connection.detach()
     assert (site.counter.open, site.counter.idle) == (0, 0)
+    assert protocol.channel is None  # forgotten: no cycle left for the collector
 
 
 def test_counter_orders_idle_protocols():

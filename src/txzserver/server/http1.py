@@ -131,19 +131,23 @@ class HTTP1Channel(http.HTTPChannel):
 
     Requests it makes are ``ZopeRequest``s that know this channel as their protocol, so a
     request refused while it is read (413, 431) is answered here: error, then close.
-    ``on_h2c_upgrade(http2_settings, headers, rest)`` is set when the listener speaks h2c.
+    ``on_h2c_upgrade(http2_settings, headers, rest)`` is given when the listener speaks h2c.
+    Its ``connection`` (a ``connection.Connection``, None for a channel built alone in a test)
+    gives it the site and the reactor, and is told when it reads a head, is busy or idle.
     """
 
     #: Set by reject_request: the error is sent and the connection closing, so whatever the
     #: client still sends (a TLS transport keeps delivering) is ignored.
     rejected = False
-    on_h2c_upgrade = None
-    #: The ``NegotiatingProtocol`` this channel speaks for (told when it goes idle or busy).
-    owner = None
 
-    def __init__(self, settings):
+    def __init__(self, settings, connection=None, on_h2c_upgrade=None):
         super().__init__()
         self.settings = settings
+        self.connection = connection
+        self.on_h2c_upgrade = on_h2c_upgrade
+        if connection is not None:
+            self.site = self.factory = connection.site
+            self.callLater = connection.reactor.callLater
         self._head_bytes = 0
         #: No byte of the next request yet: idle (a fresh connection, or after a response).
         self._awaiting_request = True
@@ -244,12 +248,12 @@ class HTTP1Channel(http.HTTPChannel):
         reading it until allHeadersReceived (then busy)."""
         self._awaiting_request = False
         self._start_head_timer()
-        if self.owner is not None:
-            self.owner.reading_head()
+        if self.connection is not None:
+            self.connection.reading_head()
 
     def _went_idle(self):
-        if self.owner is not None:
-            self.owner.went_idle()
+        if self.connection is not None:
+            self.connection.went_idle()
 
     def _start_head_timer(self):
         if self._head_timer is None:
@@ -318,8 +322,8 @@ class HTTP1Channel(http.HTTPChannel):
 
     def allHeadersReceived(self):
         self._stop_head_timer()  # the body is bound by the idle timeout only
-        if self.owner is not None:
-            self.owner.went_busy()
+        if self.connection is not None:
+            self.connection.went_busy()
         error = target_error(self._command, self._path, self._version,
                              self.requests[-1].requestHeaders)
         if error is not None:

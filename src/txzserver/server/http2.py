@@ -91,17 +91,22 @@ class H2Channel(H2Connection):
     neither reads nor opens its flow-control window. Streams the client resets, and streams
     refused past SETTINGS_MAX_CONCURRENT_STREAMS, count against a ``TokenBucket`` of resets. Requests
     with more than max-headers fields get 431 on their stream.
-    Its ``owner`` is told when the last open stream is done (idle) and when one opens (busy).
+    Its ``connection`` (a ``connection.Connection``, None for a channel built alone in a test)
+    gives it the site and the reactor, and is told when the last open stream is done (idle) and
+    when one opens (busy).
     """
 
-    #: The ``NegotiatingProtocol`` this connection speaks for.
-    owner = None
     _gone = False
     _released = False  # no longer the transport's producer
 
-    def __init__(self, settings, reactor=None, upgrade=None):
-        super().__init__(reactor=reactor)
+    def __init__(self, settings, reactor=None, upgrade=None, connection=None):
+        # The site's reactor, not the global one: H2Connection schedules its sending loop on it.
+        super().__init__(reactor=connection.reactor if connection is not None else reactor)
         self.settings = settings
+        self.connection = connection
+        if connection is not None:
+            self.site = self.factory = connection.site
+            self.callLater = connection.reactor.callLater
         #: (HTTP2-Settings value, request headers) when made by "Upgrade: h2c".
         self.upgrade = upgrade
         self.resets = TokenBucket(settings.http2_max_reset_burst, settings.http2_reset_rate,
@@ -204,12 +209,12 @@ class H2Channel(H2Connection):
                                                " (max-connections)")))
 
     def _report_activity(self):
-        if self.owner is None or self._gone:
+        if self.connection is None or self._gone:
             return
         if self.streams:
-            self.owner.went_busy()
+            self.connection.went_busy()
         else:
-            self.owner.went_idle()
+            self.connection.went_idle()
 
     def timeoutConnection(self):
         if self.streams and not all(self._waits_for_client(sid) for sid in self.streams):

@@ -5,7 +5,7 @@ Protocol switching in the order Hypercorn uses: ALPN first, then the preface, th
 upgrade (only for requests without a body, see ``http1.h2c_upgrade_offer``).
 """
 
-from twisted.internet.interfaces import IHandshakeListener, INegotiated
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -24,8 +24,9 @@ SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n
 class NegotiatingProtocol(Protocol):
     """Speak HTTP/1.1 or HTTP/2 on one connection, chosen from its first bytes.
 
-    Built by ``ZopeSite.buildProtocol`` with the site (its resource, access log and reactor),
-    the process's ``ServerSettings`` and whether this listener speaks h2c.
+    Built by ``ZopeSite.buildProtocol`` with the connection's ``Connection`` (connection.py:
+    its site, settings, slot and publish queue) and whether this listener speaks h2c. The
+    channel it builds is handed to the connection, which keeps the one in charge.
 
     On a TLS listener the handshake must finish within header-timeout, or the connection is
     aborted. The HTTP/1.1 channel's own header-timeout cannot close it: its 408 waits in the
@@ -35,35 +36,32 @@ class NegotiatingProtocol(Protocol):
     """
 
     _handshake_timer = None
-    #: A TLS transport (h2 by ALPN) rather than cleartext (h2c).
-    secure = False
 
-    def __init__(self, site, settings, h2c=False):
-        self.site = site
-        self.factory = site
-        self.settings = settings
+    def __init__(self, connection, h2c=False):
+        self.connection = connection
+        self.site = connection.site
+        self.factory = connection.site
+        self.settings = connection.settings
         self.h2c = h2c
-        self._channel = None
         self._decided = False
         self._pending = b""
 
     # IProtocol
 
     def makeConnection(self, transport):
-        if INegotiated.providedBy(transport):  # TLS: its handshake comes first
-            self.secure = True
+        self.connection.opened(transport)  # holds a slot from here on
+        if self.connection.secure:  # TLS: its handshake comes first
             self._handshake_timer = self.site.reactor.callLater(
                 self.settings.header_timeout, self._handshake_timed_out)
-        channel = self._attach(HTTP1Channel(self.settings))
-        if self.h2c:
-            channel.on_h2c_upgrade = self._upgrade_to_h2c
-        self._channel = channel
+        channel = HTTP1Channel(self.settings, self.connection,
+                               on_h2c_upgrade=self._upgrade_to_h2c if self.h2c else None)
+        self.connection.speak(channel, "http/1.1")
         Protocol.makeConnection(self, transport)
         channel.makeConnection(transport)
 
     def dataReceived(self, data):
         if self._decided:
-            self._channel.dataReceived(data)
+            self.channel.dataReceived(data)
             return
         data = self._pending + data
         if _negotiated_protocol(self.transport) == b"h2":
@@ -78,8 +76,10 @@ class NegotiatingProtocol(Protocol):
 
     def connectionLost(self, reason):
         self._stop_handshake_timer()
-        if self._channel is not None:
-            self._channel.connectionLost(reason)
+        channel = self.channel
+        self.connection.closed()  # the slot is free (once; an evicted one freed it already)
+        if channel is not None:
+            channel.connectionLost(reason)
 
     # IHandshakeListener (TLS listeners)
 
@@ -99,73 +99,35 @@ class NegotiatingProtocol(Protocol):
                 self._handshake_timer.cancel()
             self._handshake_timer = None
 
-    def detach(self):
-        """The connection now belongs to another protocol (a WebSocket): forget the channel."""
-        self._channel = None
-
-    @property
-    def protocol_name(self):
-        """"h2" (TLS), "h2c" or "http/1.1" (also before the first byte, and over TLS): the
-        label of the connection in the metrics."""
-        if isinstance(self._channel, H2Channel):
-            return "h2" if self.secure else "h2c"
-        return "http/1.1"
-
     @property
     def channel(self):
-        """The HTTP/1.1 or HTTP/2 protocol currently in charge (for tests and logging)."""
-        return self._channel
-
-    # Activity: the channel in charge says when it goes idle (HTTP/1.1: no request being
-    # read or answered; HTTP/2: no open stream) and busy again. ``CountedProtocol`` keeps
-    # the idle ones in order, to close the longest idle when max-connections is reached.
-
-    def went_idle(self):
-        pass
-
-    def went_busy(self):
-        pass
-
-    def reading_head(self):
-        pass
-
-    def close_idle(self):
-        """Close the connection, idle or still reading a request head: HTTP/2 says GOAWAY
-        first, HTTP/1.1 answers 408 to a head it was reading."""
-        if self._channel is not None:
-            self._channel.close_idle()
+        """The HTTP/1.1 or HTTP/2 protocol currently in charge (None after a WebSocket
+        hand-off)."""
+        return self.connection.channel
 
     # Helpers
-
-    def _attach(self, channel):
-        channel.site = self.site
-        channel.factory = self.site
-        channel.callLater = self.site.reactor.callLater
-        channel.owner = self
-        return channel
 
     def _decide(self, data, h2):
         self._decided = True
         self._pending = b""
         if h2:
             self._switch_to_h2()
-        self._channel.dataReceived(data)
+        self.channel.dataReceived(data)
 
     def _upgrade_to_h2c(self, offer, headers, rest):
         """Answer 101 and let an HTTP/2 connection answer the request as its stream 1."""
         self.transport.write(SWITCHING_TO_H2C)
         self._switch_to_h2(upgrade=(offer, headers))
         if rest:
-            self._channel.dataReceived(rest)
+            self.channel.dataReceived(rest)
 
     def _switch_to_h2(self, upgrade=None):
         """Replace the HTTP/1.1 channel by an HTTP/2 connection on the same transport."""
-        network = self._channel.release_transport()
-        # The site's reactor, not the global one: H2Connection schedules its sending loop on it.
-        self._channel = self._attach(H2Channel(self.settings, reactor=self.site.reactor,
-                                               upgrade=upgrade))
-        self._channel.makeConnection(self.transport)
-        network.registerProducer(self._channel, True)
+        network = self.channel.release_transport()
+        channel = H2Channel(self.settings, connection=self.connection, upgrade=upgrade)
+        self.connection.speak(channel, "h2" if self.connection.secure else "h2c")
+        channel.makeConnection(self.transport)
+        network.registerProducer(channel, True)
 
 
 def _negotiated_protocol(transport):

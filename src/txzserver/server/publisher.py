@@ -1,9 +1,10 @@
 """Publish requests with Zope on a dedicated thread pool; send the response from the reactor.
 
 Flow: ``ZopeResource.render`` (reactor) builds the environ and hands a ``PublishTask`` to
-the connection's ``PublishQueue``, which queues ``_run_app`` on the pool when the connection
-has fewer than its share of requests there (h2 multiplexing must not let one client fill the
-pool). A task whose client went away before a worker took it is dropped unpublished.
+its connection's ``PublishQueue`` (``Connection.publish_queue``), which queues ``_run_app``
+on the pool when the connection has fewer than its share of requests there (h2 multiplexing
+must not let one client fill the pool). A task whose client went away before a worker took
+it is dropped unpublished.
 
 The worker calls the WSGI app (Zope's ``publish_module`` behind its exception middleware)
 and returns a ``Response``: status, headers and either the body chunks it collected or a
@@ -23,7 +24,6 @@ from ZPublisher.Iterators import IUnboundStreamIterator
 from zope.interface import providedBy
 
 from ..transfer import ClientGone, PauseObserver, close_body
-from .admission import Admission, PublishQueue
 from .environ import SERVER_SOFTWARE, build_environ
 from .handback import Handback
 from .streaming import StreamBody, stream_body
@@ -216,14 +216,12 @@ class ZopeResource(resource.Resource):
 
     ``app`` is a WSGI application (Zope's publish_module in HTTPExceptionHandler);
     ``pool`` a started ThreadPool of server-threads workers; ``tracker`` counts requests
-    in flight for graceful shutdown; ``websocket`` (optional) takes the handshakes;
-    ``admission`` sums up the connections' publish queues (shared by every listener).
+    in flight for graceful shutdown; ``websocket`` (optional) takes the handshakes.
     """
 
     isLeaf = True
 
-    def __init__(self, reactor, pool, app, settings, trust, secure, tracker, websocket=None,
-                 admission=None):
+    def __init__(self, reactor, pool, app, settings, trust, secure, tracker, websocket=None):
         super().__init__()
         self.reactor = reactor
         self.pool = pool
@@ -233,7 +231,6 @@ class ZopeResource(resource.Resource):
         self.secure = secure
         self.tracker = tracker
         self.websocket = websocket
-        self.admission = admission if admission is not None else Admission()
         #: Responses come back from the workers through it (one reactor wake-up per batch).
         self.handback = Handback(reactor)
 
@@ -250,7 +247,8 @@ class ZopeResource(resource.Resource):
         task = PublishTask(self.reactor, request, self.settings)
         self.tracker.started()
         request.notifyFinish().addBoth(self._ended, task)
-        self._queue_of(request).submit(lambda: self._publish(environ, task), task.gone.is_set)
+        queue = request.protocol.connection.publish_queue  # one per connection, h2 or not
+        queue.submit(lambda: self._publish(environ, task), task.gone.is_set)
         return server.NOT_DONE_YET
 
     def _ended(self, result, task):
@@ -258,16 +256,6 @@ class ZopeResource(resource.Resource):
         self.tracker.ended()
         if result is not None:
             task.client_gone(result)
-
-    def _queue_of(self, request):
-        """The PublishQueue of the request's connection (one per HTTP/1.1 or HTTP/2 connection)."""
-        protocol = getattr(request, "protocol", None)
-        queue = getattr(protocol, "publish_queue", None)
-        if queue is None:
-            queue = PublishQueue(self.settings.publish_share, self.admission)
-            if protocol is not None:
-                protocol.publish_queue = queue
-        return queue
 
     def _publish(self, environ, task):
         """Queue ``task`` on the pool; the Deferred fires once its response is handed over."""

@@ -5,7 +5,7 @@ connect the Autobahn protocol instead, then replay the request bytes so Autobahn
 the opening handshake itself (the approach of autobahn.twisted.resource.WebSocketResource,
 plus what our own HTTP/1.1 channel needs: ``release_transport()`` cancels its timeout and
 releases its producer registration, and the connection leaves the HTTP connection count).
-The channel's references to its request and its owner are dropped, so that the HTTP side is
+The channel's references to its request and its connection are dropped, so that the HTTP side is
 freed as soon as the request returns, without the garbage collector.
 """
 
@@ -38,15 +38,14 @@ def hand_off(request, protocol):
         transport.wrappedProtocol = protocol
     else:
         transport.protocol = protocol
-    owner = getattr(channel, "owner", None)
-    if owner is not None:
-        owner.detach()  # leaves the HTTP connection count
+    connection = channel.connection
+    if connection is not None:
+        connection.detach()  # leaves the HTTP connection count, forgets the channel
     # The HTTP side, done with, is freed by reference counting as the request returns instead
-    # of by the collector: the channel and its request refer to each other, as do the channel
-    # and its owner. Left as cycles, they reached the collector's oldest generation during a
-    # storm, whose full passes then scanned every connection (and RSS held them until then).
+    # of by the collector: the channel and its request refer to each other. Left as cycles,
+    # they reached the collector's oldest generation during a storm, whose full passes then
+    # scanned every connection (and RSS held them until then).
     channel.requests = []
-    channel.owner = None
     protocol.makeConnection(transport)
     transport.resumeProducing()
     protocol.dataReceived(replayed_request(request))
