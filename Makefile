@@ -37,7 +37,8 @@ run: venv $(INSTANCE)/etc/zope.conf
 # background and then the Kubernetes smoke test runs there under podman (`make k8s-smoke`), while
 # the lints and pytest (unit + integration, on both cores) run; then the smoke tests of the images
 # and against the compose stack (`make smoke`) and its RelStorage variant (`make smoke-relstorage`).
-# Every phase runs; the exit status is the first failure's. What needs apt is installed first.
+# Every phase runs (pytest after the lints pass); the exit status is the first failure's.
+# What needs apt is installed first.
 test: venv host-packages docker-host
 	@MAKE="$(MAKE)" BIN="$(BIN)" PYTEST_PARALLEL="$(PYTEST_PARALLEL)" tools/test-all.sh
 

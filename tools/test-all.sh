@@ -8,9 +8,9 @@
 #               the images and the compose stack (`make smoke`, `make smoke-relstorage`), which
 #               need the images: they wait for the build first
 #
-# Each phase runs whatever the others do; the exit status is the first failure's. The background
-# phases' output goes to build/images.log and build/k8s-smoke.log, printed at the end (whole when
-# the phase failed).
+# Each phase runs whatever the others do (pytest only after the lints pass); the exit status is
+# the first failure's. The background phases' output goes to build/images.log and
+# build/k8s-smoke.log, printed at the end (whole when the phase failed).
 set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
@@ -32,8 +32,9 @@ trap 'trap - INT TERM; kill 0' INT TERM
 
 (
     images/build.sh >build/images.log 2>&1
-    echo $? >build/images.rc
-    if [ "$(cat build/images.rc)" = 0 ]; then
+    built=$?
+    echo "$built" >build/images.rc
+    if [ "$built" = 0 ]; then
         $MAKE --no-print-directory k8s-smoke >build/k8s-smoke.log 2>&1
         echo $? >build/k8s-smoke.rc
     else
@@ -48,9 +49,9 @@ fail() { [ "$status" != 0 ] || status=$1; stamp "make test: $2 failed" >&2; }
 
 $MAKE --no-print-directory lint || fail $? "make lint"
 if [ "$status" = 0 ]; then
-    # shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
     # each test's time in test-artifacts/pytest.xml: where a run's minutes went (the module order's
     # hints in tests/conftest.py come from there)
+    # shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
     "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
 fi
 
