@@ -451,10 +451,15 @@ def test_metrics_count_what_the_client_did_and_logs_are_json(volto_container):
     assert after[key] - before == 5
     assert after['txzserver_http_connections_max'] > 0
     assert request(f"{volto}/probe-metrics")[0] == 404  # not under the Zope tree
-    logs = docker("logs", name)
-    lines = [line for line in (logs.stdout + logs.stderr).splitlines() if line.startswith("{")]
-    records = [json.loads(line) for line in lines]
-    access = [r for r in records if r.get("status") == 404 and "no-such-page-" in r.get("path", "")]
+    deadline = time.monotonic() + 10  # access lines are written in batches, 0.1 s apart
+    while True:
+        logs = docker("logs", name)
+        lines = [line for line in (logs.stdout + logs.stderr).splitlines() if line.startswith("{")]
+        records = [json.loads(line) for line in lines]
+        access = [r for r in records if r.get("status") == 404 and "no-such-page-" in r.get("path", "")]
+        if len(access) >= 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert len(access) == 5 and all(r["method"] == "GET" and r["protocol"] for r in access)
     assert any(r.get("level") == "INFO" and r.get("logger") for r in records)
 
