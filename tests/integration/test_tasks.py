@@ -89,6 +89,13 @@ def test_conflict_error_is_retried_and_succeeds(server):
     assert len(failed) == 1 and "ConflictError" in failed[0]  # Plone's error view: a 500
 
 
+def test_a_page_that_meets_a_conflict_is_retried_by_zope(server):
+    """zope.conf's max-conflict-retries reaches Zope (its root handler runs for our schema):
+    a request whose first try raises ConflictError is published again, not answered 500."""
+    response = httpx.get(server.url("/Plone/@@test-conflict-once"), timeout=60)
+    assert (response.status_code, response.text) == (200, "answered at retry 1")
+
+
 def test_failing_task_ends_in_the_dead_letter_log(server):
     assert queue(server, 1, target="test-task-fail", prefix="F").status_code == 200
     wait_log(server, "txzserver.tasks.deadletter")

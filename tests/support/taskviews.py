@@ -69,6 +69,16 @@ class TaskConflict(BrowserView):
         return "ok after conflict"
 
 
+class ConflictOnce(BrowserView):
+    """A page (no task) that raises ConflictError on Zope's first try of the request and
+    answers on its retry: the retry_count it was answered at, or 500 without Zope's retries."""
+
+    def __call__(self):
+        if self.request.retry_count == 0:
+            raise ConflictError("test conflict on the first try")
+        return f"answered at retry {self.request.retry_count}"
+
+
 class TaskFail(BrowserView):
     def __call__(self):
         log.info("TASKFAIL %s attempt=%s", self.request.form.get("name"), task_attempt(self.request))

@@ -2,6 +2,7 @@
 test_load_config_template), and bad files give a ConfigError naming the file and line."""
 
 import logging
+import os
 
 import pytest
 
@@ -200,3 +201,25 @@ def test_two_webdav_source_servers(instance):
 def test_two_listeners_on_one_port(instance):
     text = render_config(str(instance)) + "\n<http-server>\n  address 8080\n</http-server>\n"
     assert "two server sections listen on *:8080" in _error(instance, text)
+
+
+@pytest.fixture
+def restore_zope_globals(monkeypatch):
+    """Zope's root handler sets class attributes and the environment: undone afterwards."""
+    from ZPublisher.HTTPRequest import HTTPRequest
+    monkeypatch.setattr(HTTPRequest, "retry_max_count", HTTPRequest.retry_max_count)
+    monkeypatch.setenv("TXZ_PROBE_SETTING", "off")  # recorded, so removed again afterwards
+
+
+def test_zopes_root_handler_applies_conflict_retries_and_environment(instance,
+                                                                     restore_zope_globals):
+    """Our schema extends Zope's, whose root handler ZConfig does not inherit: without it
+    max-conflict-retries and <environment> were silently ignored (no ConflictError retried)."""
+    from Zope2.Startup.handlers import handleWSGIConfig
+    from ZPublisher.HTTPRequest import HTTPRequest
+    text = render_config(str(instance)) + (
+        "\nmax-conflict-retries 5\n<environment>\n  TXZ_PROBE_SETTING on\n</environment>\n")
+    opts, _ = load(str(write(instance, text)))
+    handleWSGIConfig(opts.configroot, opts.confighandlers)
+    assert HTTPRequest.retry_max_count == 5
+    assert os.environ["TXZ_PROBE_SETTING"] == "on"
