@@ -46,7 +46,7 @@ ps:
 	$(STACK) ps
 
 # The smoke tests (tests/smoke): first those of the image alone (modules with NEEDS_STACK =
-# False, on both cores: their containers make Plone sites, heavy work that must not run beside the
+# False, on the pytest workers: their containers make Plone sites, heavy work that must not run beside the
 # stack's measurements), then the others through the TLS front of a stack started for them and removed
 # afterwards (also when they fail). Both parts run even when the first fails.
 smoke: venv images

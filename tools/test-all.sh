@@ -4,7 +4,7 @@
 #
 #   background: images/build.sh, then the Kubernetes smoke test under podman (`make k8s-smoke`:
 #               it spends most of its two minutes waiting for pods, so it fits beside pytest)
-#   foreground: the lints and pytest (unit + integration, on both cores), then the smoke tests of
+#   foreground: the lints and pytest (unit + integration, PYTEST_PARALLEL workers), then the smoke tests of
 #               the images and the compose stack (`make smoke`, `make smoke-relstorage`), which
 #               need the images: they wait for the build first
 #
@@ -15,9 +15,24 @@ set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
 mkdir -p build test-artifacts
-rm -f build/images.rc build/k8s-smoke.rc
+rm -f build/images.rc build/k8s-smoke.rc build/phases.txt
+started=$(date +%s)
 
 stamp() { printf '%s %s\n' "$(date +%T)" "$*"; }
+
+# Runs a phase ("$@") and notes in build/phases.txt when it ran and how it ended (printed at the
+# end: where a run's minutes went, e.g. in CI's log)
+timed() {
+    name=$1
+    shift
+    begin=$(date +%s)
+    "$@"
+    rc=$?
+    end=$(date +%s)
+    printf '%-18s %5d s   from %5d s to %5d s   exit %s\n' "$name" $((end - begin)) \
+        $((begin - started)) $((end - started)) "$rc" >>build/phases.txt
+    return "$rc"
+}
 
 # Waits for a background phase's exit status file (the phases run in a subshell of their own, so
 # `wait` cannot see them one by one).
@@ -31,11 +46,11 @@ await() {
 trap 'trap - INT TERM; kill 0' INT TERM
 
 (
-    images/build.sh >build/images.log 2>&1
+    timed images/build.sh images/build.sh >build/images.log 2>&1
     built=$?
     echo "$built" >build/images.rc
     if [ "$built" = 0 ]; then
-        $MAKE --no-print-directory k8s-smoke >build/k8s-smoke.log 2>&1
+        timed k8s-smoke "$MAKE" --no-print-directory k8s-smoke >build/k8s-smoke.log 2>&1
         echo $? >build/k8s-smoke.rc
     else
         echo "not run: images/build.sh failed" >build/k8s-smoke.log
@@ -47,12 +62,12 @@ stamp "images/build.sh, then make k8s-smoke: in the background (logs: build/imag
 status=0
 fail() { [ "$status" != 0 ] || status=$1; stamp "make test: $2 failed" >&2; }
 
-$MAKE --no-print-directory lint || fail $? "make lint"
+timed lint "$MAKE" --no-print-directory lint || fail $? "make lint"
 if [ "$status" = 0 ]; then
     # each test's time in test-artifacts/pytest.xml: where a run's minutes went (the module order's
     # hints in tests/conftest.py come from there)
     # shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
-    "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
+    timed pytest "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
 fi
 
 images=$(await images)
@@ -61,11 +76,14 @@ if [ "$images" != 0 ]; then
     cat build/images.log
     fail "$images" "images/build.sh"
 else
-    $MAKE --no-print-directory smoke || fail $? "make smoke"
-    $MAKE --no-print-directory smoke-relstorage || fail $? "make smoke-relstorage"
+    timed smoke "$MAKE" --no-print-directory smoke || fail $? "make smoke"
+    timed smoke-relstorage "$MAKE" --no-print-directory smoke-relstorage || fail $? "make smoke-relstorage"
 fi
 
 k8s=$(await k8s-smoke)
 stamp "make k8s-smoke (ran in the background) exited $k8s:"
 if [ "$k8s" = 0 ]; then tail -n 12 build/k8s-smoke.log; else cat build/k8s-smoke.log; fail "$k8s" "make k8s-smoke"; fi
+stamp "make test: the phases (seconds since its start; the venv, Debian packages and Docker came before):"
+cat build/phases.txt
+stamp "make test: $(( $(date +%s) - started )) s in all, exit $status"
 exit "$status"
