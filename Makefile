@@ -35,11 +35,12 @@ run: venv $(INSTANCE)/etc/zope.conf
 
 # Every test: tools/test-all.sh overlaps what waits on different things. The images build in the
 # background and then the Kubernetes smoke test runs there under podman (`make k8s-smoke`), while
-# the lints and pytest (unit + integration, three workers on the two cores) run; then the smoke tests of the images
-# and against the compose stack (`make smoke`) and its RelStorage variant (`make smoke-relstorage`).
-# Every phase runs (pytest after the lints pass); the exit status is the first failure's.
-# What needs apt is installed first.
-test: venv host-packages docker-host
+# pytest (unit + integration, three workers on the two cores) and the lints run; then the smoke
+# tests of the images and against the compose stack (`make smoke`), its RelStorage variant (`make
+# smoke-relstorage`) beside the image tests. Every phase runs; the exit status is the first
+# failure's. What needs apt is installed first, and what the lints install (they run beside
+# pytest, which must not meet a venv changing under it).
+test: venv host-packages docker-host $(VENV)/.docs-installed lint-tools compose-v2
 	@MAKE="$(MAKE)" BIN="$(BIN)" PYTEST_PARALLEL="$(PYTEST_PARALLEL)" tools/test-all.sh
 
 # pytest-xdist: a test module runs wholly in one worker (its module fixtures start its servers

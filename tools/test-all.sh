@@ -3,19 +3,22 @@
 # that wait on different things overlapped.
 #
 #   background: images/build.sh, then the Kubernetes smoke test under podman (`make k8s-smoke`:
-#               it spends most of its two minutes waiting for pods, so it fits beside pytest)
-#   foreground: the lints and pytest (unit + integration, PYTEST_PARALLEL workers), then the smoke tests of
-#               the images and the compose stack (`make smoke`, `make smoke-relstorage`), which
-#               need the images: they wait for the build first
+#               it spends most of its three minutes waiting for pods, so it fits beside pytest);
+#               the lints (`make lint`, single-threaded tools) beside pytest
+#   foreground: pytest (unit + integration, PYTEST_PARALLEL workers), then the smoke tests of the
+#               images and the compose stack (`make smoke`), which need the images: they wait
+#               for the build first; the RelStorage stack's (`make smoke-relstorage`, its own
+#               compose project and port) runs beside the image tests in the background
 #
-# Each phase runs whatever the others do (pytest only after the lints pass); the exit status is
-# the first failure's. The background phases' output goes to build/images.log and
-# build/k8s-smoke.log, printed at the end (whole when the phase failed).
+# The machine's two cores are kept busy: beside one phase waiting on servers, timers and pods
+# another computes. Each phase runs whatever the others do; the exit status is the first
+# failure's. The background phases' output goes to build/<phase>.log, printed at the end (whole
+# when the phase failed).
 set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
 mkdir -p build test-artifacts
-rm -f build/images.rc build/k8s-smoke.rc build/phases.txt
+rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/smoke-relstorage.rc build/phases.txt
 started=$(date +%s)
 
 stamp() { printf '%s %s\n' "$(date +%T)" "$*"; }
@@ -62,13 +65,27 @@ stamp "images/build.sh, then make k8s-smoke: in the background (logs: build/imag
 status=0
 fail() { [ "$status" != 0 ] || status=$1; stamp "make test: $2 failed" >&2; }
 
-timed lint "$MAKE" --no-print-directory lint || fail $? "make lint"
-if [ "$status" = 0 ]; then
-    # each test's time in test-artifacts/pytest.xml: where a run's minutes went (the module order's
-    # hints in tests/conftest.py come from there)
-    # shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
-    timed pytest "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
-fi
+# Runs a phase in the background: its output to build/NAME.log, its exit status to build/NAME.rc
+# (read by `await NAME`, then `report NAME`).
+background() {
+    name=$1
+    shift
+    (timed "$name" "$@" >"build/$name.log" 2>&1; echo $? >"build/$name.rc") &
+}
+
+# The end of a background phase's log, or all of it when it failed.
+report() {
+    rc=$(await "$1")
+    stamp "$1 (ran in the background) exited $rc:"
+    if [ "$rc" = 0 ]; then tail -n "$2" "build/$1.log"; else cat "build/$1.log"; fail "$rc" "$1"; fi
+}
+
+background lint "$MAKE" --no-print-directory lint
+# each test's time in test-artifacts/pytest.xml: where a run's minutes went (the module order's
+# hints in tests/conftest.py come from there)
+# shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
+timed pytest "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
+report lint 4
 
 images=$(await images)
 tail -n 8 build/images.log
@@ -76,13 +93,13 @@ if [ "$images" != 0 ]; then
     cat build/images.log
     fail "$images" "images/build.sh"
 else
-    timed smoke "$MAKE" --no-print-directory smoke || fail $? "make smoke"
-    timed smoke-relstorage "$MAKE" --no-print-directory smoke-relstorage || fail $? "make smoke-relstorage"
+    # `-o images`: built above, not again by each target
+    background smoke-relstorage "$MAKE" --no-print-directory -o images smoke-relstorage
+    timed smoke "$MAKE" --no-print-directory -o images smoke || fail $? "make smoke"
+    report smoke-relstorage 3
 fi
 
-k8s=$(await k8s-smoke)
-stamp "make k8s-smoke (ran in the background) exited $k8s:"
-if [ "$k8s" = 0 ]; then tail -n 12 build/k8s-smoke.log; else cat build/k8s-smoke.log; fail "$k8s" "make k8s-smoke"; fi
+report k8s-smoke 12
 stamp "make test: the phases (seconds since its start; the venv, Debian packages and Docker came before):"
 cat build/phases.txt
 stamp "make test: $(( $(date +%s) - started )) s in all, exit $status"
