@@ -14,7 +14,6 @@ again without a restart and "degraded" is gone. What was measured goes to tests/
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import time
@@ -28,6 +27,7 @@ from ZEO.ClientStorage import ClientStorage
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.utils import p64
 
+from tests.support import haproxy
 from tests.support.cluster import zeo_storage
 from tests.support.instance import ADMIN, BIG_FILE_ID, ROOT, SITE_ID, http_server, new_instance
 from tests.support.nats import NatsServer
@@ -209,19 +209,22 @@ def render_front(config, pem, port, monitor, servers):
 def front(zeo_servers, tmp_path_factory):
     """Debian's HAProxy on the compose front's config in front of the two ZEO instances; its
     log (``log``) says when it takes a server out."""
-    haproxy = shutil.which("haproxy") or pytest.fail("haproxy is missing: apt-get install haproxy")
     directory = tmp_path_factory.mktemp("degraded-front")
     env = dict(os.environ, SERVER_NAMES="localhost 127.0.0.1", HSTS_MAX_AGE="0")
     subprocess.run(["sh", str(ROOT / "compose" / "dev-certs.sh"), str(directory)], env=env,
                    check=True, capture_output=True)
-    port, monitor = free_port(), free_port()
     config = directory / "haproxy.cfg"
-    config.write_text(render_front((ROOT / "config" / "haproxy.cfg").read_text(),
-                                   directory / "front.pem", port, monitor, zeo_servers))
     log_path = directory / "haproxy.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([haproxy, "-db", "-f", str(config)], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+    for attempt in range(3):
+        port, monitor = free_port(), free_port()
+        config.write_text(render_front((ROOT / "config" / "haproxy.cfg").read_text(),
+                                       directory / "front.pem", port, monitor, zeo_servers))
+        try:
+            process = haproxy.start(config, env, log_path, port)
+            break
+        except haproxy.PortTaken:
+            if attempt == 2:
+                raise
     client = httpx.Client(verify=ssl.create_default_context(cafile=str(directory / "ca.crt")),
                           timeout=60, base_url=f"https://127.0.0.1:{port}",
                           headers={"Host": "localhost"})
@@ -229,8 +232,7 @@ def front(zeo_servers, tmp_path_factory):
         yield SimpleNamespace(client=client, log=log_path, process=process)
     finally:
         client.close()
-        process.terminate()
-        process.wait(10)
+        haproxy.stop(process)
 
 
 def front_serves_from_both(front, servers):
