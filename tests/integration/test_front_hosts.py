@@ -8,7 +8,6 @@ certificate is the development CA's (compose/dev-certs.sh). Needs Debian's hapro
 
 import os
 import re
-import shutil
 import ssl
 import subprocess
 
@@ -18,6 +17,7 @@ import pytest
 from tests.robustness import ROWS
 from tests.support.instance import ROOT, SITE_ID, copy_instance_data, http_server, new_instance
 from tests.support.published import SITE_ZCML, published
+from tests.support import haproxy
 from tests.support.server import ServerProcess, free_port, wait_for
 
 FIGURES = ROWS["front_hosts"].figures
@@ -49,7 +49,6 @@ def backend(servers):
 
 @pytest.fixture(scope="module")
 def front(backend, tmp_path_factory):
-    haproxy = shutil.which("haproxy") or pytest.fail("haproxy is missing: apt-get install haproxy")
     certs = tmp_path_factory.mktemp("front-certs")
     env = dict(os.environ, SERVER_NAMES=NAMES, HSTS_MAX_AGE=str(FIGURES["max_age"]))
     subprocess.run(["sh", str(ROOT / "compose" / "dev-certs.sh"), str(certs)], env=env, check=True)
@@ -57,17 +56,13 @@ def front(backend, tmp_path_factory):
     config = certs / "haproxy.cfg"
     config.write_text(render((ROOT / "config" / "haproxy.cfg").read_text(), certs / "front.pem",
                              port, monitor, backend.port, backend.ports["health"]))
-    check = subprocess.run([haproxy, "-c", "-f", str(config)], env=env, capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    log = open(certs / "haproxy.log", "w")
-    process = subprocess.Popen([haproxy, "-db", "-f", str(config)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = haproxy.start(config, env, certs / "haproxy.log", port)
     client = httpx.Client(verify=ssl.create_default_context(cafile=str(certs / "ca.crt")),
                           timeout=60)
     url = f"https://127.0.0.1:{port}"
 
     def up():
-        assert process.poll() is None, (certs / "haproxy.log").read_text()
+        assert process.poll() is None, (certs / "haproxy.log").read_text(errors="replace")
         try:
             return client.get(f"{url}/ok", headers={"Host": "localhost"}).status_code == 200
         except httpx.TransportError:
@@ -79,9 +74,7 @@ def front(backend, tmp_path_factory):
         yield client, url, port
     finally:
         client.close()
-        process.terminate()
-        process.wait(10)
-        log.close()
+        haproxy.stop(process)
 
 
 @pytest.mark.parametrize("host", ["localhost", "LOCALHOST:{port}", "127.0.0.1:{port}",

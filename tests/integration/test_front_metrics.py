@@ -8,16 +8,14 @@ it does not serve) or fail on an unreachable backend. Needs Debian's haproxy.
 
 import os
 import re
-import shutil
-import signal
 import subprocess
-import time
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.instance import ROOT
+from tests.support import haproxy
 from tests.support.server import free_port
 
 CONFIGS = {"compose": ROOT / "config" / "haproxy.cfg",
@@ -37,7 +35,6 @@ def render(text, pem, ports):
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def front(request, tmp_path_factory):
-    haproxy = shutil.which("haproxy") or pytest.fail("haproxy is missing: apt-get install haproxy")
     directory = tmp_path_factory.mktemp(f"front-{request.param}")
     env = dict(os.environ, SERVER_NAMES=NAMES, HSTS_MAX_AGE="600", INSTANCE_SLOTS="3",
                POD_NAMESPACE="txzserver", CLUSTER_DOMAIN="invalid")
@@ -48,27 +45,12 @@ def front(request, tmp_path_factory):
     text = CONFIGS[request.param].read_text()
     assert "use-service prometheus-exporter" in text
     config.write_text(render(text, directory / "front.pem", ports))
-    check = subprocess.run([haproxy, "-c", "-f", str(config)], env=env, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    log = open(directory / "haproxy.log", "wb")
-    process = subprocess.Popen([haproxy, "-db", "-f", str(config)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = haproxy.start(config, env, directory / "haproxy.log", ports["monitor"])
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (directory / "haproxy.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{ports['monitor']}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "haproxy did not answer its monitor URI"
-            time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{ports['monitor']}/healthz", timeout=5).status_code == 200
         yield {"ports": ports, "name": request.param}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-        log.close()
+        haproxy.stop(process)
 
 
 def scrape(front):
