@@ -32,7 +32,7 @@ from tests.support.cluster import zeo_storage
 from tests.support.instance import ADMIN, BIG_FILE_ID, ROOT, SITE_ID, http_server, new_instance
 from tests.support.nats import NatsServer
 from tests.support.postgresql import STORAGE_CONF, relstorage_environment
-from tests.support.server import ServerProcess, free_port, wait_for
+from tests.support.server import ServerProcess, wait_for
 from txzserver.zope.storagedown import set_zeo_wait
 
 pytestmark = pytest.mark.timeout(600)
@@ -215,16 +215,15 @@ def front(zeo_servers, tmp_path_factory):
                    check=True, capture_output=True)
     config = directory / "haproxy.cfg"
     log_path = directory / "haproxy.log"
-    for attempt in range(3):
-        port, monitor = free_port(), free_port()
+
+    def write_config(ports):
         config.write_text(render_front((ROOT / "config" / "haproxy.cfg").read_text(),
-                                       directory / "front.pem", port, monitor, zeo_servers))
-        try:
-            process = haproxy.start(config, env, log_path, port)
-            break
-        except haproxy.PortTaken:
-            if attempt == 2:
-                raise
+                                       directory / "front.pem", ports["https"], ports["monitor"],
+                                       zeo_servers))
+        return config
+
+    process, ports = haproxy.start(write_config, env, log_path)
+    port = ports["https"]
     client = httpx.Client(verify=ssl.create_default_context(cafile=str(directory / "ca.crt")),
                           timeout=60, base_url=f"https://127.0.0.1:{port}",
                           headers={"Host": "localhost"})

@@ -18,7 +18,7 @@ from tests.robustness import ROWS
 from tests.support.instance import ROOT, SITE_ID, copy_instance_data, http_server, new_instance
 from tests.support.published import SITE_ZCML, published
 from tests.support import haproxy
-from tests.support.server import ServerProcess, free_port, wait_for
+from tests.support.server import ServerProcess, wait_for
 
 FIGURES = ROWS["front_hosts"].figures
 NAMES = FIGURES["names"]
@@ -52,11 +52,16 @@ def front(backend, tmp_path_factory):
     certs = tmp_path_factory.mktemp("front-certs")
     env = dict(os.environ, SERVER_NAMES=NAMES, HSTS_MAX_AGE=str(FIGURES["max_age"]))
     subprocess.run(["sh", str(ROOT / "compose" / "dev-certs.sh"), str(certs)], env=env, check=True)
-    port, monitor = free_port(), free_port()
     config = certs / "haproxy.cfg"
-    config.write_text(render((ROOT / "config" / "haproxy.cfg").read_text(), certs / "front.pem",
-                             port, monitor, backend.port, backend.ports["health"]))
-    process = haproxy.start(config, env, certs / "haproxy.log", port)
+
+    def write_config(ports):
+        config.write_text(render((ROOT / "config" / "haproxy.cfg").read_text(), certs / "front.pem",
+                                 ports["https"], ports["monitor"], backend.port,
+                                 backend.ports["health"]))
+        return config
+
+    process, ports = haproxy.start(write_config, env, certs / "haproxy.log")
+    port = ports["https"]
     client = httpx.Client(verify=ssl.create_default_context(cafile=str(certs / "ca.crt")),
                           timeout=60)
     url = f"https://127.0.0.1:{port}"

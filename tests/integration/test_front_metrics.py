@@ -16,7 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.instance import ROOT
 from tests.support import haproxy
-from tests.support.server import free_port
 
 CONFIGS = {"compose": ROOT / "config" / "haproxy.cfg",
            "kubernetes": ROOT / "config" / "kubernetes" / "components" / "front" / "haproxy.cfg"}
@@ -40,12 +39,16 @@ def front(request, tmp_path_factory):
                POD_NAMESPACE="txzserver", CLUSTER_DOMAIN="invalid")
     subprocess.run(["sh", str(ROOT / "compose" / "dev-certs.sh"), str(directory)], env=env,
                    check=True, capture_output=True)
-    ports = {name: free_port() for name in ("https", "monitor", "metrics")}
     config = directory / "haproxy.cfg"
     text = CONFIGS[request.param].read_text()
     assert "use-service prometheus-exporter" in text
-    config.write_text(render(text, directory / "front.pem", ports))
-    process = haproxy.start(config, env, directory / "haproxy.log", ports["monitor"])
+
+    def write_config(ports):
+        config.write_text(render(text, directory / "front.pem", ports))
+        return config
+
+    process, ports = haproxy.start(write_config, env, directory / "haproxy.log",
+                                   names=("https", "monitor", "metrics"), listen="monitor")
     try:
         assert httpx.get(f"http://127.0.0.1:{ports['monitor']}/healthz", timeout=5).status_code == 200
         yield {"ports": ports, "name": request.param}

@@ -1,7 +1,8 @@
 """Debian's HAProxy on a rendered front configuration, for the tests that put the real front
 before real instances: the configuration checked (`haproxy -c`), the process started in the
-foreground, and waited for until it listens. A process that exits (a port taken, a bad
-certificate) fails the test at once with its log, instead of a later "connection refused"."""
+foreground on free ports, and waited for until it listens. A process that exits (a bad
+certificate, a bad configuration) fails the test at once with its log, instead of a later
+"connection refused"; one that found a port taken is started again on new ports."""
 
 import os
 import shutil
@@ -12,17 +13,31 @@ import time
 
 import pytest
 
-from tests.support.server import wait_for
+from tests.support.server import free_port, wait_for
 
 
 class PortTaken(Exception):
     """HAProxy could not bind a port: another process took it after free_port() chose it."""
 
 
-def start(config, env, log_path, port, timeout=60):
+def start(write_config, env, log_path, names=("https", "monitor"), listen="https",
+          timeout=60, attempts=3):
+    """HAProxy on free ports: ``write_config(ports)`` writes the configuration for ``{name:
+    port}`` (one free port per name in NAMES) and returns its path; returns (process, ports)
+    once the ``listen`` port accepts connections. A port taken after free_port() chose it is
+    tried again on new ports."""
+    for attempt in range(attempts):
+        ports = {name: free_port() for name in names}
+        try:
+            return _start(write_config(ports), env, log_path, ports[listen], timeout), ports
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+
+
+def _start(config, env, log_path, port, timeout):
     """haproxy -db -f CONFIG, its output in LOG_PATH; returns once PORT (any of its listeners:
-    HAProxy binds them all before it serves) accepts connections. PortTaken when a port was
-    taken meanwhile (the caller renders the configuration again on other ports)."""
+    HAProxy binds them all before it serves) accepts connections."""
     haproxy = shutil.which("haproxy") or pytest.fail("haproxy is missing: apt-get install haproxy")
     check = subprocess.run([haproxy, "-c", "-f", str(config)], env=env, capture_output=True,
                            text=True)
