@@ -51,14 +51,16 @@ def get_json(url, timeout=5):
     return json.loads(body) if status == 200 else None
 
 
-def wait_for(condition, timeout, what, interval=1.0):
+def wait_for(condition, timeout, what, interval=1.0, explain=None):
+    """The condition's first true result; on timeout an AssertionError naming ``what``, with
+    ``explain()`` (the state that tells why) when given."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
+            raise AssertionError(f"{what}: not within {timeout} s" + (f"\n{explain()}" if explain else ""))
         time.sleep(interval)
 
 

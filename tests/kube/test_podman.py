@@ -102,7 +102,9 @@ def stack(tmp_path_factory):
     ports = {pod: {"http": free_port(), "health": free_port(), "metrics": free_port()} for pod in INSTANCES}
     ports.update({node: {"client": free_port(), "cluster": free_port(), "monitor": free_port()}
                   for node in NODES})
-    network = f"txzkube{os.getpid()}"
+    # a name of this run's own: a machine that keeps podman's state between runs may hold
+    # another run's volumes (a pid comes again on a machine booted the same way)
+    network = f"txzkube{secrets.token_hex(4)}"
     nats = find(objects, "StatefulSet", "nats")
     assert nats["spec"]["replicas"] == len(NODES)
     claims = {node: f"data-{node}-{network}" for node in NODES}
@@ -126,6 +128,7 @@ def stack(tmp_path_factory):
     artifacts = pathlib.Path(os.environ.get("KUBE_SMOKE_LOGS", tmp_path / "logs"))
     artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / "summary.txt").write_text("")
+    remove_leftover_pods(pods)
     run("podman", "network", "create", network)
     try:
         run("podman", "kube", "play", "--network", network, str(manifest), timeout=180)
@@ -140,6 +143,35 @@ def stack(tmp_path_factory):
         for claim in claims.values():
             run("podman", "volume", "rm", "-f", claim, check=False)
         run("podman", "network", "rm", "-f", network, check=False)
+
+
+def remove_leftover_pods(pods):
+    """Pods of ours that an interrupted earlier run left (a killed run never tears down): their
+    names would make `kube play` fail, their hostPorts and NATS routes would mix with ours."""
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        if run("podman", "pod", "exists", name, check=False).returncode == 0:
+            print(f"removing the pod {name} an earlier run left")
+            run("podman", "pod", "rm", "-f", name, timeout=120)
+
+
+def nats_diagnosis(stack):
+    """What each NATS node shows when the cluster is not as expected: the container's state and
+    restarts, its monitor's answer on the hostPort (health, route peers, JetStream meta group)
+    and its last log lines; for the failure message of a wait."""
+    lines = []
+    for node in NODES:
+        container = nats_container(node)
+        state = run("podman", "inspect", "--format", "{{.State.Status}} restarts={{.RestartCount}}",
+                    container, check=False)
+        health = http_get(monitor(stack, node, "/healthz"), timeout=3)
+        routes = (get_json(monitor(stack, node, "/routez"), timeout=3) or {}).get("routes", ())
+        peers = sorted({str(route.get("remote_name")) for route in routes})
+        meta = (get_json(monitor(stack, node, "/jsz"), timeout=3) or {}).get("meta_cluster")
+        lines += [f"--- {node}: {(state.stdout or state.stderr).strip()}; /healthz {health}",
+                  f"    route peers {peers}; meta {meta}",
+                  *(f"    | {line}" for line in logs(container).splitlines()[-15:])]
+    return "\n".join(lines)
 
 
 def startup_budget(objects, kind="Deployment", name="instance"):
@@ -200,7 +232,8 @@ def test_database_nats_and_two_instances_reach_ready(stack):
     for node in NODES:
         wait_for(lambda: not_crash_looping(nats_container(node)) or node_in_cluster(stack, node),
                  startup_budget(stack["objects"], "StatefulSet", "nats"),
-                 f"{node}: /healthz, 2 routes and a JetStream leader on its monitor hostPort")
+                 f"{node}: /healthz, 2 routes and a JetStream leader on its monitor hostPort",
+                 explain=lambda: nats_diagnosis(stack))
     for pod in INSTANCES:
         wait_for(lambda: not_crash_looping(f"{pod}-instance") or ready(stack, pod),
                  startup_budget(stack["objects"]), f"{pod}: GET /healthz/ready on its health hostPort")
@@ -265,7 +298,13 @@ def test_a_document_made_through_one_instance_is_read_through_the_other(stack):
 
         document = wait_for(read_on_instance_2, 15, f"GET /Plone/{name} through instance-2", interval=0.5)
         assert document["title"] == f"Made on instance-1 {name}" and document["UID"] == created["UID"]
-        (event, *_) = watcher.wait_for_event(timeout=20, type="created", path=f"/Plone/{name}")
+        try:
+            (event, *_) = watcher.wait_for_event(timeout=20, type="created", path=f"/Plone/{name}")
+        except AssertionError as missing:
+            buses = "\n".join(f"--- {pod}: " + "\n".join(
+                line for line in logs(f"{pod}-instance").splitlines() if "nats" in line.lower())[-1500:]
+                for pod in INSTANCES)
+            raise AssertionError(f"{missing}\n{buses}\n{nats_diagnosis(stack)}") from None
         summary(stack, f"document /Plone/{name} made on instance-1, read on instance-2; "
                        f"instance-2's WebSocket client got {event['type']} {event['path']} over NATS")
     finally:
@@ -370,7 +409,9 @@ def test_burst_with_a_nats_node_deleted(stack):
     paths, deleted, back = burst_paths(), None, None
     # the builder's durable consumer exists, then the builder is stopped for the whole burst
     builder = durable_listener(stack)
-    wait_for(lambda: consumer_exists(stack, DURABLE), 120, f"the durable consumer {DURABLE}")
+    wait_for(lambda: consumer_exists(stack, DURABLE), 120, f"the durable consumer {DURABLE}",
+             explain=lambda: "--- txzserver listen --durable:\n"
+             f"{(stack['logs'] / 'listen-durable.log').read_text()[-2000:]}\n{nats_diagnosis(stack)}")
     assert builder.stop() == 0
     try:
         for folder in range(FOLDERS):
