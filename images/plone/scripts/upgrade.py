@@ -46,6 +46,8 @@ def plone_sites(app):
 
 def site_of(app, site_id):
     from plone.base.interfaces import IPloneSiteRoot
+    if not site_id:
+        raise SystemExit("error: upgrade needs SITE, the id of the Plone site")
     site = app[site_id] if site_id and site_id in app.objectIds() else None
     if not IPloneSiteRoot.providedBy(site):
         raise SystemExit(f"error: there is no Plone site /{site_id} (SITE) in this database: "
