@@ -16,7 +16,8 @@
 #                event received there over NATS; 1,000 events in 10 commits with a NATS node
 #                deleted and made again: both instances ready and serving throughout, every
 #                event once at a WebSocket client on each; 50 tasks queued and an instance
-#                killed -9: every task committed once, no container restarted before that kill
+#                killed -9: every task committed once, no container restarted before that kill;
+#                two upgrade Job pods at once on a pending step: it runs once, the other waits
 #                (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
 #                Part of `make test`; durations in docs/operators/kubernetes.md and docs/testing.md.
 #                kube-smoke: the same (its former name)
