@@ -28,8 +28,8 @@ MARKER = "txzserver.upgrade"
 # the server processes holding the lock: a bigint key is split into classid (high 32 bits) and
 # objid (low 32 bits), objsubid 1
 HOLDERS = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
-           "AND classid::bigint = %(key)s::bigint >> 32 "
-           "AND objid::bigint = %(key)s::bigint & 4294967295")
+           "AND classid::bigint = (%(key)s::bigint >> 32) "
+           "AND objid::bigint = (%(key)s::bigint & 4294967295)")
 
 
 class LockError(Exception):
