@@ -69,7 +69,7 @@ def advisory_lock(dsn, timeout, log, poll=1.0):
                     waited = True
                 if time.monotonic() > deadline:
                     raise LockError(f"the upgrade lock (PostgreSQL advisory lock {LOCK_KEY}) "
-                                      f"is still held after {timeout:g} s")
+                                    f"is still held after {timeout:g} s")
                 time.sleep(poll)
         yield waited
     finally:
@@ -108,7 +108,7 @@ class ZodbGuard:
                         waited = True
                     if time.monotonic() > deadline:
                         raise LockError(f"the upgrade lock (ZODB marker {MARKER!r}) is still "
-                                          f"held by {holder} after {timeout:g} s")
+                                        f"held by {holder} after {timeout:g} s")
                     time.sleep(poll)
                     continue
                 self.log(f"taking over the upgrade lock of {holder}: held for {age:.0f} s, "
