@@ -14,16 +14,12 @@ GATE = "UPGRADE_TEST_GATE"
 
 
 def site_zcml(version):
-    """An instance's etc/site.zcml: Zope and Plone as usual, and this add-on's ``version``."""
-    return f"""<configure xmlns="http://namespaces.zope.org/zope"
-           xmlns:five="http://namespaces.zope.org/five">
-  <include package="Zope2.App" />
-  <five:loadProducts file="meta.zcml"/>
-  <five:loadProducts />
-  <five:loadProductsOverrides />
-  <include package="tests.support.upgradestep" file="{version}.zcml" />
-</configure>
-"""
+    """An instance's etc/site.zcml: Zope and Plone as the test instances load them, and this
+    add-on's ``version`` instead of the task views."""
+    from tests.support.instance import SITE_ZCML
+    views = '<include package="tests.support" file="taskviews.zcml" />'
+    assert views in SITE_ZCML
+    return SITE_ZCML.replace(views, f'<include package="tests.support.upgradestep" file="{version}.zcml" />')
 
 
 def count_run(setup_tool):
