@@ -53,7 +53,7 @@ class Database:
             environment = relstorage_environment(self.dsn, directory / "var")
         (conf.parent / "site.zcml").write_text(site_zcml(version))
         path = os.pathsep.join(p for p in (str(ROOT), environment.get("PYTHONPATH")) if p)
-        environment.update(PYTHONPATH=path, SITE=SITE_ID, **env)
+        environment.update({"PYTHONPATH": path, "SITE": SITE_ID, **env})
         return conf, environment
 
     def start(self, name, *args, version="v2", **env):
