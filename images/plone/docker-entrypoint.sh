@@ -1,8 +1,9 @@
 #!/bin/bash
 # Entrypoint of the txzserver Plone image.
 #
-# Commands: start (default), create-site, create-classic, create-volto, console, run SCRIPT
-# [ARGS], addzopeuser USER PASSWORD, pack [DAYS]; anything else is exec'd (e.g. bash).
+# Commands: start (default), create-site, create-classic, create-volto, upgrade [--dry-run],
+# console, run SCRIPT [ARGS], addzopeuser USER PASSWORD, pack [DAYS]; anything else is exec'd
+# (e.g. bash).
 # ROLE=instance|zeo|broker|standalone says what `start` runs.
 # All configuration is environment variables, read by /app/etc/zope.conf through ZConfig's
 # $(VAR) substitution; this script only sets their defaults (see docs/operators/images.md).
@@ -62,6 +63,13 @@ export TYPE=${TYPE:-classic}
 export LANGUAGE=${LANGUAGE:-en}
 export TIMEZONE=${TIMEZONE:-Europe/Berlin}
 export SETUP_CONTENT=${SETUP_CONTENT:-false}
+# `upgrade` (images/plone/scripts/upgrade.py): UPGRADE_DRY_RUN lists the pending steps only;
+# UPGRADE_LOCK_TIMEOUT seconds a run waits for another's lock, UPGRADE_LOCK_STALE the age at
+# which a ZODB lock marker left by a killed run is taken over. UPGRADE_WAIT (seconds; empty or
+# "off": no wait): `start` waits up to that long, before serving, until no Plone site (SITE if
+# set) has pending upgrade steps, and exits non-zero after it (an instance of a new image never
+# serves a site its upgrade Job has not upgraded yet)
+export UPGRADE_WAIT=${UPGRADE_WAIT:-}
 export WEBSOCKET_SITE=${WEBSOCKET_SITE:-${SITE:-Plone}}
 # WebSocket subscribers this instance accepts (<websocket> max-connections); more are refused
 # with 503 (the TxzserverWebSocketSubscribersNearLimit alert fires at 80 %)
@@ -494,6 +502,12 @@ serve_conf() {
   echo "$GENERATED/zope-serve.conf"
 }
 
+wait_for_upgrade() {  # UPGRADE_WAIT: until the upgrade (another process, the Job) has run
+  case ${UPGRADE_WAIT,,} in ""|off) return 0 ;; esac
+  [[ $UPGRADE_WAIT =~ ^[0-9]+$ ]] || die "UPGRADE_WAIT: a whole number of seconds or off, not '$UPGRADE_WAIT'"
+  txzserver run "$CONF" /app/bin/upgrade.py --wait "$UPGRADE_WAIT" || exit 2
+}
+
 start_instance() {
   prepare_admin
   prepare_config
@@ -510,6 +524,7 @@ start_instance() {
     local profile
     for profile in ${PROFILES//,/ }; do args+=(--profile "$profile"); done
   fi
+  wait_for_upgrade
   local conf
   conf=$(serve_conf)
   exec txzserver serve "$conf" "${args[@]}"
@@ -548,6 +563,7 @@ case $cmd in
     shift; [ $# -gt 0 ] || die "usage: run SCRIPT [ARGS]"
     install_packages; run_script "$@" ;;
   addzopeuser) shift; run_script /app/bin/adduser.py "$@" ;;
+  upgrade) shift; [ -n "$SITE" ] || die "upgrade needs SITE"; install_packages; run_script /app/bin/upgrade.py "$@" ;;
   pack) shift; pack "$@" ;;
   *) exec "$@" ;;
 esac

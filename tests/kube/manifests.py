@@ -51,8 +51,17 @@ def render_variant(directory, components, resources=("base",), **fields):
     return render(directory)
 
 
+def base_name(obj):
+    """The name an object has in config/kubernetes/base. The overlays add the plone image's tag
+    to the Jobs' names (config/kubernetes/job-names): a Job goes by its component label, which
+    is its base name."""
+    if obj["kind"] == "Job":
+        return obj["metadata"]["labels"]["app.kubernetes.io/component"]
+    return obj["metadata"]["name"]
+
+
 def by_kind(objects, kind):
-    return {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == kind}
+    return {base_name(obj): obj for obj in objects if obj["kind"] == kind}
 
 
 def find(objects, kind, name):
@@ -113,7 +122,7 @@ def cluster_pods(objects):
         template = pod_template(workload)
         ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP"))
                  for c in template["spec"]["containers"] for p in c.get("ports", ()) if "name" in p}
-        pods.append(netpol.Pod(workload["metadata"]["name"], NAMESPACE, template["metadata"]["labels"],
+        pods.append(netpol.Pod(base_name(workload), NAMESPACE, template["metadata"]["labels"],
                                {"kubernetes.io/metadata.name": NAMESPACE}, ports))
     pods.append(netpol.Pod("ingress-nginx-controller", "ingress-nginx",
                            {"app.kubernetes.io/name": "ingress-nginx"},

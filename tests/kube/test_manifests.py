@@ -19,7 +19,7 @@ from tests.kube.manifests import (
 
 HEALTH_PATHS = {"startupProbe": "/healthz/startup", "readinessProbe": "/healthz/ready",
                 "livenessProbe": "/healthz/live"}
-ZODB_CLIENTS = {"instance", "create-site", "pack"}
+ZODB_CLIENTS = {"instance", "create-site", "upgrade", "pack"}
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,8 @@ def test_grace_period_outlasts_the_drain(overlay):
 
 def test_instances_get_config_and_secrets(overlay):
     _, objects = overlay
-    for kind, name in (("Deployment", "instance"), ("Job", "create-site"), ("CronJob", "pack")):
+    for kind, name in (("Deployment", "instance"), ("Job", "create-site"), ("Job", "upgrade"),
+                       ("CronJob", "pack")):
         container = pod_template(find(objects, kind, name))["spec"]["containers"][0]
         assert [s["configMapRef"]["name"] for s in container["envFrom"]] == \
             [n for n in by_kind(objects, "ConfigMap") if n.startswith("txzserver-zope-")]
@@ -303,7 +304,8 @@ def test_production_uses_relstorage_from_a_secret(production):
     server = pod_template(find(production, "StatefulSet", "postgresql"))["spec"]
     database_password = secret_of(server, server["containers"][0], "POSTGRES_PASSWORD")
     assert database_password == ("txzserver-postgresql", "password")
-    for kind, name in (("Deployment", "instance"), ("Job", "create-site"), ("CronJob", "pack")):
+    for kind, name in (("Deployment", "instance"), ("Job", "create-site"), ("Job", "upgrade"),
+                       ("CronJob", "pack")):
         spec = pod_template(find(production, kind, name))["spec"]
         container = spec["containers"][0]
         env = environment(container, production)

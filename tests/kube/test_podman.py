@@ -15,6 +15,10 @@ leader for the three, both instances' readiness endpoints say ready; the Job mak
 both instances serve it; a document made through instance-1 is read through instance-2, whose
 WebSocket client receives its `created` event (over NATS); every container runs non-root on a
 read-only root with no capability (instances and ZEO uid 500, NATS uid 520).
+The upgrade Job: a step made pending in the site (txzserver:default back at 1000) and the
+upgrade lock held (tests/kube/smoke_upgrade.py); two pods of the rendered upgrade Job started
+at once both wait; once the lock is released, one runs the step and commits, the other waits
+for it, finds nothing pending and exits 0; one upgrade committed, nothing pending after.
 The burst: 1,000 workflow transitions in 10 commits alternating between the instances, one NATS
 node deleted after the third (its pod removed, then made again from its manifest on its own
 volume, as the StatefulSet controller does): both instances stay ready and serve pages (polled
@@ -65,6 +69,9 @@ FOLDERS, PER_FOLDER, DELETE_AFTER, TASKS = 10, 100, 3, 50
 BURST = FOLDERS * PER_FOLDER
 DURABLE = "smoke-builder"
 CONTENT_SCRIPT = pathlib.Path(__file__).with_name("smoke_content.py")
+UPGRADE_SCRIPT = pathlib.Path(__file__).with_name("smoke_upgrade.py")
+UPGRADE_STEP = "txzserver:default 1000 -> 1001: Add the registry record txzserver.canonical_url"
+UPGRADE_PODS = ("upgrade-1", "upgrade-2")
 
 
 def nats_container(node):
@@ -133,6 +140,7 @@ def stack(tmp_path_factory):
     try:
         run("podman", "kube", "play", "--network", network, str(manifest), timeout=180)
         yield {"objects": objects, "ports": ports, "password": password, "images": images,
+               "values": values, "tmp": tmp_path,
                "nats_password": nats_password,
                "started": started, "manifest": manifest, "logs": artifacts, "network": network,
                "node_manifests": node_manifests}
@@ -344,12 +352,58 @@ def test_health_and_metrics_endpoints(stack):
         assert "txzserver_http_connections_max" in body and "txzserver_publisher_threads" in body
 
 
+# --- the upgrade Job -----------------------------------------------------------------------------
+
+def exited(container):
+    state = json.loads(run("podman", "inspect", container).stdout)[0]["State"]
+    return (state["Status"], state["ExitCode"]) if state["Status"] == "exited" else None
+
+
+def test_two_upgrade_jobs_at_once_run_the_pending_step_once(stack):
+    """The rendered upgrade Job's pod twice at once (its retry overlapping its first pod, or the
+    Jobs of two image versions) on a step made pending in the site, both started while the lock
+    is held (smoke_upgrade.py): both wait; once it is released one runs the step and commits, the
+    other waits for that run, finds nothing pending and exits 0 too; one upgrade committed."""
+    held = in_instance(stack, "instance-1", "hold", script=UPGRADE_SCRIPT)
+    assert held["pending"] == [UPGRADE_STEP] and held["version"] == "1000", held
+    objects = stack["objects"]
+    pods = [as_pod(find(objects, "Job", "upgrade"), name, objects, stack["values"]) for name in UPGRADE_PODS]
+    manifest = stack["tmp"] / "upgrade.yaml"
+    manifest.write_text(yaml.safe_dump_all(mounted_config_maps(pods, objects) + pods))
+    containers = [f"{pod}-upgrade" for pod in UPGRADE_PODS]
+    started = time.monotonic()
+    run("podman", "kube", "play", "--network", stack["network"], str(manifest), timeout=180)
+    try:
+        for container in containers:
+            wait_for(lambda: "held by the smoke test" in logs(container), startup_budget(objects),
+                     f"{container} waiting for the upgrade lock")
+        in_instance(stack, "instance-1", "release", script=UPGRADE_SCRIPT)
+        for container in containers:
+            assert wait_for(lambda: exited(container), startup_budget(objects),
+                            f"{container} to finish") == ("exited", 0), logs(container)
+        outputs = {container: logs(container) for container in containers}
+    finally:
+        for container in containers:
+            (stack["logs"] / f"{container}.log").write_text(logs(container))
+        run("podman", "kube", "down", str(manifest), check=False, timeout=180)
+    ran = [container for container, output in outputs.items() if f"running {UPGRADE_STEP}" in output]
+    assert len(ran) == 1, outputs
+    (other,) = set(containers) - set(ran)
+    assert "nothing pending (another run upgraded it while this one waited)" in outputs[other]
+    assert "site /Plone: 1 upgrade step(s) run and committed" in outputs[ran[0]]
+    done = in_instance(stack, "instance-1", "done", script=UPGRADE_SCRIPT)
+    assert done["pending"] == [] and done["version"] == "1001", done
+    assert len(done["upgrades"]) == 1 and "1 step(s)" in done["upgrades"][0], done
+    summary(stack, f"two upgrade Jobs at once: {ran[0]} ran the step, {other} waited and found "
+                   f"nothing pending, {time.monotonic() - started:.1f} s from their start")
+
+
 # --- the burst with a NATS node deleted, the durable listener ---------------------------------
 
-def in_instance(stack, pod, *args, timeout=600):
-    """smoke_content.py run inside an instance's container (`docker-entrypoint.sh run`): its
-    RESULT line as JSON."""
-    script = CONTENT_SCRIPT.read_text()
+def in_instance(stack, pod, *args, timeout=600, script=CONTENT_SCRIPT):
+    """smoke_content.py (or ``script``) run inside an instance's container
+    (`docker-entrypoint.sh run`): its RESULT line as JSON."""
+    script = script.read_text()
     command = 'cat > /tmp/smoke.py && exec /app/bin/docker-entrypoint.sh run /tmp/smoke.py "$@"'
     result = run("podman", "exec", "-i", f"{pod}-instance", "sh", "-c", command, "sh", *args,
                  stdin=script, timeout=timeout, check=False)
