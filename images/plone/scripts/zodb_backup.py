@@ -35,6 +35,10 @@ class Refused(Exception):
     """A clear reason to stop with exit status 1."""
 
 
+class Misconfigured(Exception):
+    """A setting to fix: exit status 2."""
+
+
 def log(message):
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%dT%H:%M:%SZ} {message}",
           file=sys.stderr, flush=True)
@@ -43,8 +47,8 @@ def log(message):
 def settings():
     """The paths and retention from the environment (the image's defaults)."""
     if os.environ.get("ZODB_STORAGE") == "relstorage":
-        raise SystemExit("error: RelStorage keeps everything in PostgreSQL: back it up with the "
-                         "txzserver/postgresql image's `backup` (pg_dump), not this one")
+        raise Misconfigured("RelStorage keeps everything in PostgreSQL: back it up with the "
+                            "txzserver/postgresql image's `backup` (pg_dump), not this one")
     root = os.environ.get("BACKUP_DIR") or "/backups"
     values = {"filestorage": os.environ.get("FILESTORAGE") or "/data/filestorage/Data.fs",
               "blobstorage": os.environ.get("BLOBSTORAGE") or "/data/blobstorage",
@@ -53,8 +57,8 @@ def settings():
     for name, default in (("BACKUP_KEEP", "4"), ("BACKUP_FULL_DAYS", "7")):
         value = os.environ.get(name) or default
         if not value.isdigit() or (name == "BACKUP_KEEP" and int(value) < 1):
-            raise SystemExit(f"error: {name}={value!r}: a whole number"
-                             + (" of at least 1" if name == "BACKUP_KEEP" else ""))
+            raise Misconfigured(f"{name}={value!r}: a whole number"
+                                + (" of at least 1" if name == "BACKUP_KEEP" else ""))
         values[name.lower()] = int(value)
     return values
 
@@ -132,8 +136,8 @@ def next_second(repository):
 def backup(config):
     source, repository = config["filestorage"], config["repository"]
     if not os.path.isfile(source):
-        raise SystemExit(f"error: no FileStorage at {source} (FILESTORAGE): mount the ZEO "
-                         "server's volume, or set FILESTORAGE and BLOBSTORAGE")
+        raise Misconfigured(f"no FileStorage at {source} (FILESTORAGE): mount the ZEO server's "
+                            "volume, or set FILESTORAGE and BLOBSTORAGE")
     os.makedirs(repository, exist_ok=True)
     os.makedirs(config["blobs"], exist_ok=True)
     next_second(repository)
@@ -254,21 +258,24 @@ def main(argv=None):
     parser.add_argument("name", nargs="?", help="restore: the backup to restore (default: the newest)")
     parser.add_argument("--force", action="store_true", help="restore: replace data that is there")
     parser.add_argument("--list", action="store_true", help="list the backups and exit")
-    args = parser.parse_args(argv)
-    config = settings()
+    args = parser.parse_intermixed_args(argv)
+    if args.command == "backup" and (args.name or args.force):
+        parser.error("backup takes no NAME and no --force")
     try:
+        config = settings()
         if args.list:
             for stamp, kind in backups(config["repository"]).items():
                 print(stamp, kind)
         elif args.command == "backup":
-            if args.name or args.force:
-                parser.error("backup takes no NAME and no --force")
             backup(config)
         else:
             restore(config, args.name, args.force)
     except Refused as refusal:
         log(f"error: {refusal}")
         return 1
+    except Misconfigured as problem:
+        log(f"error: {problem}")
+        return 2
     return 0
 
 
