@@ -5,7 +5,8 @@
 # backup                     a dump of PGDATABASE into $BACKUP_DIR/postgresql, named
 #                            DATABASE-YYYY-MM-DD-HH-MM-SS.dump (written aside, checked with
 #                            pg_restore --list, then renamed); the BACKUP_KEEP (7) newest kept
-# restore [--force] [NAME]   the newest dump, or NAME (a file name or its time stamp), into
+# restore [--force] [NAME]   the newest dump of PGDATABASE, or NAME (a file name in
+#                            $BACKUP_DIR/postgresql or a time stamp of PGDATABASE's dumps), into
 #                            PGDATABASE in one transaction (the dump's tables dropped and made
 #                            again), then large objects no row refers to removed (vacuumlo).
 #                            Refused while other sessions use the database (--force ends them)
@@ -54,10 +55,13 @@ backup() {
   [ $# -eq 0 ] || die "usage: backup (no arguments)"
   mkdir -p "$DUMPS"
   rm -f "$DUMPS"/.*.partial
-  local name file size
-  name=$PGDATABASE-$(date -u +%Y-%m-%d-%H-%M-%S).dump
-  file=$DUMPS/$name
-  [ ! -e "$file" ] || refuse "$file exists already (two backups in one second)"
+  local name file size tries=0
+  # named by the second: a second backup within the same second waits for the next one
+  while name=$PGDATABASE-$(date -u +%Y-%m-%d-%H-%M-%S).dump; file=$DUMPS/$name; [ -e "$file" ]; do
+    tries=$((tries + 1))
+    [ "$tries" -le 50 ] || refuse "$file exists and the clock does not move on"
+    sleep 0.1
+  done
   log "dumping database $PGDATABASE (${PGHOST:-local socket}) into $file"
   pg_dump -Fc -f "$DUMPS/.$name.partial" || refuse "pg_dump of $PGDATABASE failed"
   pg_restore --list "$DUMPS/.$name.partial" >/dev/null || refuse "the dump $DUMPS/.$name.partial is unreadable"
@@ -87,8 +91,8 @@ restore() {
   [ -n "$(dumps)" ] || refuse "no dump of $PGDATABASE in $DUMPS"
   if [ -z "$name" ]; then
     file=$DUMPS/$(dumps | tail -n 1)
-  elif [ -f "$DUMPS/$name" ] && dumps | grep -qxF "$name"; then
-    file=$DUMPS/$name
+  elif [[ $name == *.dump && $name != */* && -f $DUMPS/$name ]]; then
+    file=$DUMPS/$name  # any dump there by its file name, also one of another database
   elif dumps | grep -qxF "$PGDATABASE-$name.dump"; then
     file=$DUMPS/$PGDATABASE-$name.dump
   else
