@@ -16,8 +16,10 @@
 #                event received there over NATS; 1,000 events in 10 commits with a NATS node
 #                deleted and made again: both instances ready and serving throughout, every
 #                event once at a WebSocket client on each; 50 tasks queued and an instance
-#                killed -9: every task committed once, no container restarted before that kill
-#                (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
+#                killed -9: every task committed once, no container restarted before that kill;
+#                the backup CronJob's pod run, a document deleted, the restore Job's pod
+#                refused while ZEO runs, then restoring with ZEO and the instances stopped: the
+#                document served again (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
 #                Part of `make test`; durations in docs/operators/kubernetes.md and docs/testing.md.
 #                kube-smoke: the same (its former name)
 KUBE_OVERLAYS := dev production
