@@ -63,8 +63,9 @@ backup() {
     sleep 0.1
   done
   log "dumping database $PGDATABASE (${PGHOST:-local socket}) into $file"
-  pg_dump -Fc -f "$DUMPS/.$name.partial" || refuse "pg_dump of $PGDATABASE failed"
-  pg_restore --list "$DUMPS/.$name.partial" >/dev/null || refuse "the dump $DUMPS/.$name.partial is unreadable"
+  pg_dump -Fc -f "$DUMPS/.$name.partial" || { rm -f "$DUMPS/.$name.partial"; refuse "pg_dump of $PGDATABASE failed"; }
+  pg_restore --list "$DUMPS/.$name.partial" >/dev/null \
+    || { rm -f "$DUMPS/.$name.partial"; refuse "the dump of $PGDATABASE is unreadable (pg_restore --list)"; }
   mv "$DUMPS/.$name.partial" "$file"
   size=$(stat -c %s "$file")
   log "wrote $name ($size bytes)"

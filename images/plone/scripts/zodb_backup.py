@@ -29,6 +29,7 @@ import zc.lockfile
 
 STAMP = re.compile(r"^(\d{4}(?:-\d\d){5})\.(fsz?|deltafsz?|dat|index)$")
 FULL, INCREMENTAL = ("fs", "fsz"), ("deltafs", "deltafsz")
+BLOB_COPY = re.compile(r"^\d{4}(?:-\d\d){5}$")  # blobs/STAMP: the copy of full backup STAMP
 
 
 class Refused(Exception):
@@ -145,11 +146,11 @@ def backup(config):
     full = not old_fulls or age_days(old_fulls[-1]) >= config["backup_full_days"]
     log(f"backing up {source} into {repository} ({'full' if full else 'incremental if possible'})")
     repozo("-B", "-z", "-r", repository, "-f", source, *(["-F"] if full else []))
-    written = [stamp for stamp in backups(repository) if stamp not in before]
+    after = backups(repository)
+    written = [stamp for stamp in after if stamp not in before]
     for stamp in written:
-        name = stamp + (".fsz" if backups(repository)[stamp] == "full" else ".deltafsz")
-        log(f"wrote {backups(repository)[stamp]} backup {name} "
-            f"({os.path.getsize(os.path.join(repository, name))} bytes)")
+        name = stamp + (".fsz" if after[stamp] == "full" else ".deltafsz")
+        log(f"wrote {after[stamp]} backup {name} ({os.path.getsize(os.path.join(repository, name))} bytes)")
     if not written:
         log("Data.fs has not changed since the last backup: no file written")
     chain = fulls(repository)[-1]
@@ -177,7 +178,7 @@ def prune(config):
             os.remove(os.path.join(repository, name))
             log(f"pruned {name}")
     for name in sorted(os.listdir(config["blobs"])):
-        if name < oldest:
+        if BLOB_COPY.match(name) and name < oldest:
             shutil.rmtree(os.path.join(config["blobs"], name))
             log(f"pruned blobs/{name}")
     log(f"kept {len(kept)} full backups (BACKUP_KEEP={keep}), the oldest {oldest}")
@@ -244,7 +245,8 @@ def restore(config, name, force):
                     shutil.rmtree(entry.path)
                 else:
                     os.remove(entry.path)
-        shutil.copytree(source, blobs, dirs_exist_ok=True)
+        # without a copy a killed backup left half written
+        shutil.copytree(source, blobs, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.part"))
         count = sum(1 for _ in blob_files(blobs))
         log(f"restored {target} ({os.path.getsize(target)} bytes) as of {stamp} and {count} blob "
             f"files from blobs/{chain} into {blobs}")
