@@ -19,7 +19,8 @@
 #                killed -9: every task committed once, no container restarted before that kill;
 #                the backup CronJob's pod run, a document deleted, the restore Job's pod
 #                refused while ZEO runs, then restoring with ZEO and the instances stopped: the
-#                document served again (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
+#                document served again; the PostgreSQL image's backup and restore in its own
+#                containers (tests/kube/test_podman_postgresql.py) (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
 #                Part of `make test`; durations in docs/operators/kubernetes.md and docs/testing.md.
 #                kube-smoke: the same (its former name)
 KUBE_OVERLAYS := dev production
@@ -55,7 +56,8 @@ podman-host:
 	@images/podman-host.sh
 
 k8s-smoke: venv images podman-host
-	KUBE_SMOKE_LOGS=test-artifacts/kube-smoke $(BIN)/pytest -q -p no:cacheprovider -rs tests/kube/test_podman.py
+	KUBE_SMOKE_LOGS=test-artifacts/kube-smoke $(BIN)/pytest -q -p no:cacheprovider -rs tests/kube/test_podman.py \
+	  tests/kube/test_podman_postgresql.py
 	@cat test-artifacts/kube-smoke/summary.txt
 
 kube-smoke: k8s-smoke

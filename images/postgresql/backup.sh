@@ -103,11 +103,12 @@ restore() {
   sql 'SELECT 1' >/dev/null || refuse "cannot connect to database $PGDATABASE (${PGHOST:-local socket})"
 
   local sessions tables
-  sessions=$(sql "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+  # client sessions only: an autovacuum worker in the database is no user of it
+  sessions=$(sql "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
   if [ "$sessions" -gt 0 ]; then
     $force || refuse "database $PGDATABASE is in use ($sessions other sessions): stop the instances and jobs first, or restore --force to end the sessions"
     log "--force: ending $sessions other sessions of $PGDATABASE"
-    sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" >/dev/null
+    sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'" >/dev/null
   fi
   tables=$(sql "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
   if [ "$tables" -gt 0 ]; then
