@@ -89,15 +89,15 @@ restore() {
     esac
     shift
   done
-  [ -n "$(dumps)" ] || refuse "no dump of $PGDATABASE in $DUMPS"
   if [ -z "$name" ]; then
+    [ -n "$(dumps)" ] || refuse "no dump of $PGDATABASE in $DUMPS"
     file=$DUMPS/$(dumps | tail -n 1)
   elif [[ $name == *.dump && $name != */* && -f $DUMPS/$name ]]; then
     file=$DUMPS/$name  # any dump there by its file name, also one of another database
   elif dumps | grep -qxF "$PGDATABASE-$name.dump"; then
     file=$DUMPS/$PGDATABASE-$name.dump
   else
-    refuse "no dump named $name in $DUMPS; there are: $(dumps | tr '\n' ' ')"
+    refuse "no dump named $name in $DUMPS; there are: $(cd "$DUMPS" 2>/dev/null && printf '%s ' ./*.dump | sed 's|\./||g')"
   fi
   pg_restore --list "$file" >/dev/null || refuse "$file is not a readable pg_dump archive"
   sql 'SELECT 1' >/dev/null || refuse "cannot connect to database $PGDATABASE (${PGHOST:-local socket})"

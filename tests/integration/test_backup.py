@@ -151,8 +151,9 @@ def pg_backup(place, *args, **extra):
     return run(["bash", str(PG_BACKUP), *args], dict(place["env"], **extra))
 
 
-def relstorage_instance(place):
-    directory = place["directory"] / "instance"
+def relstorage_instance(place, name):
+    """An instance of its own (a new folder: its event log says where a new start listens)."""
+    directory = place["directory"] / name
     conf = new_instance(directory, http_server(0), "server-threads 2", storage=f"%include {STORAGE_CONF}")
     return ServerProcess(conf, env=relstorage_environment(place["dsn"], directory)).start()
 
@@ -162,7 +163,7 @@ def dumps(place):
 
 
 def test_postgresql_backup_delete_restore_read_again(pg_place):
-    server = relstorage_instance(pg_place)
+    server = relstorage_instance(pg_place, "before")
     try:
         make_document(server, "kept-doc", "Kept through a restore")
         backup = pg_backup(pg_place, "backup")
@@ -185,7 +186,7 @@ def test_postgresql_backup_delete_restore_read_again(pg_place):
     assert restored.returncode == 0
     assert f"restored {dump} into {pg_place['database']}" in restored.stderr
 
-    server = relstorage_instance(pg_place)
+    server = relstorage_instance(pg_place, "after")
     try:
         assert document_title(server, "kept-doc") == "Kept through a restore"
         assert document_title(server, "after-backup") is None
