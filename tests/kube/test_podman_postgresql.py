@@ -50,8 +50,9 @@ def server(tmp_path_factory):
                              check=False).returncode == 0, 120, "PostgreSQL accepting connections")
         yield {"image": image, "password": password, **names}
     finally:
-        (pathlib.Path(os.environ.get("KUBE_SMOKE_LOGS", tmp)) / "postgresql-server.log").write_text(
-            logs(names["server"]))
+        artifacts = pathlib.Path(os.environ.get("KUBE_SMOKE_LOGS", tmp))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        (artifacts / "postgresql-server.log").write_text(logs(names["server"]))
         run("podman", "rm", "-f", names["server"], check=False, timeout=120)
         run("podman", "volume", "rm", "-f", names["data"], names["backups"], check=False)
         run("podman", "network", "rm", "-f", names["network"], check=False)
@@ -64,26 +65,27 @@ def sql(server, statement):
 
 
 def command(server, *args):
-    """The image's command as the CronJob and the restore Job run it: (exit status, log)."""
+    """The image's command as the CronJob and the restore Job run it: (exit status, log, and its
+    standard output alone)."""
     result = run("podman", "run", "--rm", "--network", server["network"], "--read-only",
                  "-e", f"PGHOST={server['server']}", "-e", "PGUSER=zope", "-e", "PGDATABASE=zope",
                  "-e", f"PGPASSWORD_FILE={SECRET}", "-e", "BACKUP_DIR=/backups",
                  "-v", f"{server['password']}:{SECRET}:ro", "-v", f"{server['backups']}:/backups",
                  server["image"], *args, check=False, timeout=300)
-    return result.returncode, result.stdout + result.stderr
+    return result.returncode, result.stdout + result.stderr, result.stdout
 
 
 def test_backup_change_restore_read_again(server):
     # a row referring to a large object, as RelStorage's blob_chunk rows do
     sql(server, "CREATE TABLE kept (note text, chunk oid); "
                 "INSERT INTO kept VALUES ('before the backup', lo_from_bytea(0, 'a blob chunk'))")
-    status, log = command(server, "backup")
+    status, log, _ = command(server, "backup")
     assert status == 0, log
     (dump,) = re.findall(r"wrote (zope-\d{4}(?:-\d\d){5}\.dump) \(\d+ bytes\)", log)
 
     sql(server, "SELECT lo_unlink(chunk) FROM kept; "
                 "UPDATE kept SET note = 'after the backup', chunk = lo_from_bytea(0, 'a later chunk')")
-    status, log = command(server, "restore")
+    status, log, _ = command(server, "restore")
     assert status == 1 and "database zope is not empty (1 tables)" in log, log
 
     # another session in the database: refused, then ended by --force
@@ -91,14 +93,14 @@ def test_backup_change_restore_read_again(server):
         "SELECT pg_sleep(300)")
     wait_for(lambda: sql(server, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")
              == "1", 30, "the other session")
-    status, log = command(server, "restore", dump)
+    status, log, _ = command(server, "restore", dump)
     assert status == 1 and "database zope is in use (1 other sessions)" in log, log
-    status, log = command(server, "restore", "--force", dump)
+    status, log, _ = command(server, "restore", "--force", dump)
     assert status == 0, log
     assert "--force: ending 1 other sessions of zope" in log and f"restored {dump} into zope" in log
     assert sql(server, "SELECT note || ': ' || convert_from(lo_get(chunk), 'UTF8') FROM kept") == \
         "before the backup: a blob chunk"
     # the later chunk, referred to by no row after the restore, removed by vacuumlo
     assert sql(server, "SELECT count(*) FROM pg_largeobject_metadata") == "1"
-    status, log = command(server, "restore", "--list")
-    assert status == 0 and log.split() == [dump]
+    status, _, listed = command(server, "restore", "--list")
+    assert status == 0 and listed.split() == [dump]
