@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
 PREFIX=${IMAGE_PREFIX:-txzserver}
 TAG=${IMAGE_TAG:-latest}
+# the PostgreSQL image's own tag (major version and image revision), not the app's
+POSTGRESQL_TAG=${POSTGRESQL_TAG:-$(sed -n 's/^variable "POSTGRESQL_TAG" { default = "\(.*\)" }$/\1/p' images/docker-bake.hcl)}
 DEBIAN_IMAGE=${DEBIAN_IMAGE:-$(sed -n 's/^variable "DEBIAN_IMAGE" { default = "\(.*\)" }$/\1/p' images/docker-bake.hcl)}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -47,6 +49,8 @@ labels() {  # labels TARGET REVISION: the key=value lines of "_common" and TARGE
 
 build() {  # build NAME REVISION [extra docker build args]
   name=$1; revision=$2; shift 2
+  tag=$TAG
+  if [ "$name" = postgresql ]; then tag=$POSTGRESQL_TAG; fi
   start=$(date +%s)
   while IFS= read -r label; do
     set -- "$@" --label "$label"
@@ -54,8 +58,8 @@ build() {  # build NAME REVISION [extra docker build args]
 $(labels "$name" "$revision")
 LABELS
   # shellcheck disable=SC2086  # $secret is empty or two words
-  "$DOCKER" build -q -f "images/$name/Dockerfile" -t "$PREFIX/$name:$TAG" $secret "$@" . >/dev/null
-  echo "built $PREFIX/$name:$TAG in $(( $(date +%s) - start )) s"
+  "$DOCKER" build -q -f "images/$name/Dockerfile" -t "$PREFIX/$name:$tag" $secret "$@" . >/dev/null
+  echo "built $PREFIX/$name:$tag in $(( $(date +%s) - start )) s"
 }
 
 [ $# -gt 0 ] || set -- base runtime plone front postgresql nats

@@ -6,6 +6,12 @@ variable "TAGS" { default = "latest" }
 variable "VERSION" { default = "dev" }
 variable "REVISION" { default = "unknown" }
 variable "PLATFORMS" { default = "linux/amd64,linux/arm64" }
+# The PostgreSQL image's own tag: PostgreSQL's major version (postgresql-15 in its Dockerfile), a
+# dash and our revision of the image, raised when images/postgresql changes. Not the app's version:
+# a txzserver release must not restart the database. images/build.sh reads this line too;
+# compose/docker-compose.relstorage.yml and config/kubernetes/components/images repeat it
+# (tests/kube/test_backups.py checks that they agree).
+variable "POSTGRESQL_TAG" { default = "15-1" }
 # The Debian image everything is built on, pinned by the digest of its multi-arch index (Docker
 # Hub's debian:bookworm-slim). images/build.sh reads this line too; without a registry it makes
 # the same suite with debootstrap instead. Update the digest with the tag's current one
@@ -92,7 +98,7 @@ target "postgresql" {
   }
   dockerfile = "images/postgresql/Dockerfile"
   contexts = { "txzserver/base:latest" = "target:base" }
-  tags = [for tag in split(",", TAGS) : "${PREFIX}/postgresql:${tag}"]
+  tags = ["${PREFIX}/postgresql:${POSTGRESQL_TAG}"]
   cache-from = ["type=gha,scope=postgresql"]
   cache-to = ["type=gha,mode=max,scope=postgresql"]
 }

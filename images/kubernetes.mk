@@ -7,7 +7,8 @@
 #                Jobs named by the image tag in test_manifests_jobs.py), the
 #                custom resources of the opt-in components (monitoring, keda) against the CRD
 #                schemas in config/kubernetes/crds (tests/kube/test_monitoring.py), the SMTP
-#                egress and its parameters (tests/kube/test_smtp.py);
+#                egress and its parameters (tests/kube/test_smtp.py), the backup CronJobs, the
+#                restore Jobs and the PostgreSQL image's tag (tests/kube/test_backups.py);
 #                part of `make lint` (yamllint of config/ is in lint-containers)
 #   kube-rules   promtool check rules and test rules on components/monitoring's alerts
 #   k8s-smoke    the base with ZEO and the 3-node NATS cluster (components/nats), two instances
@@ -17,8 +18,12 @@
 #                deleted and made again: both instances ready and serving throughout, every
 #                event once at a WebSocket client on each; 50 tasks queued and an instance
 #                killed -9: every task committed once, no container restarted before that kill;
-#                two upgrade Job pods at once on a pending step: it runs once, the other waits
-#                (failures and figures in test-artifacts/kube-smoke/summary.txt, printed).
+#                two upgrade Job pods at once on a pending step: it runs once, the other waits;
+#                the backup CronJob's pod run, a document deleted, the restore Job's pod
+#                refused while ZEO runs, then restoring with ZEO and the instances stopped: the
+#                document served again; the PostgreSQL image's backup and restore in its own
+#                containers (tests/kube/test_podman_postgresql.py) (failures and figures in
+#                test-artifacts/kube-smoke/summary.txt, printed).
 #                Part of `make test`; durations in docs/operators/kubernetes.md and docs/testing.md.
 #                kube-smoke: the same (its former name)
 KUBE_OVERLAYS := dev production
@@ -38,7 +43,8 @@ kube-render: venv
 kube-lint: kube-render kube-rules
 	$(BIN)/kubernetes-validate --strict --quiet -k $(KUBE_VERSION) $(KUBE_OVERLAYS:%=$(KUBE_BUILD)/%.yaml)
 	$(BIN)/pytest -q -p no:cacheprovider tests/kube/test_manifests.py tests/kube/test_manifests_nats.py \
-	  tests/kube/test_manifests_jobs.py tests/kube/test_monitoring.py tests/kube/test_smtp.py
+	  tests/kube/test_manifests_jobs.py tests/kube/test_monitoring.py tests/kube/test_smtp.py \
+	  tests/kube/test_backups.py
 
 # The alert rules of components/monitoring: the PrometheusRule's spec written as a rules file,
 # `promtool check rules`, then every alert's cases in tests/kube/alerts-test.yaml
@@ -54,7 +60,8 @@ podman-host:
 	@images/podman-host.sh
 
 k8s-smoke: venv images podman-host
-	KUBE_SMOKE_LOGS=test-artifacts/kube-smoke $(BIN)/pytest -q -p no:cacheprovider -rs tests/kube/test_podman.py
+	KUBE_SMOKE_LOGS=test-artifacts/kube-smoke $(BIN)/pytest -q -p no:cacheprovider -rs tests/kube/test_podman.py \
+	  tests/kube/test_podman_postgresql.py
 	@cat test-artifacts/kube-smoke/summary.txt
 
 kube-smoke: k8s-smoke

@@ -2,7 +2,8 @@
 # Entrypoint of the txzserver Plone image.
 #
 # Commands: start (default), create-site, create-classic, create-volto, upgrade [--dry-run],
-# console, run SCRIPT [ARGS], addzopeuser USER PASSWORD, pack [DAYS]; anything else is exec'd
+# console, run SCRIPT [ARGS], addzopeuser USER PASSWORD, pack [DAYS], backup, restore [--force]
+# [NAME] (ZEO and FileStorage: images/plone/scripts/zodb_backup.py); anything else is exec'd
 # (e.g. bash).
 # ROLE=instance|zeo|broker|standalone says what `start` runs.
 # All configuration is environment variables, read by /app/etc/zope.conf through ZConfig's
@@ -565,5 +566,7 @@ case $cmd in
   addzopeuser) shift; run_script /app/bin/adduser.py "$@" ;;
   upgrade) shift; [ -n "$SITE" ] || die "upgrade needs SITE"; install_packages; run_script /app/bin/upgrade.py "$@" ;;
   pack) shift; pack "$@" ;;
+  # repozo backups of Data.fs with the blobs beside them, and their restore (zodb_backup.py)
+  backup|restore) exec python3 /app/bin/zodb_backup.py "$@" ;;
   *) exec "$@" ;;
 esac

@@ -4,7 +4,8 @@
 # `postgres [ARGS]` (the default): on first start (no PGDATA/PG_VERSION) make the cluster with
 # initdb: superuser POSTGRES_USER with POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE), database
 # POSTGRES_DB (default: POSTGRES_USER), scram-sha-256 for TCP from anywhere, trust on the local
-# socket; then run the server in the foreground. Anything else is exec'd (e.g. psql, bash).
+# socket; then run the server in the foreground. `backup` and `restore [--force] [NAME]`: the
+# database's dumps (backup.sh). Anything else is exec'd (e.g. psql, bash).
 set -euo pipefail
 
 log() { printf '%s %s\n' "$(date -u +%FT%TZ)" "$*" >&2; }
@@ -36,6 +37,9 @@ init_cluster() {
   fi
   log "cluster ready"
 }
+
+# the database's backup and restore (pg_dump -Fc, pg_restore): images/postgresql/backup.sh
+case ${1:-} in backup|restore) exec /usr/local/bin/backup.sh "$@" ;; esac
 
 if [ "${1:-postgres}" = postgres ]; then
   [ $# -eq 0 ] || shift

@@ -20,7 +20,9 @@ from tests.kube.manifests import (
 OPT_IN = ["components/monitoring", "components/keda"]
 ALERTS_TEST = pathlib.Path(__file__).with_name("alerts-test.yaml")
 #: PromQL words that are not metric names (functions, aggregations, operators)
-PROMQL_WORDS = {"sum", "by", "on", "rate", "increase", "and", "or", "unless", "without"}
+PROMQL_WORDS = {"sum", "by", "on", "rate", "increase", "and", "or", "unless", "without", "time"}
+#: kube-state-metrics' series the txzserver-jobs group reads (the Jobs export nothing themselves)
+KUBE_STATE_METRICS = {"kube_cronjob_status_last_successful_time", "kube_job_failed"}
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +38,10 @@ def with_opt_in(request, tmp_path_factory):
     return request.param, objects
 
 
-def rules(objects):
+def rules(objects, group_name=None):
+    """The alerting rules of the PrometheusRule, or of its group ``group_name``."""
     return [rule for group in find(objects, "PrometheusRule", "txzserver")["spec"]["groups"]
-            for rule in group["rules"]]
+            if group_name in (None, group["name"]) for rule in group["rules"]]
 
 
 def metric_names(expression):
@@ -149,7 +152,8 @@ def test_the_front_exporter_is_scraped_from_the_monitoring_namespace_only(with_o
 def test_every_alert_names_only_metrics_the_server_exports(with_opt_in, exported):
     _, objects = with_opt_in
     named = set()
-    for rule in rules(objects):
+    jobs = rules(objects, "txzserver-jobs")  # test_job_alerts_watch_the_overlays_cronjobs
+    for rule in (rule for rule in rules(objects) if rule not in jobs):
         names = metric_names(rule["expr"])
         assert names, rule["alert"]
         named |= names
@@ -159,6 +163,24 @@ def test_every_alert_names_only_metrics_the_server_exports(with_opt_in, exported
                      "txzserver_events_gaps_total", "txzserver_bus_lag_seconds",
                      "txzserver_websocket_subscribers", "txzserver_websocket_subscribers_max",
                      "txzserver_http_requests_total"}
+
+
+def test_job_alerts_watch_the_overlays_cronjobs(with_opt_in):
+    """The backup and pack alerts read kube-state-metrics only, and their name patterns match the
+    CronJobs the overlay has (the backup of its storage, the pack) and their Jobs' names."""
+    name, objects = with_opt_in
+    job_rules = {rule["alert"]: rule["expr"] for rule in rules(objects, "txzserver-jobs")}
+    assert set(job_rules) == {"TxzserverBackupTooOld", "TxzserverJobFailed"}
+    assert set().union(*map(metric_names, job_rules.values())) == KUBE_STATE_METRICS
+    cronjobs = set(by_kind(objects, "CronJob"))
+    backup = "backup-zeo" if name == "dev" else "backup-postgresql"
+    assert cronjobs == {"pack", backup}
+    (backups,) = re.findall(r'cronjob=~"([^"]+)"', job_rules["TxzserverBackupTooOld"])
+    (jobs,) = re.findall(r'job_name=~"([^"]+)"', job_rules["TxzserverJobFailed"])
+    assert re.fullmatch(backups, backup) and not re.fullmatch(backups, "pack")
+    for cronjob in cronjobs:  # a CronJob's Job: its name and the scheduled minute
+        assert re.fullmatch(jobs, f"{cronjob}-29412345")
+    assert not re.fullmatch(jobs, "create-site")
 
 
 def test_every_alert_has_a_firing_promtool_case(with_opt_in):

@@ -33,6 +33,12 @@ on the empty database: Zope's first start retries its collisions), instance-2 is
 pod's restart policy (Always, as rendered) and serves again, instance-1 fails no page load, and
 the ZODB holds exactly one committed run of each of the 50 tasks (its transaction notes) and
 the 50 ids in the done ledger. Waits for a start are the rendered startupProbe's budget.
+The backup round trip (components/backup-zeo, config/kubernetes/restore/zeo): a Document made,
+the backup CronJob's pod run as rendered (ZEO's volume read-only, the backup volume), a second
+Document made and the first deleted; the restore Job's pod refused while ZEO runs (Data.fs
+locked), then, with ZEO and the instances stopped, it restores; ZEO and the instances started
+again serve the first Document and not the second. ZEO's data and the backups are podman named
+volumes, as their PersistentVolumeClaims.
 podman has no NetworkPolicies: tests/kube/test_manifests.py evaluates them.
 """
 
@@ -98,9 +104,9 @@ def stack(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("kube")
     started = time.monotonic()
     images = {"plone": podman_image(PLONE_SOURCE, "plone"), "nats": podman_image(NATS_SOURCE, "nats")}
-    objects = render_variant(tmp_path / "overlay", ["components/zeo", "components/nats", "components/images"],
-                             images=[override(images["plone"], "txzserver/plone"),
-                                     override(images["nats"], "txzserver/nats")])
+    overrides = [override(images["plone"], "txzserver/plone"), override(images["nats"], "txzserver/nats")]
+    objects = render_variant(tmp_path / "overlay", ["components/zeo", "components/backup-zeo",
+                                                    "components/nats", "components/images"], images=overrides)
     password = secrets.token_urlsafe(12)
     nats_password = secrets.token_hex(16)
     values = {("txzserver-admin", "password"): password, ("txzserver-nats", "password"): nats_password}
@@ -115,12 +121,15 @@ def stack(tmp_path_factory):
     nats = find(objects, "StatefulSet", "nats")
     assert nats["spec"]["replicas"] == len(NODES)
     claims = {node: f"data-{node}-{network}" for node in NODES}
+    # ZEO's data and the backups outlive their pods (the backup round trip)
+    volumes = {"data-zeo-0": f"data-zeo-{network}", "txzserver-backups": f"backups-{network}"}
     nats_pods = {node: as_pod(nats, node, objects, values, ports[node],
                               dns_name=f"{node}.{nats['spec']['serviceName']}",
                               claims={"data": claims[node]}, liveness=False) for node in NODES}
     instance = find(objects, "Deployment", "instance")
     pods = [
-        as_pod(find(objects, "StatefulSet", "zeo"), "zeo", objects, values),
+        as_pod(find(objects, "StatefulSet", "zeo"), "zeo", objects, values,
+               claims={"data": volumes["data-zeo-0"]}),
         *nats_pods.values(),
         *(as_pod(instance, pod, objects, values, ports[pod]) for pod in INSTANCES),
         as_pod(find(objects, "Job", "create-site"), "create-site", objects, values),
@@ -140,15 +149,15 @@ def stack(tmp_path_factory):
     try:
         run("podman", "kube", "play", "--network", network, str(manifest), timeout=180)
         yield {"objects": objects, "ports": ports, "password": password, "images": images,
-               "values": values, "tmp": tmp_path,
-               "nats_password": nats_password,
+               "nats_password": nats_password, "values": values, "volumes": volumes,
+               "overrides": overrides, "tmp": tmp_path,
                "started": started, "manifest": manifest, "logs": artifacts, "network": network,
                "node_manifests": node_manifests}
     finally:
         for container in RUN_CONTAINERS + (JOB_CONTAINER,):
             (artifacts / f"{container}.log").write_text(logs(container))
         run("podman", "kube", "down", str(manifest), check=False, timeout=180)
-        for claim in claims.values():
+        for claim in (*claims.values(), *volumes.values()):
             run("podman", "volume", "rm", "-f", claim, check=False)
         run("podman", "network", "rm", "-f", network, check=False)
 
@@ -605,3 +614,83 @@ def test_an_instance_killed_with_queued_tasks_during_page_loads(stack):
                    f"unacknowledged, {in_flight.get('num_pending')} waiting; runs logged done per "
                    f"instance: {ran})")
     assert not survivor.failed(), survivor.failed()
+
+
+# --- backup, delete, restore, read again ---------------------------------------------------------
+
+def run_once(stack, workload, name):
+    """``workload``'s pod (a CronJob's or a Job's) played on the stack's network with its claims
+    on the stack's podman volumes, until its container exits: (exit code, log). The pod is
+    removed afterwards."""
+    pod = as_pod(workload, name, stack["objects"], stack["values"])
+    for volume in pod["spec"]["volumes"]:
+        claim = volume.get("persistentVolumeClaim")
+        if claim:
+            claim["claimName"] = stack["volumes"][claim["claimName"]]
+    (container,) = pod["spec"]["containers"]
+    manifest = stack["tmp"] / f"{name}.yaml"
+    manifest.write_text(yaml.safe_dump(pod))
+    podman_name = f"{name}-{container['name']}"
+    run("podman", "kube", "play", "--network", stack["network"], str(manifest), timeout=180)
+    try:
+        def finished():
+            state = json.loads(run("podman", "inspect", podman_name).stdout)[0]["State"]
+            if state["Status"] == "exited":
+                return state
+            if restart_count(podman_name):  # restartPolicy OnFailure: it failed and runs again
+                return {"ExitCode": "failed, restarted"}
+            return None
+        state = wait_for(finished, 600, f"{podman_name} to exit", interval=1)
+        log = logs(podman_name)
+        (stack["logs"] / f"{podman_name}.log").write_text(log)
+        return state["ExitCode"], log
+    finally:
+        run("podman", "kube", "down", str(manifest), check=False, timeout=180)
+
+
+def document_status(stack, pod, name):
+    return api(stack, pod, "GET", f"/Plone/{name}")[0]
+
+
+def test_backup_delete_restore_read_again(stack):
+    """The round trip an operator runs (docs/operators/backups.md): the CronJob's pod backs up the
+    live ZEO server; the restore Job refuses while ZEO holds Data.fs, and restores once ZEO and
+    the instances are stopped; started again, they serve the backup's state."""
+    kept, later = f"kept-{secrets.token_hex(4)}", f"later-{secrets.token_hex(4)}"
+    status, _ = api(stack, "instance-1", "POST", "/Plone", {"@type": "Document", "id": kept,
+                                                            "title": "Kept through a restore"})
+    assert status == 201
+    started = time.monotonic()
+    code, log = run_once(stack, find(stack["objects"], "CronJob", "backup-zeo"), "backup-zeo")
+    assert code == 0 and "wrote full backup" in log and "files copied" in log, log[-3000:]
+    backed_up = time.monotonic() - started
+    status, _ = api(stack, "instance-1", "POST", "/Plone", {"@type": "Document", "id": later,
+                                                            "title": "Made after the backup"})
+    assert status == 201
+    assert api(stack, "instance-2", "DELETE", f"/Plone/{kept}")[0] == 204
+    wait_for(lambda: document_status(stack, "instance-1", kept) == 404, 15,
+             f"/Plone/{kept} gone on instance-1", interval=0.5)
+
+    restore_objects = render_variant(stack["tmp"] / "restore", [], resources=("restore/zeo",),
+                                     images=stack["overrides"])
+    restore = find(restore_objects, "Job", "restore-zeo")
+    code, log = run_once(stack, restore, "restore-zeo-refused")
+    assert code == 1 and "is in use (locked)" in log, log[-3000:]
+
+    pods = (*INSTANCES, "zeo")
+    run("podman", "pod", "stop", *pods, timeout=180)
+    started = time.monotonic()
+    code, log = run_once(stack, restore, "restore-zeo")
+    assert code == 0 and "restored /data/filestorage/Data.fs" in log, log[-3000:]
+    restored = time.monotonic() - started
+    run("podman", "pod", "start", *pods, timeout=180)
+    for pod in INSTANCES:
+        wait_for(lambda: ready(stack, pod) and site_served(stack, pod), startup_budget(stack["objects"]),
+                 f"{pod} serving /Plone after the restore")
+        document = wait_for(lambda: (lambda r: r[1] if r[0] == 200 else None)(
+            api(stack, pod, "GET", f"/Plone/{kept}")), 60, f"/Plone/{kept} through {pod}")
+        assert document["title"] == "Kept through a restore"
+        assert document_status(stack, pod, later) == 404
+    summary(stack, f"backup: the CronJob's pod backed up the live ZEO in {backed_up:.1f} s; the restore "
+                   f"Job refused while ZEO ran (Data.fs locked), restored in {restored:.1f} s with ZEO and "
+                   f"the instances stopped; both serve /Plone/{kept} again and not /Plone/{later}")
