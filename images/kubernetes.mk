@@ -60,8 +60,9 @@ podman-host:
 	@images/podman-host.sh
 
 k8s-smoke: venv images podman-host
-	KUBE_SMOKE_LOGS=test-artifacts/kube-smoke $(BIN)/pytest -q -p no:cacheprovider -rs tests/kube/test_podman.py \
-	  tests/kube/test_podman_postgresql.py
+	KUBE_SMOKE_LOGS=test-artifacts/kube-smoke $(BIN)/pytest -q -p no:cacheprovider -rs \
+	  tests/kube/test_podman_postgresql.py tests/kube/test_podman.py tests/kube/test_podman_upgrade.py \
+	  tests/kube/test_podman_backup.py
 	@cat test-artifacts/kube-smoke/summary.txt
 
 kube-smoke: k8s-smoke

@@ -18,3 +18,10 @@ def dev():
 @pytest.fixture(scope="module")
 def production():
     return render(KUSTOMIZE_ROOT / "overlays" / "production")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The podman stack of `make k8s-smoke`, once for test_podman.py and the modules after it."""
+    from tests.kube.kubestack import podman_stack
+    yield from podman_stack(tmp_path_factory)

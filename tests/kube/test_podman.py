@@ -15,10 +15,6 @@ leader for the three, both instances' readiness endpoints say ready; the Job mak
 both instances serve it; a document made through instance-1 is read through instance-2, whose
 WebSocket client receives its `created` event (over NATS); every container runs non-root on a
 read-only root with no capability (instances and ZEO uid 500, NATS uid 520).
-The upgrade Job: a step made pending in the site (txzserver:default back at 1000) and the
-upgrade lock held (tests/kube/smoke_upgrade.py); two pods of the rendered upgrade Job started
-at once both wait; once the lock is released, one runs the step and commits, the other waits
-for it, finds nothing pending and exits 0; one upgrade committed, nothing pending after.
 The burst: 1,000 workflow transitions in 10 commits alternating between the instances, one NATS
 node deleted after the third (its pod removed, then made again from its manifest on its own
 volume, as the StatefulSet controller does): both instances stay ready and serve pages (polled
@@ -33,211 +29,36 @@ on the empty database: Zope's first start retries its collisions), instance-2 is
 pod's restart policy (Always, as rendered) and serves again, instance-1 fails no page load, and
 the ZODB holds exactly one committed run of each of the 50 tasks (its transaction notes) and
 the 50 ids in the done ledger. Waits for a start are the rendered startupProbe's budget.
-The backup round trip (components/backup-zeo, config/kubernetes/restore/zeo): a Document made,
-the backup CronJob's pod run as rendered (ZEO's volume read-only, the backup volume), a second
-Document made and the first deleted; the restore Job's pod refused while ZEO runs (Data.fs
-locked), then, with ZEO and the instances stopped, it restores; ZEO and the instances started
-again serve the first Document and not the second. ZEO's data and the backups are podman named
-volumes, as their PersistentVolumeClaims.
-podman has no NetworkPolicies: tests/kube/test_manifests.py evaluates them.
+The stack is built once for the run (tests/kube/kubestack.py, the `stack` fixture of
+tests/kube/conftest.py) and shared with test_podman_upgrade.py and test_podman_backup.py, which
+`make k8s-smoke` runs after this module. podman has no NetworkPolicies:
+tests/kube/test_manifests.py evaluates them.
 """
 
 import collections
 import json
-import os
-import pathlib
 import secrets
-import subprocess
 import time
 
 import pytest
-import yaml
 
-from tests.kube.manifests import find, pod_template, render_variant
-from tests.kube.pods import as_pod, mounted_config_maps
+from tests.kube.kubestack import (
+    INSTANCES, JOB_CONTAINER, NODES, RUN_CONTAINERS, api, in_instance, monitor, nats_container,
+    nats_diagnosis, node_in_cluster, ready, site_served, startup_budget, summary)
+from tests.kube.manifests import find, pod_template
 from tests.kube.podman import (
-    DurableListener, Poller, free_port, get_json, http_get, kill_main_process, logs, not_crash_looping,
-    podman_image, rendered_probe_passes, rest, restart_count, run, wait_for)
+    DurableListener, Poller, get_json, http_get, kill_main_process, logs, not_crash_looping,
+    rendered_probe_passes, restart_count, run, wait_for)
 from tests.support.wsclient import Collector, basic
 
 pytestmark = [pytest.mark.timeout(1500)]
 
-# the locally built images (`make images`); KUBE_SMOKE_IMAGE / KUBE_SMOKE_NATS_IMAGE pick others
-PLONE_SOURCE = os.environ.get("KUBE_SMOKE_IMAGE", "txzserver/plone:latest")
-NATS_SOURCE = os.environ.get("KUBE_SMOKE_NATS_IMAGE", "txzserver/nats:latest")
-INSTANCES = ("instance-1", "instance-2")
-NODES = ("nats-0", "nats-1", "nats-2")
-JOB_CONTAINER = "create-site-create-site"
 # logged by txzserver.zope.firststart when a first start collided with another process's
 FIRST_START_RETRY = "first start: ConflictError on"
 # the burst: FOLDERS commits of PER_FOLDER transitions; the node deleted after DELETE_AFTER
 FOLDERS, PER_FOLDER, DELETE_AFTER, TASKS = 10, 100, 3, 50
 BURST = FOLDERS * PER_FOLDER
 DURABLE = "smoke-builder"
-CONTENT_SCRIPT = pathlib.Path(__file__).with_name("smoke_content.py")
-UPGRADE_SCRIPT = pathlib.Path(__file__).with_name("smoke_upgrade.py")
-UPGRADE_STEP = "txzserver:default 1000 -> 1001: Add the registry record txzserver.canonical_url"
-UPGRADE_PODS = ("upgrade-1", "upgrade-2")
-
-
-def nats_container(node):
-    return f"{node}.nats-cluster-nats"
-
-
-RUN_CONTAINERS = ("zeo-zeo", *(nats_container(node) for node in NODES),
-                  *(f"{pod}-instance" for pod in INSTANCES))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def podman_installed():
-    if subprocess.run(["sh", "-c", "command -v podman"], capture_output=True).returncode:
-        pytest.fail("needs podman: `make k8s-smoke` installs it (images/podman-host.sh)")
-
-
-def override(reference, name):
-    image, _, tag = reference.rpartition(":")
-    return {"name": name, "newName": image, "newTag": tag}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("kube")
-    started = time.monotonic()
-    images = {"plone": podman_image(PLONE_SOURCE, "plone"), "nats": podman_image(NATS_SOURCE, "nats")}
-    overrides = [override(images["plone"], "txzserver/plone"), override(images["nats"], "txzserver/nats")]
-    objects = render_variant(tmp_path / "overlay", ["components/zeo", "components/backup-zeo",
-                                                    "components/nats", "components/images"], images=overrides)
-    password = secrets.token_urlsafe(12)
-    nats_password = secrets.token_hex(16)
-    values = {("txzserver-admin", "password"): password, ("txzserver-nats", "password"): nats_password}
-    # own hostPorts per pod (podman 4.3 publishes a containerPort without hostPort on the same
-    # host port: two pods would collide)
-    ports = {pod: {"http": free_port(), "health": free_port(), "metrics": free_port()} for pod in INSTANCES}
-    ports.update({node: {"client": free_port(), "cluster": free_port(), "monitor": free_port()}
-                  for node in NODES})
-    # a name of this run's own: a machine that keeps podman's state between runs may hold
-    # another run's volumes (a pid comes again on a machine booted the same way)
-    network = f"txzkube{secrets.token_hex(4)}"
-    nats = find(objects, "StatefulSet", "nats")
-    assert nats["spec"]["replicas"] == len(NODES)
-    claims = {node: f"data-{node}-{network}" for node in NODES}
-    # ZEO's data and the backups outlive their pods (the backup round trip)
-    volumes = {"data-zeo-0": f"data-zeo-{network}", "txzserver-backups": f"backups-{network}"}
-    nats_pods = {node: as_pod(nats, node, objects, values, ports[node],
-                              dns_name=f"{node}.{nats['spec']['serviceName']}",
-                              claims={"data": claims[node]}, liveness=False) for node in NODES}
-    instance = find(objects, "Deployment", "instance")
-    pods = [
-        as_pod(find(objects, "StatefulSet", "zeo"), "zeo", objects, values,
-               claims={"data": volumes["data-zeo-0"]}),
-        *nats_pods.values(),
-        *(as_pod(instance, pod, objects, values, ports[pod]) for pod in INSTANCES),
-        as_pod(find(objects, "Job", "create-site"), "create-site", objects, values),
-    ]
-    manifest = tmp_path / "pods.yaml"
-    manifest.write_text(yaml.safe_dump_all(mounted_config_maps(pods, objects) + pods))
-    # one manifest per NATS node: what the StatefulSet controller makes again after a deletion
-    node_manifests = {}
-    for node, pod in nats_pods.items():
-        node_manifests[node] = tmp_path / f"{node}.yaml"
-        node_manifests[node].write_text(yaml.safe_dump_all(mounted_config_maps([pod], objects) + [pod]))
-    artifacts = pathlib.Path(os.environ.get("KUBE_SMOKE_LOGS", tmp_path / "logs"))
-    artifacts.mkdir(parents=True, exist_ok=True)
-    (artifacts / "summary.txt").write_text("")
-    remove_leftover_pods(pods)
-    run("podman", "network", "create", network)
-    try:
-        run("podman", "kube", "play", "--network", network, str(manifest), timeout=180)
-        yield {"objects": objects, "ports": ports, "password": password, "images": images,
-               "nats_password": nats_password, "values": values, "volumes": volumes,
-               "overrides": overrides, "tmp": tmp_path,
-               "started": started, "manifest": manifest, "logs": artifacts, "network": network,
-               "node_manifests": node_manifests}
-    finally:
-        for container in RUN_CONTAINERS + (JOB_CONTAINER,):
-            (artifacts / f"{container}.log").write_text(logs(container))
-        run("podman", "kube", "down", str(manifest), check=False, timeout=180)
-        for claim in (*claims.values(), *volumes.values()):
-            run("podman", "volume", "rm", "-f", claim, check=False)
-        run("podman", "network", "rm", "-f", network, check=False)
-
-
-def remove_leftover_pods(pods):
-    """Pods of ours that an interrupted earlier run left (a killed run never tears down): their
-    names would make `kube play` fail, their hostPorts and NATS routes would mix with ours."""
-    for pod in pods:
-        name = pod["metadata"]["name"]
-        if run("podman", "pod", "exists", name, check=False).returncode == 0:
-            print(f"removing the pod {name} an earlier run left")
-            run("podman", "pod", "rm", "-f", name, timeout=120)
-
-
-def nats_diagnosis(stack):
-    """What each NATS node shows when the cluster is not as expected: the container's state and
-    restarts, its monitor's answer on the hostPort (health, route peers, JetStream meta group)
-    and its last log lines; for the failure message of a wait."""
-    lines = []
-    for node in NODES:
-        container = nats_container(node)
-        state = run("podman", "inspect", "--format", "{{.State.Status}} restarts={{.RestartCount}}",
-                    container, check=False)
-        health = http_get(monitor(stack, node, "/healthz"), timeout=3)
-        routes = (get_json(monitor(stack, node, "/routez"), timeout=3) or {}).get("routes", ())
-        peers = sorted({str(route.get("remote_name")) for route in routes})
-        meta = (get_json(monitor(stack, node, "/jsz"), timeout=3) or {}).get("meta_cluster")
-        lines += [f"--- {node}: {(state.stdout or state.stderr).strip()}; /healthz {health}",
-                  f"    route peers {peers}; meta {meta}",
-                  *(f"    | {line}" for line in logs(container).splitlines()[-15:])]
-    return "\n".join(lines)
-
-
-def startup_budget(objects, kind="Deployment", name="instance"):
-    """Seconds the rendered startupProbe allows a start (the kubelet's wait)."""
-    probe = pod_template(find(objects, kind, name))["spec"]["containers"][0]["startupProbe"]
-    return probe["periodSeconds"] * probe["failureThreshold"]
-
-
-def summary(stack, line):
-    """A line of the run's summary (printed, and kept in KUBE_SMOKE_LOGS/summary.txt)."""
-    print(line)
-    with open(stack["logs"] / "summary.txt", "a") as out:
-        out.write(line + "\n")
-
-
-def api(stack, pod, method, path, body=None, timeout=30):
-    return rest(stack["ports"][pod]["http"], stack["password"], method, path, body, timeout)
-
-
-def site_served(stack, pod):
-    """GET /Plone through an instance's hostPort, the response when it is a 200."""
-    not_crash_looping(f"{pod}-instance")
-    # the first render of /Plone after a start compiles templates: seconds on a busy machine
-    response = http_get(f"http://127.0.0.1:{stack['ports'][pod]['http']}/Plone", timeout=30)
-    return response if response[0] == 200 else None
-
-
-def ready(stack, pod):
-    """The instance's readiness endpoint (health port 8081, through its hostPort) says ready."""
-    status, _ = http_get(f"http://127.0.0.1:{stack['ports'][pod]['health']}/healthz/ready", timeout=3)
-    return status == 200
-
-
-def monitor(stack, node, path):
-    return f"http://127.0.0.1:{stack['ports'][node]['monitor']}{path}"
-
-
-def node_in_cluster(stack, node):
-    """The node answers its rendered readiness path, routes to the two others, and knows
-    JetStream's leader among the three."""
-    container = pod_template(find(stack["objects"], "StatefulSet", "nats"))["spec"]["containers"][0]
-    if http_get(monitor(stack, node, container["readinessProbe"]["httpGet"]["path"]), timeout=3)[0] != 200:
-        return False
-    # routes are pooled (several connections per peer): count the peers
-    routes = (get_json(monitor(stack, node, "/routez")) or {}).get("routes", ())
-    peers = {route.get("remote_name") for route in routes}
-    meta = (get_json(monitor(stack, node, "/jsz")) or {}).get("meta_cluster", {})
-    return (peers == {other for other in NODES if other != node} and meta.get("leader")
-            and meta.get("cluster_size") == len(NODES))
 
 
 def test_database_nats_and_two_instances_reach_ready(stack):
@@ -361,65 +182,7 @@ def test_health_and_metrics_endpoints(stack):
         assert "txzserver_http_connections_max" in body and "txzserver_publisher_threads" in body
 
 
-# --- the upgrade Job -----------------------------------------------------------------------------
-
-def exited(container):
-    state = json.loads(run("podman", "inspect", container).stdout)[0]["State"]
-    return (state["Status"], state["ExitCode"]) if state["Status"] == "exited" else None
-
-
-def test_two_upgrade_jobs_at_once_run_the_pending_step_once(stack):
-    """The rendered upgrade Job's pod twice at once (its retry overlapping its first pod, or the
-    Jobs of two image versions) on a step made pending in the site, both started while the lock
-    is held (smoke_upgrade.py): both wait; once it is released one runs the step and commits, the
-    other waits for that run, finds nothing pending and exits 0 too; one upgrade committed."""
-    held = in_instance(stack, "instance-1", "hold", script=UPGRADE_SCRIPT)
-    assert held["pending"] == [UPGRADE_STEP] and held["version"] == "1000", held
-    objects = stack["objects"]
-    pods = [as_pod(find(objects, "Job", "upgrade"), name, objects, stack["values"]) for name in UPGRADE_PODS]
-    manifest = stack["tmp"] / "upgrade.yaml"
-    manifest.write_text(yaml.safe_dump_all(mounted_config_maps(pods, objects) + pods))
-    containers = [f"{pod}-upgrade" for pod in UPGRADE_PODS]
-    started = time.monotonic()
-    run("podman", "kube", "play", "--network", stack["network"], str(manifest), timeout=180)
-    try:
-        for container in containers:
-            wait_for(lambda: "held by the smoke test" in logs(container), startup_budget(objects),
-                     f"{container} waiting for the upgrade lock")
-        in_instance(stack, "instance-1", "release", script=UPGRADE_SCRIPT)
-        for container in containers:
-            assert wait_for(lambda: exited(container), startup_budget(objects),
-                            f"{container} to finish") == ("exited", 0), logs(container)
-        outputs = {container: logs(container) for container in containers}
-    finally:
-        for container in containers:
-            (stack["logs"] / f"{container}.log").write_text(logs(container))
-        run("podman", "kube", "down", str(manifest), check=False, timeout=180)
-    ran = [container for container, output in outputs.items() if f"running {UPGRADE_STEP}" in output]
-    assert len(ran) == 1, outputs
-    (other,) = set(containers) - set(ran)
-    assert "nothing pending (another run upgraded it while this one waited)" in outputs[other]
-    assert "site /Plone: 1 upgrade step(s) run and committed" in outputs[ran[0]]
-    done = in_instance(stack, "instance-1", "done", script=UPGRADE_SCRIPT)
-    assert done["pending"] == [] and done["version"] == "1001", done
-    assert len(done["upgrades"]) == 1 and "1 step(s)" in done["upgrades"][0], done
-    summary(stack, f"two upgrade Jobs at once: {ran[0]} ran the step, {other} waited and found "
-                   f"nothing pending, {time.monotonic() - started:.1f} s from their start")
-
-
 # --- the burst with a NATS node deleted, the durable listener ---------------------------------
-
-def in_instance(stack, pod, *args, timeout=600, script=CONTENT_SCRIPT):
-    """smoke_content.py (or ``script``) run inside an instance's container
-    (`docker-entrypoint.sh run`): its RESULT line as JSON."""
-    script = script.read_text()
-    command = 'cat > /tmp/smoke.py && exec /app/bin/docker-entrypoint.sh run /tmp/smoke.py "$@"'
-    result = run("podman", "exec", "-i", f"{pod}-instance", "sh", "-c", command, "sh", *args,
-                 stdin=script, timeout=timeout, check=False)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result.returncode == 0 and lines, (result.stdout[-2000:], result.stderr[-3000:])
-    return json.loads(lines[-1].removeprefix("RESULT "))
-
 
 def durable_listener(stack):
     """`txzserver listen --durable` from this host on the NATS nodes' client hostPorts (a
@@ -616,81 +379,3 @@ def test_an_instance_killed_with_queued_tasks_during_page_loads(stack):
     assert not survivor.failed(), survivor.failed()
 
 
-# --- backup, delete, restore, read again ---------------------------------------------------------
-
-def run_once(stack, workload, name):
-    """``workload``'s pod (a CronJob's or a Job's) played on the stack's network with its claims
-    on the stack's podman volumes, until its container exits: (exit code, log). The pod is
-    removed afterwards."""
-    pod = as_pod(workload, name, stack["objects"], stack["values"])
-    for volume in pod["spec"]["volumes"]:
-        claim = volume.get("persistentVolumeClaim")
-        if claim:
-            claim["claimName"] = stack["volumes"][claim["claimName"]]
-    (container,) = pod["spec"]["containers"]
-    manifest = stack["tmp"] / f"{name}.yaml"
-    manifest.write_text(yaml.safe_dump(pod))
-    podman_name = f"{name}-{container['name']}"
-    run("podman", "kube", "play", "--network", stack["network"], str(manifest), timeout=180)
-    try:
-        def finished():
-            state = json.loads(run("podman", "inspect", podman_name).stdout)[0]["State"]
-            if state["Status"] == "exited":
-                return state
-            if restart_count(podman_name):  # restartPolicy OnFailure: it failed and runs again
-                return {"ExitCode": "failed, restarted"}
-            return None
-        state = wait_for(finished, 600, f"{podman_name} to exit", interval=1)
-        log = logs(podman_name)
-        (stack["logs"] / f"{podman_name}.log").write_text(log)
-        return state["ExitCode"], log
-    finally:
-        run("podman", "kube", "down", str(manifest), check=False, timeout=180)
-
-
-def document_status(stack, pod, name):
-    return api(stack, pod, "GET", f"/Plone/{name}")[0]
-
-
-def test_backup_delete_restore_read_again(stack):
-    """The round trip an operator runs (docs/operators/backups.md): the CronJob's pod backs up the
-    live ZEO server; the restore Job refuses while ZEO holds Data.fs, and restores once ZEO and
-    the instances are stopped; started again, they serve the backup's state."""
-    kept, later = f"kept-{secrets.token_hex(4)}", f"later-{secrets.token_hex(4)}"
-    status, _ = api(stack, "instance-1", "POST", "/Plone", {"@type": "Document", "id": kept,
-                                                            "title": "Kept through a restore"})
-    assert status == 201
-    started = time.monotonic()
-    code, log = run_once(stack, find(stack["objects"], "CronJob", "backup-zeo"), "backup-zeo")
-    assert code == 0 and "wrote full backup" in log and "files copied" in log, log[-3000:]
-    backed_up = time.monotonic() - started
-    status, _ = api(stack, "instance-1", "POST", "/Plone", {"@type": "Document", "id": later,
-                                                            "title": "Made after the backup"})
-    assert status == 201
-    assert api(stack, "instance-2", "DELETE", f"/Plone/{kept}")[0] == 204
-    wait_for(lambda: document_status(stack, "instance-1", kept) == 404, 15,
-             f"/Plone/{kept} gone on instance-1", interval=0.5)
-
-    restore_objects = render_variant(stack["tmp"] / "restore", [], resources=("restore/zeo",),
-                                     images=stack["overrides"])
-    restore = find(restore_objects, "Job", "restore-zeo")
-    code, log = run_once(stack, restore, "restore-zeo-refused")
-    assert code == 1 and "is in use (locked)" in log, log[-3000:]
-
-    pods = (*INSTANCES, "zeo")
-    run("podman", "pod", "stop", *pods, timeout=180)
-    started = time.monotonic()
-    code, log = run_once(stack, restore, "restore-zeo")
-    assert code == 0 and "restored /data/filestorage/Data.fs" in log, log[-3000:]
-    restored = time.monotonic() - started
-    run("podman", "pod", "start", *pods, timeout=180)
-    for pod in INSTANCES:
-        wait_for(lambda: ready(stack, pod) and site_served(stack, pod), startup_budget(stack["objects"]),
-                 f"{pod} serving /Plone after the restore")
-        document = wait_for(lambda: (lambda r: r[1] if r[0] == 200 else None)(
-            api(stack, pod, "GET", f"/Plone/{kept}")), 60, f"/Plone/{kept} through {pod}")
-        assert document["title"] == "Kept through a restore"
-        assert document_status(stack, pod, later) == 404
-    summary(stack, f"backup: the CronJob's pod backed up the live ZEO in {backed_up:.1f} s; the restore "
-                   f"Job refused while ZEO ran (Data.fs locked), restored in {restored:.1f} s with ZEO and "
-                   f"the instances stopped; both serve /Plone/{kept} again and not /Plone/{later}")
