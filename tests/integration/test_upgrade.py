@@ -1,14 +1,15 @@
-"""The plone image's `upgrade` command (images/plone/scripts/upgrade.py, run by `txzserver run`
-as the entrypoint runs it) on a real Plone site in ZEO, then in RelStorage on PostgreSQL.
+"""The plone image's `upgrade` command (images/plone/scripts/upgrade.py, run by `txzserver run` as
+the entrypoint runs it) on a real Plone site in ZEO, then in RelStorage on PostgreSQL.
 
 The site gets a test add-on (tests/support/upgradestep) installed at profile version 1000; then
-the instances' etc/site.zcml loads its next version (1001, with the upgrade step 1000 -> 1001
-that counts its runs in the site), as a new image would. Checked: `upgrade --dry-run` and
-UPGRADE_DRY_RUN=1 list the step and change nothing; a missing site is a clear error (exit 1);
-two `upgrade` runs started at once, the first held inside the step (a gate file), run the step
-exactly once: the second waits for the lock (the ZODB marker with ZEO, PostgreSQL's advisory
-lock with RelStorage), then finds nothing pending and exits 0 saying so; an instance's start
-gate (`--wait`, UPGRADE_WAIT) waits while the step is pending and goes on once it committed.
+the instances' etc/site.zcml loads its next version (1001, with the upgrade step 1000 -> 1001 that
+counts its runs in the site), as a new image would. Checked: `upgrade --dry-run` and
+UPGRADE_DRY_RUN=1 list the step and change nothing; a missing site is a clear error (exit 1)
+(these two on RelStorage only: the storage plays no part in them); two `upgrade` runs started at
+once, the first held inside the step (a gate file), run the step exactly once: the second waits
+for the lock (the ZODB marker with ZEO, PostgreSQL's advisory lock with RelStorage), then finds
+nothing pending and exits 0 saying so; an instance's start gate (`--wait`, UPGRADE_WAIT) waits
+while the step is pending and goes on once it committed.
 """
 
 import json
@@ -89,11 +90,11 @@ def finished(process):
     return process.returncode, output_of(process)
 
 
-@pytest.fixture(scope="module", params=["zeo", "relstorage"])
-def database(request, tmp_path_factory, plone_template):
-    directory = tmp_path_factory.mktemp(f"upgrade-{request.param}")
-    database = Database(directory, request.param)
-    if request.param == "zeo":
+def installed(request, tmp_path_factory, plone_template, kind):
+    """A Database of ``kind`` with the add-on installed at 1000 (a generator for a fixture)."""
+    directory = tmp_path_factory.mktemp(f"upgrade-{kind}")
+    database = Database(directory, kind)
+    if kind == "zeo":
         database.zeo = Zeo(directory / "zeo", plone_template["directory"])
         database.zeo.start()
     else:
@@ -109,7 +110,24 @@ def database(request, tmp_path_factory, plone_template):
             database.zeo.stop()
 
 
-def test_dry_run_lists_the_pending_step_and_changes_nothing(database):
+@pytest.fixture(scope="module")
+def relstorage_database(request, tmp_path_factory, plone_template):
+    yield from installed(request, tmp_path_factory, plone_template, "relstorage")
+
+
+@pytest.fixture(scope="module")
+def zeo_database(request, tmp_path_factory, plone_template):
+    yield from installed(request, tmp_path_factory, plone_template, "zeo")
+
+
+@pytest.fixture(params=["zeo", "relstorage"])
+def database(request):
+    """Each storage in turn, for what differs between them: the lock."""
+    return request.getfixturevalue(f"{request.param}_database")
+
+
+def test_dry_run_lists_the_pending_step_and_changes_nothing(relstorage_database):
+    database = relstorage_database
     runs = [database.start("dry-run", "--dry-run"),
             database.start("dry-run-env", UPGRADE_DRY_RUN="1")]
     for run in runs:
@@ -121,7 +139,8 @@ def test_dry_run_lists_the_pending_step_and_changes_nothing(database):
     assert database.site("read") == {"runs": 0, "version": "1000", "marker": None}
 
 
-def test_a_site_that_does_not_exist_is_an_error(database):
+def test_a_site_that_does_not_exist_is_an_error(relstorage_database):
+    database = relstorage_database
     for args in ((), ("--dry-run",)):
         status, output = finished(database.start("missing", *args, SITE="Nowhere"))
         assert status == 1, output
