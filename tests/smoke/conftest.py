@@ -108,6 +108,21 @@ def compose(*args, check=True):
     return stack("compose", *args, check=check)
 
 
+@pytest.fixture
+def backups(tmp_path):
+    """A host directory for /backups, owned by the image's uid 500 as the docs say."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    os.chown(directory, 500, 500)
+    return directory
+
+
+def compose_run(*args):
+    """`compose/stack.sh compose run ARGS` for the smoke project: the CompletedProcess."""
+    return subprocess.run([str(ROOT / "compose" / "stack.sh"), "compose", "run", *args], env=smoke_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
 def container(service):
     """Id of the container of a compose service."""
     return compose("ps", "-q", service).strip()

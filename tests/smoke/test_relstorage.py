@@ -3,7 +3,8 @@ port): PostgreSQL from txzserver/postgresql instead of ZEO, the instances RelSto
 
 Through the TLS front: the front page, a File uploaded through one instance and read back (sha256)
 through both, its blob held in PostgreSQL; `pack` in an instance container exits 0 and the File is
-still whole; the instances come back after PostgreSQL restarts. Skipped on the ZEO stack.
+still whole; the documented compose `backup` of the postgresql service while the stack runs, its
+dump listed by `restore --list`; the instances come back after PostgreSQL restarts. Skipped on the ZEO stack.
 """
 
 import base64
@@ -16,7 +17,7 @@ import uuid
 import httpx
 import pytest
 
-from .conftest import DOCKER, api, container
+from .conftest import DOCKER, api, compose, compose_run, container
 
 pytestmark = pytest.mark.skipif(os.environ.get("STORAGE") != "relstorage",
                                 reason="the stack runs ZEO: `make smoke-relstorage` runs these")
@@ -100,6 +101,19 @@ def test_pack_in_an_instance_container(client, uploaded):
     assert result.returncode == 0
     assert result.stdout.rstrip().endswith("packed")
     assert sha256_of(client, uploaded["path"])[0] == uploaded["sha256"]
+
+
+def test_postgresql_backup_of_the_live_stack(backups):
+    """docs/operators/backups.md's compose command: the postgresql service's `backup` over the
+    network with the stack's password, while the stack runs; `restore --list` lists the dump."""
+    password = os.environ["POSTGRES_PASSWORD"]
+    backup = compose_run("--rm", "--no-deps", "-v", f"{backups}:/backups", "-e", "PGHOST=postgresql",
+                         "-e", f"PGPASSWORD={password}", "postgresql", "backup")
+    assert backup.returncode == 0, backup.stdout + backup.stderr[-3000:]
+    (dump,) = list((backups / "postgresql").glob("*.dump"))
+    listed = compose_run("--rm", "--no-deps", "-v", f"{backups}:/backups", "postgresql", "restore", "--list")
+    assert listed.returncode == 0 and dump.name in listed.stdout.split(), listed.stdout + listed.stderr
+    assert compose("ps", "-q", "postgresql").strip()  # the running database was not stopped
 
 
 def test_instances_come_back_after_postgresql_restarts(client, uploaded):
