@@ -14,7 +14,7 @@ import time
 import yaml
 
 from tests.kube.manifests import find, pod_template, render_variant
-from tests.kube.pods import as_pod, mounted_config_maps
+from tests.kube.pods import COPY_FOR, as_pod, mounted_config_maps
 from tests.kube.podman import (
     free_port, get_json, http_get, logs, not_crash_looping, podman_image, rest, restart_count, run, wait_for)
 
@@ -105,6 +105,11 @@ def podman_stack(tmp_path_factory):
         run("podman", "kube", "down", str(manifest), check=False, timeout=180)
         for claim in (*claims.values(), *volumes.values()):
             run("podman", "volume", "rm", "-f", claim, check=False)
+        # the pods' ConfigMap copies: podman keeps a ConfigMap's volume after `kube down`; not
+        # forced (-f would remove a container still using one)
+        copies = run("podman", "volume", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+        for copy in (name for name in copies if COPY_FOR in name):
+            run("podman", "volume", "rm", copy, check=False)
         run("podman", "network", "rm", "-f", network, check=False)
 
 
@@ -116,6 +121,14 @@ def remove_leftover_pods(pods):
         if run("podman", "pod", "exists", name, check=False).returncode == 0:
             print(f"removing the pod {name} an earlier run left")
             run("podman", "pod", "rm", "-f", name, timeout=120)
+
+
+def telling_lines(log):
+    """A NATS node's log lines that say how it joined (its cluster, routes, errors), then its
+    last lines, without the once-a-second health check failures in between."""
+    lines = [line for line in log.splitlines() if "Healthcheck failed" not in line]
+    joining = [line for line in lines if any(word in line for word in ("Cluster", "oute", "[ERR]", "leader"))]
+    return [*joining[:12], "...", *lines[-5:]]
 
 
 def nats_diagnosis(stack):
@@ -133,7 +146,7 @@ def nats_diagnosis(stack):
         meta = (get_json(monitor(stack, node, "/jsz"), timeout=3) or {}).get("meta_cluster")
         lines += [f"--- {node}: {(state.stdout or state.stderr).strip()}; /healthz {health}",
                   f"    route peers {peers}; meta {meta}",
-                  *(f"    | {line}" for line in logs(container).splitlines()[-15:])]
+                  *(f"    | {line}" for line in telling_lines(logs(container)))]
     return "\n".join(lines)
 
 

@@ -12,7 +12,13 @@ is taken as rendered, with only what podman lacks filled in:
   - a StatefulSet's volumeClaimTemplates become emptyDirs (the test's storage is throw-away),
     or, with ``claims``, podman named volumes that outlive the pod, as a PersistentVolumeClaim
     outlives a deleted StatefulSet pod;
-  - ConfigMaps mounted as volumes go into the same YAML (``mounted_config_maps``);
+  - ConfigMaps mounted as volumes go into the same YAML (``mounted_config_maps``), one copy per
+    pod, and every emptyDir is named after its pod: podman 4.3 makes one named volume per
+    ConfigMap or emptyDir *name*, shared by every pod that mounts that name, and writes a
+    ConfigMap's files again each time a pod mounting it is played. Shared, two instances had
+    one /data and every pod one /tmp, and a NATS node starting while the next pod was played
+    read a half-written cluster.conf and ran alone (no routes, no JetStream meta leader); each
+    pod has its own in Kubernetes;
   - chosen container ports get a hostPort on 127.0.0.1 (podman has no Service to reach them);
   - an httpGet livenessProbe becomes the same GET in the image's python3 (``podman_liveness``);
     an image without python3 (txzserver/nats) has its livenessProbe left out (``liveness``
@@ -58,6 +64,7 @@ def as_pod(workload, name, objects, secrets, host_ports=None, dns_name=None, cla
         else:
             source = {"emptyDir": {}}
         spec.setdefault("volumes", []).append({"name": claim_name, **source})
+    own_volumes(spec, dns_name or name)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -66,14 +73,32 @@ def as_pod(workload, name, objects, secrets, host_ports=None, dns_name=None, cla
     }
 
 
+#: between a ConfigMap's name and the pod's in the name of the pod's copy of it
+COPY_FOR = "--for-"
+
+
+def own_volumes(spec, pod_name):
+    """Each emptyDir volume and mounted ConfigMap of ``spec`` renamed after the pod (see the
+    module's docstring), in place: the volume, the mounts, the ConfigMap reference."""
+    renamed, slug = {}, pod_name.replace(".", "-")  # a volume's name is a DNS label: no dots
+    for volume in spec.get("volumes", ()):
+        if "emptyDir" in volume or "configMap" in volume:
+            renamed[volume["name"]] = volume["name"] = f"{volume['name']}-{slug}"
+        if "configMap" in volume:
+            volume["configMap"]["name"] = f"{volume['configMap']['name']}{COPY_FOR}{slug}"
+    for container in containers(spec):
+        for mount in container.get("volumeMounts", ()):
+            mount["name"] = renamed.get(mount["name"], mount["name"])
+
+
 def mounted_config_maps(pods, objects):
-    """The rendered ConfigMaps that ``pods`` mount as volumes (podman reads them from the same
-    YAML)."""
-    names = {volume["configMap"]["name"] for pod in pods for volume in pod["spec"].get("volumes", ())
-             if "configMap" in volume}
-    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": obj["metadata"]["name"]},
-             "data": obj.get("data", {})}
-            for obj in objects if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] in names]
+    """The pods' own copies of the rendered ConfigMaps they mount as volumes (podman reads them
+    from the same YAML)."""
+    rendered = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "ConfigMap"}
+    copies = sorted({volume["configMap"]["name"] for pod in pods for volume in pod["spec"].get("volumes", ())
+                     if "configMap" in volume})
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": copy},
+             "data": rendered[copy.split(COPY_FOR)[0]].get("data", {})} for copy in copies]
 
 
 def podman_liveness(container):
