@@ -37,6 +37,26 @@ class LockError(Exception):
     RelStorage without RELSTORAGE_DSN."""
 
 
+class LockWait:
+    """One run's wait for a lock another run holds: says once who holds it, looks again every
+    ``poll`` seconds, gives up with LockError after ``timeout`` seconds."""
+
+    def __init__(self, timeout, poll, log):
+        self.deadline = time.monotonic() + timeout
+        self.timeout, self.poll, self.log = timeout, poll, log
+        self.waited, self.who = False, None
+
+    def held(self, lock, who, detail=""):
+        """``lock`` (what it is) is held by ``who()`` (asked once): wait before looking again."""
+        if not self.waited:
+            self.who = who()
+            self.log(f"waiting for the upgrade lock ({lock}, held by {self.who}{detail})")
+            self.waited = True
+        if time.monotonic() > self.deadline:
+            raise LockError(f"the upgrade lock ({lock}) is still held by {self.who} after {self.timeout:g} s")
+        time.sleep(self.poll)
+
+
 def this_process():
     """How a holder is named in the marker and the log: host (the pod) and process id."""
     return f"{socket.gethostname()} pid {os.getpid()}"
@@ -55,23 +75,18 @@ def advisory_lock(dsn, timeout, log, poll=1.0):
     connection = psycopg2.connect(dsn, connect_timeout=10)
     connection.autocommit = True
     try:
-        deadline, waited = time.monotonic() + timeout, False
+        wait = LockWait(timeout, poll, log)
         with connection.cursor() as cursor:
+            def holder():
+                cursor.execute(HOLDERS, {"key": LOCK_KEY})
+                return "server process " + (", ".join(str(row[0]) for row in cursor.fetchall()) or "?")
+
             while True:
                 cursor.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
                 if cursor.fetchone()[0]:
                     break
-                if not waited:
-                    cursor.execute(HOLDERS, {"key": LOCK_KEY})
-                    holder = ", ".join(str(row[0]) for row in cursor.fetchall()) or "?"
-                    log(f"waiting for the upgrade lock (PostgreSQL advisory lock {LOCK_KEY}, "
-                        f"held by server process {holder})")
-                    waited = True
-                if time.monotonic() > deadline:
-                    raise LockError(f"the upgrade lock (PostgreSQL advisory lock {LOCK_KEY}) "
-                                    f"is still held after {timeout:g} s")
-                time.sleep(poll)
-        yield waited
+                wait.held(f"PostgreSQL advisory lock {LOCK_KEY}", holder)
+        yield wait.waited
     finally:
         connection.close()  # ends the session: PostgreSQL releases the lock
 
@@ -94,7 +109,7 @@ class ZodbGuard:
     def acquire(self, timeout, poll=1.0):
         """Commit this run's marker; wait while another run's (not stale) marker is there.
         Returns True when this run waited. Raises LockError after ``timeout`` seconds."""
-        deadline, waited = time.monotonic() + timeout, False
+        wait = LockWait(timeout, poll, self.log)
         while True:
             self.transactions.abort()  # a fresh view of the database
             marker = self._marker()
@@ -102,14 +117,7 @@ class ZodbGuard:
             if holder and holder != self.holder:
                 age = self.clock() - marker["since"]
                 if age < self.stale_after:
-                    if not waited:
-                        self.log(f"waiting for the upgrade lock (ZODB marker {MARKER!r}, held by "
-                                 f"{holder} for {age:.0f} s)")
-                        waited = True
-                    if time.monotonic() > deadline:
-                        raise LockError(f"the upgrade lock (ZODB marker {MARKER!r}) is still "
-                                        f"held by {holder} after {timeout:g} s")
-                    time.sleep(poll)
+                    wait.held(f"ZODB marker {MARKER!r}", lambda: holder, f" for {age:.0f} s")
                     continue
                 self.log(f"taking over the upgrade lock of {holder}: held for {age:.0f} s, "
                          f"more than {self.stale_after:g} s (a run that was killed)")
@@ -117,7 +125,7 @@ class ZodbGuard:
                 self._write(self.holder, self.clock())
                 self.transactions.get().note(f"upgrade lock taken by {self.holder}")
                 self.transactions.commit()
-                return waited
+                return wait.waited
             except ConflictError:  # another run wrote its marker first: look again
                 self.transactions.abort()
 
