@@ -14,7 +14,7 @@ import yaml
 
 from tests.kube.crds import CRD_DIR, Validator
 from tests.kube.manifests import (
-    KUSTOMIZE_ROOT, by_kind, config_maps, find, render, render_variant, who_reaches)
+    KUSTOMIZE_ROOT, ROOT, by_kind, config_maps, find, render, render_variant, who_reaches)
 
 ENTRY_KINDS = ["Certificate", "Gateway", "HTTPRoute", "HTTPRoute", "Issuer"]
 PARAMETERS = KUSTOMIZE_ROOT / "overlays/production/entry-parameters.yaml"
@@ -206,3 +206,20 @@ def test_parameters_reach_every_object(tmp_path):
     acme = find(objects, "Issuer", "txzserver")["spec"]["acme"]
     assert (acme["email"], acme["server"]) == (
         "ops@example.org", "https://acme-staging-v02.api.letsencrypt.org/directory")
+
+
+def test_the_docs_name_what_exists_and_what_make_lint_runs():
+    """docs/operators/kubernetes.md: its components exist, its parameter table is
+    entry-parameters.yaml's, and its render command is the one `make kube-render` runs."""
+    docs = (ROOT / "docs/operators/kubernetes.md").read_text()
+    for name in set(re.findall(r"`components/([a-z0-9-]+)`", docs)):
+        assert (KUSTOMIZE_ROOT / "components" / name / "kustomization.yaml").exists(), name
+    rows = re.findall(r"^  \| `([a-z-]+)` \| `?([^|`]+?)`? \|", docs, re.M)
+    parameters = yaml.safe_load(PARAMETERS.read_text())["data"]
+    assert [name for name, _ in rows if name in parameters] == list(parameters)
+    for name, default in rows:
+        if name in parameters and default != "Let's Encrypt":
+            assert parameters[name] == default, name
+    assert "kubectl kustomize config/kubernetes/overlays/production" in docs
+    assert "$(BIN)/kubectl kustomize config/kubernetes/overlays/$$overlay" in (
+        ROOT / "images/kubernetes.mk").read_text()
