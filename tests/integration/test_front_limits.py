@@ -19,7 +19,7 @@ import pytest
 from tests.support import haproxy
 from tests.support.instance import ROOT, SITE_ID
 from tests.support.server import wait_for
-from tests.unit.wsframes import handshake
+from tests.unit.wsframes import PING, client_frame, handshake
 
 COMPOSE = ROOT / "config" / "haproxy.cfg"
 KUBERNETES = ROOT / "config" / "kubernetes" / "components" / "front" / "haproxy.cfg"
@@ -132,6 +132,20 @@ def websocket(sock):
     return status_of(sock, handshake(f"/{SITE_ID}/ws".encode(), host=b"localhost"))
 
 
+def answers_ping(sock, timeout=30):
+    """Whether the WebSocket on ``sock`` is open end to end: a ping through the front is
+    answered by the instance's pong (an unmasked frame 0x8A with the same payload)."""
+    sock.sendall(client_frame(b"front", opcode=PING))
+    sock.settimeout(timeout)
+    data = b""
+    while b"\x8a\x05front" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
 @pytest.fixture(scope="module")
 def front(certs, backend, tmp_path_factory):
     running = Front(certs, backend, tmp_path_factory.mktemp("front-limits"),
@@ -191,30 +205,25 @@ def test_connections_beyond_the_limit_get_429(front):
 
 
 def test_websockets_count_apart_from_page_connections(front):
+    """Open WebSockets do not take page connections' places, page connections at their limit
+    do not refuse WebSockets, and each kind is refused above its own limit. (No step waits for
+    a closed connection to be counted out: every count only grows.)"""
     with ExitStack() as stack:
+        sockets = [stack.enter_context(front.connect()) for _ in range(WEBSOCKETS - 1)]
+        assert [websocket(sock) for sock in sockets] == [101] * (WEBSOCKETS - 1)
+        # with WebSockets open, as many page connections as with none
         pages = [stack.enter_context(front.connect()) for _ in range(CONNECTIONS)]
         assert [page(sock) for sock in pages] == [200] * CONNECTIONS
-        # page connections at their limit: WebSockets still open, up to their own
-        sockets = [stack.enter_context(front.connect()) for _ in range(WEBSOCKETS)]
-        assert [websocket(sock) for sock in sockets] == [101] * WEBSOCKETS
+        with front.connect() as extra:
+            assert page(extra) == 429
+        # page connections at their limit: one more WebSocket, up to their own limit
+        sockets.append(stack.enter_context(front.connect()))
+        assert websocket(sockets[-1]) == 101
         with front.connect() as extra:
             assert websocket(extra) == 429
-        # WebSockets at their limit: the page connections are as many as before them
-        with front.connect() as extra:
-            assert page(extra) == 429  # CONNECTIONS pages are open
-        pages.pop().close()
-
-        def one_more_page():
-            with front.connect() as sock:
-                return page(sock) == 200
-        # CONNECTIONS - 1 pages and WEBSOCKETS WebSockets open: one more page is admitted
-        wait_for(one_more_page, 30, interval=0.1, what="a page connection freed")
-        sockets.pop().close()
-
-        def one_more_websocket():
-            sock = stack.enter_context(front.connect())
-            return websocket(sock) == 101
-        wait_for(one_more_websocket, 30, interval=0.1, what="a WebSocket freed")
+        # every one still open end to end, and the pages still answered
+        assert all(answers_ping(sock) for sock in sockets)
+        assert [page(sock) for sock in pages] == [200] * CONNECTIONS
     wait_released(front)
 
 
