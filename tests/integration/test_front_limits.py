@@ -92,16 +92,24 @@ def _write(path, text):
     return path
 
 
-def status_of(sock, request):
-    """Send ``request`` on ``sock``; the status of the answer (its headers read, its body left
-    for the caller: the tests only keep connections or read statuses)."""
+def status_of(sock, request, drain=True):
+    """Send ``request`` on ``sock``; the status of the answer, its body read when ``drain``
+    (the connection stays usable: keep-alive), else left (an upgraded connection's frames)."""
     sock.sendall(request)
-    head = b""
-    while b"\r\n\r\n" not in head:
+    data = b""
+    while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
-            raise ConnectionError(f"closed after {head!r}")
-        head += chunk
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    remaining = int(length.group(1)) - len(body) if drain and length else 0
+    while remaining > 0:
+        chunk = sock.recv(min(remaining, 65536))
+        if not chunk:
+            raise ConnectionError("closed within the body")
+        remaining -= len(chunk)
     return int(head.split(b" ", 2)[1])
 
 
@@ -110,26 +118,18 @@ def get(path=PAGE, host=b"localhost"):
 
 
 def page(sock):
-    """One page request on ``sock`` (kept open: keep-alive); its status, body drained."""
-    sock.sendall(get())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-    remaining = int(length.group(1)) - len(body) if length else 0
-    while remaining > 0:
-        chunk = sock.recv(min(remaining, 65536))
-        assert chunk
-        remaining -= len(chunk)
-    return int(head.split(b" ", 2)[1])
+    """One page request on ``sock`` (kept open: keep-alive); its status."""
+    return status_of(sock, get())
+
+
+def page_or_421(sock):
+    """A request for a host the front does not serve (it answers 421 itself); its status."""
+    return status_of(sock, get(host=b"elsewhere.example"))
 
 
 def websocket(sock):
     """A WebSocket upgrade of the site's endpoint through the front; its status (101: open)."""
-    return status_of(sock, handshake(f"/{SITE_ID}/ws".encode(), host=b"localhost"))
+    return status_of(sock, handshake(f"/{SITE_ID}/ws".encode(), host=b"localhost"), drain=False)
 
 
 def answers_ping(sock, timeout=30):
@@ -258,20 +258,6 @@ def test_the_connection_rate_per_address(certs, tmp_path):
     finally:
         front.stop()
 
-
-def page_or_421(sock):
-    """A request for a host the front does not serve: its status (the body drained)."""
-    sock.sendall(get(host=b"elsewhere.example"))
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, data
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
-    while len(body) < length:
-        body += sock.recv(65536)
-    return int(head.split(b" ", 2)[1])
 
 
 @pytest.mark.parametrize("config", [COMPOSE, KUBERNETES], ids=["compose", "kubernetes"])
