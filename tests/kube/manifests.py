@@ -115,8 +115,9 @@ def environment(container, objects, secrets=None, field_values=None):
 
 
 def cluster_pods(objects):
-    """Every pod the overlay makes, plus the cluster's own: ingress-nginx, kube-dns, an unrelated
-    pod in the namespace and one in another namespace."""
+    """Every pod the overlay makes, plus the cluster's own: ingress-nginx, the Gateway's proxies
+    (Envoy Gateway's in its namespace, Istio's or NGINX Gateway Fabric's in ours), kube-dns, an
+    unrelated pod in the namespace and one in another namespace."""
     pods = []
     for workload in workloads(objects):
         template = pod_template(workload)
@@ -127,6 +128,14 @@ def cluster_pods(objects):
     pods.append(netpol.Pod("ingress-nginx-controller", "ingress-nginx",
                            {"app.kubernetes.io/name": "ingress-nginx"},
                            {"kubernetes.io/metadata.name": "ingress-nginx"}))
+    pods.append(netpol.Pod("gateway", NAMESPACE, {"gateway.networking.k8s.io/gateway-name": "txzserver"},
+                           {"kubernetes.io/metadata.name": NAMESPACE}))
+    pods.append(netpol.Pod("envoy-gateway", "envoy-gateway-system",
+                           {"gateway.envoyproxy.io/owning-gateway-name": "txzserver"},
+                           {"kubernetes.io/metadata.name": "envoy-gateway-system"}))
+    # cert-manager's HTTP-01 solver, made in the namespace while a challenge is open
+    pods.append(netpol.Pod("acme-solver", NAMESPACE, {"acme.cert-manager.io/http01-solver": "true"},
+                           {"kubernetes.io/metadata.name": NAMESPACE}))
     pods.append(netpol.Pod("coredns", "kube-system", {"k8s-app": "kube-dns"},
                            {"kubernetes.io/metadata.name": "kube-system"}))
     pods.append(netpol.Pod("intruder", NAMESPACE, {"app": "intruder"},

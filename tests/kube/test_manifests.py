@@ -318,18 +318,25 @@ def test_production_uses_relstorage_from_a_secret(production):
     assert (server_env["POSTGRES_USER"], server_env["POSTGRES_DB"]) == ("zope", "zope")
 
 
-def test_production_ingress_for_ingress_nginx(production):
-    ingress = find(production, "Ingress", "txzserver")
+def test_legacy_ingress_for_ingress_nginx(tmp_path):
+    """The optional components/ingress-nginx (legacy) still renders as it did in production."""
+    objects = render_variant(tmp_path, ["components/postgresql", "components/nats",
+                                        "components/ingress-nginx"])
+    ingress = find(objects, "Ingress", "txzserver")
     annotations = ingress["metadata"]["annotations"]
     prefix = "nginx.ingress.kubernetes.io/"
     assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert ingress["spec"]["tls"][0]["secretName"]
+    assert ingress["spec"]["tls"][0]["secretName"] == "txzserver-tls"  # components/cert-manager's
     assert annotations[prefix + "proxy-buffering"] == "off"
     assert annotations[prefix + "proxy-request-buffering"] == "off"
     assert int(annotations[prefix + "proxy-read-timeout"]) >= 3600  # WebSockets
     assert annotations[prefix + "proxy-body-size"] == "1g"
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend["name"] == "instance"
+    assert who_reaches(objects, "instance", 8080) == {"ingress-nginx-controller"}
+    legacy = (KUSTOMIZE_ROOT / "components/ingress-nginx/kustomization.yaml").read_text()
+    assert legacy.startswith(
+        "# legacy: ingress-nginx is retired upstream (no security fixes after March 2026)")
 
 
 # --- NetworkPolicies, evaluated on the pods' labels ---------------------------------------------
@@ -357,7 +364,9 @@ def test_only_instances_reach_the_broker(broker_variant):
 
 def test_only_the_entry_reaches_the_instances(overlay):
     name, objects = overlay
-    entry = {"front"} if name == "dev" else {"ingress-nginx-controller"}
+    # production: the Gateway's proxies, in this namespace (Istio, NGINX Gateway Fabric) or
+    # Envoy Gateway's
+    entry = {"front"} if name == "dev" else {"gateway", "envoy-gateway"}
     assert who_reaches(objects, "instance", 8080) == entry
     if name == "dev":
         # clients from outside the namespace; the namespace's own other pods are egress-denied
