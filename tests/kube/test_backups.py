@@ -178,8 +178,13 @@ def test_restore_postgresql_targets_the_instances_database(restore_postgresql, p
     assert {key: env[key] for key in ("PGHOST", "PGDATABASE", "PGUSER")} == \
         {key: backup[key] for key in ("PGHOST", "PGDATABASE", "PGUSER")}
     assert secret_of(spec, container, "PGPASSWORD") == ("txzserver-postgresql", "password")
-    # with the production overlay applied, its NetworkPolicies let the Job reach PostgreSQL
-    assert "restore-postgresql" in who_reaches(production + restore_postgresql, "postgresql", 5432)
+    # with the production overlay applied, its NetworkPolicies let the Job reach PostgreSQL. A
+    # Job goes by its component label, backup-postgresql (the label that policy admits): the
+    # backup CronJob of the same name is left out, so that the pod found is the restore Job's
+    cronjob = ("CronJob", "backup-postgresql")
+    others = [obj for obj in production if (obj["kind"], obj["metadata"]["name"]) != cronjob]
+    assert "backup-postgresql" not in who_reaches(others, "postgresql", 5432)
+    assert "backup-postgresql" in who_reaches(others + restore_postgresql, "postgresql", 5432)
 
 
 # --- the PostgreSQL image's tag ----------------------------------------------------------------
