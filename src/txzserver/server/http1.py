@@ -71,6 +71,16 @@ def header_error(line, version, headers):
     value = value.strip(b" \t")
     if len(value.translate(None, CONTROL_CHARACTERS)) != len(value):
         return 400, b"control character in the value of header %s (RFC 9110 5.5)" % name
+    return field_error(name, value, version, headers)
+
+
+#: The header names ``field_error`` has anything to say about.
+CHECKED_FIELDS = frozenset({b"transfer-encoding", b"content-length", b"host"})
+
+
+def field_error(name, value, version, headers):
+    """``header_error`` for a field already split: lower-case ``name``, stripped ``value``
+    free of control characters (the llhttp channel's parser refuses those itself)."""
     if name == b"transfer-encoding":
         if version != b"HTTP/1.1":
             return 400, b"Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)"

@@ -34,6 +34,8 @@ log = Logger()
 SINGLE_VALUED = frozenset({b"date", b"server", b"content-length", b"content-type", b"location",
                            b"last-modified", b"etag"})
 
+SERVER_SOFTWARE_BYTES = SERVER_SOFTWARE.encode()
+
 #: Worker output kept in memory before it is handed to the reactor with backpressure.
 BUFFERED_BODY_LIMIT = 1 << 20
 
@@ -115,21 +117,21 @@ class PublishTask:
         code, _, reason = self.response.status.partition(" ")
         request = self.request
         request.setResponseCode(int(code), reason.encode("latin-1") or None)
-        request.responseHeaders.removeHeader(b"content-type")
-        request.responseHeaders.setRawHeaders(b"server", [SERVER_SOFTWARE.encode()])
+        grouped = {b"server": [SERVER_SOFTWARE_BYTES]}
         if self.settings.instance_name:
-            request.responseHeaders.setRawHeaders(b"x-txzserver-instance",
-                                                  [self.settings.instance_name.encode("utf-8")])
-        grouped = {}
+            grouped[b"x-txzserver-instance"] = [self.settings.instance_name.encode("utf-8")]
         for name, value in self.response.headers:
             name = name.lower().encode("latin-1")
             if not name or name[0] == 0x3a:  # "" or ":status": no field name (RFC 9110 5.1)
                 continue  # and HTTP/2 sends its own pseudo-headers unchecked (http2.H2Channel)
-            grouped.setdefault(name, []).append(value.encode("latin-1"))
-        for name, values in grouped.items():
-            if name in SINGLE_VALUED and len(values) > 1:
-                values = values[-1:]  # e.g. Zope sets Date in listHeaders and WebDAV again
-            request.responseHeaders.setRawHeaders(name, values)
+            values = grouped.get(name)
+            if values is None:
+                grouped[name] = [value.encode("latin-1")]
+            elif name in SINGLE_VALUED:  # e.g. Zope sets Date in listHeaders and WebDAV again
+                values[:] = [value.encode("latin-1")]
+            else:
+                values.append(value.encode("latin-1"))
+        request.set_response_headers(grouped)
 
     def _write_and_wait(self, data):
         """Write ``data``; the Deferred fires once the transport wants more (backpressure).

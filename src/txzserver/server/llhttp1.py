@@ -1,0 +1,573 @@
+"""HTTP/1.1 on llhttp (httptools): the framing in C, our limits and refusals, lean requests.
+
+Twisted's HTTPChannel parses a request line by line in Python (LineReceiver), builds a
+``Request`` with two ``Headers`` and encodes every field again on the way out: most of the
+reactor's ~176 µs per small request. Here llhttp frames the header fields and the body
+(Content-Length, chunked) and ``leanrequest.LeanRequest`` carries what the publisher needs.
+
+What llhttp does not see: the request line. We split it ourselves (any method token, as
+Twisted allowed: Zope publishes WebDAV and unknown methods; a target with raw non-ASCII
+bytes) and hand llhttp a fixed line instead. The bytes are fed in pieces that end where a
+message can end (the head's blank line, the declared body length, a chunk line), so the
+start of the next pipelined request is known without a pause in the parser. When llhttp
+refuses a head, ``explain_head`` finds the reason in the bytes with the checks of
+``http1.header_error``: the answers to hostile input are the ones ``HTTP1Channel`` gives.
+"""
+
+import re
+from collections import deque
+
+import httptools
+from twisted.internet import tcp
+from twisted.internet.interfaces import IProtocol, ISSLTransport
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .errors import http1_error_response, peer_of
+from .http1 import (
+    BARE_LF, CHECKED_FIELDS, HOP_BY_HOP, OBS_FOLD, _tokens, field_error, h2c_upgrade_offer,
+    header_error, target_error,
+)
+from .leanrequest import LeanRequest, RawHeaders
+
+log = Logger()
+
+#: method SP request-target SP HTTP-version CRLF (RFC 9112 3); any token is a method.
+REQUEST_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) (HTTP/1\.[01])\r\n")
+MALFORMED = "malformed request"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: A chunk-size line (with extensions) longer than this is refused, as Twisted refuses it.
+MAX_CHUNK_LINE = 1024
+#: Seconds a closing connection may take to flush before it is aborted (Twisted's abortTimeout).
+ABORT_TIMEOUT = 15
+
+# Where the parser is in the byte stream.
+LINE = "line"          # before a request line (between requests)
+FIELDS = "fields"      # header fields, parsed by llhttp
+LENGTH = "length"      # a body of declared length
+CHUNKED = "chunked"    # a chunked body
+EXPLAIN = "explain"    # llhttp refused a head line: its end is awaited to say why
+STOPPED = "stopped"    # nothing more is read: refused, closing, or handed over
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop llhttp; the reason is kept on the channel."""
+
+
+def explain_head(head, version):
+    """``(code, reason)`` for a head llhttp refused: bare LF, obs-fold and ``header_error``'s
+    checks line by line, else 400 malformed request. ``head`` starts with the request line."""
+    headers = RawHeaders()
+    lines = head.split(b"\n")
+    for raw in lines[1:-1]:  # complete lines after the request line
+        if not raw.endswith(b"\r"):
+            return 400, BARE_LF
+        line = raw[:-1]
+        if not line:
+            break
+        if line[0] in b" \t":
+            return 400, OBS_FOLD
+        error = header_error(line, version, headers)
+        if error is not None:
+            return error[0], error[1].decode("latin-1")
+        name, _, value = line.partition(b":")
+        headers.add(name.lower(), value.strip(b" \t"))
+    else:  # llhttp refuses a second length or Host as soon as it has the name
+        name = lines[-1].partition(b":")[0].lower()
+        if name in CHECKED_FIELDS and lines[-1] != name:
+            error = field_error(name, b"chunked" if name == b"transfer-encoding" else b"0",
+                                version, headers)
+            if error is not None:
+                return error[0], error[1].decode("latin-1")
+    return 400, MALFORMED
+
+
+@implementer(IProtocol)
+class LLHTTP1Channel:
+    """One HTTP/1.1 connection, limited by the ``ServerSettings`` it is built with.
+
+    Same contract as ``http1.HTTP1Channel``: its ``connection`` (None for a channel alone in
+    a test) gives the site and the reactor and is told when it reads a head, is busy or
+    idle; ``on_h2c_upgrade(http2_settings, headers, rest)`` when the listener speaks h2c.
+    Pipelined requests are answered one after the other, in order; while one is answered
+    and another waits, the socket is not read.
+    """
+
+    transport = None
+    connected = False
+    #: Set once an error response is sent (or owed): what the client sends is ignored.
+    rejected = False
+    #: Kept for the WebSocket hand-off, which empties it (this channel keeps its own).
+    requests = ()
+
+    def __init__(self, settings, connection=None, on_h2c_upgrade=None):
+        self.settings = settings
+        self.connection = connection
+        self.on_h2c_upgrade = on_h2c_upgrade
+        self.site = connection.site if connection is not None else None
+        self.reactor = connection.reactor if connection is not None else None
+        self._parser = httptools.HttpRequestParser(self)
+        self._state = LINE
+        self._partial = b""
+        self._incoming = None   # the request whose head or body is being read
+        self._active = None     # the request being answered
+        self._ready = deque()   # complete requests waiting for it
+        self._refusal = None    # (code, reason, headers) raised out of the parser, or owed
+        self._head_started = False
+        self._head_timer = self._idle_timer = self._abort_timer = None
+        self._reading_paused = False
+        self._dispatching = False
+        self._host = self._peer = None
+        self._last_data = 0.0
+
+    # IProtocol
+
+    def makeConnection(self, transport):
+        self.transport = transport
+        self.connected = True
+        self.connectionMade()
+
+    def connectionMade(self):
+        if self.reactor is None:  # a channel built alone (tests)
+            from twisted.internet import reactor
+            self.reactor = reactor
+        self._last_data = self.reactor.seconds()
+        self._idle_timer = self.reactor.callLater(self.settings.idle_timeout, self._idle_check)
+        # Counted from the opening: a client that connects and sends nothing is cut too.
+        self._start_head_timer()
+        if self.connection is not None:
+            self.connection.went_idle()
+
+    def dataReceived(self, data):
+        if self._state is STOPPED:
+            return
+        self._last_data = self.reactor.seconds()
+        if self._partial:
+            data, self._partial = self._partial + data, b""
+        self._feed(data)
+
+    def connectionLost(self, reason):
+        self.connected = False
+        self._state = STOPPED
+        self._stop_head_timer()
+        self._cancel(self._idle_timer)
+        self._cancel(self._abort_timer)
+        self._idle_timer = self._abort_timer = None
+        requests = [r for r in (self._incoming, self._active, *self._ready) if r is not None]
+        self._forget()
+        for request in requests:
+            if not request.finished:
+                request.connectionLost(reason)
+
+    # Addresses (asked of the socket once per connection)
+
+    def getHost(self):
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
+    def getPeer(self):
+        if self._peer is None:
+            self._peer = self.transport.getPeer()
+        return self._peer
+
+    @property
+    def secure(self):
+        if self.connection is not None:
+            return self.connection.secure
+        return ISSLTransport.providedBy(self.transport)
+
+    # Feeding llhttp in pieces that end where a message may end
+
+    def _feed(self, data):
+        limit = self.settings.max_header_size
+        while data and self._state is not STOPPED:
+            state = self._state
+            if state is LINE:
+                if not self._head_started and self._active is None:
+                    self._request_started()
+                end = data.find(b"\n")
+                if end < 0:
+                    if len(data) > limit:
+                        return self._too_large()
+                    self._partial = data
+                    return
+                line, data = data[:end + 1], data[end + 1:]
+                if line == b"\r\n":
+                    continue  # RFC 9112 2.2: an empty line before a request is ignored
+                self._start_head(line)
+                continue
+            if state is EXPLAIN:
+                self._head.append(data)
+                self._head_size += len(data)
+                if b"\n" in data:
+                    return self.reject(*explain_head(b"".join(self._head), self._line[2]))
+                if self._head_size > limit:
+                    return self._too_large()
+                return
+            if state is FIELDS:
+                tail = self._tail
+                found = (tail + data[:3]).find(b"\r\n\r\n")
+                if found >= 0:
+                    n = found + 4 - len(tail)
+                else:
+                    found = data.find(b"\r\n\r\n")
+                    n = found + 4 if found >= 0 else len(data)
+                piece, data = data[:n], data[n:]
+                self._head_size += n
+                if self._head_size > limit:
+                    return self._too_large()
+                self._head.append(piece)
+                self._tail = (tail + piece)[-3:]
+                fed = self._fixed_line + piece if self._fixed_line else piece
+                self._fixed_line = None
+            elif state is LENGTH:
+                n = min(len(data), self._left)
+                self._left -= n
+                fed, data = data[:n], data[n:]
+            else:  # CHUNKED: a chunked body ends with a line
+                end = data.find(b"\n")
+                n = end + 1 if end >= 0 else len(data)
+                if self._in_size_line:
+                    self._size_line += n
+                    if self._size_line > MAX_CHUNK_LINE:
+                        return self.reject(400, MALFORMED)
+                fed, data = data[:n], data[n:]
+            try:
+                self._parser.feed_data(fed)
+            except httptools.HttpParserUpgrade as exc:
+                data = fed[exc.args[0]:] + data
+                self._upgraded()
+            except httptools.HttpParserError:
+                return self._parse_failed()
+            if self._ready and self._active is None and not self._dispatching:
+                if self._dispatch(data):
+                    return
+
+    def _start_head(self, line):
+        match = REQUEST_LINE.fullmatch(line)
+        if match is None:
+            return self.reject(400, BARE_LF if not line.endswith(b"\r\n") else MALFORMED)
+        self._line = match.groups()
+        self._head = [line]
+        self._head_size = len(line)
+        if self._head_size > self.settings.max_header_size:
+            return self._too_large()
+        self._headers = RawHeaders()
+        self._header_count = 0
+        self._tail = b"\r\n"
+        # llhttp sees a fixed request line: the real one is checked above.
+        self._fixed_line = b"PUT / " + self._line[2] + b"\r\n"
+        self._state = FIELDS
+
+    def _too_large(self):
+        limit = self.settings.max_header_size
+        self.reject(431, f"request line and headers exceed {limit} bytes (max-header-size)")
+
+    def _parse_failed(self):
+        if self._state is STOPPED:
+            return  # refused from a callback, already answered (or owed)
+        if self._refusal is not None:
+            code, reason, headers = self._refusal
+            self._refusal = None
+            return self.reject(code, reason, headers)
+        if self._state is FIELDS:
+            head = b"".join(self._head)
+            if not head.endswith(b"\n"):  # refused within a line: say why once it is complete
+                self._head = [head]
+                self._state = EXPLAIN
+                return
+            return self.reject(*explain_head(head, self._line[2]))
+        self.reject(400, MALFORMED)
+
+    def _upgraded(self):
+        """llhttp stops after the head of an upgrade request (Upgrade and Connection: upgrade):
+        a body is read on by a new parser given the same framing; the next request too."""
+        self._parser = httptools.HttpRequestParser(self)
+        request = self._incoming
+        if request is None or self._state not in (LENGTH, CHUNKED):
+            return  # complete: whether it upgrades is decided when it is answered
+        framing = (b"Transfer-Encoding: chunked" if self._state is CHUNKED
+                   else b"Content-Length: %d" % self._left)
+        self._parser.feed_data(b"PUT / HTTP/1.1\r\n" + framing + b"\r\n\r\n")
+
+    # llhttp callbacks
+
+    def on_header(self, name, value):
+        if self._state is not FIELDS:
+            return  # trailer fields (ignored, as Twisted does) or a framing head of ours
+        self._header_count += 1
+        if self._header_count > self.settings.max_headers:
+            self._refusal = (431, f"more than {self.settings.max_headers} header lines"
+                                  " (max-headers)", ())
+            raise _Refused()
+        name = name.lower()
+        if value[-1:] in (b" ", b"\t"):
+            value = value.rstrip(b" \t")
+        if name in CHECKED_FIELDS:
+            error = field_error(name, value, self._line[2], self._headers)
+            if error is not None:
+                self._refusal = (error[0], error[1].decode("latin-1"), ())
+                raise _Refused()
+        self._headers.add(name, value)
+
+    def on_headers_complete(self):
+        if self._state is not FIELDS:
+            return
+        self._stop_head_timer()
+        self._head_started = False
+        method, target, version = self._line
+        headers = self._headers
+        if self.connection is not None:
+            self.connection.went_busy()
+        error = target_error(method, target, version, headers)
+        if error is not None:
+            self._refusal = (400, error, ())
+            raise _Refused()
+        persistent = version == b"HTTP/1.1" and (
+            b"connection" not in headers.fields or b"close" not in _tokens(headers, b"connection"))
+        request = LeanRequest(self, method, target, version, headers, self.settings, persistent)
+        self._incoming = request
+        if b"transfer-encoding" in headers.fields:
+            self._state, length = CHUNKED, None
+            self._in_size_line, self._size_line = True, 0
+        else:
+            lengths = headers.fields.get(b"content-length")
+            length = int(lengths[0]) if lengths else 0
+            self._state, self._left = LENGTH, length
+        request.gotLength(length)
+        if self._state is STOPPED:
+            raise _Refused()  # refused by its length (413, 503): answered already
+        expect = headers.fields.get(b"expect")
+        if expect and version == b"HTTP/1.1" and expect[0].lower() == b"100-continue":
+            if self._active is None and not self._ready:
+                self.transport.write(CONTINUE)
+            else:
+                request.continue_owed = True
+
+    def on_body(self, data):
+        request = self._incoming
+        if request is not None:
+            request.handleContentChunk(data)
+            if self._state is STOPPED:
+                raise _Refused()
+
+    def on_chunk_header(self):
+        self._in_size_line = False
+
+    def on_chunk_complete(self):
+        self._in_size_line, self._size_line = True, 0
+
+    def on_message_complete(self):
+        request, self._incoming = self._incoming, None
+        if request is None:
+            return
+        if request.content is not None:
+            request.content.seek(0)  # read from the start by the resource (Twisted does too)
+        self._ready.append(request)
+        self._state = LINE if request.persistent else STOPPED  # nothing after a last request
+        if self._active is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    # Answering, one request after the other
+
+    def _dispatch(self, rest, upgrade=True):
+        """Answer the waiting requests in order while none is being answered; True when the
+        connection was handed over (h2c, WebSocket) and ``rest`` is no longer ours. An h2c
+        upgrade only when the bytes after the request (``rest``) are not parsed yet."""
+        self._dispatching = True
+        try:
+            while self._ready and self._active is None:
+                request = self._ready.popleft()
+                if (upgrade and self.on_h2c_upgrade is not None and request.clientproto
+                        == b"HTTP/1.1" and b"upgrade" in request.requestHeaders.fields):
+                    offer = h2c_upgrade_offer(request)
+                    if offer is not None:
+                        self._upgrade_to_h2c(request, offer, rest)
+                        return True
+                self._active = request
+                request.process()
+                if self.transport is None:
+                    return True  # a WebSocket took the connection
+        finally:
+            self._dispatching = False
+        return False
+
+    def write(self, data):
+        self.transport.write(data)
+
+    def request_done(self, request):
+        """``request``'s response is complete: the next one, or idle, or close."""
+        if self._active is request:
+            self._active = None
+        if self.transport is None:
+            return
+        if not request.persistent or self.rejected:
+            self.loseConnection()
+            return
+        if self._ready:
+            if not self._dispatching:
+                self._dispatch(b"", upgrade=False)
+            return
+        if self._refusal is not None:  # owed after the requests before it
+            code, reason, headers = self._refusal
+            self._refusal = None
+            self._send_error(code, reason, headers)
+            self.loseConnection()
+            return
+        self._last_data = self.reactor.seconds()  # the idle timeout counts from here
+        if self._idle_timer is None:
+            self._idle_timer = self.reactor.callLater(self.settings.idle_timeout, self._idle_check)
+        incoming = self._incoming
+        if incoming is not None and incoming.continue_owed:
+            incoming.continue_owed = False
+            self.transport.write(CONTINUE)
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+        if self._state is LINE and self._partial:
+            self._request_started()
+        elif self._state is FIELDS:
+            self._request_started()
+        elif self._state is LINE and self.connection is not None:
+            self.connection.went_idle()
+
+    # Refusals and closing
+
+    def reject_request(self, request, code, reason, headers=()):
+        """Answer ``code`` with ``reason`` and close: we cannot know where the next request starts."""
+        self.reject(code, reason, headers)
+
+    def reject(self, code, reason, headers=()):
+        if self.rejected:
+            return
+        self._state = STOPPED
+        if self._active is not None or self._ready:  # answers owed first, in order
+            self.rejected = True
+            self._refusal = (code, reason, headers)
+            return
+        self._send_error(code, reason, headers)
+        self.loseConnection()
+
+    def _send_error(self, code, reason, headers=()):
+        self.rejected = True
+        self._stop_head_timer()
+        log.info("rejected request from {peer}: {code} {reason}",
+                 peer=peer_of(self.transport), code=code, reason=reason)
+        self.transport.write(http1_error_response(code, reason, headers))
+
+    def loseConnection(self):
+        """Close once the response is flushed; abort if the client does not take it."""
+        self._state = STOPPED
+        transport = self.transport
+        if transport is None:
+            return
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()  # a request's producer: the close waits for none
+        transport.loseConnection()
+        if self._abort_timer is None and self.connected:
+            self._abort_timer = self.reactor.callLater(ABORT_TIMEOUT, self._abort)
+
+    def _abort(self):
+        self._abort_timer = None
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def close_idle(self):
+        """Close this connection, idle between requests; one reading a request head is told
+        so (408). Called by ``Connection.evict``."""
+        if self._head_started and self._head_timer is not None:
+            self.reject(408, "request head still incomplete: the connection was closed to make"
+                             " room for another (max-connections)")
+            return
+        self.rejected = True
+        self._stop_head_timer()
+        self.loseConnection()
+
+    # Timers: header-timeout for a head, idle-timeout between requests and within a body
+
+    def _request_started(self):
+        self._head_started = True
+        self._start_head_timer()
+        if self.connection is not None:
+            self.connection.reading_head()
+
+    def _start_head_timer(self):
+        if self._head_timer is None:
+            self._head_timer = self.reactor.callLater(self.settings.header_timeout,
+                                                      self._head_timed_out)
+
+    def _stop_head_timer(self):
+        self._cancel(self._head_timer)
+        self._head_timer = None
+
+    def _head_timed_out(self):
+        self._head_timer = None
+        self.reject(408, f"request line and headers not received within"
+                         f" {self.settings.header_timeout:g} seconds (header-timeout)")
+
+    def _idle_check(self):
+        """Runs idle-timeout after the last data; suspended while a request is answered."""
+        self._idle_timer = None
+        if self._active is not None or self._ready:
+            return  # request_done starts it again
+        left = self._last_data + self.settings.idle_timeout - self.reactor.seconds()
+        if left > 0:
+            self._idle_timer = self.reactor.callLater(left, self._idle_check)
+            return
+        if self.rejected or self._state is STOPPED:
+            self._abort()
+            return
+        if self._incoming is not None:  # in the middle of a body (RFC 9110 15.5.9)
+            self._send_error(408, f"request body incomplete: nothing received for"
+                                  f" {self.settings.idle_timeout:g} seconds (idle-timeout)")
+        log.info("closing idle connection from {peer} (idle-timeout)", peer=peer_of(self.transport))
+        self.rejected = True
+        self.loseConnection()
+
+    @staticmethod
+    def _cancel(call):
+        if call is not None and call.active():
+            call.cancel()
+
+    # Hand-offs (to HTTP/2 after h2c, to a WebSocket protocol), os.sendfile loans
+
+    def _upgrade_to_h2c(self, request, offer, rest):
+        """Hand ``request`` (as HTTP/2 headers) and the bytes after it to ``on_h2c_upgrade``."""
+        headers = [(b":method", request.method), (b":scheme", b"http"), (b":path", request.uri),
+                   (b":authority", request.getHeader(b"host") or b"")]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name not in HOP_BY_HOP:
+                headers.extend((name, value) for value in values)
+        self.on_h2c_upgrade(offer, headers, rest)
+
+    def release_transport(self):
+        """Stop the timers and stop reading for good; return the transport, with which the
+        protocol taking over registers as producer (this channel never registers)."""
+        self._state = STOPPED
+        self._stop_head_timer()
+        self._cancel(self._idle_timer)
+        self._idle_timer = None
+        transport = self.transport
+        self._forget()
+        return transport
+
+    def _forget(self):
+        """Drop the requests and the parser (which refers back to this channel): no cycle
+        is left for the garbage collector."""
+        self._incoming = self._active = None
+        self._ready.clear()
+        self._parser = None
+
+    def lend_plain_transport(self):
+        """The plain TCP transport, lent to a producer that writes the rest of the response
+        with os.sendfile; None over TLS. Nothing else writes meanwhile: the channel reads no
+        further request until this response is complete."""
+        transport = self.transport
+        if not isinstance(transport, tcp.Connection) or ISSLTransport.providedBy(transport):
+            return None
+        return transport
+
+    def take_back_transport(self):
+        """The borrower is done (it unregistered itself from the transport)."""
