@@ -24,6 +24,8 @@ from tests.support.threadpools import ManualThreadPool, SynchronousThreadPool
 
 from .helpers import H2Client, ThreadsReactor, connect, feed, make_settings, make_site, responses, spin
 
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
+
 
 
 class DummyRequest(TwistedDummyRequest):

@@ -113,7 +113,7 @@ class LLHTTP1Channel:
         self._active = None     # the request being answered
         self._ready = deque()   # complete requests waiting for it
         self._refusal = None    # (code, reason, headers) raised out of the parser, or owed
-        self._head_started = False
+        self._head_started = self._head_piece = False
         self._head_timer = self._idle_timer = self._abort_timer = None
         self._reading_paused = False
         self._dispatching = False
@@ -233,6 +233,7 @@ class LLHTTP1Channel:
                     if self._size_line > MAX_CHUNK_LINE:
                         return self.reject(400, MALFORMED)
                 fed, data = data[:n], data[n:]
+            self._head_piece = state is FIELDS
             try:
                 self._parser.feed_data(fed)
             except httptools.HttpParserUpgrade as exc:
@@ -359,6 +360,8 @@ class LLHTTP1Channel:
         self._in_size_line, self._size_line = True, 0
 
     def on_message_complete(self):
+        if self._head_piece and (self._state is CHUNKED or (self._state is LENGTH and self._left)):
+            return  # llhttp skips the body of an upgrade request: see _upgraded
         request, self._incoming = self._incoming, None
         if request is None:
             return
