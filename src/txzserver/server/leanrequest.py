@@ -249,11 +249,23 @@ class LeanRequest(BodyLimits):
                 count += 1
         lines.append(b"\r\n")
         head = b"".join(lines)
-        if head.count(b"\n") != count + 1:  # a CR or LF inside a field: no header injection
-            head = b"\r\n".join(line.replace(b"\r", b" ").replace(b"\n", b" ")
-                                for line in b"".join(lines)[:-4].split(b"\r\n")) + b"\r\n\r\n"
+        if head.count(b"\n") != count + 1 or head.count(b"\r") != count + 1:
+            head = self._sanitized_head(lines[0], fields)
         self._no_body = no_body
         return head
+
+    @staticmethod
+    def _sanitized_head(status_line, fields):
+        """The head with CR and LF in field values replaced by spaces, as Twisted's Headers
+        does: a value from the app cannot add a header (response splitting)."""
+        lines = [status_line]
+        for name, values in fields.items():
+            name = canonical_name(name.replace(b"\r", b"").replace(b"\n", b"").replace(b":", b""))
+            for value in values:
+                value = value.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
+                lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
     def write(self, data):
         if self.finished:

@@ -406,7 +406,7 @@ class LLHTTP1Channel:
             self._active = None
         if self.transport is None:
             return
-        if not request.persistent or self.rejected:
+        if not request.persistent:
             self.loseConnection()
             return
         if self._ready:
@@ -417,6 +417,7 @@ class LLHTTP1Channel:
             code, reason, headers = self._refusal
             self._refusal = None
             self._send_error(code, reason, headers)
+        if self.rejected:
             self.loseConnection()
             return
         self._last_data = self.reactor.seconds()  # the idle timeout counts from here
