@@ -115,6 +115,7 @@ class LLHTTP1Channel:
         self._refusal = None    # (code, reason, headers) raised out of the parser, or owed
         self._head_started = self._head_piece = False
         self._head_timer = self._idle_timer = self._abort_timer = None
+        self._head_deadline = None  # reactor seconds by which the head must be complete
         self._reading_paused = False
         self._dispatching = False
         self._host = self._peer = None
@@ -149,7 +150,7 @@ class LLHTTP1Channel:
     def connectionLost(self, reason):
         self.connected = False
         self._state = STOPPED
-        self._stop_head_timer()
+        self._cancel_head_timer()
         self._cancel(self._idle_timer)
         self._cancel(self._abort_timer)
         self._idle_timer = self._abort_timer = None
@@ -481,7 +482,7 @@ class LLHTTP1Channel:
     def close_idle(self):
         """Close this connection, idle between requests; one reading a request head is told
         so (408). Called by ``Connection.evict``."""
-        if self._head_started and self._head_timer is not None:
+        if self._head_started and self._head_deadline is not None:
             self.reject(408, "request head still incomplete: the connection was closed to make"
                              " room for another (max-connections)")
             return
@@ -497,17 +498,33 @@ class LLHTTP1Channel:
         if self.connection is not None:
             self.connection.reading_head()
 
+    # The head's deadline is kept here and the timer only checks it when it runs: a
+    # DelayedCall scheduled and cancelled per request cost more than the rest of the timing.
+
     def _start_head_timer(self):
+        if self._head_deadline is None:
+            self._head_deadline = self.reactor.seconds() + self.settings.header_timeout
         if self._head_timer is None:
             self._head_timer = self.reactor.callLater(self.settings.header_timeout,
-                                                      self._head_timed_out)
+                                                      self._head_check)
 
     def _stop_head_timer(self):
+        self._head_deadline = None
+
+    def _cancel_head_timer(self):
+        self._head_deadline = None
         self._cancel(self._head_timer)
         self._head_timer = None
 
-    def _head_timed_out(self):
+    def _head_check(self):
         self._head_timer = None
+        if self._head_deadline is None:
+            return
+        left = self._head_deadline - self.reactor.seconds()
+        if left > 0:
+            self._head_timer = self.reactor.callLater(left, self._head_check)
+            return
+        self._head_deadline = None
         self.reject(408, f"request line and headers not received within"
                          f" {self.settings.header_timeout:g} seconds (header-timeout)")
 
@@ -550,7 +567,7 @@ class LLHTTP1Channel:
         """Stop the timers and stop reading for good; return the transport, with which the
         protocol taking over registers as producer (this channel never registers)."""
         self._state = STOPPED
-        self._stop_head_timer()
+        self._cancel_head_timer()
         self._cancel(self._idle_timer)
         self._idle_timer = None
         transport = self.transport

@@ -13,7 +13,6 @@ are written from the worker with backpressure: it waits while the client is not 
 and stops when the client is gone.
 """
 
-import threading
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
@@ -67,6 +66,37 @@ def _content_length(headers):
     return None
 
 
+class GoneFlag:
+    """Set by the reactor when the client went away, read by the worker: a plain attribute
+    (reads and writes of one are atomic under the GIL); a threading.Event, which nobody
+    waits on, cost a Condition and a lock per request."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self):
+        self._set = False
+
+    def set(self):
+        self._set = True
+
+    def is_set(self):
+        return self._set
+
+
+#: Header names as the app writes them -> lower-case bytes (a server sees few names).
+_NAMES = {}
+
+
+def _field_name(name):
+    try:
+        return _NAMES[name]
+    except KeyError:
+        value = name.lower().encode("latin-1")
+        if len(_NAMES) < 1024:
+            _NAMES[name] = value
+        return value
+
+
 def _fire(d, ok, result):
     """Reactor thread: fire ``d`` with what the worker returned (``ok``) or raised."""
     if ok:
@@ -84,7 +114,7 @@ class PublishTask:
         self.settings = settings
         self.request = request
         self.response = Response()
-        self.gone = threading.Event()
+        self.gone = GoneFlag()
         self.headers_sent = False
         self.finished = False
         self._waiter = None
@@ -121,7 +151,7 @@ class PublishTask:
         if self.settings.instance_name:
             grouped[b"x-txzserver-instance"] = [self.settings.instance_name.encode("utf-8")]
         for name, value in self.response.headers:
-            name = name.lower().encode("latin-1")
+            name = _field_name(name)
             if not name or name[0] == 0x3a:  # "" or ":status": no field name (RFC 9110 5.1)
                 continue  # and HTTP/2 sends its own pseudo-headers unchecked (http2.H2Channel)
             values = grouped.get(name)

@@ -90,6 +90,9 @@ class BodyLimits:
         return self._limit
 
     def gotLength(self, length):
+        if length == 0:  # no body: nothing to limit or spool
+            self.content = io.BytesIO()
+            return
         limit, _ = self.body_limit()
         if limit and length is not None and length > limit:
             self.content = io.BytesIO()
