@@ -35,7 +35,7 @@ class ServerSettings:
     #: text, or json: one JSON object per line in the event log and the access log
     log_format: str = "text"
     #: how HTTP/1.1 is read: twisted (HTTPChannel) or llhttp (httptools, lean requests)
-    http1_parser: str = "twisted"
+    http1_parser: str = "llhttp"
     #: larger request bodies get 413; 0 means no limit
     max_request_body_size: int = 1024 * 1024 * KB
     #: request bodies above this (or of unknown length) are spooled to a temporary file
