@@ -30,6 +30,8 @@ from txzserver.server.publisher import ZopeResource
 from txzserver.server.shutdown import InFlight
 from txzserver.server.site import ZopeSite
 
+from tests.support.threadpools import SynchronousThreadPool
+
 PARSERS = ("twisted", "llhttp")
 REQUEST = (b"GET /Plone/@@ok HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
            b"Accept: */*\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n\r\n")
@@ -50,19 +52,6 @@ class Reactor(MemoryReactorClock):
         f(*args, **kwargs)
 
 
-class InlinePool:
-    """A thread pool that runs each task at once, in the caller's thread."""
-
-    def callInThreadWithCallback(self, callback, function, *args, **kwargs):
-        try:
-            result = function(*args, **kwargs)
-        except Exception:
-            from twisted.python.failure import Failure
-            callback(False, Failure())
-        else:
-            callback(True, result)
-
-
 def app(environ, start_response):
     start_response("200 OK", OK_HEADERS)
     return [b"OK"]
@@ -73,7 +62,7 @@ def connection(parser):
     settings = ServerSettings(listeners=(Listener("http", "127.0.0.1", 8080),),
                               http1_parser=parser, threads=2)
     reactor = Reactor()
-    resource = ZopeResource(reactor, InlinePool(), app, settings, ProxyTrust(()), secure=False,
+    resource = ZopeResource(reactor, SynchronousThreadPool(), app, settings, ProxyTrust(()), secure=False,
                             tracker=InFlight())
     site = ZopeSite(resource, settings, ConnectionCounter(settings.max_connections),
                     h2c=True, reactor=reactor, metrics=ServerMetrics())

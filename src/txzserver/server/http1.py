@@ -10,7 +10,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.web import http
 
-from .errors import http1_error_response, peer_of
+from .errors import send_http1_error
 from .request import ZopeRequest
 
 #: HTTPChannel internals this module relies on (checked by a unit test).
@@ -232,9 +232,7 @@ class HTTP1Channel(http.HTTPChannel):
     def _send_error(self, code, reason, headers=()):
         self.rejected = True
         self._stop_head_timer()
-        log.info("rejected request from {peer}: {code} {reason}",
-                 peer=peer_of(self.transport), code=code, reason=reason)
-        self.transport.write(http1_error_response(code, reason, headers))
+        send_http1_error(self.transport, code, reason, headers)
 
     def close_idle(self):
         """Close this connection, idle between requests: no response is owed to anybody;

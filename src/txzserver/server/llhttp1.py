@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IProtocol, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .errors import http1_error_response, peer_of
+from .errors import peer_of, send_http1_error
 from .http1 import (
     BARE_LF, CHECKED_FIELDS, HOP_BY_HOP, OBS_FOLD, _tokens, field_error, h2c_upgrade_offer,
     header_error, target_error,
@@ -458,9 +458,7 @@ class LLHTTP1Channel:
     def _send_error(self, code, reason, headers=()):
         self.rejected = True
         self._stop_head_timer()
-        log.info("rejected request from {peer}: {code} {reason}",
-                 peer=peer_of(self.transport), code=code, reason=reason)
-        self.transport.write(http1_error_response(code, reason, headers))
+        send_http1_error(self.transport, code, reason, headers)
 
     def loseConnection(self):
         """Close once the response is flushed; abort if the client does not take it."""
