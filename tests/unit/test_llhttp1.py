@@ -1,4 +1,4 @@
-"""txzserver.server.llhttp1 and leanrequest: what the llhttp channel does on its own.
+"""txzserver.server.llhttp1, llhttp1parse and leanrequest: what the llhttp channel does on its own.
 
 The HTTP/1.1 contract both channels keep is proven by the modules using the
 ``each_http1_parser`` fixture (test_http1, test_http1_hostile, test_request, ...); here:
@@ -16,7 +16,8 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from txzserver.server.leanrequest import canonical_name
-from txzserver.server.llhttp1 import LLHTTP1Channel, explain_head
+from txzserver.server.llhttp1 import LLHTTP1Channel
+from txzserver.server.llhttp1parse import explain_head
 
 from .helpers import Hanging, connect, feed, make_site, parse_http1
 
