@@ -10,6 +10,8 @@ import gc
 import weakref
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.web import server
@@ -243,3 +245,59 @@ def test_a_closed_connection_leaves_no_cycle():
         assert channel() is None  # freed by reference counting, no collector needed
     finally:
         gc.enable()
+
+
+# Both parsers read the same requests from the same bytes, however they are cut
+
+_token = st.sampled_from([b"GET", b"POST", b"PUT", b"PROPFIND", b"FROBNICATE"])
+_path = st.text("abz09%/?=&.", max_size=20).map(lambda t: b"/" + t.encode())
+_field = st.tuples(st.sampled_from([b"X-A", b"Accept", b"Cookie", b"Authorization"]),
+                   st.text("abc =;/,-", min_size=1, max_size=20).map(
+                       lambda t: t.strip().encode() or b"v"))
+
+
+@st.composite
+def _request(draw):
+    body = draw(st.binary(max_size=300))
+    framing = draw(st.sampled_from(["length", "chunked"] if body else ["none", "length"]))
+    lines = [b"%s %s HTTP/1.1" % (draw(_token), draw(_path)), b"Host: x"]
+    lines += [b"%s: %s" % field for field in draw(st.lists(_field, max_size=4))]
+    if framing == "length":
+        lines.append(b"Content-Length: %d" % len(body))
+        encoded = body
+    elif framing == "chunked":
+        lines.append(b"Transfer-Encoding: chunked")
+        cuts = sorted(draw(st.lists(st.integers(1, len(body)), max_size=4)))
+        parts = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)]) if b > a]
+        encoded = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    else:
+        encoded = b""
+    return b"\r\n".join(lines) + b"\r\n\r\n" + encoded
+
+
+def _answers(raw):
+    """(status, body) of each Content-Length framed response in ``raw``."""
+    answers = []
+    while raw:
+        code, headers, rest = parse_http1(raw)
+        length = int(headers[b"content-length"])
+        answers.append((code, rest[:length]))
+        raw = rest[length:]
+    return answers
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(_request(), min_size=1, max_size=4), st.lists(st.integers(0, 2000), max_size=6))
+def test_both_parsers_read_the_same_requests_from_the_same_bytes(requests, cuts):
+    from .helpers import Echo
+    data = b"".join(requests)
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    seen = {}
+    for parser in ("twisted", "llhttp"):
+        protocol, transport = connect(make_site(Echo(), http1_parser=parser))
+        for piece in pieces:
+            feed(protocol, piece)
+        seen[parser] = (_answers(transport.value()), transport.disconnecting)
+    assert seen["llhttp"] == seen["twisted"]
+    assert len(seen["llhttp"][0]) == len(requests)
