@@ -19,3 +19,12 @@ def instance(tmp_path):
     for sub in ("etc", "var", "log"):
         (tmp_path / sub).mkdir()
     return tmp_path
+
+
+@pytest.fixture(params=["twisted", "llhttp"])
+def each_http1_parser(request, monkeypatch):
+    """Runs the test once with each http1-parser (settings made by ``helpers.make_settings``):
+    modules proving the HTTP/1.1 contract use it for all their tests (``pytestmark``)."""
+    from . import helpers
+    monkeypatch.setattr(helpers, "HTTP1_PARSER", request.param)
+    return request.param

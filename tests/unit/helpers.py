@@ -15,6 +15,8 @@ from txzserver.config import ConfigError, load
 from txzserver.config.datatypes import Listener
 from txzserver.config.settings import ServerSettings
 from txzserver.server.connection import ConnectionCounter
+from txzserver.server.http1 import HTTP1Channel
+from txzserver.server.llhttp1 import LLHTTP1Channel
 from txzserver.server.site import ZopeSite
 from txzserver.zope.instance import render_config
 
@@ -22,8 +24,14 @@ PEER = IPv4Address("TCP", "192.0.2.7", 54321)
 HOST = IPv4Address("TCP", "127.0.0.1", 8080)
 
 
+#: The HTTP/1.1 channels, one per http1-parser.
+HTTP1_CHANNELS = (HTTP1Channel, LLHTTP1Channel)
+#: The http1-parser of the settings made here; the ``each_http1_parser`` fixture sets it.
+HTTP1_PARSER = ServerSettings.http1_parser
+
+
 def make_settings(**overrides):
-    values = {"listeners": (Listener("http", "127.0.0.1", 8080),)}
+    values = {"listeners": (Listener("http", "127.0.0.1", 8080),), "http1_parser": HTTP1_PARSER}
     values.update(overrides)
     return ServerSettings(**values)
 

@@ -9,14 +9,15 @@ from twisted.web import http
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from txzserver.config.datatypes import WebSocketSettings
-from txzserver.server.http1 import HTTP1Channel
 from txzserver.websocket.handoff import hand_off, is_websocket_upgrade, replayed_request
 from txzserver.websocket.protocol import NotificationProtocol
 
-from .helpers import HOST, PEER, feed
+from .helpers import HTTP1_CHANNELS, HOST, PEER, feed
 from .wsframes import (
     CLOSE, Client, Endpoint, Transport, accept_key, client_json, close_code, handshake, new_key,
 )
+
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
 
 
 def request(method=b"GET", headers=()):
@@ -124,7 +125,7 @@ def test_requests_before_the_upgrade_on_the_same_connection(endpoint):
     channel.makeConnection(transport)
     channel.dataReceived(b"GET /Plone HTTP/1.1\r\nHost: example.org\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 200 ")
-    assert isinstance(channel.channel, HTTP1Channel)
+    assert isinstance(channel.channel, HTTP1_CHANNELS)
     transport.clear()
     key = new_key()
     channel.dataReceived(handshake(b"/ws", key=key))

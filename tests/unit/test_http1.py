@@ -3,8 +3,11 @@
 import pytest
 
 from txzserver.server.http1 import HTTP1Channel
+from txzserver.server.llhttp1 import LLHTTP1Channel
 
 from .helpers import assert_rejected, connect, feed, make_settings, make_site, parse_http1
+
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
 
 # HTTP/1.1 limits
 
@@ -69,7 +72,7 @@ def test_malformed_request_line_gives_400_with_reason(line):
 
 
 def test_limits_are_read_from_the_settings():
-    site = make_site(max_headers=7, max_header_size=4096, idle_timeout=12)
+    site = make_site(max_headers=7, max_header_size=4096, idle_timeout=12, http1_parser="twisted")
     channel = connect(site)[0].channel
     assert (channel.maxHeaders, channel.totalHeadersSize, channel.MAX_LENGTH) == (7, 4096, 4096)
     assert channel.timeOut == 12
@@ -79,6 +82,7 @@ def test_interfaces():
     from twisted.internet.interfaces import IProtocol
     from zope.interface.verify import verifyObject
     assert verifyObject(IProtocol, HTTP1Channel(make_settings()))
+    assert verifyObject(IProtocol, LLHTTP1Channel(make_settings()))
 
 
 # header-timeout: the request head must arrive in time (slowloris)

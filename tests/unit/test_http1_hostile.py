@@ -14,6 +14,8 @@ from txzserver.server.http1 import CONTROL_CHARACTERS, header_error, target_erro
 from .helpers import assert_rejected, connect, feed, make_site, parse_http1
 from .test_environ import environ, request
 
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
+
 HIDDEN = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 
 

@@ -26,7 +26,7 @@ from txzserver.config.settings import SettingsError
 from txzserver.metrics import Readings, ServerMetrics
 from txzserver.server.admission import Admission, PublishQueue
 from txzserver.server.metrics import MetricsSite
-from txzserver.server.request import ZopeRequest
+from txzserver.server.request import BodyLimits
 from txzserver.server.shutdown import InFlight
 from txzserver.server.connection import ConnectionCounter
 from txzserver.websocket.fanout import Hub, Subscriber
@@ -84,14 +84,15 @@ class Pages(Resource):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """ZopeRequest's clock, advanced by hand: each request takes 0.2 s."""
+    """The requests' clock (both HTTP/1.1 parsers', HTTP/2's), advanced by hand: each
+    request takes 0.2 s."""
     now = [100.0]
 
     def tick():
         now[0] += 0.1
         return now[0]
 
-    monkeypatch.setattr(ZopeRequest, "clock", staticmethod(tick))
+    monkeypatch.setattr(BodyLimits, "clock", staticmethod(tick))
     return now
 
 

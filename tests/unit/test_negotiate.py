@@ -4,13 +4,15 @@ Upgrade: h2c)."""
 import h2.events
 import pytest
 
-from txzserver.server.http1 import HTTP1Channel
 from txzserver.server.http2 import H2Channel
 from txzserver.server.negotiate import H2_PREFACE
 
 from .helpers import (
-    ALPNTransport, Hanging, H2Client, connect, feed, make_site, parse_http1, responses, spin,
+    HTTP1_CHANNELS, ALPNTransport, Hanging, H2Client, connect, feed, make_site, parse_http1,
+    responses, spin,
 )
+
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
 
 GET = b"GET /hello HTTP/1.1\r\nHost: example.org\r\n\r\n"
 
@@ -25,7 +27,7 @@ def test_http11_request_is_served_byte_by_byte(h2c):
     code, headers, body = parse_http1(transport.value())
     assert code == 200
     assert body == b"GET /hello "
-    assert isinstance(protocol.channel, HTTP1Channel)
+    assert isinstance(protocol.channel, HTTP1_CHANNELS)
     assert not transport.disconnecting
 
 
@@ -55,7 +57,7 @@ def test_h2c_preface_byte_by_byte_switches_to_http2():
     # One byte at a time: nothing is decided before the preface is complete.
     for i in range(len(H2_PREFACE) - 1):
         protocol.dataReceived(data[i:i + 1])
-        assert isinstance(protocol.channel, HTTP1Channel)
+        assert isinstance(protocol.channel, HTTP1_CHANNELS)
     assert transport.value() == b""
     feed(protocol, data[len(H2_PREFACE) - 1:], bytewise=True)
     spin(site.reactor)
@@ -88,7 +90,7 @@ def test_preface_without_h2c_is_a_bad_http11_request():
     site = make_site(h2c=False)
     protocol, transport = connect(site)
     feed(protocol, H2_PREFACE, bytewise=True)
-    assert isinstance(protocol.channel, HTTP1Channel)
+    assert isinstance(protocol.channel, HTTP1_CHANNELS)
     code, headers, _ = parse_http1(transport.value())
     assert code == 400
     assert headers[b"connection"] == b"close"
@@ -111,7 +113,7 @@ def test_alpn_http11_stays_http11():
     site = make_site(h2c=False)
     protocol, transport = connect(site, ALPNTransport(b"http/1.1"))
     feed(protocol, GET)
-    assert isinstance(protocol.channel, HTTP1Channel)
+    assert isinstance(protocol.channel, HTTP1_CHANNELS)
     assert parse_http1(transport.value())[0] == 200
 
 
@@ -193,11 +195,11 @@ def test_upgrade_h2c_is_ignored_when_h2c_is_off_or_the_request_has_a_body():
     for site, extra in ((make_site(h2c=False), b""),):
         protocol, transport, _ = _upgrade_client(site, request_extra=extra)
         assert transport.value().startswith(b"HTTP/1.1 200"), transport.value()[:40]
-        assert isinstance(protocol.channel, HTTP1Channel)
+        assert isinstance(protocol.channel, HTTP1_CHANNELS)
     site = make_site(h2c=True)
     protocol, transport = connect(site)
     feed(protocol, b"POST /p HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
                    b"HTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 3\r\n\r\nabc")
     spin(site.reactor)
     assert transport.value().startswith(b"HTTP/1.1 200")
-    assert isinstance(protocol.channel, HTTP1Channel)
+    assert isinstance(protocol.channel, HTTP1_CHANNELS)

@@ -11,17 +11,27 @@ import pytest
 from twisted.internet import _producer_helpers, task
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
-from twisted.web.test.requesthelper import DummyRequest
+from twisted.web.test.requesthelper import DummyRequest as TwistedDummyRequest
 
 from txzserver.server import publisher
 from txzserver.server.environ import SERVER_SOFTWARE, ProxyTrust
 from txzserver.server.publisher import PublishTask, Response, ZopeResource, _content_length
 from txzserver.server.shutdown import InFlight
+from txzserver.server.request import ZopeRequest
 from txzserver.server.streaming import StreamBody
 from txzserver.transfer import ClientGone
 from tests.support.threadpools import ManualThreadPool, SynchronousThreadPool
 
 from .helpers import H2Client, ThreadsReactor, connect, feed, make_settings, make_site, responses, spin
+
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
+
+
+
+class DummyRequest(TwistedDummyRequest):
+    """Twisted's test request with the response-header method of our requests."""
+
+    set_response_headers = ZopeRequest.set_response_headers
 
 
 @pytest.fixture
@@ -468,7 +478,6 @@ def test_content_length(headers, length):
 
 def test_repeated_single_valued_headers_are_sent_once():
     """Zope's WSGIResponse adds a Date header; WebDAV code may set another one."""
-    from twisted.web.test.requesthelper import DummyRequest
     request = DummyRequest([b""])
     channel = PublishTask(reactor=None, request=request, settings=make_settings())
     channel.start_response("200 OK", [("Date", "Mon, 01 Jan 2024 00:00:00 GMT"),

@@ -9,6 +9,8 @@ from .helpers import (
     H2Client, assert_rejected, connect, feed, make_settings, make_site, parse_http1, responses,
 )
 
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
+
 
 def post(body, *, headers=b"", length=True):
     head = b"POST /upload HTTP/1.1\r\nHost: x\r\n" + headers

@@ -8,6 +8,10 @@ from txzserver.server.request import SPOOL_RETRY_AFTER, has_credentials
 from twisted.internet.error import ConnectionDone
 from twisted.web.http_headers import Headers
 
+import pytest
+
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
+
 
 def post(body, *, headers=b"", length=None):
     length = len(body) if length is None else length

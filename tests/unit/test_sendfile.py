@@ -23,6 +23,8 @@ from txzserver.server.streaming import BodyProducer, StreamBody, file_source, st
 
 from .helpers import make_settings
 
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
+
 IDLE = 5.0
 
 

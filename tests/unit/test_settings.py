@@ -81,7 +81,7 @@ def test_from_zconfig():
         event_bus=None, health=None, metrics=None, log_format="json",
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
         http2_max_reset_burst=30, http2_reset_rate=3, task_queues=None, http2_max_control_frames=40,
-        http2_control_frame_rate=4)
+        http2_control_frame_rate=4, http1_parser="llhttp")
     s = ServerSettings.from_zconfig(root)
     assert s == ServerSettings(
         (HTTP,), threads=3, reactor="asyncio", access_log_format="common", max_request_body_size=10,
@@ -92,7 +92,7 @@ def test_from_zconfig():
         trusted_proxies=(),
         max_publishing_per_connection=2, http2_max_concurrent_streams=50, http2_max_reset_burst=30,
         http2_reset_rate=3.0, http2_max_control_frames=40, http2_control_frame_rate=4.0,
-        instance_name="alpha", log_format="json")
+        instance_name="alpha", log_format="json", http1_parser="llhttp")
     assert isinstance(s.http2_reset_rate, float)
     assert isinstance(s.idle_timeout, float)
     assert isinstance(s.header_timeout, float)

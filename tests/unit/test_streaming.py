@@ -10,6 +10,8 @@ from zope.interface.verify import verifyObject
 
 from txzserver.server.streaming import BodyProducer, StreamBody, chunk_reader
 
+pytestmark = pytest.mark.usefixtures("each_http1_parser")
+
 
 class TrackedFile(io.BytesIO):
     """A file that records the sizes asked for and whether it was closed."""

@@ -7,14 +7,14 @@ renames or removes one, this fails naming it, instead of a confusing error at ru
 import pytest
 from twisted.web._http2 import H2Connection
 
-from txzserver.server import http1, http2
+from txzserver.server import http1, http2, leanrequest
 from txzserver.server.http1 import HTTP1Channel
 
 from .helpers import ThreadsReactor, connect, make_site
 
 
 def _http1_channel_reading_a_request():
-    protocol, _ = connect(make_site())
+    protocol, _ = connect(make_site(http1_parser="twisted"))
     protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n")  # request line read, headers not done
     assert isinstance(protocol.channel, HTTP1Channel)
     return protocol.channel
@@ -34,15 +34,24 @@ def test_http2_private_name_exists(name):
         f"twisted.web._http2.H2Connection has no {name!r} any more: txzserver.server.http2 uses it")
 
 
+@pytest.mark.parametrize("name", leanrequest.PRIVATE_TWISTED_NAMES)
+def test_leanrequest_private_name_exists(name):
+    import twisted.internet
+    module, _, attribute = name.partition(".")
+    assert callable(getattr(getattr(twisted.internet, module), attribute, None)), (
+        f"twisted.internet.{name} is gone: txzserver.server.leanrequest uses it")
+
+
 def test_private_names_are_used_only_in_their_protocol_module():
     """No other module of the package reaches into Twisted's protocol internals."""
     from pathlib import Path
     import txzserver
-    names = set(http1.PRIVATE_TWISTED_NAMES) | set(http2.PRIVATE_TWISTED_NAMES)
+    names = (set(http1.PRIVATE_TWISTED_NAMES) | set(http2.PRIVATE_TWISTED_NAMES)
+             | {name.partition(".")[2] for name in leanrequest.PRIVATE_TWISTED_NAMES})
     root = Path(txzserver.__file__).parent
     offenders = []
     for path in root.rglob("*.py"):
-        if path.name in ("http1.py", "http2.py"):
+        if path.name in ("http1.py", "http2.py", "leanrequest.py"):
             continue
         text = path.read_text()
         offenders += [f"{path.relative_to(root)}: {name}" for name in names if f".{name}" in text]

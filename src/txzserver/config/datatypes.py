@@ -18,6 +18,7 @@ from ..bus.security import (DEFAULT_HIGH_WATER_MARK, DEFAULT_MAX_MESSAGE_SIZE, B
 REACTORS = ("auto", "uvloop", "asyncio", "default")
 ACCESS_LOG_FORMATS = ("common", "combined")
 LOG_FORMATS = ("text", "json")
+HTTP1_PARSERS = ("twisted", "llhttp")
 TASK_BACKENDS = ("local", "zmq", "nats")
 
 
@@ -416,6 +417,7 @@ class Choice:
 reactor_name = Choice("reactor", REACTORS)
 access_log_format = Choice("access-log-format", ACCESS_LOG_FORMATS)
 log_format = Choice("log-format", LOG_FORMATS)
+http1_parser = Choice("http1-parser", HTTP1_PARSERS)
 bus_backend = Choice("event-bus backend", BUS_BACKENDS)
 curve_choice = Choice("event-bus curve", CURVE_CHOICES)
 task_backend = Choice("task-queue backend", TASK_BACKENDS)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from . import keys
 from .datatypes import (
-    LOG_FORMATS, EventBusSettings, HealthSettings, Listener, MetricsSettings, TaskQueueSettings,
-    WebSocketSettings,
+    HTTP1_PARSERS, LOG_FORMATS, EventBusSettings, HealthSettings, Listener, MetricsSettings,
+    TaskQueueSettings, WebSocketSettings,
 )
 
 
@@ -34,6 +34,8 @@ class ServerSettings:
     access_log_format: str = "combined"
     #: text, or json: one JSON object per line in the event log and the access log
     log_format: str = "text"
+    #: how HTTP/1.1 is read: twisted (HTTPChannel) or llhttp (httptools, lean requests)
+    http1_parser: str = "llhttp"
     #: larger request bodies get 413; 0 means no limit
     max_request_body_size: int = 1024 * 1024 * KB
     #: request bodies above this (or of unknown length) are spooled to a temporary file
@@ -130,6 +132,8 @@ class ServerSettings:
             seen.add(key)
         if self.log_format not in LOG_FORMATS:
             raise SettingsError(f"log-format must be one of {', '.join(LOG_FORMATS)}")
+        if self.http1_parser not in HTTP1_PARSERS:
+            raise SettingsError(f"http1-parser must be one of {', '.join(HTTP1_PARSERS)}")
         for name, section in (("<health-server>", self.health), ("<metrics-server>", self.metrics)):
             if section is None:
                 continue

@@ -72,14 +72,34 @@ def header_environ(headers):
     """
     environ = {}
     for name, values in headers.getAllRawHeaders():
-        if b"_" in name:
+        try:
+            key = _KEYS[name]
+        except KeyError:
+            key = _environ_key(name)
+        if key is None:
             continue
+        if len(values) == 1:
+            environ[key] = values[0].decode("latin-1")
+        else:
+            separator = "; " if key == "HTTP_COOKIE" else ", "
+            environ[key] = separator.join(_latin1(v) for v in values)
+    return environ
+
+
+#: The environ key of each header name seen (None: not passed on), up to KEYS_KEPT names.
+_KEYS = {}
+KEYS_KEPT = 1024
+
+
+def _environ_key(name):
+    key = None
+    if b"_" not in name:
         key = "HTTP_" + _latin1(name).upper().replace("-", "_")
         if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"):
-            continue
-        separator = "; " if key == "HTTP_COOKIE" else ", "
-        environ[key] = separator.join(_latin1(v) for v in values)
-    return environ
+            key = None
+    if len(_KEYS) < KEYS_KEPT:
+        _KEYS[name] = key
+    return key
 
 
 def _split_target(target):

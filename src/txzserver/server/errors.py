@@ -6,6 +6,10 @@ protocol rejects in its own way (``HTTP1Channel.reject_request`` closes the conn
 share: the reason phrases, the bytes of an HTTP/1.1 error response and the peer for the log.
 """
 
+from twisted.logger import Logger
+
+log = Logger()
+
 REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
@@ -33,6 +37,14 @@ def http1_error_response(code: int, reason: str, headers=()) -> bytes:
         b"Connection: close\r\n\r\n",
         body,
     ])
+
+
+def send_http1_error(transport, code: int, reason: str, headers=()) -> None:
+    """Write the HTTP/1.1 error response to ``transport`` and log whom it refused (both
+    HTTP/1.1 channels; they close the connection after it)."""
+    log.info("rejected request from {peer}: {code} {reason}",
+             peer=peer_of(transport), code=code, reason=reason)
+    transport.write(http1_error_response(code, reason, headers))
 
 
 def peer_of(transport) -> str:

@@ -10,7 +10,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.web import http
 
-from .errors import http1_error_response, peer_of
+from .errors import send_http1_error
 from .request import ZopeRequest
 
 #: HTTPChannel internals this module relies on (checked by a unit test).
@@ -71,6 +71,16 @@ def header_error(line, version, headers):
     value = value.strip(b" \t")
     if len(value.translate(None, CONTROL_CHARACTERS)) != len(value):
         return 400, b"control character in the value of header %s (RFC 9110 5.5)" % name
+    return field_error(name, value, version, headers)
+
+
+#: The header names ``field_error`` has anything to say about.
+CHECKED_FIELDS = frozenset({b"transfer-encoding", b"content-length", b"host"})
+
+
+def field_error(name, value, version, headers):
+    """``header_error`` for a field already split: lower-case ``name``, stripped ``value``
+    free of control characters (the llhttp channel's parser refuses those itself)."""
     if name == b"transfer-encoding":
         if version != b"HTTP/1.1":
             return 400, b"Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)"
@@ -222,9 +232,7 @@ class HTTP1Channel(http.HTTPChannel):
     def _send_error(self, code, reason, headers=()):
         self.rejected = True
         self._stop_head_timer()
-        log.info("rejected request from {peer}: {code} {reason}",
-                 peer=peer_of(self.transport), code=code, reason=reason)
-        self.transport.write(http1_error_response(code, reason, headers))
+        send_http1_error(self.transport, code, reason, headers)
 
     def close_idle(self):
         """Close this connection, idle between requests: no response is owed to anybody;

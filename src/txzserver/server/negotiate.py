@@ -13,6 +13,7 @@ from zope.interface import implementer
 from .errors import peer_of
 from .http1 import HTTP1Channel
 from .http2 import H2Channel
+from .llhttp1 import LLHTTP1Channel
 
 log = Logger()
 
@@ -53,8 +54,10 @@ class NegotiatingProtocol(Protocol):
         if self.connection.secure:  # TLS: its handshake comes first
             self._handshake_timer = self.site.reactor.callLater(
                 self.settings.header_timeout, self._handshake_timed_out)
-        channel = HTTP1Channel(self.settings, self.connection,
-                               on_h2c_upgrade=self._upgrade_to_h2c if self.h2c else None)
+        # http1-parser: llhttp (llhttp1.py) or Twisted's HTTPChannel (http1.py)
+        http1 = LLHTTP1Channel if self.settings.http1_parser == "llhttp" else HTTP1Channel
+        channel = http1(self.settings, self.connection,
+                        on_h2c_upgrade=self._upgrade_to_h2c if self.h2c else None)
         self.connection.speak(channel, "http/1.1")
         Protocol.makeConnection(self, transport)
         channel.makeConnection(transport)

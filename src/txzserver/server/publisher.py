@@ -13,7 +13,6 @@ are written from the worker with backpressure: it waits while the client is not 
 and stops when the client is gone.
 """
 
-import threading
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
@@ -33,6 +32,8 @@ log = Logger()
 #: Response headers that must appear once; when the app repeats one, the last value wins.
 SINGLE_VALUED = frozenset({b"date", b"server", b"content-length", b"content-type", b"location",
                            b"last-modified", b"etag"})
+
+SERVER_SOFTWARE_BYTES = SERVER_SOFTWARE.encode()
 
 #: Worker output kept in memory before it is handed to the reactor with backpressure.
 BUFFERED_BODY_LIMIT = 1 << 20
@@ -65,6 +66,37 @@ def _content_length(headers):
     return None
 
 
+class GoneFlag:
+    """Set by the reactor when the client went away, read by the worker: a plain attribute
+    (reads and writes of one are atomic under the GIL); a threading.Event, which nobody
+    waits on, cost a Condition and a lock per request."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self):
+        self._set = False
+
+    def set(self):
+        self._set = True
+
+    def is_set(self):
+        return self._set
+
+
+#: Header names as the app writes them -> lower-case bytes (a server sees few names).
+_NAMES = {}
+
+
+def _field_name(name):
+    try:
+        return _NAMES[name]
+    except KeyError:
+        value = name.lower().encode("latin-1")
+        if len(_NAMES) < 1024:
+            _NAMES[name] = value
+        return value
+
+
 def _fire(d, ok, result):
     """Reactor thread: fire ``d`` with what the worker returned (``ok``) or raised."""
     if ok:
@@ -82,7 +114,7 @@ class PublishTask:
         self.settings = settings
         self.request = request
         self.response = Response()
-        self.gone = threading.Event()
+        self.gone = GoneFlag()
         self.headers_sent = False
         self.finished = False
         self._waiter = None
@@ -115,21 +147,21 @@ class PublishTask:
         code, _, reason = self.response.status.partition(" ")
         request = self.request
         request.setResponseCode(int(code), reason.encode("latin-1") or None)
-        request.responseHeaders.removeHeader(b"content-type")
-        request.responseHeaders.setRawHeaders(b"server", [SERVER_SOFTWARE.encode()])
+        grouped = {b"server": [SERVER_SOFTWARE_BYTES]}
         if self.settings.instance_name:
-            request.responseHeaders.setRawHeaders(b"x-txzserver-instance",
-                                                  [self.settings.instance_name.encode("utf-8")])
-        grouped = {}
+            grouped[b"x-txzserver-instance"] = [self.settings.instance_name.encode("utf-8")]
         for name, value in self.response.headers:
-            name = name.lower().encode("latin-1")
+            name = _field_name(name)
             if not name or name[0] == 0x3a:  # "" or ":status": no field name (RFC 9110 5.1)
                 continue  # and HTTP/2 sends its own pseudo-headers unchecked (http2.H2Channel)
-            grouped.setdefault(name, []).append(value.encode("latin-1"))
-        for name, values in grouped.items():
-            if name in SINGLE_VALUED and len(values) > 1:
-                values = values[-1:]  # e.g. Zope sets Date in listHeaders and WebDAV again
-            request.responseHeaders.setRawHeaders(name, values)
+            values = grouped.get(name)
+            if values is None:
+                grouped[name] = [value.encode("latin-1")]
+            elif name in SINGLE_VALUED:  # e.g. Zope sets Date in listHeaders and WebDAV again
+                values[:] = [value.encode("latin-1")]
+            else:
+                values.append(value.encode("latin-1"))
+        request.set_response_headers(grouped)
 
     def _write_and_wait(self, data):
         """Write ``data``; the Deferred fires once the transport wants more (backpressure).

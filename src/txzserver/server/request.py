@@ -1,4 +1,5 @@
-"""Twisted Request with body limits: 413 early, small bodies in memory, large ones spooled."""
+"""Request body limits (413 early, small bodies in memory, large ones spooled) and the
+Twisted Request that uses them."""
 
 import io
 import tempfile
@@ -36,14 +37,16 @@ def _write_all(spool, data):
         view = view[spool.write(view):]
 
 
-class ZopeRequest(server.Request):
-    """A request whose body is limited and spooled according to the ``ServerSettings``.
+class BodyLimits:
+    """A request body limited and spooled according to the request's ``settings``.
 
     Twisted keeps any body of unknown length or above 100 kB in a temporary file; we do
     the same with a configurable threshold and refuse bodies above max-request-body-size
-    as soon as the declared length (or the bytes received) says so. ``protocol`` is the
-    connection that made the request (``HTTP1Channel`` or ``H2Channel``): it knows how to
-    refuse it. Reactor thread only.
+    as soon as the declared length (or the bytes received) says so. Shared by the Twisted
+    request (``ZopeRequest``) and the lean HTTP/1.1 one (``leanrequest.LeanRequest``): the
+    class using it has ``settings``, ``requestHeaders``, ``content``, ``channel``,
+    ``protocol`` (which knows how to refuse the request) and ``notifyFinish``.
+    Reactor thread only.
     """
 
     _body_received = 0
@@ -52,13 +55,6 @@ class ZopeRequest(server.Request):
     _limit = None  # the body limit that applies to this request, and its key
     #: Monotonic clock of ``duration`` (tests replace it).
     clock = staticmethod(time.monotonic)
-
-    def __init__(self, channel, queued=None, *, settings, protocol=None):
-        super().__init__(channel)
-        self.settings = settings
-        self.protocol = protocol if protocol is not None else channel
-        #: Made at the request line (HTTP/1.1) or its HEADERS (HTTP/2).
-        self.started = self.clock()
 
     def duration(self):
         """Seconds since the request began (for the access log and the metrics)."""
@@ -94,6 +90,9 @@ class ZopeRequest(server.Request):
         return self._limit
 
     def gotLength(self, length):
+        if length == 0:  # no body: nothing to limit or spool
+            self.content = io.BytesIO()
+            return
         limit, _ = self.body_limit()
         if limit and length is not None and length > limit:
             self.content = io.BytesIO()
@@ -170,6 +169,27 @@ class ZopeRequest(server.Request):
         anonymous = " for a request without credentials" if key == "max-anonymous-body-size" else ""
         self.reject(413, f"request body of {size} bytes or more exceeds the limit of {limit} bytes"
                           f"{anonymous} ({key})")
+
+
+
+class ZopeRequest(BodyLimits, server.Request):
+    """Twisted's request with our body limits (``BodyLimits``). ``protocol`` is the
+    connection that made the request (``HTTP1Channel`` or ``H2Channel``)."""
+
+    def __init__(self, channel, queued=None, *, settings, protocol=None):
+        super().__init__(channel)
+        self.settings = settings
+        self.protocol = protocol if protocol is not None else channel
+        #: Made at the request line (HTTP/1.1) or its HEADERS (HTTP/2).
+        self.started = self.clock()
+
+    def set_response_headers(self, fields):
+        """The app's response fields ({lower-case name: [values]}) replace the defaults
+        (Twisted's Server, its text/html Content-Type); its Date stays unless given."""
+        headers = self.responseHeaders
+        headers.removeHeader(b"content-type")
+        for name, values in fields.items():
+            headers.setRawHeaders(name, values)
 
     def write(self, data):
         """Request.write, tolerating a socket that uvloop closed before Twisted noticed.

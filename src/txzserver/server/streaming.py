@@ -20,6 +20,7 @@ from twisted.web.http import NO_BODY_CODES
 from ..transfer import StallTimer, close_body
 from .errors import peer_of
 from .http1 import HTTP1Channel
+from .llhttp1 import LLHTTP1Channel
 from .sendfile import SendfileProducer
 
 log = Logger()
@@ -220,4 +221,4 @@ def _sendfile_producer(request, body, length, settings, clock, done):
 def _http1_channel(request):
     """The HTTP/1.1 connection of ``request``; None for HTTP/2 streams and test doubles."""
     protocol = getattr(request, "protocol", None)
-    return protocol if isinstance(protocol, HTTP1Channel) else None
+    return protocol if isinstance(protocol, (HTTP1Channel, LLHTTP1Channel)) else None
