@@ -22,7 +22,7 @@ COMPOSE_V2 := $(abspath $(VENV))/compose-v2/compose/docker-compose
 # the environment compose needs to render the files (ADMIN_PASSWORD, POSTGRES_PASSWORD: ${VAR:?})
 COMPOSE_LINT_ENV := COMPOSE_PROJECT_NAME=txzlint ADMIN_PASSWORD=lint POSTGRES_PASSWORD=lint NATS_PASSWORD=lint
 
-.PHONY: docker-host images up down logs ps smoke smoke-images smoke-stack smoke-relstorage smoke-up smoke-down lint-containers lint-tools \
+.PHONY: docker-host images up down logs ps smoke smoke-relstorage smoke-up smoke-down lint-containers lint-tools \
 	compose-v2 lint-compose
 
 docker-host:
@@ -45,26 +45,19 @@ logs:
 ps:
 	$(STACK) ps
 
-# The smoke tests (tests/smoke): first those of the image alone (`smoke-images`: modules with
-# NEEDS_STACK = False, on the pytest workers: their containers make Plone sites, heavy work that
-# must not run beside the stack's measurements), then the others through the TLS front of a stack
-# started for them and removed afterwards, also when they fail (`smoke-stack`). Both parts run
-# even when the first fails. `make test` runs the two parts at different times (tools/test-all.sh).
+# The smoke tests (tests/smoke): first those of the image alone (modules with NEEDS_STACK =
+# False, on the pytest workers: their containers make Plone sites, heavy work that must not run beside the
+# stack's measurements), then the others through the TLS front of a stack started for them and removed
+# afterwards (also when they fail). Both parts run even when the first fails.
 smoke: venv images
-	@images=0; $(MAKE) --no-print-directory -o images smoke-images || images=$$?; \
-	$(MAKE) --no-print-directory -o images smoke-stack; \
-	exit $$images
-
-smoke-images: venv images
-	SMOKE_ONLY=images $(BIN)/pytest -p no:cacheprovider $(PYTEST_PARALLEL) tests/smoke
-
-smoke-stack: venv images
 	@set -e; export $(SMOKE_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)"; \
+	images=0; SMOKE_ONLY=images $(BIN)/pytest -p no:cacheprovider $(PYTEST_PARALLEL) tests/smoke || images=$$?; \
 	$(STACK) down -v >/dev/null 2>&1 || true; \
 	trap '$(SMOKE_LOGS); $(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
 	$(STACK) up; \
 	SMOKE_ONLY=stack SMOKE_FRONT_PORT=$(SMOKE_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" \
-	  $(BIN)/pytest -p no:cacheprovider tests/smoke
+	  $(BIN)/pytest -p no:cacheprovider tests/smoke; \
+	exit $$images
 
 # The stack with STORAGE=relstorage (`make up STORAGE=relstorage`): the confinement tests and
 # tests/smoke/test_relstorage.py (front page, blob round trip through both instances, the blob in

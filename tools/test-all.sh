@@ -3,13 +3,12 @@
 # that wait on different things overlapped.
 #
 #   background: images/build.sh, then the Kubernetes smoke test under podman (`make k8s-smoke`:
-#               it spends most of its minutes waiting for pods, so it fits beside pytest), then
-#               the smoke tests of the images alone (`make smoke-images`, on fewer workers:
-#               pytest still runs); the lints (`make lint`, single-threaded tools) beside pytest
-#   foreground: pytest (unit + integration, PYTEST_PARALLEL workers); then, once the image
-#               tests are done, the compose stack's smoke tests (`make smoke-stack`), with the
-#               RelStorage stack's (`make smoke-relstorage`, its own compose project and port)
-#               beside them from the end of pytest
+#               it spends most of its three minutes waiting for pods, so it fits beside pytest);
+#               the lints (`make lint`, single-threaded tools) beside pytest
+#   foreground: pytest (unit + integration, PYTEST_PARALLEL workers), then the smoke tests of the
+#               images and the compose stack (`make smoke`), which need the images: they wait
+#               for the build first; the RelStorage stack's (`make smoke-relstorage`, its own
+#               compose project and port) runs beside the image tests in the background
 #
 # The machine's two cores are kept busy: beside one phase waiting on servers, timers and pods
 # another computes. Each phase runs whatever the others do; the exit status is the first
@@ -19,8 +18,7 @@ set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
 mkdir -p build test-artifacts
-rm -f build/images.rc build/k8s-smoke.rc build/smoke-images.rc build/lint.rc build/smoke-relstorage.rc \
-    build/phases.txt
+rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/smoke-relstorage.rc build/phases.txt
 started=$(date +%s)
 
 stamp() { printf '%s %s\n' "$(date +%T)" "$*"; }
@@ -55,20 +53,14 @@ trap 'trap - INT TERM; kill 0' INT TERM
     built=$?
     echo "$built" >build/images.rc
     if [ "$built" = 0 ]; then
-        # `-o images`: built above, not again by each target
-        timed k8s-smoke "$MAKE" --no-print-directory -o images k8s-smoke >build/k8s-smoke.log 2>&1
+        timed k8s-smoke "$MAKE" --no-print-directory k8s-smoke >build/k8s-smoke.log 2>&1
         echo $? >build/k8s-smoke.rc
-        timed smoke-images "$MAKE" --no-print-directory -o images smoke-images \
-            PYTEST_WORKERS="${SMOKE_IMAGES_WORKERS:-2}" >build/smoke-images.log 2>&1
-        echo $? >build/smoke-images.rc
     else
-        for phase in k8s-smoke smoke-images; do
-            echo "not run: images/build.sh failed" >"build/$phase.log"
-            echo 1 >"build/$phase.rc"
-        done
+        echo "not run: images/build.sh failed" >build/k8s-smoke.log
+        echo 1 >build/k8s-smoke.rc
     fi
 ) &
-stamp "images/build.sh, then make k8s-smoke and make smoke-images: in the background (logs: build/images.log, build/k8s-smoke.log, build/smoke-images.log)"
+stamp "images/build.sh, then make k8s-smoke: in the background (logs: build/images.log, build/k8s-smoke.log)"
 
 status=0
 fail() { [ "$status" != 0 ] || status=$1; stamp "make test: $2 failed" >&2; }
@@ -101,10 +93,9 @@ if [ "$images" != 0 ]; then
     cat build/images.log
     fail "$images" "images/build.sh"
 else
+    # `-o images`: built above, not again by each target
     background smoke-relstorage "$MAKE" --no-print-directory -o images smoke-relstorage
-    # the stack's tests measure pages: not beside the image tests' site-making containers
-    report smoke-images 3
-    timed smoke-stack "$MAKE" --no-print-directory -o images smoke-stack || fail $? "make smoke-stack"
+    timed smoke "$MAKE" --no-print-directory -o images smoke || fail $? "make smoke"
     report smoke-relstorage 3
 fi
 
