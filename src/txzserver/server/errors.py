@@ -47,6 +47,23 @@ def send_http1_error(transport, code: int, reason: str, headers=()) -> None:
     transport.write(http1_error_response(code, reason, headers))
 
 
+class HTTP1Refusals:
+    """How both HTTP/1.1 channels (http1.HTTP1Channel, llhttp1.LLHTTP1Channel) refuse: the
+    connection marked refused, its head timer stopped, the error response written; each closes
+    the connection after it. The channel has ``rejected``, ``_stop_head_timer``, ``transport``
+    and ``settings``."""
+
+    def _send_error(self, code, reason, headers=()):
+        self.rejected = True
+        self._stop_head_timer()
+        send_http1_error(self.transport, code, reason, headers)
+
+    def _send_body_timeout(self):
+        """408 for a request body that stopped arriving (RFC 9110 15.5.9)."""
+        self._send_error(408, f"request body incomplete: nothing received for"
+                              f" {self.settings.idle_timeout:g} seconds (idle-timeout)")
+
+
 def peer_of(transport) -> str:
     """``host:port`` of the client, for log lines ("?" when the transport cannot tell)."""
     try:

@@ -10,7 +10,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 from twisted.web import http
 
-from .errors import send_http1_error
+from .errors import HTTP1Refusals
 from .request import ZopeRequest
 
 #: HTTPChannel internals this module relies on (checked by a unit test).
@@ -136,7 +136,7 @@ def h2c_upgrade_offer(request):
     return offered[0]
 
 
-class HTTP1Channel(http.HTTPChannel):
+class HTTP1Channel(HTTP1Refusals, http.HTTPChannel):
     """One HTTP/1.1 connection, limited by the ``ServerSettings`` it is built with.
 
     Requests it makes are ``ZopeRequest``s that know this channel as their protocol, so a
@@ -228,11 +228,6 @@ class HTTP1Channel(http.HTTPChannel):
             return
         self._send_error(code, reason, headers)
         self.loseConnection()
-
-    def _send_error(self, code, reason, headers=()):
-        self.rejected = True
-        self._stop_head_timer()
-        send_http1_error(self.transport, code, reason, headers)
 
     def close_idle(self):
         """Close this connection, idle between requests: no response is owed to anybody;
@@ -355,8 +350,7 @@ class HTTP1Channel(http.HTTPChannel):
         """idle-timeout: in the middle of a request body the client is told, 408 (RFC 9110
         15.5.9), before Twisted closes the connection (and aborts it if it does not close)."""
         if self._receiving_body and not self.rejected:
-            self._send_error(408, f"request body incomplete: nothing received for"
-                             f" {self.settings.idle_timeout:g} seconds (idle-timeout)")
+            self._send_body_timeout()
         super().timeoutConnection()
 
     def requestDone(self, request):

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IProtocol, ISSLTransport
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .errors import peer_of, send_http1_error
+from .errors import HTTP1Refusals, peer_of
 from .http1 import HOP_BY_HOP, h2c_upgrade_offer
 from .llhttp1parse import CONTINUE, LINE, FIELDS, STOPPED, Framing
 
@@ -28,7 +28,7 @@ ABORT_TIMEOUT = 15
 
 
 @implementer(IProtocol)
-class LLHTTP1Channel(Framing):
+class LLHTTP1Channel(HTTP1Refusals, Framing):
     """One HTTP/1.1 connection, limited by the ``ServerSettings`` it is built with.
 
     Same contract as ``http1.HTTP1Channel``: its ``connection`` (None for a channel alone in
@@ -204,11 +204,6 @@ class LLHTTP1Channel(Framing):
         self._send_error(code, reason, headers)
         self.loseConnection()
 
-    def _send_error(self, code, reason, headers=()):
-        self.rejected = True
-        self._stop_head_timer()
-        send_http1_error(self.transport, code, reason, headers)
-
     def loseConnection(self):
         """Close once the response is flushed; abort if the client does not take it."""
         self._state = STOPPED
@@ -288,8 +283,7 @@ class LLHTTP1Channel(Framing):
             self._abort()
             return
         if self._incoming is not None:  # in the middle of a body (RFC 9110 15.5.9)
-            self._send_error(408, f"request body incomplete: nothing received for"
-                                  f" {self.settings.idle_timeout:g} seconds (idle-timeout)")
+            self._send_body_timeout()
         log.info("closing idle connection from {peer} (idle-timeout)", peer=peer_of(self.transport))
         self.rejected = True
         self.loseConnection()
