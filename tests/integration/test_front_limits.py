@@ -17,6 +17,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.support import haproxy
+from tests.support.clients import read_head
 from tests.support.instance import ROOT, SITE_ID
 from tests.support.server import wait_for
 from tests.unit.wsframes import PING, client_frame, handshake
@@ -96,13 +97,7 @@ def status_of(sock, request, drain=True):
     """Send ``request`` on ``sock``; the status of the answer, its body read when ``drain``
     (the connection stays usable: keep-alive), else left (an upgraded connection's frames)."""
     sock.sendall(request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed after {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = read_head(sock)
     length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
     remaining = int(length.group(1)) - len(body) if drain and length else 0
     while remaining > 0:

@@ -18,7 +18,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.clients import connect, exchange, parse_response, read_until_closed
+from tests.support.clients import connect, exchange, parse_response, read_head, read_until_closed
 from tests.support.counting import start_counting_server
 from tests.support.instance import ADMIN
 from tests.robustness import ROWS
@@ -389,13 +389,9 @@ def test_hostile_path_serves_nothing_outside_zope(server, pages, path):
 
 def _head(sock):
     """Read a response head from ``sock``: (status, headers, the body bytes read with it)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before the response head: {data[:200]!r}"
-        data += chunk
-    status, headers, _ = parse_response(data)
-    return status, headers, data.partition(b"\r\n\r\n")[2]
+    head, rest = read_head(sock)
+    status, headers, _ = parse_response(head + b"\r\n\r\n")
+    return status, headers, rest
 
 
 def _range_get(server, path, range_header, read_body=False, auth=None):

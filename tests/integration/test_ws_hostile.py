@@ -26,7 +26,7 @@ import zmq
 
 from tests.robustness import ROWS
 from tests.support.clients import (
-    connect, is_closed, parse_response, read_until_closed, readable_among,
+    connect, is_closed, parse_response, read_head, read_until_closed, readable_among,
 )
 from tests.support.instance import SITE_ID
 from tests.support.latency import CEILING, PageProbe
@@ -146,12 +146,7 @@ class RawSocket:
         self.sock.settimeout(10)
         self.sock.connect(("127.0.0.1", server.port))
         self.sock.sendall(handshake(path, host=f"127.0.0.1:{server.port}".encode()))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = self.sock.recv(65536)
-            assert chunk, f"closed during the handshake: {data!r}"
-            data += chunk
-        head, _, self.pending = data.partition(b"\r\n\r\n")
+        head, self.pending = read_head(self.sock, "the handshake's answer")
         assert head.startswith(b"HTTP/1.1 101 "), head
         welcome = self.next_frame()
         assert welcome[0] == TEXT and json.loads(welcome[1])["type"] == "welcome", welcome

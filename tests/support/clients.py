@@ -56,6 +56,19 @@ def exchange(port, data, timeout=10):
         return read_until_closed(sock, timeout)
 
 
+def read_head(sock, what="the response head"):
+    """Read from ``sock`` up to the end of an HTTP/1.1 head: (head, the bytes read after it).
+    ConnectionError, naming ``what`` and the bytes so far, when the peer closes before."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before {what}: {data[:300]!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def parse_response(raw):
     """(status, headers dict with lower-case names, body) of one HTTP/1.1 response."""
     head, sep, body = raw.partition(b"\r\n\r\n")

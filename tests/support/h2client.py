@@ -7,6 +7,8 @@ import h2.config
 import h2.connection
 import h2.events
 
+from tests.support.clients import read_head
+
 
 def idle_h2_connection_closed_after(port, seconds):
     """Open an h2c connection, send nothing more; True if the server closes it in time."""
@@ -44,13 +46,7 @@ def h2c_upgrade_get(port, path, host="localhost", timeout=30):
     status, headers, body = None, {}, b""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed before the upgrade answer: {data!r}")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
+        head, rest = read_head(sock, "the upgrade answer")
         first_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         if not first_line.startswith("HTTP/1.1 101"):
             return first_line, None, {}, rest
