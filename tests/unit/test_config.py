@@ -175,6 +175,15 @@ def test_bad_reactor_name(instance):
     assert "reactor must be one of" in message
 
 
+def test_http1_parser_setting(instance):
+    default = render_config(str(instance))
+    assert load(str(write(instance, default)))[1].http1_parser == "llhttp"
+    chosen = default.replace("server-threads 4", "server-threads 4\nhttp1-parser twisted")
+    assert load(str(write(instance, chosen)))[1].http1_parser == "twisted"
+    message = _error(instance, default.replace("server-threads 4", "server-threads 4\nhttp1-parser picohttp"))
+    assert "http1-parser must be one of" in message and "llhttp" in message
+
+
 def test_logger_without_name(instance):
     message = _error(instance, render_config(str(instance)).replace("<logger access>", "<logger>"))
     assert "needs a name" in message
