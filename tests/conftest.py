@@ -3,6 +3,7 @@ and the order modules are handed to pytest-xdist's workers."""
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,35 @@ def pytest_collection_modifyitems(items):
     """Longest modules first (a stable sort, after pytest grouped a module's tests by its
     fixtures' parameters: tests keep their order inside a module)."""
     items.sort(key=lambda item: -module_weight(item))
+
+
+class ModuleTimeline:
+    """When this process ran each test module (first test's start to last test's end), appended
+    to the file named by TEST_TIMELINE at the session's end as ``worker\\tmodule\\tstart\\tend``
+    lines: tools/test-all.sh sets it and tools/where_time_went.py shows each xdist worker's
+    span, so a run's tail (one worker still busy while the others wait) can be seen."""
+
+    def __init__(self, path, worker):
+        self.path, self.worker, self.spans = path, worker, {}
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        module = nodeid.split("::", 1)[0]
+        self.spans.setdefault(module, [time.time(), time.time()])
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        self.spans[nodeid.split("::", 1)[0]][1] = time.time()
+
+    def pytest_sessionfinish(self):
+        lines = "".join(f"{self.worker}\t{module}\t{start:.1f}\t{end:.1f}\n"
+                        for module, (start, end) in self.spans.items())
+        with open(self.path, "a") as timeline:
+            timeline.write(lines)
+
+
+def pytest_sessionstart(session):
+    path = os.environ.get("TEST_TIMELINE")
+    config = session.config
+    controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+    if path and not controller:  # xdist's controller only hears the workers' reports
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        config.pluginmanager.register(ModuleTimeline(path, worker), "module-timeline")

@@ -18,8 +18,22 @@ set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
 mkdir -p build test-artifacts
-rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/smoke-relstorage.rc build/phases.txt
+rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/smoke-relstorage.rc build/phases.txt \
+    build/cpu.txt test-artifacts/timeline.tsv
 started=$(date +%s)
+
+# The CPUs' busy and idle time every 5 s (build/cpu.txt), and when each pytest worker ran each
+# module (TEST_TIMELINE): the end shows how busy each phase kept the machine
+# (tools/where_time_went.py), i.e. what overlapping phases could still win.
+(
+    while :; do
+        read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
+        echo "$(($(date +%s) - started)) $((user + nice + system + irq + softirq + steal)) $((idle + iowait))"
+        sleep 5
+    done
+) >build/cpu.txt &
+sampler=$!
+export TEST_TIMELINE=test-artifacts/timeline.tsv
 
 stamp() { printf '%s %s\n' "$(date +%T)" "$*"; }
 
@@ -100,7 +114,9 @@ else
 fi
 
 report k8s-smoke 12
+kill "$sampler" 2>/dev/null
 stamp "make test: the phases (seconds since its start; the venv, Debian packages and Docker came before):"
 cat build/phases.txt
+"$BIN/python" tools/where_time_went.py build/phases.txt build/cpu.txt "$TEST_TIMELINE"
 stamp "make test: $(( $(date +%s) - started )) s in all, exit $status"
 exit "$status"
