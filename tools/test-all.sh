@@ -33,7 +33,7 @@ started=$(date +%s)
     done
 ) >build/cpu.txt &
 sampler=$!
-export TEST_TIMELINE=test-artifacts/timeline.tsv
+TIMELINE=test-artifacts/timeline.tsv
 
 stamp() { printf '%s %s\n' "$(date +%T)" "$*"; }
 
@@ -98,7 +98,7 @@ background lint "$MAKE" --no-print-directory lint
 # each test's time in test-artifacts/pytest.xml: where a run's minutes went (the module order's
 # hints in tests/conftest.py come from there)
 # shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
-timed pytest "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
+timed pytest env TEST_TIMELINE="$TIMELINE" "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
 report lint 4
 
 images=$(await images)
@@ -117,6 +117,6 @@ report k8s-smoke 12
 kill "$sampler" 2>/dev/null
 stamp "make test: the phases (seconds since its start; the venv, Debian packages and Docker came before):"
 cat build/phases.txt
-"$BIN/python" tools/where_time_went.py build/phases.txt build/cpu.txt "$TEST_TIMELINE"
+"$BIN/python" tools/where_time_went.py build/phases.txt build/cpu.txt "$TIMELINE"
 stamp "make test: $(( $(date +%s) - started )) s in all, exit $status"
 exit "$status"
