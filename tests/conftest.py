@@ -32,6 +32,14 @@ WALL_SECONDS = {
     "test_plone_actor.py": 15,
 }
 UNLISTED = 15
+#: The same for the image's smoke tests (`make smoke`, three workers, before the stack's), from
+#: a quiet run: each module is a chain of container starts, so a long one handed out last would
+#: leave two workers idle.
+SMOKE_WALL_SECONDS = {
+    "test_image_env.py": 160, "test_image.py": 150, "test_image_delete_existing.py": 150,
+    "test_image_commands.py": 110, "test_image_ctl.py": 94, "test_image_python.py": 40,
+    "test_image_size.py": 22,
+}
 
 
 def pytest_configure(config):
@@ -47,6 +55,8 @@ def pytest_configure(config):
 
 def module_weight(item):
     path = Path(str(item.fspath))
+    if path.parent.name == "smoke":
+        return SMOKE_WALL_SECONDS.get(path.name, 0)
     if path.parent.name != "integration":
         return 0  # unit tests: short, they fill the end
     return WALL_SECONDS.get(path.name, UNLISTED)
