@@ -133,6 +133,7 @@ def test_rapid_reset_closes_with_excessive_load(tmp_path):
     pair = Pair(tmp_path, http2_max_reset_burst=5, http2_reset_rate=0.001)
     for _ in range(20):
         stream_id = pair.get()
+        pair.client.stop_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
         pair.client.reset_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
     pair.pump()
     pair.reactor.advance(1)  # the server's CONNECTION_CLOSE leaves on its timer or at once

@@ -13,6 +13,8 @@ timeout, the connection slot). Reactor thread only.
 aioquic's private names used here are in PRIVATE_AIOQUIC_NAMES (checked by the unit tests).
 """
 
+import logging
+
 from aioquic.buffer import Buffer
 from aioquic.h3 import events as h3events
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, Setting
@@ -111,6 +113,7 @@ class H3Channel:
     _closing = False  # CONNECTION_CLOSE queued: what the client sends now is ignored
     _timer = None
     _transmit_call = None
+    _last_cancelled = None  # the stream whose cancel was counted last
 
     def __init__(self, endpoint, quic, addr, connection):
         self.endpoint = endpoint
@@ -175,7 +178,7 @@ class H3Channel:
                 return
             elif self._closing:
                 pass
-            elif isinstance(event, quicevents.StreamReset):
+            elif isinstance(event, (quicevents.StreamReset, quicevents.StopSendingReceived)):
                 self._stream_reset(event.stream_id, event.error_code)
             if not self._closing:
                 for h3event in self.h3.handle_event(event):
@@ -218,10 +221,16 @@ class H3Channel:
         return ZopeRequest(stream, queued, settings=self.settings, protocol=self)
 
     def _stream_reset(self, stream_id, code):
+        """The client cancelled a stream: RESET_STREAM (it stops sending) or STOP_SENDING (it
+        wants no more response; the request was complete, a rapid-reset flood's way). A
+        cancel sends both, one after the other: counted once against the reset budget."""
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.connectionLost(Failure(ConnectionLost(f"stream reset with code {code}")))
             self._stream_gone(stream_id)
+        if stream_id == self._last_cancelled:
+            return
+        self._last_cancelled = stream_id
         if self.resets.spend(self.reactor.seconds()):
             return
         log.warn("closing HTTP/3 connection from {peer}: more than {burst} stream resets"
@@ -378,6 +387,9 @@ class H3Endpoint(DatagramProtocol):
     aioquic does not speak."""
 
     def __init__(self, site, settings, configuration):
+        # aioquic logs every stream reset and handshake at INFO: a flood would be a flood of
+        # log lines. Its warnings still show.
+        logging.getLogger("quic").setLevel(logging.WARNING)
         self.site = site
         self.settings = settings
         self.configuration = configuration
