@@ -3,18 +3,26 @@
 The Plone front page and the session's 100 MB File over QUIC, Alt-Svc on the TCP listener's
 HTTP/1.1 and h2 responses, streams at once, a client that stops reading (bounded RSS, other
 clients' pages served as before it), a rapid-reset flood (H3_EXCESSIVE_LOAD) and an
-over-large header (431).
+over-large header (431); and Chromium loading the front page over h3.
 """
 
 import asyncio
+import base64
+import hashlib
+import re
+import shutil
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from aioquic.h3.connection import ErrorCode
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.support.h3client import run, session
 from tests.support.latency import PageProbe
+from tests.support.results import record
 from tests.support.server import rss_bytes, wait_for
 
 MB = 1024 * 1024
@@ -132,5 +140,51 @@ def test_client_that_stops_reading(server, site_id, big_file, tls_files):
         verdict = probe.verdict("h3 client not reading", start, min_samples=10)
     assert received < big_file["size"]
     grown = (peak[0] - before) / MB
+    record("http3", "client_not_reading", rss_growth_mb=round(grown, 1),
+           received_mb=round(received / MB, 1), **verdict.figures())
     assert grown < STALLED_RSS_MB, f"RSS grew {grown:.1f} MB while a client read nothing"
     verdict.check()
+
+
+def _spki_hash(cert_path):
+    """base64(sha256(SubjectPublicKeyInfo)) of the server certificate: what Chromium's
+    --ignore-certificate-errors-spki-list takes (QUIC in Chromium trusts no test CA)."""
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def test_chromium_loads_the_front_page_over_h3(server, site_id, tls_files, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    port = server.ports["https"]
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                 "--enable-quic",
+                 # localhost is ::1 first, where the UDP socket (127.0.0.1) is not: the
+                 # handshake failed with ERR_QUIC_HANDSHAKE_FAILED (port unreachable)
+                 "--host-resolver-rules=MAP localhost 127.0.0.1",
+                 f"--origin-to-force-quic-on=localhost:{port}",
+                 f"--ignore-certificate-errors-spki-list={_spki_hash(tls_files['cert'])}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(f"https://localhost:{port}/{site_id}")
+        protocol = driver.execute_script(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol")
+        title = driver.title
+        errors = re.findall(r"ERR_[A-Z_]+", driver.page_source)  # Chromium's error page
+    finally:
+        driver.quit()
+    assert protocol == "h3", (errors, server.log_tail(20))
+    assert "Plone" in title or site_id in title
+    access = server.instance / "log" / "access.log"
+    assert wait_for(lambda: any("HTTP/3" in line and "Chrome" in line
+                                for line in access.read_text().splitlines()), 10,
+                    what="Chromium's HTTP/3 request in the access log")
