@@ -20,6 +20,7 @@ from aioquic.h3.connection import ErrorCode
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.robustness import ROWS
 from tests.support.h3client import run, session
 from tests.support.latency import PageProbe
 from tests.support.results import record
@@ -29,7 +30,8 @@ MB = 1024 * 1024
 #: RSS the server may grow by while a client takes none of a 100 MB file: a few buffers
 #: (256 KB a stream, aioquic's send buffer) and Python's arenas, not the file
 STALLED_RSS_MB = 40
-RESET_BURST = 20
+RESET = ROWS["h3_rapid_reset"].figures
+RESET_BURST = RESET["burst"]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,7 @@ def test_over_large_header_gets_431(server, site_id, tls_files):
 def test_rapid_reset_closes_with_excessive_load(server, site_id, tls_files):
     async def go():
         async with session(server.ports["https"], tls_files["ca"]) as client:
-            for _ in range(RESET_BURST * 5):
+            for _ in range(RESET["streams"]):
                 response = client.request(f"/{site_id}")
                 # a cancel (RFC 9114 4.1.1): stop reading and stop sending
                 client._quic.stop_stream(response.stream_id, ErrorCode.H3_REQUEST_CANCELLED)
@@ -113,7 +115,7 @@ def test_rapid_reset_closes_with_excessive_load(server, site_id, tls_files):
     closed = run(go())
     assert closed.error_code == ErrorCode.H3_EXCESSIVE_LOAD
     assert "resets" in closed.reason_phrase
-    assert "more than 20 stream resets" in server.log_text()
+    assert f"more than {RESET_BURST} stream resets" in server.log_text()
 
 
 def test_client_that_stops_reading(server, site_id, big_file, tls_files):

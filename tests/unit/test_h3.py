@@ -14,6 +14,7 @@ from txzserver.config.datatypes import Listener
 from txzserver.server import h3
 from txzserver.server.accesslog import request_protocol
 from txzserver.server.h3 import H3Endpoint, alt_svc, header_size, quic_configuration
+from tests.robustness import ROWS
 from tests.support.tls import make_certificates
 
 from .helpers import Echo, ThreadsReactor, make_settings, make_site
@@ -130,8 +131,9 @@ def test_several_streams_at_once(tmp_path):
 
 
 def test_rapid_reset_closes_with_excessive_load(tmp_path):
-    pair = Pair(tmp_path, http2_max_reset_burst=5, http2_reset_rate=0.001)
-    for _ in range(20):
+    figures = ROWS["h3_rapid_reset"].figures
+    pair = Pair(tmp_path, http2_max_reset_burst=figures["burst"], http2_reset_rate=0.001)
+    for _ in range(figures["streams"]):
         stream_id = pair.get()
         pair.client.stop_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
         pair.client.reset_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
