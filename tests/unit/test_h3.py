@@ -17,7 +17,7 @@ from txzserver.server.h3 import H3Endpoint, alt_svc, header_size, quic_configura
 from tests.robustness import ROWS
 from tests.support.tls import make_certificates
 
-from .helpers import Echo, ThreadsReactor, make_settings, make_site
+from .helpers import Echo, Hanging, ThreadsReactor, make_settings, make_site
 
 CLIENT = ("127.0.0.1", 40000)
 SERVER = ("127.0.0.1", 4433)
@@ -211,6 +211,25 @@ def test_idle_connection_is_closed_and_its_slot_freed(tmp_path):
     pair.reactor.advance(31)
     assert pair.site.counter.open == 0
     assert not pair.endpoint.channels
+
+
+def test_a_long_publish_is_not_cut_by_the_idle_timeout(tmp_path):
+    pair = Pair(tmp_path, idle_timeout=30.0)
+    pair.resource = pair.site.resource = Hanging()
+    stream_id = pair.get()
+    pair.pump()
+    for _ in range(12):  # two minutes of publishing, the client answering the PINGs
+        pair.reactor.advance(10)
+        pair.pump()
+    assert not pair.terminated() and pair.site.counter.open == 1
+    pair.resource.finish_all()
+    pair.pump()
+    assert pair.response(stream_id) == ({**pair.response(stream_id)[0], b":status": b"200"},
+                                        b"done")
+    # then idle: closed after idle-timeout
+    pair.reactor.advance(31)
+    pair.reactor.advance(31)
+    assert pair.site.counter.open == 0
 
 
 def test_datagram_that_is_not_quic_is_ignored(tmp_path):

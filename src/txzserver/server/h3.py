@@ -114,6 +114,7 @@ class H3Channel:
     _timer = None
     _transmit_call = None
     _last_cancelled = None  # the stream whose cancel was counted last
+    _keepalive = None  # PING timer while streams are open
 
     def __init__(self, endpoint, quic, addr, connection):
         self.endpoint = endpoint
@@ -215,6 +216,7 @@ class H3Channel:
         stream = H3Stream(stream_id, self, headers, self.requestFactory, self.site, self.factory)
         self.streams[stream_id] = stream
         self.connection.went_busy()
+        self._keep_alive()
         return stream
 
     def requestFactory(self, stream, queued=False):
@@ -252,8 +254,9 @@ class H3Channel:
         for stream in list(self.streams.values()):
             stream.connectionLost(reason)
         self.streams.clear()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        for call in (self._timer, self._keepalive, self._transmit_call):
+            if call is not None and call.active():
+                call.cancel()
         self.endpoint.forget(self)
         self.connection.closed()
 
@@ -329,6 +332,24 @@ class H3Channel:
         self._blocked.discard(stream_id)
         if not self.streams and not self._gone:
             self.connection.went_idle()
+
+    def _keep_alive(self):
+        """While streams are open, PING every third of idle-timeout: QUIC's idle timer counts
+        network silence, and a publish longer than idle-timeout must not close a connection
+        whose client is there (HTTP/2 waits for it too). A client that no longer answers
+        (acknowledges nothing) still times out."""
+        if self._keepalive is not None and self._keepalive.active():
+            return
+        self._keepalive = None
+        if self.streams and not self._gone and not self._closing:
+            self._keepalive = self.reactor.callLater(self.settings.idle_timeout / 3, self._ping)
+
+    def _ping(self):
+        self._keepalive = None
+        if self.streams and not self._gone and not self._closing:
+            self.quic.send_ping(0)
+            self.transmit()
+            self._keep_alive()
 
     def _resume_drained_streams(self):
         """After acknowledgements: resume the producers of streams paused at the high water."""
