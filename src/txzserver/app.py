@@ -24,7 +24,7 @@ from .server.environ import ProxyTrust
 from .server.health import (
     READY, DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared, Started, watch,
 )
-from .server.h3 import H3Endpoint, alt_svc, quic_configuration
+from .server.h3listen import H3Endpoint, alt_svc, quic_configuration
 from .server.listeners import endpoint_for, url_of
 from .server.metrics import MetricsSite, read_server
 from .server.publisher import ZopeResource

@@ -13,7 +13,8 @@ from twisted.web._http2 import H2Stream
 from txzserver.config.datatypes import Listener
 from txzserver.server import h3
 from txzserver.server.accesslog import request_protocol
-from txzserver.server.h3 import H3Endpoint, alt_svc, header_size, quic_configuration
+from txzserver.server.h3 import header_size
+from txzserver.server.h3listen import H3Endpoint, alt_svc, quic_configuration
 from tests.robustness import ROWS
 from tests.support.tls import make_certificates
 

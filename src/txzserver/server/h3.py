@@ -1,9 +1,7 @@
-"""HTTP/3 (RFC 9114) over QUIC: aioquic's sans-IO QuicConnection and H3Connection driven by
-Twisted's UDP, so it runs on every reactor (select, epoll, asyncio, uvloop).
+"""HTTP/3 (RFC 9114) over QUIC: one QUIC connection's channel, aioquic's sans-IO
+QuicConnection and H3Connection driven by Twisted's UDP (``h3listen.H3Endpoint`` feeds it
+datagrams), so it runs on every reactor (select, epoll, asyncio, uvloop).
 
-``H3Endpoint`` is the UDP protocol of one https listener with ``http3 on`` (same address
-and port number, same certificate): it routes datagrams by connection id to one
-``H3Channel`` per QUIC connection, and makes one for a client's first Initial packet.
 The channel plays towards Twisted's ``H2Stream`` the part ``H2Connection`` plays (write,
 end, abort, flow control), so each request is a ``ZopeRequest`` published on the same
 thread pool, publish queue and streaming path as an HTTP/2 stream. Limits are HTTP/2's
@@ -13,24 +11,15 @@ timeout, the connection slot). Reactor thread only.
 aioquic's private names used here are in PRIVATE_AIOQUIC_NAMES (checked by the unit tests).
 """
 
-import logging
-
-from aioquic.buffer import Buffer
 from aioquic.h3 import events as h3events
-from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection, Setting
+from aioquic.h3.connection import ErrorCode, H3Connection, Setting
 from aioquic.quic import events as quicevents
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import (QuicPacketType, encode_quic_version_negotiation,
-                                 pull_quic_header)
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Stream
 
-from .connection import Connection
 from .errors import error_body
 from .h2limits import TokenBucket, field_count
 from .http2 import OUTBOUND_HIGH_WATER
@@ -45,25 +34,8 @@ PRIVATE_TWISTED_NAMES = ("H2Stream",)
 #: Connection-specific fields that HTTP/3 forbids in a response (RFC 9114 4.2).
 CONNECTION_FIELDS = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                                b"transfer-encoding", b"upgrade"})
-#: Bytes of a QUIC Initial datagram a client must pad to (RFC 9000 14.1).
-SMALLEST_INITIAL = 1200
 
 log = Logger()
-
-
-def alt_svc(port):
-    """The Alt-Svc value that announces HTTP/3 on ``port`` of the same host."""
-    return f'h3=":{port}"; ma=86400'
-
-
-def quic_configuration(listener, settings):
-    """The server's QuicConfiguration: the https listener's certificate and key, ALPN "h3",
-    the idle timeout of HTTP/1.1 and HTTP/2."""
-    config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN,
-                               idle_timeout=settings.idle_timeout,
-                               max_datagram_frame_size=None)
-    config.load_cert_chain(listener.certificate, listener.private_key)
-    return config
 
 
 def header_size(headers):
@@ -399,75 +371,3 @@ def _address(addr):
         return addr
     cls = IPv6Address if ":" in addr[0] else IPv4Address
     return cls("UDP", addr[0], addr[1])
-
-
-class H3Endpoint(DatagramProtocol):
-    """The UDP socket of one https listener with ``http3 on``: datagrams to their QUIC
-    connection by destination connection id; a new connection for a client's padded Initial
-    packet (within max-connections, as a TCP connection); Version Negotiation for a version
-    aioquic does not speak."""
-
-    def __init__(self, site, settings, configuration):
-        # aioquic logs every stream reset and handshake at INFO: a flood would be a flood of
-        # log lines. Its warnings still show.
-        logging.getLogger("quic").setLevel(logging.WARNING)
-        self.site = site
-        self.settings = settings
-        self.configuration = configuration
-        #: connection id -> H3Channel (a connection has several over its life)
-        self.channels = {}
-
-    def datagramReceived(self, data, addr):
-        try:
-            header = pull_quic_header(Buffer(data=data),
-                                      host_cid_length=self.configuration.connection_id_length)
-        except ValueError:
-            return  # not QUIC: nothing to answer
-        if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION
-                and header.version is not None
-                and header.version not in self.configuration.supported_versions):
-            self.transport.write(encode_quic_version_negotiation(
-                source_cid=header.destination_cid, destination_cid=header.source_cid,
-                supported_versions=self.configuration.supported_versions), addr)
-            return
-        channel = self.channels.get(header.destination_cid)
-        if channel is None:
-            if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_INITIAL:
-                return
-            channel = self._open(header, addr)
-            if channel is None:
-                return
-        channel.datagram_received(data, addr)
-
-    def _open(self, header, addr):
-        counter = self.site.counter
-        peer = f"{addr[0]}:{addr[1]}"
-        if counter.full():
-            idle = counter.evictable()
-            if idle is None:
-                log.warn("refusing QUIC connection from {addr}: {n} open connections, none"
-                         " idle (max-connections)", addr=peer, n=counter.open)
-                counter.refused += 1
-                return None
-            idle.evict(peer)
-        quic = QuicConnection(configuration=self.configuration,
-                              original_destination_connection_id=header.destination_cid)
-        connection = Connection(self.site, self.settings, counter, self.site.admission)
-        connection.opened(None)
-        connection.secure = True
-        channel = H3Channel(self, quic, addr, connection)
-        connection.speak(channel, "h3")
-        connection.went_idle()
-        self.channels[header.destination_cid] = channel
-        self.channels[quic.host_cid] = channel
-        return channel
-
-    def forget(self, channel):
-        for cid in [cid for cid, known in self.channels.items() if known is channel]:
-            del self.channels[cid]
-
-    def close_all(self):
-        """Shutdown: close every QUIC connection (CONNECTION_CLOSE, no error)."""
-        for channel in set(self.channels.values()):
-            channel.close(ErrorCode.H3_NO_ERROR, "server shutting down")
-            channel.transmit()
