@@ -3,7 +3,8 @@
 The Plone front page and the session's 100 MB File over QUIC, Alt-Svc on the TCP listener's
 HTTP/1.1 and h2 responses, streams at once, a client that stops reading (bounded RSS, other
 clients' pages served as before it), a rapid-reset flood (H3_EXCESSIVE_LOAD) and an
-over-large header (431); and Chromium loading the front page over h3.
+over-large header (431); Chromium loading the front page over h3; the same on Twisted's
+epoll reactor.
 """
 
 import asyncio
@@ -190,3 +191,17 @@ def test_chromium_loads_the_front_page_over_h3(server, site_id, tls_files, tmp_p
     assert wait_for(lambda: any("HTTP/3" in line and "Chrome" in line
                                 for line in access.read_text().splitlines()), 10,
                     what="Chromium's HTTP/3 request in the access log")
+
+
+def test_front_page_on_the_epoll_reactor(servers, site_id, tls_files):
+    """The module's server runs on uvloop (reactor auto); QUIC rides Twisted's UDP, so
+    Twisted's own epoll reactor serves HTTP/3 too."""
+    epoll = servers.start("h3-epoll", https=True, http3=True, extra="reactor default\n")
+    assert "reactor: epoll" in epoll.log_text().lower() or "epollreactor" in epoll.log_text().lower()
+
+    async def go():
+        async with session(epoll.ports["https"], tls_files["ca"]) as client:
+            return await client.get(f"/{site_id}")
+
+    response = run(go())
+    assert response.status == 200 and b"Plone" in response.body
