@@ -12,6 +12,7 @@ import base64
 import hashlib
 import re
 import shutil
+import ssl
 import time
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def test_big_file_whole_over_http3(server, big_file, tls_files):
 
 def test_alt_svc_on_http1_and_h2(server, site_id, tls_files):
     port = server.ports["https"]
+    trusted = ssl.create_default_context(cafile=str(tls_files["ca"]))
     for http2 in (False, True):
-        with httpx.Client(http2=http2, verify=str(tls_files["ca"]), timeout=30) as client:
+        with httpx.Client(http2=http2, verify=trusted, timeout=30) as client:
             response = client.get(f"https://localhost:{port}/{site_id}")
         assert response.status_code == 200
         assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
