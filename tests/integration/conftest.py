@@ -1,9 +1,13 @@
-"""Real servers on loopback: one Plone template per session (copied, never built again), one
+"""Real servers on loopback: one Plone template per run (copied, never built again), one
 PostgreSQL per session, shared servers per configuration (``shared_servers``) and each module's
 own servers (``servers``), stopped when the module ends."""
 
+import fcntl
+import json
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,10 +23,28 @@ from tests.support.server import ServerProcess, free_port, sigint_ignored_argv
 from tests.support.tls import make_certificates
 
 
+def run_directory(tmp_path_factory):
+    """A folder every pytest-xdist worker of this run shares: the parent of the workers' own
+    base temporary folders (a run without workers: its own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def plone_template(tmp_path_factory):
-    """A Plone site with a 100 MB File, built once (about 10 s) and copied per server."""
-    return build_template(tmp_path_factory.mktemp("template"))
+    """A Plone site with a 100 MB File, built once per run (about 10 s of CPU) by the first
+    worker that needs it, while the others wait for it; every server gets a copy."""
+    shared = run_directory(tmp_path_factory)
+    with open(shared / "plone-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        facts = shared / "plone-template.json"
+        if facts.exists():
+            built = json.loads(facts.read_text())
+            return dict(built, directory=Path(built["directory"]))
+        shutil.rmtree(shared / "plone-template", ignore_errors=True)  # a failed build's remains
+        built = build_template(shared / "plone-template")
+        facts.write_text(json.dumps(dict(built, directory=str(built["directory"]))))
+        return built
 
 
 @pytest.fixture(scope="session")
