@@ -123,8 +123,8 @@ class NotificationService:
         protocol.handshake = {"environ": environ, "site": site, "path": first,
                               "secure": environ.get("wsgi.url_scheme") == "https"}
         if not hand_off(request, protocol):
-            return _error(request, 426, "WebSocket needs HTTP/1.1 (no WebSocket over HTTP/2 here)",
-                          upgrade=True)
+            return _error(request, 426, "over HTTP/2 a WebSocket opens with an extended CONNECT"
+                                        " (RFC 8441), not an Upgrade request", upgrade=True)
         return server.NOT_DONE_YET
 
     # Policies used by the protocol
