@@ -89,13 +89,14 @@ class H2WebSocketClient:
             stream.status = int(stream.headers[":status"])
         elif isinstance(event, h2.events.DataReceived):
             stream.received += len(event.data)
-            self.conn.increment_flow_control_window(event.flow_controlled_length)
-            if self.reading.get(event.stream_id, True):
-                self.conn.increment_flow_control_window(event.flow_controlled_length,
-                                                        event.stream_id)
+            if not event.flow_controlled_length:
+                pass  # an empty DATA frame (END_STREAM): nothing to give back
+            elif self.reading.get(event.stream_id, True):
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             else:
+                self.conn.increment_flow_control_window(event.flow_controlled_length)
                 stream.unacknowledged += event.flow_controlled_length
-            if stream.frames is None:
+            if stream.frames is None or stream.status != 200:  # a page, or a refusal's reason
                 stream.body.extend(event.data)
             else:
                 stream.frames.receive_bytes(event.data)
