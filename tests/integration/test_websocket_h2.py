@@ -140,3 +140,40 @@ def test_close_frame_ends_the_stream(client, server):
     stream = client.streams[stream_id]
     client.until(lambda: stream.ended, what="END_STREAM after the close handshake")
     assert stream.closed is not None and stream.closed[0] == 1000, stream.closed
+
+
+def test_a_websocket_that_stops_reading_is_cut_and_the_connection_goes_on(client, server):
+    """The client keeps one WebSocket stream's window shut and asks for ~8 MB of answers on it
+    (63 long subscriptions, then the same subscribe again and again: each status message lists
+    them all). The server sends no more than the window, queues a bounded backlog, then resets
+    that stream (RST_STREAM); pages on the same connection are answered meanwhile and after."""
+    slow = client.websocket("/Plone/ws")
+    client.reading[slow] = False
+    stream = client.streams[slow]
+    rss_before = server.rss()
+    paths = [f"/Plone/{'x' * 200}-{i}" for i in range(63)]  # with /Plone: 64, the most
+    requested = 0
+    for i in range(600):
+        path = paths[min(i, 62)]
+        message_size = 260
+        client.until(lambda: stream.reset is not None or stream.ended
+                     or client.conn.local_flow_control_window(slow) > message_size,
+                     what="room to send on the slow stream")
+        if stream.reset is not None or stream.ended:
+            break
+        client.send_text(slow, {"action": "subscribe", "path": path})
+        requested += 64 * (len(path) + 4)
+        if i == 300:
+            assert client.get("/Plone/ok")[0] == 200  # served while the slow stream is stalled
+        client.pump(0.01)
+    client.until(lambda: stream.reset is not None or stream.ended, 60,
+                 what="the server cutting the stream that does not read")
+    window = 65535  # the client's initial stream window (h2's default), never opened
+    assert stream.received <= window, stream.received
+    # Cut once the stream's queue (256 KB) and the protocol's backlog limit (1 MB) are full,
+    # long before the 8 MB asked for: what the server holds for a stream is bounded.
+    assert stream.reset is not None and requested < 3 * 1024 * 1024, (stream.reset, requested)
+    print(f"cut after {requested} bytes of answers asked; server RSS grew"
+          f" {server.rss() - rss_before} bytes")
+    assert client.get("/Plone/ok")[0] == 200
+    assert client.websocket("/Plone/ws")

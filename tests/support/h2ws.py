@@ -24,6 +24,7 @@ class Stream:
         self.reset = None  # the RST_STREAM error code
         self.frames = FrameProtocol(client=True, extensions=[]) if websocket else None
         self.messages = []
+        self.partial = ""
         self.closed = None  # (code, reason) of a close frame
         self.unacknowledged = 0  # DATA bytes not given back to the stream's window
         self.received = 0
@@ -61,7 +62,7 @@ class H2WebSocketClient:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(1 << 16)
-        except (socket.timeout, ssl.SSLWantReadError):
+        except (socket.timeout, BlockingIOError, ssl.SSLWantReadError):
             return
         if not data:
             raise ConnectionError("the server closed the HTTP/2 connection")
@@ -101,8 +102,11 @@ class H2WebSocketClient:
             else:
                 stream.frames.receive_bytes(event.data)
                 for frame in stream.frames.received_frames():
-                    if frame.opcode is Opcode.TEXT:
-                        stream.messages.append(json.loads(frame.payload))
+                    if frame.opcode in (Opcode.TEXT, Opcode.CONTINUATION):
+                        stream.partial += frame.payload  # wsproto hands on what has arrived
+                        if frame.message_finished:
+                            stream.messages.append(json.loads(stream.partial))
+                            stream.partial = ""
                     elif frame.opcode is Opcode.CLOSE:
                         stream.closed = frame.payload
         elif isinstance(event, h2.events.StreamEnded):
