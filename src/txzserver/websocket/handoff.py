@@ -34,7 +34,8 @@ def hand_off(request, protocol):
     channel = request.channel
     transport = getattr(channel, "transport", None)
     if transport is None or not hasattr(channel, "release_transport"):
-        return False  # HTTP/1.0 over something that is not our channel    channel.release_transport()
+        return False  # not our HTTP/1.1 channel: nothing to take over
+    channel.release_transport()
     channel.transport = None
     if isinstance(transport, ProtocolWrapper):  # TLS: the wrapper feeds our channel
         transport.wrappedProtocol = protocol
