@@ -11,9 +11,13 @@ from twisted.python.failure import Failure
 from twisted.internet.interfaces import IConsumer, ITransport
 from zope.interface.verify import verifyClass
 
+from tests.robustness import ROWS
+from txzserver.server.http2 import OUTBOUND_HIGH_WATER
 from txzserver.server.wsh2 import (
     StreamTransport, as_upgrade, connect_request, parse_response_head, refusal,
 )
+
+from txzserver.websocket.protocol import MAX_BACKLOG_BYTES
 
 from .helpers import Echo, H2Client, connect, make_site, responses, spin
 from .wsframes import TEXT, Endpoint, client_close, client_json, parse_frames
@@ -166,6 +170,9 @@ def test_connection_loss_ends_every_websocket(monkeypatch):
 def test_a_stream_whose_window_is_shut_pauses_the_protocol_and_is_cut(monkeypatch):
     """The client never opens the stream's window: the server queues a bounded amount, pauses
     the WebSocket's producer, and resets the stream once the backlog limit is passed."""
+    figures = ROWS["ws_h2"].figures
+    assert OUTBOUND_HIGH_WATER == figures["queue_kib"] * 1024
+    assert MAX_BACKLOG_BYTES == figures["backlog_mib"] * 1024 * 1024
     h2e = H2Endpoint(monkeypatch)
     stream_id = h2e.websocket()
     h2e.events()
