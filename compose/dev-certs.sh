@@ -16,6 +16,10 @@ SERVER_NAMES=${SERVER_NAMES:-localhost 127.0.0.1 ::1}
 DAYS=${DAYS:-90}
 mkdir -p "$DIR"
 cd "$DIR"
+# one run at a time: two stacks started at the same moment (make test's smoke phases) would each
+# make a CA and a certificate, one overwriting the other's files; the second finds the first's
+exec 9>.lock
+flock 9
 
 # names: DNS entries for host names, IP entries for addresses (v4 and v6)
 SAN="" PERMITTED=""

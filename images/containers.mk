@@ -48,13 +48,18 @@ ps:
 # The smoke tests (tests/smoke): first those of the image alone (modules with NEEDS_STACK =
 # False, on the pytest workers: their containers make Plone sites, heavy work that must not run beside the
 # stack's measurements), then the others through the TLS front of a stack started for them and removed
-# afterwards (also when they fail). Both parts run even when the first fails.
+# afterwards (also when they fail). The stack starts beside the image's tests (its start mostly
+# waits: the second instance for the first one's site), its log in build/smoke-stack-up.log; its
+# tests begin once both are done. Both parts run even when the first fails.
 smoke: venv images
 	@set -e; export $(SMOKE_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)"; \
-	images=0; SMOKE_ONLY=images $(BIN)/pytest -p no:cacheprovider $(PYTEST_PARALLEL) tests/smoke || images=$$?; \
+	mkdir -p build; \
 	$(STACK) down -v >/dev/null 2>&1 || true; \
 	trap '$(SMOKE_LOGS); $(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
-	$(STACK) up; \
+	$(STACK) up >build/smoke-stack-up.log 2>&1 & up=$$!; \
+	images=0; SMOKE_ONLY=images $(BIN)/pytest -p no:cacheprovider $(PYTEST_PARALLEL) tests/smoke || images=$$?; \
+	started=0; wait $$up || started=$$?; cat build/smoke-stack-up.log; \
+	if [ $$started != 0 ]; then echo "make smoke: the stack did not start (exit $$started)" >&2; exit $$started; fi; \
 	SMOKE_ONLY=stack SMOKE_FRONT_PORT=$(SMOKE_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" \
 	  $(BIN)/pytest -p no:cacheprovider tests/smoke; \
 	exit $$images

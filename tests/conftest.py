@@ -3,6 +3,7 @@ and the order modules are handed to pytest-xdist's workers."""
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 #: A module not listed counts as ``UNLISTED``.
 WALL_SECONDS = {
     "test_upgrade.py": 378, "test_backup.py": 285, "test_webdav.py": 248, "test_degraded.py": 184,
-    "test_notifications.py": 179,
+    "test_notifications.py": 179, "test_http3.py": 90,
     "test_bus_nats.py": 144, "test_ctl.py": 126, "test_server.py": 122,
     "test_http1_hostile.py": 102, "test_tasks_nats_durable.py": 94, "test_http2_hostile.py": 93,
     "test_ws_hostile.py": 92, "test_tasks_nats.py": 79, "test_release.py": 65,
@@ -31,6 +32,14 @@ WALL_SECONDS = {
     "test_plone_actor.py": 15,
 }
 UNLISTED = 15
+#: The same for the image's smoke tests (`make smoke`, three workers, before the stack's), from
+#: a quiet run: each module is a chain of container starts, so a long one handed out last would
+#: leave two workers idle.
+SMOKE_WALL_SECONDS = {
+    "test_image_env.py": 160, "test_image.py": 150, "test_image_delete_existing.py": 150,
+    "test_image_commands.py": 110, "test_image_ctl.py": 94, "test_image_python.py": 40,
+    "test_image_size.py": 22,
+}
 
 
 def pytest_configure(config):
@@ -46,6 +55,8 @@ def pytest_configure(config):
 
 def module_weight(item):
     path = Path(str(item.fspath))
+    if path.parent.name == "smoke":
+        return SMOKE_WALL_SECONDS.get(path.name, 0)
     if path.parent.name != "integration":
         return 0  # unit tests: short, they fill the end
     return WALL_SECONDS.get(path.name, UNLISTED)
@@ -56,3 +67,35 @@ def pytest_collection_modifyitems(items):
     """Longest modules first (a stable sort, after pytest grouped a module's tests by its
     fixtures' parameters: tests keep their order inside a module)."""
     items.sort(key=lambda item: -module_weight(item))
+
+
+class ModuleTimeline:
+    """When this process ran each test module (first test's start to last test's end), appended
+    to the file named by TEST_TIMELINE at the session's end as ``worker\\tmodule\\tstart\\tend``
+    lines: tools/test-all.sh sets it and tools/where_time_went.py shows each xdist worker's
+    span, so a run's tail (one worker still busy while the others wait) can be seen."""
+
+    def __init__(self, path, worker):
+        self.path, self.worker, self.spans = path, worker, {}
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        module = nodeid.split("::", 1)[0]
+        self.spans.setdefault(module, [time.time(), time.time()])
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        self.spans[nodeid.split("::", 1)[0]][1] = time.time()
+
+    def pytest_sessionfinish(self):
+        lines = "".join(f"{self.worker}\t{module}\t{start:.1f}\t{end:.1f}\n"
+                        for module, (start, end) in self.spans.items())
+        with open(self.path, "a") as timeline:
+            timeline.write(lines)
+
+
+def pytest_sessionstart(session):
+    path = os.environ.get("TEST_TIMELINE")
+    config = session.config
+    controller = not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+    if path and not controller:  # xdist's controller only hears the workers' reports
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        config.pluginmanager.register(ModuleTimeline(path, worker), "module-timeline")

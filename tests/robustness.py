@@ -75,6 +75,13 @@ TABLE = [
          ' the limits bound how many'),
         ('tests/smoke/test_rapid_reset.py',),
         {'pairs': 5000, 'min_sent': 1000, 'budget': 500, 'ratio': 4, 'floor': 0.5, 'ceiling': 5}),
+    Row('h3_rapid_reset',
+        ('Rapid reset over HTTP/3: {streams} requests opened and cancelled at once (STOP_SENDING +'
+         ' RESET_STREAM, as RFC 9114 4.1.1 cancels) on one QUIC connection'),
+        ('CONNECTION_CLOSE `H3_EXCESSIVE_LOAD` once `http2-max-reset-burst` ({burst} in the test)'
+         ' is spent, a cancel counted once; the server logs it'),
+        ('tests/integration/test_http3.py', 'tests/unit/test_h3.py'),
+        {'streams': 100, 'burst': 20}),
     Row('idle_connections',
         '{idle} idle keep-alive connections filling `max-connections` ({idle})',
         ('each of {newcomers} newcomers is served while the connection idle the longest is closed '

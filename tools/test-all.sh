@@ -18,8 +18,22 @@ set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
 mkdir -p build test-artifacts
-rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/smoke-relstorage.rc build/phases.txt
+rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/smoke-relstorage.rc build/phases.txt \
+    build/cpu.txt test-artifacts/timeline.tsv
 started=$(date +%s)
+
+# The CPUs' busy and idle time every 5 s (build/cpu.txt), and when each pytest worker ran each
+# module (TEST_TIMELINE): the end shows how busy each phase kept the machine
+# (tools/where_time_went.py), i.e. what overlapping phases could still win.
+(
+    while :; do
+        read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
+        echo "$(($(date +%s) - started)) $((user + nice + system + irq + softirq + steal)) $((idle + iowait))"
+        sleep 5
+    done
+) >build/cpu.txt &
+sampler=$!
+TIMELINE=test-artifacts/timeline.tsv
 
 stamp() { printf '%s %s\n' "$(date +%T)" "$*"; }
 
@@ -84,7 +98,7 @@ background lint "$MAKE" --no-print-directory lint
 # each test's time in test-artifacts/pytest.xml: where a run's minutes went (the module order's
 # hints in tests/conftest.py come from there)
 # shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
-timed pytest "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
+timed pytest env TEST_TIMELINE="$TIMELINE" "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
 report lint 4
 
 images=$(await images)
@@ -100,7 +114,9 @@ else
 fi
 
 report k8s-smoke 12
+kill "$sampler" 2>/dev/null
 stamp "make test: the phases (seconds since its start; the venv, Debian packages and Docker came before):"
 cat build/phases.txt
+"$BIN/python" tools/where_time_went.py build/phases.txt build/cpu.txt "$TIMELINE"
 stamp "make test: $(( $(date +%s) - started )) s in all, exit $status"
 exit "$status"

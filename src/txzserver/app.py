@@ -24,6 +24,7 @@ from .server.environ import ProxyTrust
 from .server.health import (
     READY, DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared, Started, watch,
 )
+from .server.h3listen import H3Endpoint, alt_svc, quic_configuration
 from .server.listeners import endpoint_for, url_of
 from .server.metrics import MetricsSite, read_server
 from .server.publisher import ZopeResource
@@ -199,7 +200,24 @@ def open_listeners(reactor, sites):
         extra = " (HTTP/2 by ALPN)" if listener.http2 else " (h2c)" if listener.h2c else ""
         log.info("txzserver %s listening on %s%s", listener.kind,
                  url_of(listener, port.getHost().port), extra)
+        if listener.http3:
+            ports.append(open_quic(reactor, listener, site, port.getHost().port))
     return ports
+
+
+def open_quic(reactor, listener, site, port):
+    """HTTP/3: the UDP socket at the https listener's address and port; its responses
+    announce it (Alt-Svc). BindError when the UDP port is taken."""
+    try:
+        endpoint = H3Endpoint(site, site.settings, quic_configuration(listener, site.settings))
+        udp = reactor.listenUDP(port, endpoint, interface=listener.interface)
+    except Exception as exc:
+        raise BindError(f"http3 (QUIC, udp) {listener.host}:{port}: {exc}") from exc
+    reactor.addSystemEventTrigger("before", "shutdown", endpoint.close_all)
+    site.resource.alt_svc = alt_svc(port).encode()
+    log.info("txzserver https listening on udp %s:%s (HTTP/3 over QUIC)",
+             listener.interface, port)
+    return udp
 
 
 def serve(opts, settings, site_id=None, site_factory=None):

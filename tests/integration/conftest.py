@@ -74,11 +74,11 @@ class Servers:
         self.running = []
 
     def start(self, name, *, threads=1, extra="", https=False, h2c=True, with_site=True, env=None,
-              sigint_ignored=False):
+              sigint_ignored=False, http3=False):
         directory = self.tmp.mktemp(name)
         servers = http_server(0, h2c=h2c)
         if https:
-            servers += "\n" + https_server(0, self.tls["cert"], self.tls["key"])
+            servers += "\n" + https_server(0, self.tls["cert"], self.tls["key"], http3=http3)
         conf = new_instance(directory, servers, f"server-threads {threads}\n{extra}")
         if with_site:
             copy_instance_data(self.template["directory"], directory)

@@ -141,8 +141,9 @@ def test_dry_run_lists_the_pending_step_and_changes_nothing(relstorage_database)
 
 def test_a_site_that_does_not_exist_is_an_error(relstorage_database):
     database = relstorage_database
-    for args in ((), ("--dry-run",)):
-        status, output = finished(database.start("missing", *args, SITE="Nowhere"))
+    runs = [database.start("missing", *args, SITE="Nowhere") for args in ((), ("--dry-run",))]
+    for run in runs:
+        status, output = finished(run)
         assert status == 1, output
         assert ("error: there is no Plone site /Nowhere (SITE) in this database: create-site "
                 "makes it") in output

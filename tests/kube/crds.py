@@ -42,7 +42,7 @@ def load(directory=CRD_DIR):
     """{(apiVersion, kind): JSON Schema} of every served version of every CRD in ``directory``."""
     schemas = {}
     for path in sorted(directory.glob("*.yaml")):
-        for crd in yaml.safe_load_all(path.read_text()):
+        for crd in yaml.load_all(path.read_text(), Loader=yaml.CSafeLoader):  # libyaml: MBs of CRDs
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue
             spec = crd["spec"]

@@ -5,6 +5,7 @@
 themselves, so that they never read a stale file.
 """
 
+import copy
 import os
 import pathlib
 import subprocess
@@ -23,11 +24,23 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 NAMESPACE = "txzserver"
 
 
+#: the renderings of the repository's own kustomizations: their files do not change during a run,
+#: and every test module reads the same overlays
+_RENDERED = {}
+
+
 def render(path):
-    """The objects of one kustomization directory (an overlay or any directory), as dicts."""
-    result = subprocess.run([str(KUBECTL), "kustomize", str(path)], check=True,
-                            capture_output=True, text=True, timeout=60)
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    """The objects of one kustomization directory (an overlay or any directory), as dicts: a
+    copy the caller may change. A directory of the repository is rendered once per session."""
+    path = pathlib.Path(path).resolve()
+    if path not in _RENDERED:
+        result = subprocess.run([str(KUBECTL), "kustomize", str(path)], check=True,
+                                capture_output=True, text=True, timeout=60)
+        objects = [doc for doc in yaml.load_all(result.stdout, Loader=yaml.CSafeLoader) if doc]
+        if not path.is_relative_to(KUSTOMIZE_ROOT):
+            return objects
+        _RENDERED[path] = objects
+    return copy.deepcopy(_RENDERED[path])
 
 
 def render_variant(directory, components, resources=("base",), **fields):

@@ -55,9 +55,10 @@ def http_server(port, h2c=True, host="127.0.0.1"):
     return f"<http-server>\n  address {host}:{port}\n  h2c {'on' if h2c else 'off'}\n</http-server>"
 
 
-def https_server(port, cert, key, host="127.0.0.1", http2=True):
+def https_server(port, cert, key, host="127.0.0.1", http2=True, http3=False):
     return (f"<https-server>\n  address {host}:{port}\n  certificate {cert}\n"
-            f"  private-key {key}\n  http2 {'on' if http2 else 'off'}\n</https-server>")
+            f"  private-key {key}\n  http2 {'on' if http2 else 'off'}\n"
+            f"  http3 {'on' if http3 else 'off'}\n</https-server>")
 
 
 def new_instance(directory, servers="", extra="", storage=STORAGE):

@@ -232,3 +232,26 @@ def test_zopes_root_handler_applies_conflict_retries_and_environment(instance,
     handleWSGIConfig(opts.configroot, opts.confighandlers)
     assert HTTPRequest.retry_max_count == 5
     assert os.environ["TXZ_PROBE_SETTING"] == "on"
+
+
+def test_http3_setting(instance, tmp_path):
+    from tests.support.tls import make_certificates
+    paths = make_certificates(tmp_path)
+    section = f"""
+<https-server>
+  address 127.0.0.1:8443
+  certificate {paths["cert"]}
+  private-key {paths["key"]}
+%s</https-server>
+"""
+    base = render_config(str(instance))
+
+    def https(key):
+        listeners = load(str(write(instance, base + section % key)))[1].listeners
+        return next(listener for listener in listeners if listener.kind == "https")
+
+    assert https("").http3 is False  # off unless asked for
+    assert https("  http3 on\n").http3 is True
+    text = base + section % "  http3 maybe\n"
+    message = _error(instance, text)
+    assert "maybe" in message and f"line {line_of(text, '  http3 maybe')}" in message

@@ -32,6 +32,8 @@ class Listener:
     backlog: int = 128
     h2c: bool = False
     http2: bool = False
+    #: HTTP/3 over QUIC on UDP at the same address and port (https only)
+    http3: bool = False
     certificate: str | None = None
     private_key: str | None = None
 
@@ -78,7 +80,7 @@ def http_server(section):
 def https_server(section):
     host, port = _address(section)
     return Listener(
-        "https", host, port, section.backlog, http2=section.http2,
+        "https", host, port, section.backlog, http2=section.http2, http3=section.http3,
         certificate=section.certificate, private_key=section.private_key,
     )
 

@@ -52,8 +52,10 @@ def format_line(request, fmt="combined", now=None):
 
 
 def request_protocol(request):
-    """"http/1.0", "http/1.1", "h2" (HTTP/2 over TLS) or "h2c" (cleartext HTTP/2)."""
+    """"http/1.0", "http/1.1", "h2" (HTTP/2 over TLS), "h2c" (cleartext HTTP/2) or "h3"."""
     version = request.clientproto
+    if version == b"HTTP/3":
+        return "h3"
     if version == b"HTTP/2":
         return "h2" if request.isSecure() else "h2c"
     if isinstance(version, bytes) and version.startswith(b"HTTP/"):

@@ -109,9 +109,11 @@ class PublishTask:
     """One request's trip through the publisher: the worker's side (WSGI ``start_response``
     and ``write``) and the reactor's (headers, body, streaming, errors)."""
 
-    def __init__(self, reactor, request, settings):
+    def __init__(self, reactor, request, settings, extra_headers=None):
         self.reactor = reactor
         self.settings = settings
+        #: {name: [values]} added to the response (Alt-Svc), the app's own win
+        self.extra_headers = extra_headers
         self.request = request
         self.response = Response()
         self.gone = GoneFlag()
@@ -148,6 +150,8 @@ class PublishTask:
         request = self.request
         request.setResponseCode(int(code), reason.encode("latin-1") or None)
         grouped = {b"server": [SERVER_SOFTWARE_BYTES]}
+        if self.extra_headers:
+            grouped.update(self.extra_headers)
         if self.settings.instance_name:
             grouped[b"x-txzserver-instance"] = [self.settings.instance_name.encode("utf-8")]
         for name, value in self.response.headers:
@@ -263,6 +267,9 @@ class ZopeResource(resource.Resource):
         self.secure = secure
         self.tracker = tracker
         self.websocket = websocket
+        #: The Alt-Svc value announcing HTTP/3 (set by the listener once its UDP port is
+        #: bound); None without ``http3 on``.
+        self.alt_svc = None
         #: Responses come back from the workers through it (one reactor wake-up per batch).
         self.handback = Handback(reactor)
 
@@ -276,7 +283,10 @@ class ZopeResource(resource.Resource):
             if handled is not None:
                 return handled
         environ["wsgi.file_wrapper"] = StreamBody
-        task = PublishTask(self.reactor, request, self.settings)
+        extra = None
+        if self.alt_svc is not None and request.clientproto != b"HTTP/3":
+            extra = {b"alt-svc": [self.alt_svc]}
+        task = PublishTask(self.reactor, request, self.settings, extra)
         self.tracker.started()
         request.notifyFinish().addBoth(self._ended, task)
         queue = request.protocol.connection.publish_queue  # one per connection, h2 or not

@@ -1,0 +1,111 @@
+"""The UDP side of HTTP/3: the socket of an https listener with ``http3 on`` (same address
+and port number, same certificate), routing datagrams by connection id to one ``H3Channel``
+(h3.py) per QUIC connection; the QUIC configuration and the Alt-Svc value announcing it.
+Reactor thread only.
+"""
+
+import logging
+
+from aioquic.buffer import Buffer
+from aioquic.h3.connection import H3_ALPN, ErrorCode
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import (QuicPacketType, encode_quic_version_negotiation,
+                                 pull_quic_header)
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from .connection import Connection
+from .h3 import H3Channel
+
+#: Bytes of a QUIC Initial datagram a client must pad to (RFC 9000 14.1).
+SMALLEST_INITIAL = 1200
+
+log = Logger()
+
+
+def alt_svc(port):
+    """The Alt-Svc value that announces HTTP/3 on ``port`` of the same host."""
+    return f'h3=":{port}"; ma=86400'
+
+
+def quic_configuration(listener, settings):
+    """The server's QuicConfiguration: the https listener's certificate and key, ALPN "h3",
+    the idle timeout of HTTP/1.1 and HTTP/2."""
+    config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN,
+                               idle_timeout=settings.idle_timeout,
+                               max_datagram_frame_size=None)
+    config.load_cert_chain(listener.certificate, listener.private_key)
+    return config
+
+
+class H3Endpoint(DatagramProtocol):
+    """The UDP socket of one https listener with ``http3 on``: datagrams to their QUIC
+    connection by destination connection id; a new connection for a client's padded Initial
+    packet (within max-connections, as a TCP connection); Version Negotiation for a version
+    aioquic does not speak."""
+
+    def __init__(self, site, settings, configuration):
+        # aioquic logs every stream reset and handshake at INFO: a flood would be a flood of
+        # log lines. Its warnings still show.
+        logging.getLogger("quic").setLevel(logging.WARNING)
+        self.site = site
+        self.settings = settings
+        self.configuration = configuration
+        #: connection id -> H3Channel (a connection has several over its life)
+        self.channels = {}
+
+    def datagramReceived(self, data, addr):
+        try:
+            header = pull_quic_header(Buffer(data=data),
+                                      host_cid_length=self.configuration.connection_id_length)
+        except ValueError:
+            return  # not QUIC: nothing to answer
+        if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+                and header.version is not None
+                and header.version not in self.configuration.supported_versions):
+            self.transport.write(encode_quic_version_negotiation(
+                source_cid=header.destination_cid, destination_cid=header.source_cid,
+                supported_versions=self.configuration.supported_versions), addr)
+            return
+        channel = self.channels.get(header.destination_cid)
+        if channel is None:
+            if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_INITIAL:
+                return
+            channel = self._open(header, addr)
+            if channel is None:
+                return
+        channel.datagram_received(data, addr)
+
+    def _open(self, header, addr):
+        counter = self.site.counter
+        peer = f"{addr[0]}:{addr[1]}"
+        if counter.full():
+            idle = counter.evictable()
+            if idle is None:
+                log.warn("refusing QUIC connection from {addr}: {n} open connections, none"
+                         " idle (max-connections)", addr=peer, n=counter.open)
+                counter.refused += 1
+                return None
+            idle.evict(peer)
+        quic = QuicConnection(configuration=self.configuration,
+                              original_destination_connection_id=header.destination_cid)
+        connection = Connection(self.site, self.settings, counter, self.site.admission)
+        connection.opened(None)
+        connection.secure = True
+        channel = H3Channel(self, quic, addr, connection)
+        connection.speak(channel, "h3")
+        connection.went_idle()
+        self.channels[header.destination_cid] = channel
+        self.channels[quic.host_cid] = channel
+        return channel
+
+    def forget(self, channel):
+        for cid in [cid for cid, known in self.channels.items() if known is channel]:
+            del self.channels[cid]
+
+    def close_all(self):
+        """Shutdown: close every QUIC connection (CONNECTION_CLOSE, no error)."""
+        for channel in set(self.channels.values()):
+            channel.close(ErrorCode.H3_NO_ERROR, "server shutting down")
+            channel.transmit()

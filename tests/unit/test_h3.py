@@ -1,0 +1,268 @@
+"""The HTTP/3 channel without sockets: an aioquic client's datagrams fed in memory to an
+``H3Endpoint``, timers on a MemoryReactorClock."""
+
+import pytest
+from aioquic.h3 import events as h3events
+from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, encode_frame
+from aioquic.quic import events as quicevents
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from twisted.internet.address import IPv4Address
+from twisted.web._http2 import H2Stream
+
+from txzserver.config.datatypes import Listener
+from txzserver.server import h3
+from txzserver.server.accesslog import request_protocol
+from txzserver.server.h3 import header_size
+from txzserver.server.h3listen import H3Endpoint, alt_svc, quic_configuration
+from tests.robustness import ROWS
+from tests.support.tls import make_certificates
+
+from .helpers import Echo, Hanging, ThreadsReactor, make_settings, make_site
+
+CLIENT = ("127.0.0.1", 40000)
+SERVER = ("127.0.0.1", 4433)
+
+
+class UDPTransport:
+    """What the endpoint writes: (datagram, address) pairs."""
+
+    def __init__(self):
+        self.sent = []
+
+    def write(self, data, addr):
+        self.sent.append((data, addr))
+
+    def getHost(self):
+        return IPv4Address("UDP", *SERVER)
+
+
+class Pair:
+    """An aioquic HTTP/3 client and the server endpoint, exchanging datagrams in memory."""
+
+    def __init__(self, tmp_path, **overrides):
+        paths = make_certificates(tmp_path)
+        listener = Listener("https", "127.0.0.1", SERVER[1], http2=True, http3=True,
+                            certificate=str(paths["cert"]), private_key=str(paths["key"]))
+        self.settings = make_settings(listeners=(listener,), **overrides)
+        self.reactor = ThreadsReactor()
+        self.resource = Echo()
+        self.site = make_site(self.resource, settings=self.settings, reactor=self.reactor)
+        self.endpoint = H3Endpoint(self.site, self.settings,
+                                   quic_configuration(listener, self.settings))
+        self.endpoint.transport = UDPTransport()
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
+                                   server_name="localhost")
+        config.load_verify_locations(str(paths["ca"]))
+        self.client = QuicConnection(configuration=config)
+        self.h3 = H3Connection(self.client)
+        self.events = []
+        self.client.connect(SERVER, now=self.reactor.seconds())
+        self.pump()
+
+    def pump(self, rounds=50):
+        """Exchange datagrams (and run the server's zero-delay calls) until both are quiet;
+        the clock moves 10 ms a round (aioquic paces its packets)."""
+        for _ in range(rounds):
+            moved = False
+            self.reactor.advance(0.01)
+            timer = self.client.get_timer()
+            if timer is not None and timer <= self.reactor.seconds():
+                self.client.handle_timer(now=self.reactor.seconds())
+            for data, _ in self.client.datagrams_to_send(now=self.reactor.seconds()):
+                self.endpoint.datagramReceived(data, CLIENT)
+                moved = True
+            self.reactor.advance(0)
+            sent, self.endpoint.transport.sent = self.endpoint.transport.sent, []
+            for data, _ in sent:
+                self.client.receive_datagram(data, SERVER, now=self.reactor.seconds())
+                moved = True
+            event = self.client.next_event()
+            while event is not None:
+                self.events.append(event)
+                self.events.extend(self.h3.handle_event(event))
+                event = self.client.next_event()
+            if not moved and self.client.get_timer() is None:
+                return
+
+    def get(self, path=b"/", extra=()):
+        stream_id = self.client.get_next_available_stream_id()
+        self.h3.send_headers(stream_id, [
+            (b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"),
+            (b":path", path), *extra], end_stream=True)
+        return stream_id
+
+    def response(self, stream_id):
+        """(headers dict, body) received on ``stream_id``."""
+        headers, body = {}, b""
+        for event in self.events:
+            if getattr(event, "stream_id", None) != stream_id:
+                continue
+            if isinstance(event, h3events.HeadersReceived):
+                headers.update(event.headers)
+            elif isinstance(event, h3events.DataReceived):
+                body += event.data
+        return headers, body
+
+    def terminated(self):
+        return [e for e in self.events if isinstance(e, quicevents.ConnectionTerminated)]
+
+
+def test_get_is_answered_on_its_stream_and_labelled_h3(tmp_path):
+    pair = Pair(tmp_path)
+    stream_id = pair.get(b"/front?x=1")
+    pair.pump()
+    headers, body = pair.response(stream_id)
+    assert headers[b":status"] == b"200"
+    assert body == b"GET /front "
+    request = pair.resource.requests[0]
+    assert request.clientproto == b"HTTP/3"
+    assert request_protocol(request) == "h3"
+    assert pair.site.counter.by_protocol() == {("h3",): 1}
+    assert pair.site.counter.idle == 1  # no open stream: idle, evictable
+
+
+def test_several_streams_at_once(tmp_path):
+    pair = Pair(tmp_path)
+    ids = [pair.get(b"/page/%d" % n) for n in range(5)]
+    pair.pump()
+    for n, stream_id in enumerate(ids):
+        assert pair.response(stream_id) == ({b":status": b"200", **pair.response(stream_id)[0]},
+                                            b"GET /page/%d " % n)
+
+
+def test_rapid_reset_closes_with_excessive_load(tmp_path):
+    figures = ROWS["h3_rapid_reset"].figures
+    pair = Pair(tmp_path, http2_max_reset_burst=figures["burst"], http2_reset_rate=0.001)
+    for _ in range(figures["streams"]):
+        stream_id = pair.get()
+        pair.client.stop_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
+        pair.client.reset_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
+    pair.pump()
+    pair.reactor.advance(1)  # the server's CONNECTION_CLOSE leaves on its timer or at once
+    pair.pump()
+    closed = pair.terminated()
+    assert closed and closed[0].error_code == ErrorCode.H3_EXCESSIVE_LOAD
+    assert "resets" in closed[0].reason_phrase
+
+
+def test_a_few_resets_are_a_browser_leaving_a_page(tmp_path):
+    pair = Pair(tmp_path, http2_max_reset_burst=5)
+    for _ in range(3):
+        pair.client.reset_stream(pair.get(), ErrorCode.H3_REQUEST_CANCELLED)
+    pair.pump()
+    stream_id = pair.get()
+    pair.pump()
+    assert not pair.terminated()
+    assert pair.response(stream_id)[0][b":status"] == b"200"
+
+
+def test_header_over_max_header_size_gets_431(tmp_path):
+    pair = Pair(tmp_path, max_header_size=4096)
+    stream_id = pair.get(extra=[(b"x-big", b"a" * 5000)])
+    pair.pump()
+    headers, body = pair.response(stream_id)
+    assert headers[b":status"] == b"431"
+    assert b"max-header-size" in body
+    assert not pair.resource.requests
+    # the connection lives on
+    stream_id = pair.get()
+    pair.pump()
+    assert pair.response(stream_id)[0][b":status"] == b"200"
+
+
+def test_too_many_header_fields_get_431(tmp_path):
+    pair = Pair(tmp_path, max_headers=10)
+    stream_id = pair.get(extra=[(b"x-h%d" % n, b"v") for n in range(11)])
+    pair.pump()
+    headers, body = pair.response(stream_id)
+    assert headers[b":status"] == b"431" and b"max-headers" in body
+
+
+def test_max_field_section_size_is_advertised(tmp_path):
+    pair = Pair(tmp_path, max_header_size=8192)
+    assert pair.h3.received_settings[0x6] == 8192
+
+
+def test_data_before_headers_is_frame_unexpected(tmp_path):
+    pair = Pair(tmp_path)
+    stream_id = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(stream_id, encode_frame(FrameType.DATA, b"x"), end_stream=True)
+    pair.pump()
+    closed = pair.terminated()
+    assert closed and closed[0].error_code == ErrorCode.H3_FRAME_UNEXPECTED
+
+
+def test_unknown_frame_type_is_ignored(tmp_path):
+    pair = Pair(tmp_path)
+    stream_id = pair.get()
+    # a reserved frame type (RFC 9114 7.2.8) on the control stream: skipped by the server
+    pair.client.send_stream_data(pair.h3._local_control_stream_id,
+                                 encode_frame(0x21, b"grease"))
+    pair.pump()
+    assert not pair.terminated()
+    assert pair.response(stream_id)[0][b":status"] == b"200"
+
+
+def test_idle_connection_is_closed_and_its_slot_freed(tmp_path):
+    pair = Pair(tmp_path, idle_timeout=30.0)
+    pair.pump()
+    assert pair.site.counter.open == 1
+    pair.reactor.advance(31)
+    pair.reactor.advance(31)
+    assert pair.site.counter.open == 0
+    assert not pair.endpoint.channels
+
+
+def test_a_long_publish_is_not_cut_by_the_idle_timeout(tmp_path):
+    pair = Pair(tmp_path, idle_timeout=30.0)
+    pair.resource = pair.site.resource = Hanging()
+    stream_id = pair.get()
+    pair.pump()
+    for _ in range(12):  # two minutes of publishing, the client answering the PINGs
+        pair.reactor.advance(10)
+        pair.pump()
+    assert not pair.terminated() and pair.site.counter.open == 1
+    pair.resource.finish_all()
+    pair.pump()
+    assert pair.response(stream_id) == ({**pair.response(stream_id)[0], b":status": b"200"},
+                                        b"done")
+    # then idle: closed after idle-timeout
+    pair.reactor.advance(31)
+    pair.reactor.advance(31)
+    assert pair.site.counter.open == 0
+
+
+def test_datagram_that_is_not_quic_is_ignored(tmp_path):
+    pair = Pair(tmp_path)
+    pair.endpoint.datagramReceived(b"\x00garbage", ("127.0.0.1", 40001))
+    pair.endpoint.datagramReceived(b"\xc0" + b"\x00" * 1300, ("127.0.0.1", 40002))
+    assert pair.site.counter.open == 1
+
+
+def test_unknown_version_gets_version_negotiation(tmp_path):
+    pair = Pair(tmp_path)
+    # long header, version 0x1a2a3a4a (reserved for negotiation tests), cids of 8 bytes
+    datagram = (b"\xc0" + bytes.fromhex("1a2a3a4a") + b"\x08" + b"d" * 8 + b"\x08" + b"s" * 8
+                + b"\x00" * 1200)
+    pair.endpoint.datagramReceived(datagram, ("127.0.0.1", 40003))
+    (sent, addr), = pair.endpoint.transport.sent
+    assert addr == ("127.0.0.1", 40003) and sent[1:5] == b"\x00\x00\x00\x00"
+
+
+def test_alt_svc_value():
+    assert alt_svc(8443) == 'h3=":8443"; ma=86400'
+
+
+def test_header_size_counts_32_bytes_per_field():
+    assert header_size([(b"ab", b"cde")]) == 37
+
+
+@pytest.mark.parametrize("name", h3.PRIVATE_AIOQUIC_NAMES)
+def test_aioquic_private_names_exist(tmp_path, name):
+    config = QuicConfiguration(is_client=True)
+    assert hasattr(QuicConnection(configuration=config), name)
+
+
+def test_twisted_stream_class_exists():
+    assert callable(H2Stream.writeHeaders) and callable(H2Stream.windowUpdated)

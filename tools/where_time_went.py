@@ -1,0 +1,87 @@
+"""Print where a `make test` run's minutes went, from what tools/test-all.sh recorded: how busy
+the CPUs were during each phase (build/cpu.txt: seconds since the start, busy and idle jiffies
+of all cores, sampled every few seconds) and, for pytest, when each xdist worker ran its modules
+(the TEST_TIMELINE file written by tests/conftest.py). Idle CPU during a phase is time a
+reordering could win; a worker that ends long before the others is a module handed out too late.
+
+    python tools/where_time_went.py build/phases.txt build/cpu.txt [TIMELINE]
+"""
+
+import sys
+from pathlib import Path
+
+
+def read_samples(path):
+    """[(second, busy jiffies, idle jiffies)] in the order sampled."""
+    samples = []
+    for line in Path(path).read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            samples.append(tuple(int(f) for f in fields))
+    return samples
+
+
+def busy_share(samples, begin, end):
+    """The CPUs' busy share between ``begin`` and ``end`` (seconds since the start), or None."""
+    inside = [s for s in samples if begin <= s[0] <= end]
+    if len(inside) < 2:
+        return None
+    busy = inside[-1][1] - inside[0][1]
+    idle = inside[-1][2] - inside[0][2]
+    return busy / (busy + idle) if busy + idle else None
+
+
+def read_phases(path):
+    """[(name, begin, end)] from build/phases.txt's lines."""
+    phases = []
+    for line in Path(path).read_text().splitlines():
+        fields = line.split()
+        if "from" in fields and "to" in fields:
+            name = fields[0]
+            begin = int(fields[fields.index("from") + 1])
+            end = int(fields[fields.index("to") + 1])
+            phases.append((name, begin, end))
+    return phases
+
+
+def read_timeline(path):
+    """{worker: [(module, start, end)]} (epoch seconds) from the TEST_TIMELINE file."""
+    workers = {}
+    for line in Path(path).read_text().splitlines():
+        worker, module, start, end = line.split("\t")
+        workers.setdefault(worker, []).append((module, float(start), float(end)))
+    return workers
+
+
+def report(phases, samples, timeline=None):
+    lines = ["CPU busy during each phase (both cores; idle is time another phase could use):"]
+    for name, begin, end in phases:
+        share = busy_share(samples, begin, end)
+        shown = "n/a" if share is None else f"{share:4.0%}"
+        lines.append(f"  {name:<18} {shown:>5}   ({begin} s - {end} s)")
+    if samples:
+        overall = busy_share(samples, samples[0][0], samples[-1][0])
+        if overall is not None:
+            lines.append(f"  {'whole run':<18} {overall:4.0%}")
+    if timeline:
+        start = min(m[1] for modules in timeline.values() for m in modules)
+        lines.append("pytest workers (seconds since pytest's first test; each worker's last modules):")
+        for worker, modules in sorted(timeline.items()):
+            modules.sort(key=lambda m: m[1])
+            last = ", ".join(f"{m[0]} {m[2] - m[1]:.0f} s" for m in modules[-3:])
+            lines.append(f"  {worker}: {len(modules)} modules, done at {modules[-1][2] - start:.0f} s"
+                         f" (last: {last})")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) not in (2, 3):
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    timeline = read_timeline(argv[2]) if len(argv) == 3 and Path(argv[2]).exists() else None
+    print(report(read_phases(argv[0]), read_samples(argv[1]), timeline))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
