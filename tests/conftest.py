@@ -25,7 +25,7 @@ WALL_SECONDS = {
     "test_tasks.py": 44, "test_health.py": 41, "test_bus_heartbeat.py": 38,
     "test_toast_links.py": 33, "test_relstorage.py": 32, "test_listen_durable.py": 31,
     "test_browser_toast.py": 30, "test_streaming.py": 30, "test_front_limits.py": 30,
-    "test_plone_events.py": 26,
+    "test_plone_events.py": 26, "test_browser_wsh2.py": 29, "test_websocket_h2.py": 27,
     "test_bus_auth.py": 25, "test_connection_slots.py": 25, "test_revocation.py": 24,
     "test_webdav_hostile.py": 22, "test_spool_full.py": 21, "test_sendfile.py": 21,
     "test_files.py": 20, "test_tasks_nats_queue.py": 20, "test_canonical_url.py": 18,

@@ -224,6 +224,17 @@ TABLE = [
          'of {burst} events to a reading client is delivered'),
         ('tests/integration/test_ws_hostile.py', 'tests/unit/test_ws_protocol.py'),
         {'backlog_mib': 1, 'stall_s': 10, 'rss_mib': 8, 'burst': 1000}),
+    Row('ws_h2',
+        ('WebSocket over HTTP/2 (extended CONNECT): a foreign origin, a path that is not the '
+         'endpoint, another `:protocol`, a plain CONNECT; a stream that keeps its window shut '
+         'while asking for {asked_mb} MB of answers'),
+        ('403 / 404 / 400 / 405 on the stream, the connection goes on; the stream gets no more '
+         'than its window, is paused at {queue_kib} KiB queued and reset once {backlog_mib} MiB '
+         'more is pending (before {cut_mib} MiB were asked; measured 1.46), pages on the same '
+         'connection 200 '
+         'meanwhile'),
+        ('tests/integration/test_websocket_h2.py', 'tests/unit/test_wsh2.py'),
+        {'asked_mb': 8, 'queue_kib': 256, 'backlog_mib': 1, 'cut_mib': 3}),
     Row('dav_xml_entities',
         'WebDAV: external entities, entity expansion ("billion laughs") in PROPFIND/PROPPATCH/LOCK',
         ('{refused} at the DTD (a LOCK body was 500): no file read, no network fetch, nothing '

@@ -46,6 +46,12 @@ class ZopeSite(server.Site):
         self.access_log = AccessLog(self.reactor, settings.access_log_format,
                                     structured=settings.log_format == "json")
 
+    @property
+    def websocket(self):
+        """The WebSocket service of this listener's resource, or None (HTTP/2 connections
+        offer extended CONNECT only with one)."""
+        return getattr(self.resource, "websocket", None)
+
     # IProtocolNegotiationFactory
 
     def acceptableProtocols(self):

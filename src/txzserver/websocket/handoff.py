@@ -1,4 +1,5 @@
-"""The one place where an HTTP/1.1 connection is handed over to a WebSocket protocol.
+"""The one place where a connection (HTTP/1.1) or a stream (HTTP/2, RFC 8441) is handed over to a
+WebSocket protocol.
 
 Twisted Web has parsed the upgrade request; we detach its channel from the transport and
 connect the Autobahn protocol instead, then replay the request bytes so Autobahn performs
@@ -27,11 +28,13 @@ def replayed_request(request):
 
 
 def hand_off(request, protocol):
-    """Give ``request``'s connection to ``protocol``; False if this is not HTTP/1.1."""
+    """Give ``request``'s connection to ``protocol``; False if it cannot be taken over."""
+    if request.clientproto == b"HTTP/2":
+        return _hand_off_stream(request, protocol)
     channel = request.channel
     transport = getattr(channel, "transport", None)
     if transport is None or not hasattr(channel, "release_transport"):
-        return False  # HTTP/2 streams cannot be taken over (no RFC 8441 here)
+        return False  # not our HTTP/1.1 channel: nothing to take over
     channel.release_transport()
     channel.transport = None
     if isinstance(transport, ProtocolWrapper):  # TLS: the wrapper feeds our channel
@@ -48,5 +51,17 @@ def hand_off(request, protocol):
     channel.requests = []
     protocol.makeConnection(transport)
     transport.resumeProducing()
+    protocol.dataReceived(replayed_request(request))
+    return True
+
+
+def _hand_off_stream(request, protocol):
+    """HTTP/2 (RFC 8441): the extended CONNECT's stream becomes the protocol's transport (the
+    HTTP/2 connection goes on serving its other streams); False for an Upgrade request."""
+    transport = request.protocol.stream_transport(request)
+    if transport is None:
+        return False
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
     protocol.dataReceived(replayed_request(request))
     return True

@@ -15,6 +15,8 @@ from .protocol import make_factory
 from .sending import Batch
 
 log = Logger()
+H2_UPGRADE = ("this is a WebSocket endpoint: over HTTP/2 open it with an extended CONNECT"
+              " (RFC 8441), or send a WebSocket upgrade over HTTP/1.1")
 #: Welcome messages kept (distinct users and first subscriptions; all are dropped when full).
 WELCOMES_KEPT = 1024
 
@@ -106,6 +108,8 @@ class NotificationService:
         if site is None:
             return None
         if not is_websocket_upgrade(request):
+            if request.clientproto == b"HTTP/2":
+                return _error(request, 426, H2_UPGRADE, upgrade=True)
             return _error(request, 426, "this is a WebSocket endpoint: send a WebSocket upgrade"
                                         " over HTTP/1.1", upgrade=True)
         query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -123,8 +127,7 @@ class NotificationService:
         protocol.handshake = {"environ": environ, "site": site, "path": first,
                               "secure": environ.get("wsgi.url_scheme") == "https"}
         if not hand_off(request, protocol):
-            return _error(request, 426, "WebSocket needs HTTP/1.1 (no WebSocket over HTTP/2 here)",
-                          upgrade=True)
+            return _error(request, 426, H2_UPGRADE, upgrade=True)
         return server.NOT_DONE_YET
 
     # Policies used by the protocol

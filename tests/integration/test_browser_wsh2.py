@@ -1,0 +1,95 @@
+"""Headless Chromium over TLS (the test CA's server certificate) with HTTP/2: the toast's
+WebSocket opens with an extended CONNECT (RFC 8441) on the page's h2 connection (the server's
+access log says so: "CONNECT /Plone/ws HTTP/2" 200, and no WebSocket upgrade over HTTP/1.1),
+and a reviewer's toast shows when an editor submits a page."""
+
+import shutil
+
+import pytest
+
+from tests.support.restapi import add_users, api
+from tests.support.server import wait_for
+
+PASSWORD = "secret-Passw0rd"
+
+
+@pytest.fixture(scope="module")
+def tls_server(servers):
+    server = servers.start("browser-wsh2", threads=2, https=True,
+                           extra="<websocket>\n  path /ws\n</websocket>")
+    add_users(server, {"rita": ["Member", "Reviewer"], "eddie": ["Member", "Contributor", "Editor"]},
+              PASSWORD)
+    return server
+
+
+@pytest.fixture
+def chromium(tmp_path, tls_files):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("chromium and chromium-driver are needed (make test installs them as root)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                 # the test CA is not in the profile's trust store: accept its certificate
+                 f"--ignore-certificate-errors-spki-list={spki_hash(tls_files['cert'])}",
+                 "--ignore-certificate-errors", "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def spki_hash(cert_path):
+    """base64 SHA-256 of the certificate's SubjectPublicKeyInfo (Chromium's SPKI allow list)."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(open(cert_path, "rb").read())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def access_log(server):
+    return (server.instance / "log" / "access.log").read_text(errors="replace")
+
+
+def test_chromium_opens_the_websocket_over_h2_and_the_toast_shows(tls_server, chromium):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = tls_server.url("/Plone", kind="https").replace("127.0.0.1", "localhost")
+    chromium.get(f"{base}/login")
+    wait_for(lambda: '"GET /Plone/login HTTP/2"' in access_log(tls_server), 30,
+             what="the login page served over HTTP/2")
+    chromium.find_element(By.ID, "__ac_name").send_keys("rita")
+    chromium.find_element(By.ID, "__ac_password").send_keys(PASSWORD)
+    chromium.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
+    WebDriverWait(chromium, 30).until(lambda d: d.get_cookie("__ac") is not None)
+    chromium.get(base)
+    WebDriverWait(chromium, 30).until(
+        lambda d: d.execute_script("return window.txzserverToasts && window.txzserverToasts.connected"))
+    # The handshake came as an extended CONNECT on HTTP/2: the access log has its line (an
+    # HTTP/1.1 upgrade writes none). The toast below is for a pending page only a Reviewer
+    # may see: the __ac cookie authenticated the WebSocket.
+    wait_for(lambda: '"CONNECT /Plone/ws HTTP/2" 200' in access_log(tls_server), 30,
+             what="the WebSocket's access line")
+    lines = [line for line in access_log(tls_server).splitlines() if "/Plone/ws" in line]
+    assert all("HTTP/2" in line for line in lines), lines
+    assert lines and all("CONNECT" in line for line in lines), lines
+
+    api(tls_server, "POST", "/Plone", user=("eddie", PASSWORD),
+        json={"@type": "Document", "id": "review-over-h2", "title": "Reviewed over HTTP/2"})
+    api(tls_server, "POST", "/Plone/review-over-h2/@workflow/submit", user=("eddie", PASSWORD))
+    toast = WebDriverWait(chromium, 30).until(EC.visibility_of_element_located(
+        (By.CSS_SELECTOR, "#txzserver-toasts .txzserver-toast-notification")))
+    assert "Reviewed over HTTP/2" in toast.text
