@@ -9,7 +9,7 @@ import re
 import pytest
 from twisted.web._http2 import H2Connection
 
-from txzserver.server import http1, http2, leanrequest
+from txzserver.server import http1, http2, leanrequest, wsh2
 from txzserver.server.http1 import HTTP1Channel
 
 from .helpers import ThreadsReactor, connect, make_site
@@ -29,7 +29,7 @@ def test_http1_private_name_exists(name):
         f"twisted.web.http.HTTPChannel has no {name!r} any more: txzserver.server.http1 uses it")
 
 
-@pytest.mark.parametrize("name", http2.PRIVATE_TWISTED_NAMES)
+@pytest.mark.parametrize("name", http2.PRIVATE_TWISTED_NAMES + wsh2.PRIVATE_TWISTED_NAMES)
 def test_http2_private_name_exists(name):
     connection = H2Connection(reactor=ThreadsReactor())
     assert callable(getattr(connection, name, None)), (
@@ -49,11 +49,12 @@ def test_private_names_are_used_only_in_their_protocol_module():
     from pathlib import Path
     import txzserver
     names = (set(http1.PRIVATE_TWISTED_NAMES) | set(http2.PRIVATE_TWISTED_NAMES)
+             | set(wsh2.PRIVATE_TWISTED_NAMES)
              | {name.partition(".")[2] for name in leanrequest.PRIVATE_TWISTED_NAMES})
     root = Path(txzserver.__file__).parent
     offenders = []
     for path in root.rglob("*.py"):
-        if path.name in ("http1.py", "http2.py", "leanrequest.py"):
+        if path.name in ("http1.py", "http2.py", "wsh2.py", "leanrequest.py"):
             continue
         text = path.read_text()
         # whole names: aioquic's own ``_buffer_stop`` in h3.py is not Twisted's ``_buffer``

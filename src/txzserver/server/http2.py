@@ -24,7 +24,7 @@ from twisted.web._http2 import H2Connection
 from .errors import error_body, peer_of
 from .h2limits import AdvertisedSettings, FrameGuard, TokenBucket, field_count
 from .request import ZopeRequest
-from .wsh2 import StreamTransport, as_upgrade, connect_request, refusal
+from .wsh2 import WebSocketStreams
 
 #: Private names of twisted.web._http2 (itself a private module) used below.
 PRIVATE_TWISTED_NAMES = (
@@ -83,7 +83,7 @@ def _abort(transport):
             pass
 
 
-class H2Channel(H2Connection):
+class H2Channel(WebSocketStreams, H2Connection):
     """One HTTP/2 connection, limited by the ``ServerSettings`` it is built with.
 
     The idle timeout waits while streams are being answered (Twisted's HTTP/1.1 channel
@@ -109,10 +109,7 @@ class H2Channel(H2Connection):
             self.site = self.factory = connection.site
             self.callLater = connection.reactor.callLater
             websocket = connection.site.websocket
-        #: The WebSocket service (None when off): extended CONNECT streams go to it (wsh2.py).
-        self.websocket = websocket
-        self._connects = set()  # extended CONNECT streams being published (the handshake)
-        self._websockets = {}  # stream id -> StreamTransport of a WebSocket on that stream
+        self.init_websocket_streams(websocket)
         #: (HTTP2-Settings value, request headers) when made by "Upgrade: h2c".
         self.upgrade = upgrade
         self.resets = TokenBucket(settings.http2_max_reset_burst, settings.http2_reset_rate,
@@ -126,8 +123,7 @@ class H2Channel(H2Connection):
         self.conn.local_settings = AdvertisedSettings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.http2_max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_size,
-            # RFC 8441 3: WebSocket by extended CONNECT on this connection, when it is served.
-            **({h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1} if websocket is not None else {}),
+            **self.websocket_settings(),
         })
         # h2's own check, for streams opened within one read before _requestReceived refuses
         # them: past this many the reset budget would be spent anyway (h2's connection error).
@@ -193,8 +189,7 @@ class H2Channel(H2Connection):
 
     def connectionLost(self, reason, _cancelTimeouts=True):
         self._gone = True  # its streams are forgotten below: that is not "idle"
-        for websocket in list(self._websockets.values()):
-            websocket.connection_lost(reason)
+        self.websockets_lost(reason)
         super().connectionLost(reason, _cancelTimeouts=_cancelTimeouts)
         if not _cancelTimeouts:
             # Twisted's own close (GOAWAY sent or received): it called loseConnection.
@@ -404,9 +399,7 @@ class H2Channel(H2Connection):
         # Twisted calls gotLength when it meets content-length: last, so that the request's
         # body limit is chosen with every header known (credentials or none)
         event.headers = sorted(event.headers, key=lambda header: header[0] == b"content-length")
-        target = connect_request(event.headers)
-        if target is not None:
-            self._extended_connect(event, target)
+        if self.extended_connect(event):
             return
         super()._requestReceived(event)
         self._report_activity()
@@ -420,10 +413,7 @@ class H2Channel(H2Connection):
         # A stream we rejected early (413) may still receive DATA frames in flight.
         if self._gone:
             return
-        websocket = self._websockets.get(event.stream_id)
-        if websocket is not None:
-            self.openStreamWindow(event.stream_id, event.flow_controlled_length)
-            websocket.data_received(event.data)
+        if self.websocket_data(event):
             return
         if event.stream_id in self.streams:
             super()._requestDataReceived(event)
@@ -431,9 +421,7 @@ class H2Channel(H2Connection):
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
 
     def _requestEnded(self, event):
-        websocket = self._websockets.get(event.stream_id)
-        if websocket is not None:  # RFC 8441 5: END_STREAM is the WebSocket's TCP FIN
-            websocket.loseConnection()
+        if self.websocket_ended(event):
             return
         if event.stream_id in self.streams:
             super()._requestEnded(event)
@@ -441,10 +429,7 @@ class H2Channel(H2Connection):
     def _requestAborted(self, event):
         if self._gone:
             return
-        websocket = self._websockets.get(event.stream_id)
-        if websocket is not None:
-            websocket.connection_lost(Failure(ConnectionLost(
-                f"stream reset with code {event.error_code}")))
+        self.websocket_aborted(event)
         if event.stream_id in self.streams:
             stream = self.streams[event.stream_id]
             stream.connectionLost(Failure(ConnectionLost(f"stream reset with code {event.error_code}")))
@@ -461,56 +446,6 @@ class H2Channel(H2Connection):
         # (the highest stream id of the whole read).
         self._close_hostile(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets",
                             last_stream_id=stream_id)
-
-    # WebSocket over HTTP/2 (RFC 8441): the stream's side; the transport is wsh2.StreamTransport
-
-    def _extended_connect(self, event, target):
-        """A CONNECT stream: refused on the stream with a 4xx, or published as the WebSocket
-        handshake it stands for (the request is complete: no END_STREAM will come)."""
-        refused = refusal(target, self.websocket)
-        if refused is not None:
-            self._answer_and_reset(event.stream_id, *refused)
-            return
-        event.headers = as_upgrade(event.headers)
-        self._connects.add(event.stream_id)
-        super()._requestReceived(event)
-        self._report_activity()
-        try:
-            self.streams[event.stream_id].requestComplete()
-        finally:
-            self._connects.discard(event.stream_id)
-
-    def stream_transport(self, request):
-        """The transport for the WebSocket handshake ``request`` (websocket/handoff.py), or
-        None when it did not come as an extended CONNECT (an Upgrade request: 426)."""
-        stream = request.channel
-        if stream.streamID not in self._connects:
-            return None
-        transport = self._websockets[stream.streamID] = StreamTransport(self, stream, request)
-        return transport
-
-    def open_websocket(self, stream_id, headers, request):
-        """``:status 200`` (the handshake accepted), and the access log line saying so."""
-        self.conn.send_headers(stream_id, [(b":status", b"200"), *headers])
-        self._tryToWriteControlData()
-        self._log_websocket(request, 200)
-
-    def refuse_websocket(self, request, code, reason, headers=()):
-        """The handshake refused (origin, credentials, limits): that status on the stream."""
-        self.reject_request(request, code, reason, headers)
-        self._log_websocket(request, code)
-
-    def websocket_gone(self, stream_id):
-        self._websockets.pop(stream_id, None)
-
-    def _log_websocket(self, request, code):
-        """The access line and request metrics of a WebSocket handshake (its request never
-        finishes: the stream carries the WebSocket), with the method sent: CONNECT."""
-        if request is None or self.site is None:
-            return
-        request.method = b"CONNECT"
-        request.code = code
-        self.site.log(request)
 
     # Rejection
 

@@ -14,6 +14,8 @@ connection's loss is the protocol's connectionLost.
 import base64
 import os
 
+import h2.settings
+
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IConsumer, ITransport
 from twisted.logger import Logger
@@ -21,6 +23,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 log = Logger()
+
+#: Private names of twisted.web._http2's H2Connection used by WebSocketStreams (the channel's
+#: part that lives here): the request handler a handshake goes through, and the flush.
+PRIVATE_TWISTED_NAMES = ("_requestReceived", "_tryToWriteControlData")
 
 #: Response headers of Autobahn's 101 that mean nothing on an HTTP/2 stream (RFC 8441 5:
 #: no Sec-WebSocket-Accept; RFC 9113 8.2.2: no connection-specific fields).
@@ -186,3 +192,103 @@ class StreamTransport:
         self.channel.open_websocket(self.stream_id, fields, request)
         if rest:
             self.stream.write(rest)
+
+
+class WebSocketStreams:
+    """The HTTP/2 channel's side of WebSocket streams, mixed into ``http2.H2Channel`` (before
+    Twisted's H2Connection, whose request handling ``extended_connect`` calls): the SETTINGS
+    that offer extended CONNECT, the CONNECT streams published as handshakes, and the events
+    of the streams that carry a WebSocket, handed to their ``StreamTransport``."""
+
+    def init_websocket_streams(self, websocket):
+        #: The WebSocket service (None when off): extended CONNECT streams go to it.
+        self.websocket = websocket
+        self._connects = set()  # extended CONNECT streams being published (the handshake)
+        self._websockets = {}  # stream id -> StreamTransport of a WebSocket on that stream
+
+    def websocket_settings(self):
+        """RFC 8441 3: WebSocket by extended CONNECT on this connection, when it is served."""
+        if self.websocket is None:
+            return {}
+        return {h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1}
+
+    def extended_connect(self, event):
+        """True when ``event`` (a request's HEADERS) was a CONNECT, handled here: refused on
+        the stream with a 4xx, or published as the WebSocket handshake it stands for (the
+        request is complete: no END_STREAM will come)."""
+        target = connect_request(event.headers)
+        if target is None:
+            return False
+        refused = refusal(target, self.websocket)
+        if refused is not None:
+            self._answer_and_reset(event.stream_id, *refused)
+            return True
+        event.headers = as_upgrade(event.headers)
+        self._connects.add(event.stream_id)
+        super()._requestReceived(event)
+        self._report_activity()
+        try:
+            self.streams[event.stream_id].requestComplete()
+        finally:
+            self._connects.discard(event.stream_id)
+        return True
+
+    def websocket_data(self, event):
+        """True when ``event``'s DATA belongs to a WebSocket stream (handed to it)."""
+        websocket = self._websockets.get(event.stream_id)
+        if websocket is None:
+            return False
+        self.openStreamWindow(event.stream_id, event.flow_controlled_length)
+        websocket.data_received(event.data)
+        return True
+
+    def websocket_ended(self, event):
+        """True when the stream ended is a WebSocket's (RFC 8441 5: END_STREAM is its FIN)."""
+        websocket = self._websockets.get(event.stream_id)
+        if websocket is None:
+            return False
+        websocket.loseConnection()
+        return True
+
+    def websocket_aborted(self, event):
+        """RST_STREAM of a WebSocket stream: the protocol's connectionLost."""
+        websocket = self._websockets.get(event.stream_id)
+        if websocket is not None:
+            websocket.connection_lost(Failure(ConnectionLost(
+                f"stream reset with code {event.error_code}")))
+
+    def websockets_lost(self, reason):
+        for websocket in list(self._websockets.values()):
+            websocket.connection_lost(reason)
+
+    def stream_transport(self, request):
+        """The transport for the WebSocket handshake ``request`` (websocket/handoff.py), or
+        None when it did not come as an extended CONNECT (an Upgrade request: 426)."""
+        stream = request.channel
+        if stream.streamID not in self._connects:
+            return None
+        transport = self._websockets[stream.streamID] = StreamTransport(self, stream, request)
+        return transport
+
+    def open_websocket(self, stream_id, headers, request):
+        """``:status 200`` (the handshake accepted), and the access log line saying so."""
+        self.conn.send_headers(stream_id, [(b":status", b"200"), *headers])
+        self._tryToWriteControlData()
+        self._log_websocket(request, 200)
+
+    def refuse_websocket(self, request, code, reason, headers=()):
+        """The handshake refused (origin, credentials, limits): that status on the stream."""
+        self.reject_request(request, code, reason, headers)
+        self._log_websocket(request, code)
+
+    def websocket_gone(self, stream_id):
+        self._websockets.pop(stream_id, None)
+
+    def _log_websocket(self, request, code):
+        """The access line and request metrics of a WebSocket handshake (its request never
+        finishes: the stream carries the WebSocket), with the method sent: CONNECT."""
+        if request is None or self.site is None:
+            return
+        request.method = b"CONNECT"
+        request.code = code
+        self.site.log(request)
