@@ -23,7 +23,8 @@ USERS = {"editor": ["Member", "Editor", "Contributor"], "reviewer": ["Member", "
 
 def pytest_collection_modifyitems(config, items):
     """Without the stack, skip the tests that need it (modules that set NEEDS_STACK = False only
-    need the built images). SMOKE_ONLY=images or SMOKE_ONLY=stack keeps only those modules:
+    need the built images); a module with STACK_STORAGE runs only against a stack on that
+    storage (STORAGE, default zeo). SMOKE_ONLY=images or SMOKE_ONLY=stack keeps only those modules:
     `make smoke` runs the image tests before it starts the stack, so that their containers (a
     Plone site made in each of several) do not load the machine while the stack is measured."""
     only = os.environ.get("SMOKE_ONLY")
@@ -34,6 +35,13 @@ def pytest_collection_modifyitems(config, items):
             (keep if getattr(item.module, "NEEDS_STACK", True) == (only == "stack") else drop).append(item)
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    # a module for one storage of the stack (STACK_STORAGE) runs only against a stack on it:
+    # the other stack's run deselects it (`make smoke-relstorage` runs test_relstorage.py)
+    storage = os.environ.get("STORAGE", "zeo")
+    other = [item for item in items if getattr(item.module, "STACK_STORAGE", storage) != storage]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
     if not os.environ.get("SMOKE_FRONT_PORT"):
         skip = pytest.mark.skip(reason="needs the compose stack: run `make smoke`")
         for item in items:
