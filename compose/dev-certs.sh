@@ -18,7 +18,8 @@ mkdir -p "$DIR"
 cd "$DIR"
 # one run at a time: two stacks started at the same moment (make test's smoke phases) would each
 # make a CA and a certificate, one overwriting the other's files; the second finds the first's
-exec 9>.lock
+# (the lock is on the directory itself: no file is left beside the certificates)
+exec 9<.
 flock 9
 
 # names: DNS entries for host names, IP entries for addresses (v4 and v6)
