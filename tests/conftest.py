@@ -2,6 +2,7 @@
 and the order modules are handed to pytest-xdist's workers."""
 
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -69,25 +70,37 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: -module_weight(item))
 
 
+def cpu_seconds():
+    """CPU seconds of this process and of its children that ended (a module's servers, once
+    stopped; the session's shared servers count at its end)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class ModuleTimeline:
-    """When this process ran each test module (first test's start to last test's end), appended
-    to the file named by TEST_TIMELINE at the session's end as ``worker\\tmodule\\tstart\\tend``
-    lines: tools/test-all.sh sets it and tools/where_time_went.py shows each xdist worker's
-    span, so a run's tail (one worker still busy while the others wait) can be seen."""
+    """When this process ran each test module (first test's start to last test's end) and the
+    CPU it and the processes it started used meanwhile, appended to the file named by
+    TEST_TIMELINE at the session's end as ``worker\tmodule\tstart\tend\tcpu`` lines:
+    tools/test-all.sh sets it and tools/where_time_went.py shows each xdist worker's span (a
+    run's tail: one worker still busy while the others wait) and the modules that cost most CPU
+    (on a machine kept busy, what a shorter run must take out)."""
 
     def __init__(self, path, worker):
         self.path, self.worker, self.spans = path, worker, {}
 
     def pytest_runtest_logstart(self, nodeid, location):
         module = nodeid.split("::", 1)[0]
-        self.spans.setdefault(module, [time.time(), time.time()])
+        if module not in self.spans:
+            now, cpu = time.time(), cpu_seconds()
+            self.spans[module] = [now, now, cpu, cpu]
 
     def pytest_runtest_logfinish(self, nodeid, location):
-        self.spans[nodeid.split("::", 1)[0]][1] = time.time()
+        span = self.spans[nodeid.split("::", 1)[0]]
+        span[1], span[3] = time.time(), cpu_seconds()
 
     def pytest_sessionfinish(self):
-        lines = "".join(f"{self.worker}\t{module}\t{start:.1f}\t{end:.1f}\n"
-                        for module, (start, end) in self.spans.items())
+        lines = "".join(f"{self.worker}\t{module}\t{start:.1f}\t{end:.1f}\t{cpu_end - cpu_start:.1f}\n"
+                        for module, (start, end, cpu_start, cpu_end) in self.spans.items())
         with open(self.path, "a") as timeline:
             timeline.write(lines)
 

@@ -11,6 +11,10 @@ import sys
 from pathlib import Path
 
 
+#: modules listed by their CPU seconds
+TOP_MODULES = 15
+
+
 def read_samples(path):
     """[(second, busy jiffies, idle jiffies)] in the order sampled."""
     samples = []
@@ -45,11 +49,13 @@ def read_phases(path):
 
 
 def read_timeline(path):
-    """{worker: [(module, start, end)]} (epoch seconds) from the TEST_TIMELINE file."""
+    """{worker: [(module, start, end, cpu)]} (epoch seconds, CPU seconds of the worker and the
+    processes it started) from the TEST_TIMELINE file."""
     workers = {}
     for line in Path(path).read_text().splitlines():
-        worker, module, start, end = line.split("\t")
-        workers.setdefault(worker, []).append((module, float(start), float(end)))
+        worker, module, start, end, *cpu = line.split("\t")
+        workers.setdefault(worker, []).append(
+            (module, float(start), float(end), float(cpu[0]) if cpu else 0.0))
     return workers
 
 
@@ -71,6 +77,13 @@ def report(phases, samples, timeline=None):
             last = ", ".join(f"{m[0]} {m[2] - m[1]:.0f} s" for m in modules[-3:])
             lines.append(f"  {worker}: {len(modules)} modules, done at {modules[-1][2] - start:.0f} s"
                          f" (last: {last})")
+        every = [m for modules in timeline.values() for m in modules]
+        total = sum(m[3] for m in every)
+        if total:
+            top = sorted(every, key=lambda m: -m[3])[:TOP_MODULES]
+            lines.append(f"pytest CPU: {total:.0f} s in modules; the {len(top)} costliest (CPU s,"
+                         " wall s):")
+            lines += [f"  {m[3]:6.0f} {m[2] - m[1]:6.0f}  {m[0]}" for m in top]
     return "\n".join(lines)
 
 

@@ -29,11 +29,16 @@ def test_a_phase_with_fewer_than_two_samples_says_so():
 
 def test_workers_show_when_they_finished_and_their_last_modules(tmp_path):
     timeline = tmp_path / "timeline.tsv"
-    timeline.write_text("gw0\ta.py\t1000.0\t1100.0\ngw1\tb.py\t1000.0\t1010.0\n"
-                        "gw1\tc.py\t1010.0\t1030.0\n")
+    timeline.write_text("gw0\ta.py\t1000.0\t1100.0\t150.0\ngw1\tb.py\t1000.0\t1010.0\t2.5\n"
+                        "gw1\tc.py\t1010.0\t1030.0\t30.0\n")
     text = where.report([], [], where.read_timeline(timeline))
     assert "gw0: 1 modules, done at 100 s (last: a.py 100 s)" in text
     assert "gw1: 2 modules, done at 30 s (last: b.py 10 s, c.py 20 s)" in text
+    # the modules by CPU, costliest first
+    assert "pytest CPU: 182 s in modules" in text
+    listed = text.split("costliest")[1]
+    assert listed.index("a.py") < listed.index("c.py") < listed.index("b.py")
+    assert "     150    100  a.py" in listed
 
 
 def test_usage_without_arguments(capsys):
