@@ -25,10 +25,14 @@ started=$(date +%s)
 # The CPUs' busy and idle time every 5 s (build/cpu.txt), and when each pytest worker ran each
 # module (TEST_TIMELINE): the end shows how busy each phase kept the machine
 # (tools/where_time_went.py), i.e. what overlapping phases could still win.
+# Also the CPU nanoseconds of all Docker containers and all podman pods (their cgroup v1 cpuacct
+# totals; 0 where there is none), so that each phase's CPU splits into theirs and the rest.
+cgroup_ns() { cat "/sys/fs/cgroup/cpuacct/$1/cpuacct.usage" 2>/dev/null || echo 0; }
 (
     while :; do
         read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
-        echo "$(($(date +%s) - started)) $((user + nice + system + irq + softirq + steal)) $((idle + iowait))"
+        echo "$(($(date +%s) - started)) $((user + nice + system + irq + softirq + steal))" \
+            "$((idle + iowait)) $(cgroup_ns docker) $(cgroup_ns libpod_parent)"
         sleep 5
     done
 ) >build/cpu.txt &

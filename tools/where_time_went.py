@@ -1,38 +1,55 @@
 """Print where a `make test` run's minutes went, from what tools/test-all.sh recorded: how busy
-the CPUs were during each phase (build/cpu.txt: seconds since the start, busy and idle jiffies
-of all cores, sampled every few seconds) and, for pytest, when each xdist worker ran its modules
-(the TEST_TIMELINE file written by tests/conftest.py). Idle CPU during a phase is time a
+the CPUs were during each phase and how much of that was Docker's containers and podman's pods
+(build/cpu.txt: seconds since the start, busy and idle jiffies of all cores, then the
+containers' and the pods' CPU nanoseconds, sampled every few seconds) and, for pytest, when
+each xdist worker ran its modules and the CPU they cost (the TEST_TIMELINE file written by
+tests/conftest.py). Idle CPU during a phase is time a
 reordering could win; a worker that ends long before the others is a module handed out too late.
 
     python tools/where_time_went.py build/phases.txt build/cpu.txt [TIMELINE]
 """
 
+import os
 import sys
 from pathlib import Path
 
 
 #: modules listed by their CPU seconds
 TOP_MODULES = 15
+#: /proc/stat's unit (USER_HZ)
+JIFFIES_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
 def read_samples(path):
-    """[(second, busy jiffies, idle jiffies)] in the order sampled."""
+    """[(second, busy jiffies, idle jiffies, containers' ns, pods' ns)] in the order sampled
+    (the last two 0 in a file without them)."""
     samples = []
     for line in Path(path).read_text().splitlines():
         fields = line.split()
-        if len(fields) == 3:
-            samples.append(tuple(int(f) for f in fields))
+        if len(fields) in (3, 5) and all(f.isdigit() for f in fields):
+            samples.append(tuple(int(f) for f in fields) + (0, 0)[: 5 - len(fields)])
     return samples
 
 
 def busy_share(samples, begin, end):
     """The CPUs' busy share between ``begin`` and ``end`` (seconds since the start), or None."""
+    shares = cpu_shares(samples, begin, end)
+    return shares and shares[0]
+
+
+def cpu_shares(samples, begin, end):
+    """(busy, containers', pods') shares of the CPUs' time between ``begin`` and ``end``, or
+    None with fewer than two samples there."""
     inside = [s for s in samples if begin <= s[0] <= end]
     if len(inside) < 2:
         return None
-    busy = inside[-1][1] - inside[0][1]
-    idle = inside[-1][2] - inside[0][2]
-    return busy / (busy + idle) if busy + idle else None
+    first, last = inside[0], inside[-1]
+    busy, idle = last[1] - first[1], last[2] - first[2]
+    if not busy + idle:
+        return None
+    capacity_ns = (busy + idle) * 1e9 / JIFFIES_PER_SECOND
+    return (busy / (busy + idle), (last[3] - first[3]) / capacity_ns,
+            (last[4] - first[4]) / capacity_ns)
 
 
 def read_phases(path):
@@ -60,11 +77,13 @@ def read_timeline(path):
 
 
 def report(phases, samples, timeline=None):
-    lines = ["CPU busy during each phase (both cores; idle is time another phase could use):"]
+    lines = ["CPU busy during each phase (both cores; idle is time another phase could use), and"
+             " the share of Docker's containers and podman's pods in it:"]
     for name, begin, end in phases:
-        share = busy_share(samples, begin, end)
-        shown = "n/a" if share is None else f"{share:4.0%}"
-        lines.append(f"  {name:<18} {shown:>5}   ({begin} s - {end} s)")
+        shares = cpu_shares(samples, begin, end)
+        shown = "  n/a" if shares is None else (
+            f"{shares[0]:4.0%}   containers {shares[1]:4.0%}   pods {shares[2]:4.0%}")
+        lines.append(f"  {name:<18} {shown}   ({begin} s - {end} s)")
     if samples:
         overall = busy_share(samples, samples[0][0], samples[-1][0])
         if overall is not None:
