@@ -1,15 +1,18 @@
 """The plone image's `upgrade` command (images/plone/scripts/upgrade.py, run by `txzserver run` as
-the entrypoint runs it) on a real Plone site in ZEO, then in RelStorage on PostgreSQL.
+the entrypoint runs it) on a real Plone site in RelStorage on PostgreSQL.
 
 The site gets a test add-on (tests/support/upgradestep) installed at profile version 1000; then
 the instances' etc/site.zcml loads its next version (1001, with the upgrade step 1000 -> 1001 that
 counts its runs in the site), as a new image would. Checked: `upgrade --dry-run` and
-UPGRADE_DRY_RUN=1 list the step and change nothing; a missing site is a clear error (exit 1)
-(these two on RelStorage only: the storage plays no part in them); two `upgrade` runs started at
-once, the first held inside the step (a gate file), run the step exactly once: the second waits
-for the lock (the ZODB marker with ZEO, PostgreSQL's advisory lock with RelStorage), then finds
-nothing pending and exits 0 saying so; an instance's start gate (`--wait`, UPGRADE_WAIT) waits
-while the step is pending and goes on once it committed.
+UPGRADE_DRY_RUN=1 list the step and change nothing; a missing site is a clear error (exit 1);
+two `upgrade` runs started at once, the first held inside the step (a gate file), run the step
+exactly once: the second waits for PostgreSQL's advisory lock, then finds nothing pending and
+exits 0 saying so; an instance's start gate (`--wait`, UPGRADE_WAIT) waits while the step is
+pending and goes on once it committed.
+
+With ZEO the lock is a marker in the ZODB: tests/unit/test_upgradelock.py runs it on a real
+in-memory ZODB (waits, conflicts, stale markers), and `make k8s-smoke` (test_podman_upgrade.py)
+runs two upgrade Jobs at once on the ZEO stack; this module needs only the PostgreSQL lock.
 """
 
 import json
@@ -18,9 +21,7 @@ import subprocess
 
 import pytest
 
-from tests.support.cluster import zeo_storage
 from tests.support.instance import ROOT, SITE_ID, TXZSERVER, new_instance
-from tests.support.outage import Zeo
 from tests.support.postgresql import STORAGE_CONF, relstorage_environment
 from tests.support.server import wait_for
 from tests.support.upgradestep import GATE, PROFILE, site_zcml
@@ -35,23 +36,18 @@ PROCESS_TIMEOUT = 300
 
 
 class Database:
-    """The storage holding a copy of the session's Plone site, and instance folders on it, one
-    per process (each with its own blob cache and event log)."""
+    """The RelStorage database holding a copy of the session's Plone site, and instance folders
+    on it, one per process (each with its own blob cache and event log)."""
 
-    def __init__(self, directory, kind):
-        self.directory, self.kind, self.count = directory, kind, 0
-        self.zeo = self.dsn = None
+    def __init__(self, directory):
+        self.directory, self.count, self.dsn = directory, 0, None
 
     def instance(self, name, version="v2", **env):
         """A zope.conf on this storage loading the add-on's ``version``; the process's env."""
         self.count += 1
         directory = self.directory / f"{name}-{self.count}"
-        if self.kind == "zeo":
-            conf = new_instance(directory, storage=zeo_storage(self.zeo.address))
-            environment = dict(os.environ)
-        else:
-            conf = new_instance(directory, storage=f"%include {STORAGE_CONF}")
-            environment = relstorage_environment(self.dsn, directory / "var")
+        conf = new_instance(directory, storage=f"%include {STORAGE_CONF}")
+        environment = relstorage_environment(self.dsn, directory / "var")
         (conf.parent / "site.zcml").write_text(site_zcml(version))
         path = os.pathsep.join(p for p in (str(ROOT), environment.get("PYTHONPATH")) if p)
         environment.update({"PYTHONPATH": path, "SITE": SITE_ID, **env})
@@ -90,44 +86,17 @@ def finished(process):
     return process.returncode, output_of(process)
 
 
-def installed(request, tmp_path_factory, plone_template, kind):
-    """A Database of ``kind`` with the add-on installed at 1000 (a generator for a fixture)."""
-    directory = tmp_path_factory.mktemp(f"upgrade-{kind}")
-    database = Database(directory, kind)
-    if kind == "zeo":
-        database.zeo = Zeo(directory / "zeo", plone_template["directory"])
-        database.zeo.start()
-    else:
-        postgresql = request.getfixturevalue("shared_postgresql")
-        template = request.getfixturevalue("relstorage_template")["template_database"]
-        database.dsn = postgresql.create_database("upgrade_test", template=template)
-    try:
-        assert database.site("install", version="v1") == {
-            "runs": 0, "version": "1000", "marker": None}
-        yield database
-    finally:
-        if database.zeo is not None:
-            database.zeo.stop()
-
-
 @pytest.fixture(scope="module")
-def relstorage_database(request, tmp_path_factory, plone_template):
-    yield from installed(request, tmp_path_factory, plone_template, "relstorage")
+def database(tmp_path_factory, shared_postgresql, relstorage_template):
+    """A copy of the session's RelStorage site with the add-on installed at 1000."""
+    database = Database(tmp_path_factory.mktemp("upgrade"))
+    database.dsn = shared_postgresql.create_database(
+        "upgrade_test", template=relstorage_template["template_database"])
+    assert database.site("install", version="v1") == {"runs": 0, "version": "1000", "marker": None}
+    return database
 
 
-@pytest.fixture(scope="module")
-def zeo_database(request, tmp_path_factory, plone_template):
-    yield from installed(request, tmp_path_factory, plone_template, "zeo")
-
-
-@pytest.fixture(params=["zeo", "relstorage"])
-def database(request):
-    """Each storage in turn, for what differs between them: the lock."""
-    return request.getfixturevalue(f"{request.param}_database")
-
-
-def test_dry_run_lists_the_pending_step_and_changes_nothing(relstorage_database):
-    database = relstorage_database
+def test_dry_run_lists_the_pending_step_and_changes_nothing(database):
     runs = [database.start("dry-run", "--dry-run"),
             database.start("dry-run-env", UPGRADE_DRY_RUN="1")]
     for run in runs:
@@ -139,8 +108,7 @@ def test_dry_run_lists_the_pending_step_and_changes_nothing(relstorage_database)
     assert database.site("read") == {"runs": 0, "version": "1000", "marker": None}
 
 
-def test_a_site_that_does_not_exist_is_an_error(relstorage_database):
-    database = relstorage_database
+def test_a_site_that_does_not_exist_is_an_error(database):
     runs = [database.start("missing", *args, SITE="Nowhere") for args in ((), ("--dry-run",))]
     for run in runs:
         status, output = finished(run)
@@ -171,9 +139,7 @@ def test_two_runs_at_once_apply_the_step_once_and_the_start_gate_waits(database,
         assert f"site /{SITE_ID}: 1 upgrade step(s) run and committed in " in output
         status, output = finished(second)
         assert status == 0, output
-        lock = ("ZODB marker 'txzserver.upgrade'" if database.kind == "zeo"
-                else "PostgreSQL advisory lock")
-        assert f"waiting for the upgrade lock ({lock}" in output
+        assert "waiting for the upgrade lock (PostgreSQL advisory lock" in output
         assert (f"site /{SITE_ID}: nothing pending (another run upgraded it while this one "
                 "waited)") in output
         assert "running " not in output
@@ -190,9 +156,6 @@ def test_two_runs_at_once_apply_the_step_once_and_the_start_gate_waits(database,
     assert len(list(gate.glob("started-*"))) == 1  # the step ran once, not run and thrown away
     read = database.site("read")
     assert read["runs"] == 1 and read["version"] == "1001"
-    if database.kind == "zeo":
-        assert read["marker"]["holder"] is None
-    else:
-        assert read["marker"] is None  # RelStorage: the advisory lock, nothing in the ZODB
+    assert read["marker"] is None  # RelStorage: the advisory lock, nothing in the ZODB
     status, output = finished(database.start("again"))
     assert status == 0 and f"site /{SITE_ID}: nothing pending\n" in output, output
