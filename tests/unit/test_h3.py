@@ -180,3 +180,14 @@ def test_twisted_stream_class_exists():
 def test_aioquic_h3_private_names_exist(name):
     quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
     assert hasattr(H3Connection(quic), name)
+
+
+def test_more_requests_than_the_stream_limit_are_all_answered(tmp_path):
+    """The client may open http2-max-concurrent-streams streams at once; as they finish, the
+    server raises the limit (MAX_STREAMS) and the waiting requests go out."""
+    pair = Pair(tmp_path, http2_max_concurrent_streams=4)
+    ids = [pair.get(b"/p/%d" % n) for n in range(12)]
+    pair.pump(200)
+    assert pair.client._remote_max_streams_bidi > 4
+    assert [pair.response(i) for i in ids] == [
+        ({**pair.response(i)[0], b":status": b"200"}, b"GET /p/%d " % n) for n, i in enumerate(ids)]

@@ -113,7 +113,12 @@ class H3Channel(H3WebSocketStreams):
         self.init_websocket_streams(connection.site.websocket)
         self.callLater = self.reactor.callLater
         self.h3 = LimitedH3Connection(quic, self.settings.max_header_size, self.websocket)
-        quic._local_max_streams_bidi.value = self.settings.http2_max_concurrent_streams
+        # Both: the value goes out in the handshake's transport parameters; ``sent`` is what
+        # aioquic compares it with to raise the limit (MAX_STREAMS) as streams finish. Left
+        # at aioquic's 128, no MAX_STREAMS was ever sent and a client had
+        # http2-max-concurrent-streams streams for the connection's whole life.
+        limit = quic._local_max_streams_bidi
+        limit.value = limit.sent = self.settings.http2_max_concurrent_streams
         self.streams = {}
         self.resets = TokenBucket(self.settings.http2_max_reset_burst,
                                   self.settings.http2_reset_rate, self.reactor.seconds())
