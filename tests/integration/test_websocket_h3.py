@@ -5,6 +5,7 @@ limit in /metrics; and the HTTP/3 drain on SIGTERM (a download in flight finishe
 
 import asyncio
 import base64
+import json
 import signal
 import time
 
@@ -16,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.robustness import ROWS
 from tests.support.h3client import run
 from tests.support.h3client import session as page_session
+from tests.support.h3browser import chromium
 from tests.support.h3ws import session
 from tests.support.restapi import add_users, api
 from tests.support.server import wait_for
@@ -251,3 +253,43 @@ def test_sigterm_drains_http3_the_download_in_flight_finishes(servers, big_file,
     assert response.sha.hexdigest() == big_file["sha256"]
     assert closed.error_code == ErrorCode.H3_NO_ERROR, closed
     assert server.wait_exit(60) == 0
+
+
+WEBSOCKET_SCRIPT = """
+const done = arguments[arguments.length - 1];
+const ws = new WebSocket(arguments[0]);
+ws.onmessage = (event) => { done(event.data); ws.close(); };
+ws.onerror = () => done("error");
+"""
+
+
+@pytest.mark.parametrize("features", [(), ("EnableWebsocketsOverHttp3",)],
+                         ids=["default", "EnableWebsocketsOverHttp3"])
+def test_chromium_opens_the_websocket_over_http3_only_with_its_feature(
+        server, tls_files, tmp_path, features):
+    """Chromium 156 has RFC 9220 behind a feature that is off by default: with it, the page's
+    QUIC connection (which announced extended CONNECT) carries the WebSocket; without it, the
+    WebSocket goes over TCP. The welcome message arrives either way."""
+    port = server.ports["https"]
+    marker = f"probe-{time.monotonic_ns()}"
+    driver = chromium(port, tls_files["cert"], tmp_path / "profile", features)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.set_script_timeout(30)
+        driver.get(f"https://localhost:{port}/Plone")
+        page = driver.execute_script(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol")
+        welcome = driver.execute_async_script(
+            WEBSOCKET_SCRIPT, f"wss://localhost:{port}/Plone/ws?{marker}=1")
+        driver.get(f"https://localhost:{port}/Plone/@@ok?{marker}=after")  # flushes the log
+    finally:
+        driver.quit()
+    assert page == "h3"
+    assert welcome != "error" and json.loads(welcome)["type"] == "welcome"
+    wait_for(lambda: f"{marker}=after" in access_lines(server), 30, what="the page after")
+    over_h3 = [line for line in access_lines(server).splitlines()
+               if f"CONNECT /Plone/ws?{marker}=1 HTTP/3\" 200" in line]
+    if features:
+        assert over_h3 and "HeadlessChrome/156" in over_h3[0], over_h3
+    else:
+        assert not over_h3
