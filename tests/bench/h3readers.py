@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import provenance
+from tests.bench import provenance, report
 from tests.bench.clients import MB, RssSampler, probe_sequential, wait_responsive
 from tests.bench.h3client import SlowReaders
 from tests.bench.servers import FILE_SIZE, THREADS
@@ -70,21 +70,6 @@ def phase(server, ca, count, args):
             "front_page": probe}
 
 
-def markdown(results):
-    lines = [f"Front page (HTTP/1.1 over TLS) fetched one after the other for"
-             f" {results['phase_seconds']} s, beside slow HTTP/3 readers of the"
-             f" {results['file_size'] // MB} MiB File at {results['reader_rate_mib']} MiB/s each"
-             " (aioquic clients; server-threads 2)", "",
-             "| HTTP/3 readers | pages | p50 | p99 | timeouts | MiB read | peak server RSS |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    for found in results["phases"]:
-        probe = found["front_page"]
-        lines.append(f"| {found['readers']} | {probe['requests']} | {probe['p50_s']:.3f} s"
-                     f" | {probe['p99_s']:.3f} s | {probe['timeouts']} | {found['reader_mib']}"
-                     f" | {found['rss_peak_mib']:.0f} MiB |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--readers", type=int, default=int(os.environ.get("BENCH_H3_READERS", 8)))
@@ -119,7 +104,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "h3readers.json").write_text(json.dumps(results, indent=2) + "\n")
     print()
-    print(markdown(results))
+    print("\n".join(report.h3readers({"h3readers": results}, 2)))
     return 0
 
 
