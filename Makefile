@@ -148,6 +148,7 @@ bench: venv h2load $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.provenance
 	$(BIN)/python -m tests.bench.run
 	$(BIN)/python -m tests.bench.h2download
+	$(BIN)/python -m tests.bench.h3readers
 	$(BIN)/python -m tests.bench.tasks
 	$(BIN)/python -m tests.bench.fanout
 	$(BIN)/python -m tests.bench.bus

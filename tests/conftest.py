@@ -17,7 +17,7 @@ import pytest
 #: A module not listed counts as ``UNLISTED``.
 WALL_SECONDS = {
     "test_upgrade.py": 220, "test_backup.py": 285, "test_webdav.py": 248, "test_degraded.py": 184,
-    "test_notifications.py": 179, "test_http3.py": 90,
+    "test_notifications.py": 179, "test_http3.py": 90, "test_websocket_h3.py": 78,
     "test_bus_nats.py": 144, "test_ctl.py": 126, "test_server.py": 122,
     "test_http1_hostile.py": 102, "test_tasks_nats_durable.py": 94, "test_http2_hostile.py": 93,
     "test_ws_hostile.py": 92, "test_tasks_nats.py": 79, "test_release.py": 65,

@@ -201,19 +201,22 @@ def open_listeners(reactor, sites):
         log.info("txzserver %s listening on %s%s", listener.kind,
                  url_of(listener, port.getHost().port), extra)
         if listener.http3:
-            ports.append(open_quic(reactor, listener, site, port.getHost().port))
+            # not in ``ports``: the drain closes QUIC itself (H3Endpoint.drain)
+            open_quic(reactor, listener, site, port.getHost().port)
     return ports
 
 
 def open_quic(reactor, listener, site, port):
     """HTTP/3: the UDP socket at the https listener's address and port; its responses
-    announce it (Alt-Svc). BindError when the UDP port is taken."""
+    announce it (Alt-Svc); on shutdown its own drain (GOAWAY, then CONNECTION_CLOSE once the
+    responses in flight are acknowledged). BindError when the UDP port is taken."""
     try:
         endpoint = H3Endpoint(site, site.settings, quic_configuration(listener, site.settings))
         udp = reactor.listenUDP(port, endpoint, interface=listener.interface)
     except Exception as exc:
         raise BindError(f"http3 (QUIC, udp) {listener.host}:{port}: {exc}") from exc
-    reactor.addSystemEventTrigger("before", "shutdown", endpoint.close_all)
+    reactor.addSystemEventTrigger("before", "shutdown", endpoint.drain, reactor,
+                                  site.settings.shutdown_timeout, site.settings.shutdown_delay)
     site.resource.alt_svc = alt_svc(port).encode()
     log.info("txzserver https listening on udp %s:%s (HTTP/3 over QUIC)",
              listener.interface, port)

@@ -1,9 +1,12 @@
-"""`make bench`: one blob downloaded over HTTP/1.1, h2c and HTTP/2 over TLS, in alternation.
+"""`make bench`: one blob downloaded over HTTP/1.1, h2c, HTTP/2 over TLS and HTTP/3, in
+alternation.
 
-One txzserver (cleartext listener with h2c, TLS listener with ALPN h2 and http/1.1) on a copy of the Plone
-template serves its 256 MiB File. The same client, h2load (Debian's nghttp2-client), fetches it
-over each protocol in turn (h1, h2c, h1/TLS, h2/TLS, h1, ...), ROUNDS times; a run's figure is
-the File's size over h2load's wall time. Peak server RSS is sampled during each protocol's runs.
+One txzserver (cleartext listener with h2c, TLS listener with ALPN h2 and http/1.1 and http3
+on) on a copy of the Plone template serves its 256 MiB File. The same client, h2load (Debian's
+nghttp2-client), fetches it over each TCP protocol in turn (h1, h2c, h1/TLS, h2/TLS, h3, h1,
+...), ROUNDS times; a run's figure is the File's size over h2load's wall time. Debian's h2load
+has no QUIC: HTTP/3 is fetched by aioquic's client (tests.bench.h3client), in Python on the
+same cores, so its row is client and server together. Peak server RSS is sampled during each protocol's runs.
 Prints a Markdown table (median and spread, MiB/s) and writes results/h2download.json
 (tests.bench.report renders it with the other results).
 
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from tests.bench import provenance
+from tests.bench import h3client
 from tests.bench.clients import H2LOAD, MB, RssSampler, cpu_seconds, download
 from tests.bench.servers import FILE_SIZE, THREADS
 from tests.support.instance import (
@@ -31,40 +35,44 @@ from tests.support.tls import make_certificates
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DOWNLOAD = f"/{SITE_ID}/{BIG_FILE_ID}/@@download/file"
-# label -> (listener, extra h2load arguments)
+# label -> (listener, extra h2load arguments; None: HTTP/3, aioquic's client)
 PROTOCOLS = {
     "HTTP/1.1": ("http", ["--h1"]),
     "h2c": ("http", []),
     "HTTP/1.1 (TLS)": ("https", ["--h1"]),
     "h2 (TLS)": ("https", []),
+    "h3 (QUIC, aioquic client)": ("https", None),
 }
 #: Each HTTP/2 row is compared with HTTP/1.1 over the same transport.
 BASELINE = {"HTTP/1.1": "HTTP/1.1", "h2c": "HTTP/1.1", "HTTP/1.1 (TLS)": "HTTP/1.1 (TLS)",
-            "h2 (TLS)": "HTTP/1.1 (TLS)"}
+            "h2 (TLS)": "HTTP/1.1 (TLS)", "h3 (QUIC, aioquic client)": "HTTP/1.1 (TLS)"}
 
 
 def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def fetch(url, extra):
-    """One download of ``url`` with h2load; seconds taken (h2load's own wall time)."""
+def fetch(url, extra, ca):
+    """One download of ``url`` with h2load (HTTP/3: aioquic, checking ``ca``); seconds."""
+    if extra is None:
+        return h3client.download(url, ca)[0]
     return download(url, extra)[0]
 
 
 def start_server(workdir, template):
     directory = Path(workdir) / "txzserver"
     certs = make_certificates(Path(workdir))
-    servers = http_server(0, h2c=True) + "\n" + https_server(0, certs["cert"], certs["key"])
+    servers = (http_server(0, h2c=True) + "\n"
+               + https_server(0, certs["cert"], certs["key"], http3=True))
     conf = new_instance(directory, servers, f"server-threads {THREADS}\n")
     copy_instance_data(template, directory)
-    return ServerProcess(conf).start()
+    return ServerProcess(conf).start(), certs["ca"]
 
 
-def measure(server, rounds):
+def measure(server, rounds, ca):
     urls = {label: server.url(DOWNLOAD, kind) for label, (kind, _) in PROTOCOLS.items()}
     for label, (_, extra) in PROTOCOLS.items():  # warm-up: blob opened, TLS and h2 paths run
-        fetch(urls[label], extra)
+        fetch(urls[label], extra, ca)
     runs = {label: [] for label in PROTOCOLS}
     cpu = {label: [] for label in PROTOCOLS}
     peaks = {label: 0 for label in PROTOCOLS}
@@ -75,7 +83,7 @@ def measure(server, rounds):
             sampler.start()
             before = cpu_seconds(server.pid)
             try:
-                seconds = fetch(urls[label], extra)
+                seconds = fetch(urls[label], extra, ca)
             finally:
                 peaks[label] = max(peaks[label], sampler.stop())
             runs[label].append(round(FILE_SIZE / MB / seconds, 1))
@@ -118,9 +126,9 @@ def main(argv=None):
         if template is None:
             log(f"building the Plone template (site + {FILE_SIZE // MB} MiB File)")
             template = build_template(Path(workdir) / "template", size=FILE_SIZE)["directory"]
-        server = start_server(workdir, template)
+        server, ca = start_server(workdir, template)
         try:
-            results = measure(server, args.rounds)
+            results = measure(server, args.rounds, ca)
         finally:
             server.stop(timeout=30)
     results.update(provenance=record, rounds=args.rounds, file_size=FILE_SIZE)

@@ -17,7 +17,7 @@ from tests.bench.pages import PAGE, RESULTS, Section
 
 SECTION = Section("bench", "tests.bench.report", "tests/bench/results/*.json", "measured")
 PLOT = "starvation.png"
-SOURCES = ("results", "h2download", "tasks", "fanout")
+SOURCES = ("results", "h2download", "h3readers", "tasks", "fanout")
 MB = 1024 * 1024
 
 
@@ -314,6 +314,27 @@ def downloads(data, level):
     return lines
 
 
+def h3readers(data, level):
+    found = data["h3readers"]
+    if found is None:
+        return []  # measured by `make bench` from the commit that added it on
+    lines = [_h(level, "Slow HTTP/3 readers (txzserver)"), ""]
+    lines += [
+        f"The front page (HTTP/1.1 over TLS) fetched one request after the other for "
+        f"{found['phase_seconds']:g} s, alone and beside QUIC connections each taking the "
+        f"{found['file_size'] // MB} MiB File at {found['reader_rate_mib']:g} MiB/s (aioquic "
+        "clients whose stream window grows at that rate); `server-threads 2`.", "",
+        "| HTTP/3 readers | Pages | p50 | p99 | Timeouts | MiB read | Peak server RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for phase in found["phases"]:
+        probe = phase["front_page"]
+        lines.append(f"| {phase['readers']} | {probe['requests']} | {probe['p50_s']:.3f} s "
+                     f"| {probe['p99_s']:.3f} s | {probe['timeouts']} | {phase['reader_mib']} "
+                     f"| {phase['rss_peak_mib']:.0f} MiB |")
+    return lines
+
+
 def tasks(data, level):
     lines = [_h(level, "Task queue"), ""]
     found = data["tasks"]
@@ -392,7 +413,8 @@ def _section(render, data, *args):
 def body(data, level, image):
     parts = [_section(intro, data), _section(starvation, data, level, image), _section(rates, data, level),
              _section(server_downloads, data, level), _section(idle, data, level),
-             _section(downloads, data, level), _section(fanout, data, level),
+             _section(downloads, data, level), _section(h3readers, data, level),
+             _section(fanout, data, level),
              _section(tasks, data, level)]
     lines = []
     for part in parts:

@@ -8,21 +8,16 @@ epoll reactor.
 """
 
 import asyncio
-import base64
-import hashlib
 import re
-import shutil
 import ssl
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from aioquic.h3.connection import ErrorCode
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from tests.robustness import ROWS
+from tests.support.h3browser import chromium
 from tests.support.h3client import run, session
 from tests.support.latency import PageProbe
 from tests.support.results import record
@@ -151,33 +146,9 @@ def test_client_that_stops_reading(server, site_id, big_file, tls_files):
     verdict.check()
 
 
-def _spki_hash(cert_path):
-    """base64(sha256(SubjectPublicKeyInfo)) of the server certificate: what Chromium's
-    --ignore-certificate-errors-spki-list takes (QUIC in Chromium trusts no test CA)."""
-    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
 def test_chromium_loads_the_front_page_over_h3(server, site_id, tls_files, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     port = server.ports["https"]
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--enable-quic",
-                 # localhost is ::1 first, where the UDP socket (127.0.0.1) is not: the
-                 # handshake failed with ERR_QUIC_HANDSHAKE_FAILED (port unreachable)
-                 "--host-resolver-rules=MAP localhost 127.0.0.1",
-                 f"--origin-to-force-quic-on=localhost:{port}",
-                 f"--ignore-certificate-errors-spki-list={_spki_hash(tls_files['cert'])}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = chromium(port, tls_files["cert"], tmp_path / "profile")
     try:
         driver.set_page_load_timeout(60)
         driver.get(f"https://localhost:{port}/{site_id}")

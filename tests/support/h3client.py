@@ -91,13 +91,16 @@ class H3Client(QuicConnectionProtocol):
 
 
 @contextlib.asynccontextmanager
-async def session(port, ca, host="127.0.0.1", idle_timeout=60.0):
-    """An ``H3Client`` connected to ``host:port`` (server name "localhost", checked with
-    ``ca``)."""
+async def session(port, ca, host="127.0.0.1", idle_timeout=60.0, client=None,
+                  max_stream_data=None):
+    """An ``H3Client`` (or the ``client`` class given) connected to ``host:port`` (server
+    name "localhost", checked with ``ca``); ``max_stream_data``: its initial stream window."""
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name="localhost",
                                idle_timeout=idle_timeout)
+    if max_stream_data is not None:
+        config.max_stream_data = max_stream_data
     config.load_verify_locations(str(ca))
-    async with connect(host, port, configuration=config, create_protocol=H3Client,
+    async with connect(host, port, configuration=config, create_protocol=client or H3Client,
                        wait_connected=True) as client:
         yield client
 

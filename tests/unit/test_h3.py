@@ -2,111 +2,19 @@
 ``H3Endpoint``, timers on a MemoryReactorClock."""
 
 import pytest
-from aioquic.h3 import events as h3events
-from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, encode_frame
-from aioquic.quic import events as quicevents
+from aioquic.h3.connection import ErrorCode, FrameType, H3Connection, encode_frame
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from twisted.internet.address import IPv4Address
 from twisted.web._http2 import H2Stream
 
-from txzserver.config.datatypes import Listener
 from txzserver.server import h3
 from txzserver.server.accesslog import request_protocol
 from txzserver.server.h3 import header_size
-from txzserver.server.h3listen import H3Endpoint, alt_svc, quic_configuration
+from txzserver.server.h3listen import alt_svc
 from tests.robustness import ROWS
-from tests.support.tls import make_certificates
 
-from .helpers import Echo, Hanging, ThreadsReactor, make_settings, make_site
-
-CLIENT = ("127.0.0.1", 40000)
-SERVER = ("127.0.0.1", 4433)
-
-
-class UDPTransport:
-    """What the endpoint writes: (datagram, address) pairs."""
-
-    def __init__(self):
-        self.sent = []
-
-    def write(self, data, addr):
-        self.sent.append((data, addr))
-
-    def getHost(self):
-        return IPv4Address("UDP", *SERVER)
-
-
-class Pair:
-    """An aioquic HTTP/3 client and the server endpoint, exchanging datagrams in memory."""
-
-    def __init__(self, tmp_path, **overrides):
-        paths = make_certificates(tmp_path)
-        listener = Listener("https", "127.0.0.1", SERVER[1], http2=True, http3=True,
-                            certificate=str(paths["cert"]), private_key=str(paths["key"]))
-        self.settings = make_settings(listeners=(listener,), **overrides)
-        self.reactor = ThreadsReactor()
-        self.resource = Echo()
-        self.site = make_site(self.resource, settings=self.settings, reactor=self.reactor)
-        self.endpoint = H3Endpoint(self.site, self.settings,
-                                   quic_configuration(listener, self.settings))
-        self.endpoint.transport = UDPTransport()
-        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
-                                   server_name="localhost")
-        config.load_verify_locations(str(paths["ca"]))
-        self.client = QuicConnection(configuration=config)
-        self.h3 = H3Connection(self.client)
-        self.events = []
-        self.client.connect(SERVER, now=self.reactor.seconds())
-        self.pump()
-
-    def pump(self, rounds=50):
-        """Exchange datagrams (and run the server's zero-delay calls) until both are quiet;
-        the clock moves 10 ms a round (aioquic paces its packets)."""
-        for _ in range(rounds):
-            moved = False
-            self.reactor.advance(0.01)
-            timer = self.client.get_timer()
-            if timer is not None and timer <= self.reactor.seconds():
-                self.client.handle_timer(now=self.reactor.seconds())
-            for data, _ in self.client.datagrams_to_send(now=self.reactor.seconds()):
-                self.endpoint.datagramReceived(data, CLIENT)
-                moved = True
-            self.reactor.advance(0)
-            sent, self.endpoint.transport.sent = self.endpoint.transport.sent, []
-            for data, _ in sent:
-                self.client.receive_datagram(data, SERVER, now=self.reactor.seconds())
-                moved = True
-            event = self.client.next_event()
-            while event is not None:
-                self.events.append(event)
-                self.events.extend(self.h3.handle_event(event))
-                event = self.client.next_event()
-            if not moved and self.client.get_timer() is None:
-                return
-
-    def get(self, path=b"/", extra=()):
-        stream_id = self.client.get_next_available_stream_id()
-        self.h3.send_headers(stream_id, [
-            (b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"),
-            (b":path", path), *extra], end_stream=True)
-        return stream_id
-
-    def response(self, stream_id):
-        """(headers dict, body) received on ``stream_id``."""
-        headers, body = {}, b""
-        for event in self.events:
-            if getattr(event, "stream_id", None) != stream_id:
-                continue
-            if isinstance(event, h3events.HeadersReceived):
-                headers.update(event.headers)
-            elif isinstance(event, h3events.DataReceived):
-                body += event.data
-        return headers, body
-
-    def terminated(self):
-        return [e for e in self.events if isinstance(e, quicevents.ConnectionTerminated)]
-
+from .h3pair import Pair
+from .helpers import Hanging
 
 def test_get_is_answered_on_its_stream_and_labelled_h3(tmp_path):
     pair = Pair(tmp_path)
@@ -266,3 +174,20 @@ def test_aioquic_private_names_exist(tmp_path, name):
 
 def test_twisted_stream_class_exists():
     assert callable(H2Stream.writeHeaders) and callable(H2Stream.windowUpdated)
+
+
+@pytest.mark.parametrize("name", h3.PRIVATE_AIOQUIC_H3_NAMES)
+def test_aioquic_h3_private_names_exist(name):
+    quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
+    assert hasattr(H3Connection(quic), name)
+
+
+def test_more_requests_than_the_stream_limit_are_all_answered(tmp_path):
+    """The client may open http2-max-concurrent-streams streams at once; as they finish, the
+    server raises the limit (MAX_STREAMS) and the waiting requests go out."""
+    pair = Pair(tmp_path, http2_max_concurrent_streams=4)
+    ids = [pair.get(b"/p/%d" % n) for n in range(12)]
+    pair.pump(200)
+    assert pair.client._remote_max_streams_bidi > 4
+    assert [pair.response(i) for i in ids] == [
+        ({**pair.response(i)[0], b":status": b"200"}, b"GET /p/%d " % n) for n, i in enumerate(ids)]

@@ -13,7 +13,7 @@ from zope.interface.verify import verifyClass
 
 from tests.robustness import ROWS
 from txzserver.server.http2 import OUTBOUND_HIGH_WATER
-from txzserver.server.wsh2 import (
+from txzserver.server.wsstream import (
     StreamTransport, as_upgrade, connect_request, parse_response_head, refusal,
 )
 

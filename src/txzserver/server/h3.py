@@ -12,7 +12,8 @@ aioquic's private names used here are in PRIVATE_AIOQUIC_NAMES (checked by the u
 """
 
 from aioquic.h3 import events as h3events
-from aioquic.h3.connection import ErrorCode, H3Connection, Setting
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import ErrorCode, FrameType, H3Connection, Setting, encode_frame
 from aioquic.quic import events as quicevents
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -24,10 +25,14 @@ from .errors import error_body
 from .h2limits import TokenBucket, field_count
 from .http2 import OUTBOUND_HIGH_WATER
 from .request import ZopeRequest
+from .wsh3 import H3WebSocketStreams, connect_setting
 
 #: aioquic internals read here: a stream's unacknowledged send buffer (the backpressure
 #: measure) and the connection's bidirectional stream limit (max concurrent streams).
 PRIVATE_AIOQUIC_NAMES = ("_streams", "_local_max_streams_bidi")
+#: aioquic's H3Connection internals: its control stream, where GOAWAY goes (it has no
+#: send_goaway of its own).
+PRIVATE_AIOQUIC_H3_NAMES = ("_local_control_stream_id",)
 #: Private names of twisted.web._http2: the stream class our channel drives.
 PRIVATE_TWISTED_NAMES = ("H2Stream",)
 
@@ -44,15 +49,22 @@ def header_size(headers):
 
 
 class LimitedH3Connection(H3Connection):
-    """H3Connection that tells the client our SETTINGS_MAX_FIELD_SECTION_SIZE."""
+    """H3Connection that tells the client our SETTINGS_MAX_FIELD_SECTION_SIZE, and offers
+    extended CONNECT only with a WebSocket service (RFC 9220 3)."""
 
-    def __init__(self, quic, max_field_section_size):
+    def __init__(self, quic, max_field_section_size, websocket=None):
         # read by _get_local_settings, which the constructor calls to send SETTINGS
         self.max_field_section_size = max_field_section_size
+        self.websocket = websocket
         super().__init__(quic)
 
+    def send_goaway(self, stream_id):
+        """GOAWAY on the control stream: requests on ``stream_id`` and after are not served."""
+        self._quic.send_stream_data(self._local_control_stream_id,
+                                    encode_frame(FrameType.GOAWAY, encode_uint_var(stream_id)))
+
     def _get_local_settings(self):
-        local = super()._get_local_settings()
+        local = connect_setting(super()._get_local_settings(), self.websocket)
         if self.max_field_section_size:
             local[Setting.MAX_FIELD_SECTION_SIZE] = self.max_field_section_size
         return local
@@ -69,7 +81,7 @@ class H3Stream(H2Stream):
             super().requestComplete()
 
 
-class H3Channel:
+class H3Channel(H3WebSocketStreams):
     """One QUIC connection speaking HTTP/3, in the place of H2Connection for its streams.
 
     Built by ``H3Endpoint`` with a ``Connection`` (slot, publish queue, site). After every
@@ -87,6 +99,8 @@ class H3Channel:
     _transmit_call = None
     _last_cancelled = None  # the stream whose cancel was counted last
     _keepalive = None  # PING timer while streams are open
+    goaway = None  # the first stream id refused after GOAWAY (shutdown drain)
+    _next_stream = 0  # the lowest client stream id not yet seen (what GOAWAY names)
 
     def __init__(self, endpoint, quic, addr, connection):
         self.endpoint = endpoint
@@ -96,8 +110,15 @@ class H3Channel:
         self.settings = connection.settings
         self.site = self.factory = connection.site
         self.reactor = connection.reactor
-        self.h3 = LimitedH3Connection(quic, self.settings.max_header_size)
-        quic._local_max_streams_bidi.value = self.settings.http2_max_concurrent_streams
+        self.init_websocket_streams(connection.site.websocket)
+        self.callLater = self.reactor.callLater
+        self.h3 = LimitedH3Connection(quic, self.settings.max_header_size, self.websocket)
+        # Both: the value goes out in the handshake's transport parameters; ``sent`` is what
+        # aioquic compares it with to raise the limit (MAX_STREAMS) as streams finish. Left
+        # at aioquic's 128, no MAX_STREAMS was ever sent and a client had
+        # http2-max-concurrent-streams streams for the connection's whole life.
+        limit = quic._local_max_streams_bidi
+        limit.value = limit.sent = self.settings.http2_max_concurrent_streams
         self.streams = {}
         self.resets = TokenBucket(self.settings.http2_max_reset_burst,
                                   self.settings.http2_reset_rate, self.reactor.seconds())
@@ -159,6 +180,8 @@ class H3Channel:
             event = self.quic.next_event()
 
     def _h3_event(self, event):
+        if self.websocket_event(event):
+            return
         stream = self.streams.get(event.stream_id)
         if isinstance(event, h3events.HeadersReceived):
             if stream is None:
@@ -171,6 +194,10 @@ class H3Channel:
     def _open_stream(self, event):
         """The stream's request, or None when it was refused (431, too many streams)."""
         headers, stream_id = event.headers, event.stream_id
+        self._next_stream = max(self._next_stream, stream_id + 4)
+        if self.goaway is not None and stream_id >= self.goaway:
+            self.quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
+            return None
         if len(self.streams) >= self.settings.http2_max_concurrent_streams:
             self.quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
             return None
@@ -183,6 +210,13 @@ class H3Channel:
                                                  f" {self.settings.max_header_size} bytes"
                                                  " (max-header-size)")
             return None
+        connect = self.extended_connect(stream_id, headers)
+        if connect is not False:
+            return connect
+        return self.add_stream(stream_id, headers)
+
+    def add_stream(self, stream_id, headers):
+        """The request of ``headers`` on ``stream_id``, now one of the connection's streams."""
         # content-length last: the body limit is chosen with every header known (http2.py)
         headers = sorted(headers, key=lambda header: header[0] == b"content-length")
         stream = H3Stream(stream_id, self, headers, self.requestFactory, self.site, self.factory)
@@ -198,6 +232,7 @@ class H3Channel:
         """The client cancelled a stream: RESET_STREAM (it stops sending) or STOP_SENDING (it
         wants no more response; the request was complete, a rapid-reset flood's way). A
         cancel sends both, one after the other: counted once against the reset budget."""
+        self.websocket_reset(stream_id, code)
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.connectionLost(Failure(ConnectionLost(f"stream reset with code {code}")))
@@ -223,6 +258,7 @@ class H3Channel:
         self._gone = True
         why = event.reason_phrase or event.error_code
         reason = Failure(ConnectionDone(f"QUIC connection closed ({why})"))
+        self.websockets_lost(reason)
         for stream in list(self.streams.values()):
             stream.connectionLost(reason)
         self.streams.clear()
@@ -332,6 +368,20 @@ class H3Channel:
             elif self.remainingOutboundWindow(stream_id) > 0:
                 self._blocked.discard(stream_id)
                 stream.windowUpdated()
+
+    # Shutdown drain
+
+    def drain(self):
+        """GOAWAY: the streams the client has opened are served, later ones refused."""
+        if self.goaway is None and not self._closing and not self._gone:
+            self.goaway = self._next_stream
+            self.h3.send_goaway(self.goaway)
+            self._transmit_soon()
+
+    def quiet(self):
+        """No stream open and every byte sent acknowledged: closing now loses nothing."""
+        return self._gone or not self.streams and not any(
+            self._buffered(stream_id) for stream_id in list(self.quic._streams))
 
     # Rejection and eviction (as H2Channel's)
 

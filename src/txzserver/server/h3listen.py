@@ -12,12 +12,15 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import (QuicPacketType, encode_quic_version_negotiation,
                                  pull_quic_header)
+from twisted.internet import defer, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from .connection import Connection
 from .h3 import H3Channel
 
+#: Seconds between looks at the QUIC connections during the shutdown drain.
+DRAIN_POLL = 0.05
 #: Bytes of a QUIC Initial datagram a client must pad to (RFC 9000 14.1).
 SMALLEST_INITIAL = 1200
 
@@ -45,6 +48,8 @@ class H3Endpoint(DatagramProtocol):
     packet (within max-connections, as a TCP connection); Version Negotiation for a version
     aioquic does not speak."""
 
+    draining = False  # shutdown: no new QUIC connections
+
     def __init__(self, site, settings, configuration):
         # aioquic logs every stream reset and handshake at INFO: a flood would be a flood of
         # log lines. Its warnings still show.
@@ -70,7 +75,8 @@ class H3Endpoint(DatagramProtocol):
             return
         channel = self.channels.get(header.destination_cid)
         if channel is None:
-            if header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_INITIAL:
+            if (header.packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_INITIAL
+                    or self.draining):
                 return
             channel = self._open(header, addr)
             if channel is None:
@@ -109,3 +115,37 @@ class H3Endpoint(DatagramProtocol):
         for channel in set(self.channels.values()):
             channel.close(ErrorCode.H3_NO_ERROR, "server shutting down")
             channel.transmit()
+
+    def drain(self, reactor, timeout, delay=0.0):
+        """Reactor 'before shutdown' trigger, HTTP/3's part of the drain (shutdown.py): new
+        connections are taken for ``delay`` seconds more (readiness fails meanwhile), then
+        every connection gets GOAWAY and no new one is taken; the responses in flight get
+        ``timeout`` seconds to be sent and acknowledged, then every connection is closed
+        (CONNECTION_CLOSE, no error). The UDP socket stays open until then: closing it with
+        the TCP listeners would cut every QUIC connection at once."""
+        done = defer.Deferred()
+        poll = task.LoopingCall(self._drained, reactor, done)
+        poll.clock = reactor
+
+        def goaway():
+            self.draining = True
+            for channel in set(self.channels.values()):
+                channel.drain()
+            self._drain_deadline = reactor.seconds() + timeout
+            poll.start(DRAIN_POLL, now=True).addErrback(done.errback)
+
+        task.deferLater(reactor, max(delay, 0.0), goaway)
+        return done.addCallback(lambda _: poll.stop())
+
+    def _drained(self, reactor, done):
+        """Close every connection once all are quiet, or at the drain's deadline."""
+        if done.called:
+            return
+        busy = [channel for channel in set(self.channels.values()) if not channel.quiet()]
+        if busy and reactor.seconds() < self._drain_deadline:
+            return
+        if busy:
+            log.warn("shutdown: {n} HTTP/3 connection(s) still busy after the drain time,"
+                     " closing them", n=len(busy))
+        self.close_all()
+        done.callback(None)

@@ -1,5 +1,5 @@
-"""The one place where a connection (HTTP/1.1) or a stream (HTTP/2, RFC 8441) is handed over to a
-WebSocket protocol.
+"""The one place where a connection (HTTP/1.1) or a stream (HTTP/2 and HTTP/3, RFC 8441 and
+9220) is handed over to a WebSocket protocol.
 
 Twisted Web has parsed the upgrade request; we detach its channel from the transport and
 connect the Autobahn protocol instead, then replay the request bytes so Autobahn performs
@@ -29,7 +29,7 @@ def replayed_request(request):
 
 def hand_off(request, protocol):
     """Give ``request``'s connection to ``protocol``; False if it cannot be taken over."""
-    if request.clientproto == b"HTTP/2":
+    if request.clientproto in (b"HTTP/2", b"HTTP/3"):
         return _hand_off_stream(request, protocol)
     channel = request.channel
     transport = getattr(channel, "transport", None)
@@ -56,8 +56,9 @@ def hand_off(request, protocol):
 
 
 def _hand_off_stream(request, protocol):
-    """HTTP/2 (RFC 8441): the extended CONNECT's stream becomes the protocol's transport (the
-    HTTP/2 connection goes on serving its other streams); False for an Upgrade request."""
+    """HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220): the extended CONNECT's stream becomes the
+    protocol's transport (the connection goes on serving its other streams); False for an
+    Upgrade request."""
     transport = request.protocol.stream_transport(request)
     if transport is None:
         return False

@@ -15,8 +15,8 @@ from .protocol import make_factory
 from .sending import Batch
 
 log = Logger()
-H2_UPGRADE = ("this is a WebSocket endpoint: over HTTP/2 open it with an extended CONNECT"
-              " (RFC 8441), or send a WebSocket upgrade over HTTP/1.1")
+H2_UPGRADE = ("this is a WebSocket endpoint: over HTTP/2 or HTTP/3 open it with an extended"
+              " CONNECT (RFC 8441, RFC 9220), or send a WebSocket upgrade over HTTP/1.1")
 #: Welcome messages kept (distinct users and first subscriptions; all are dropped when full).
 WELCOMES_KEPT = 1024
 
@@ -108,7 +108,7 @@ class NotificationService:
         if site is None:
             return None
         if not is_websocket_upgrade(request):
-            if request.clientproto == b"HTTP/2":
+            if request.clientproto in (b"HTTP/2", b"HTTP/3"):
                 return _error(request, 426, H2_UPGRADE, upgrade=True)
             return _error(request, 426, "this is a WebSocket endpoint: send a WebSocket upgrade"
                                         " over HTTP/1.1", upgrade=True)
