@@ -13,6 +13,7 @@ from tests.robustness import ROWS
 from tests.support.cluster import Cluster
 from tests.support.instance import ADMIN, ROOT
 from tests.support.restapi import add_users, api
+from tests.support.browser import load
 from tests.support.wsclient import Collector, basic
 
 ARTIFACTS = Path(os.environ.get("TXZSERVER_ARTIFACTS", ROOT / "test-artifacts"))
@@ -69,12 +70,12 @@ def test_reviewer_sees_toast_when_a_page_is_submitted(toast_server, chromium):
 
     # localhost, not 127.0.0.1: plone.app.theming leaves 127.0.0.1 unthemed by default.
     base = toast_server.url("/Plone").replace("127.0.0.1", "localhost")
-    chromium.get(f"{base}/login")
+    load(chromium, f"{base}/login")
     chromium.find_element(By.ID, "__ac_name").send_keys("rita")
     chromium.find_element(By.ID, "__ac_password").send_keys(PASSWORD)
     chromium.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
     WebDriverWait(chromium, 30).until(lambda d: d.get_cookie("__ac") is not None)
-    chromium.get(base)
+    load(chromium, base)
     script = chromium.find_elements(By.CSS_SELECTOR, "script[src*='txzserver-toast']")
     assert script, "the toast script is not on the Classic UI page"
     # The page's WebSocket is open once the server has a subscriber for rita.
@@ -97,7 +98,7 @@ def log_in(chromium, base, user, password):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium.get(f"{base}/login")
+    load(chromium, f"{base}/login")
     chromium.find_element(By.ID, "__ac_name").send_keys(user)
     chromium.find_element(By.ID, "__ac_password").send_keys(password)
     chromium.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
@@ -145,7 +146,7 @@ def test_gap_toast_offers_a_reload_on_a_folder_listing(toast_server, broker, chr
     ready = "return window.txzserverToasts && window.txzserverToasts.connected"
     gap_toast = (By.CSS_SELECTOR, "#txzserver-toasts .txzserver-toast-gap")
     try:
-        chromium.get(f"{base}/gap-folder")
+        load(chromium, f"{base}/gap-folder")
         assert "template-listing_view" in chromium.find_element(By.TAG_NAME, "body").get_attribute("class")
         WebDriverWait(chromium, 30).until(lambda d: d.execute_script(ready))
         chromium.execute_script("window.notReloadedYet = true;")  # gone once the page reloads
@@ -160,7 +161,7 @@ def test_gap_toast_offers_a_reload_on_a_folder_listing(toast_server, broker, chr
         WebDriverWait(chromium, 30).until(lambda d: d.execute_script(
             "return document.readyState === 'complete' && window.notReloadedYet === undefined"))
 
-        chromium.get(f"{base}/gap-folder/gap-page")  # not a listing: the notice only
+        load(chromium, f"{base}/gap-folder/gap-page")  # not a listing: the notice only
         WebDriverWait(chromium, 30).until(lambda d: d.execute_script(ready))
         lose_events(broker, toast_server, watcher, lost)
         toast = WebDriverWait(chromium, 30).until(EC.visibility_of_element_located(gap_toast))

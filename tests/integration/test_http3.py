@@ -21,6 +21,7 @@ from tests.support.h3browser import chromium
 from tests.support.h3client import run, session
 from tests.support.latency import PageProbe
 from tests.support.results import record
+from tests.support.browser import load
 from tests.support.server import rss_bytes, wait_for
 
 MB = 1024 * 1024
@@ -151,7 +152,7 @@ def test_chromium_loads_the_front_page_over_h3(server, site_id, tls_files, tmp_p
     driver = chromium(port, tls_files["cert"], tmp_path / "profile")
     try:
         driver.set_page_load_timeout(60)
-        driver.get(f"https://localhost:{port}/{site_id}")
+        load(driver, f"https://localhost:{port}/{site_id}")
         protocol = driver.execute_script(
             "return performance.getEntriesByType('navigation')[0].nextHopProtocol")
         title = driver.title

@@ -28,6 +28,7 @@ from tests.support.instance import (
 from tests.support.restapi import add_users, api
 from tests.support.results import record
 from tests.support.server import ServerProcess, wait_for
+from tests.support.browser import load
 from tests.support.wsclient import Collector, basic
 
 PASSWORD = "secret-Passw0rd"
@@ -229,7 +230,7 @@ def test_the_toast_links_to_the_event_path_on_the_pages_origin(two_sites, chromi
     base = two_sites.url("/Plone").replace("127.0.0.1", "localhost")
     origin = base[: -len("/Plone")]
     log_in(chromium, base, "rita", PASSWORD)
-    chromium.get(base)
+    load(chromium, base)
     WebDriverWait(chromium, 30).until(
         lambda d: d.execute_script("return window.txzserverToasts && window.txzserverToasts.connected"))
     assert chromium.execute_script("return window.txzserverToasts.site") == "/Plone"
