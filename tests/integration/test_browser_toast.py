@@ -3,7 +3,6 @@ and the "updates missed" toast when the server's event bus really lost events (i
 stopped while a commit was published, as in test_notifications.py)."""
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from tests.robustness import ROWS
 from tests.support.cluster import Cluster
 from tests.support.instance import ADMIN, ROOT
 from tests.support.restapi import add_users, api
-from tests.support.browser import load
+from tests.support.browser import load, start_chromium
 from tests.support.wsclient import Collector, basic
 
 ARTIFACTS = Path(os.environ.get("TXZSERVER_ARTIFACTS", ROOT / "test-artifacts"))
@@ -45,20 +44,7 @@ def toast_server(servers, broker):
 
 @pytest.fixture
 def chromium(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.fail("chromium and chromium-driver are needed (make test installs them as root)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--window-size=1280,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(60)
+    driver = start_chromium(tmp_path / "profile", "--window-size=1280,900")
     yield driver
     driver.quit()
 

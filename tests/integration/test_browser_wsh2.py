@@ -4,12 +4,11 @@ access log says so: "CONNECT /Plone/ws HTTP/2" 200, and no WebSocket upgrade ove
 and a reviewer's toast shows when an editor submits a page."""
 
 import re
-import shutil
 
 import pytest
 
 from tests.support.restapi import add_users, api
-from tests.support.browser import load
+from tests.support.browser import load, spki_hash, start_chromium
 from tests.support.server import wait_for
 
 PASSWORD = "secret-Passw0rd"
@@ -26,41 +25,16 @@ def tls_server(servers):
 
 @pytest.fixture
 def chromium(tmp_path, tls_files):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.fail("chromium and chromium-driver are needed (make test installs them as root)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                 # the test CA is not in the profile's trust store: accept its certificate
-                 f"--ignore-certificate-errors-spki-list={spki_hash(tls_files['cert'])}",
-                 "--ignore-certificate-errors", "--window-size=1280,900",
-                 # the server listens on 127.0.0.1 only: Chromium tried ::1 first and now and
-                 # then met something else on that port there (an error page, no request)
-                 "--host-resolver-rules=MAP localhost 127.0.0.1"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(60)
+    driver = start_chromium(
+        tmp_path / "profile",
+        # the test CA is not in the profile's trust store: accept its certificate
+        f"--ignore-certificate-errors-spki-list={spki_hash(tls_files['cert'])}",
+        "--ignore-certificate-errors", "--window-size=1280,900",
+        # the server listens on 127.0.0.1 only: Chromium tried ::1 first and now and
+        # then met something else on that port there (an error page, no request)
+        "--host-resolver-rules=MAP localhost 127.0.0.1")
     yield driver
     driver.quit()
-
-
-def spki_hash(cert_path):
-    """base64 SHA-256 of the certificate's SubjectPublicKeyInfo (Chromium's SPKI allow list)."""
-    import base64
-    import hashlib
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    cert = x509.load_pem_x509_certificate(open(cert_path, "rb").read())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 #: run in every page before its own scripts: counts the closes of the page's WebSockets

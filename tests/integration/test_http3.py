@@ -151,7 +151,6 @@ def test_chromium_loads_the_front_page_over_h3(server, site_id, tls_files, tmp_p
     port = server.ports["https"]
     driver = chromium(port, tls_files["cert"], tmp_path / "profile")
     try:
-        driver.set_page_load_timeout(60)
         load(driver, f"https://localhost:{port}/{site_id}")
         protocol = driver.execute_script(
             "return performance.getEntriesByType('navigation')[0].nextHopProtocol")

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.robustness import ROWS
 from tests.support.h3client import run
 from tests.support.h3client import session as page_session
+from tests.support.browser import load
 from tests.support.h3browser import chromium
 from tests.support.h3ws import session
 from tests.support.restapi import add_users, api
@@ -276,9 +277,8 @@ def test_chromium_opens_the_websocket_over_http3_only_with_its_feature(
     marker = f"probe-{time.monotonic_ns()}"
     driver = chromium(port, tls_files["cert"], tmp_path / "profile", features)
     try:
-        driver.set_page_load_timeout(60)
         driver.set_script_timeout(30)
-        driver.get(f"https://localhost:{port}/Plone")
+        load(driver, f"https://localhost:{port}/Plone")
         page = driver.execute_script(
             "return performance.getEntriesByType('navigation')[0].nextHopProtocol")
         welcome = driver.execute_async_script(
