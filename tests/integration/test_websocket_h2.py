@@ -13,6 +13,7 @@ from tests.robustness import ROWS
 from tests.support.h2ws import H2WebSocketClient
 from tests.support.restapi import add_users, api
 from tests.support.server import wait_for
+from tests.support.wsclient import basic as ws_basic
 
 PASSWORD = "secret-Passw0rd"
 FIGURES = ROWS["ws_h2"].figures
@@ -27,8 +28,9 @@ CONF = """<websocket>
 
 
 def basic(user):
-    import base64
-    return ("authorization", "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode())
+    """The Authorization field of ``user`` as an h2/h3 header pair (tests.support.wsclient's)."""
+    ((name, value),) = ws_basic(user, PASSWORD).items()
+    return name.lower(), value
 
 
 @pytest.fixture(scope="module")

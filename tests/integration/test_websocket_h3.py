@@ -4,7 +4,6 @@ refusals on the stream, a reset, a client that stops reading; the `h3` label and
 limit in /metrics; and the HTTP/3 drain on SIGTERM (a download in flight finishes)."""
 
 import asyncio
-import base64
 import json
 import signal
 import time
@@ -22,6 +21,7 @@ from tests.support.h3browser import chromium
 from tests.support.h3ws import session
 from tests.support.restapi import add_users, api
 from tests.support.server import wait_for
+from tests.support.wsclient import basic as ws_basic
 
 PASSWORD = "secret-Passw0rd"
 FIGURES = ROWS["ws_h2"].figures
@@ -38,7 +38,9 @@ CONF = f"""http2-max-concurrent-streams {MAX_STREAMS}
 
 
 def basic(user):
-    return ("authorization", "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode())
+    """The Authorization field of ``user`` as an h2/h3 header pair (tests.support.wsclient's)."""
+    ((name, value),) = ws_basic(user, PASSWORD).items()
+    return name.lower(), value
 
 
 @pytest.fixture(scope="module")
