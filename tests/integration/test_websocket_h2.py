@@ -13,7 +13,7 @@ from tests.robustness import ROWS
 from tests.support.h2ws import H2WebSocketClient
 from tests.support.restapi import add_users, api
 from tests.support.server import wait_for
-from tests.support.wsclient import basic as ws_basic
+from tests.support.wsclient import basic_field
 
 PASSWORD = "secret-Passw0rd"
 FIGURES = ROWS["ws_h2"].figures
@@ -28,9 +28,7 @@ CONF = """<websocket>
 
 
 def basic(user):
-    """The Authorization field of ``user`` as an h2/h3 header pair (tests.support.wsclient's)."""
-    ((name, value),) = ws_basic(user, PASSWORD).items()
-    return name.lower(), value
+    return basic_field(user, PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from tests.support.h3browser import chromium
 from tests.support.h3ws import session
 from tests.support.restapi import add_users, api
 from tests.support.server import wait_for
-from tests.support.wsclient import basic as ws_basic
+from tests.support.wsclient import basic_field
 
 PASSWORD = "secret-Passw0rd"
 FIGURES = ROWS["ws_h2"].figures
@@ -38,9 +38,7 @@ CONF = f"""http2-max-concurrent-streams {MAX_STREAMS}
 
 
 def basic(user):
-    """The Authorization field of ``user`` as an h2/h3 header pair (tests.support.wsclient's)."""
-    ((name, value),) = ws_basic(user, PASSWORD).items()
-    return name.lower(), value
+    return basic_field(user, PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,12 @@ def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
+def basic_field(user, password):
+    """The same credentials as one HTTP/2 or HTTP/3 header pair (field names are lower case)."""
+    ((name, value),) = basic(user, password).items()
+    return name.lower(), value
+
+
 class ListenerDied(AssertionError):
     """The listener thread stopped before the test stopped it."""
 
