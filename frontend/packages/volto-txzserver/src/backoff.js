@@ -7,10 +7,11 @@
  * and Retry-After never reach a WebSocket's script; it sees 1006):
  * - 4001: the server closed the connection for the client to authenticate again
  *   (max-connection-age, a role change, a logout): come back soon, with a new handshake.
- * - a connection that was open and then lost (1001 server going away, 1006 network):
- *   start the schedule again from its shortest delay.
- * - a handshake that never opened (refused, overloaded, unreachable): the schedule goes on
- *   growing and waits at least `refusedDelay`, the Retry-After of the server's 503.
+ * - a connection that was open (had its welcome) and then lost (1001 server going away, 1006
+ *   network): start the schedule again from its shortest delay.
+ * - a connection that never got its welcome (a handshake refused, overloaded, unreachable; a
+ *   socket closed before the welcome): the schedule goes on growing and waits at least
+ *   `refusedDelay`, the Retry-After of the server's 503.
  */
 
 export const REAUTHENTICATE = 4001;
@@ -25,7 +26,7 @@ export function backoffDelay(attempt, { minDelay, maxDelay }, random = Math.rand
 /**
  * What to do after a close: `{ reconnect, delay, attempt }`, `attempt` being the number to
  * pass with the next close. `close` is `{ code, opened, byClient }`: `opened` whether that
- * socket ever opened, `byClient` whether this page closed it itself (no reconnect then).
+ * socket got the server's welcome, `byClient` whether this page closed it itself (no reconnect then).
  */
 export function afterClose(close, attempt, settings, random = Math.random) {
   if (close.byClient) {

@@ -107,13 +107,12 @@ export default class LiveClient {
       return;
     }
     this.socket = socket;
+    // "opened" means welcomed: a socket the server closes before its welcome (a handshake it
+    // refused after all, a policy close) counts as a failed attempt, so the schedule grows
     socket.opened = false;
-    socket.onopen = () => {
-      socket.opened = true;
-    };
     socket.onmessage = (frame) => {
       if (this.socket === socket) {
-        this.receive(frame.data);
+        this.receive(frame.data, socket);
       }
     };
     socket.onclose = (close) => {
@@ -141,7 +140,7 @@ export default class LiveClient {
     }, plan.delay);
   }
 
-  receive(data) {
+  receive(data, socket) {
     const message = parseMessage(data);
     if (!message) {
       this.env.log('ignoring a message that is not a JSON object', data);
@@ -152,6 +151,7 @@ export default class LiveClient {
       return;
     }
     if (description.kind === 'welcome') {
+      socket.opened = true;
       this.site = description.site;
       this.user = description.user;
       this.attempt = 0;

@@ -51,11 +51,12 @@ const LiveNotifications = ({ env }) => {
   const clientRef = useRef(null);
 
   useEffect(() => {
-    if (!active || typeof window === 'undefined') {
+    const location =
+      (env && env.location) || (typeof window !== 'undefined' ? window.location : null);
+    if (!active || !location) {
       return undefined;
     }
     const { settings: initial } = current.current;
-    const location = (env && env.location) || window.location;
     let url;
     try {
       url = socketUrl(location, initial);
