@@ -46,7 +46,7 @@ const LiveNotifications = ({ env }) => {
 
   // what the long-lived socket callback reads: the latest render's values
   const current = useRef({});
-  current.current = { intl, dispatch, pathname: location.pathname, settings };
+  current.current = { intl, dispatch, pathname: location.pathname, settings, token };
 
   const clientRef = useRef(null);
 
@@ -89,6 +89,7 @@ const LiveNotifications = ({ env }) => {
       }
     };
     const client = new LiveClient({ url, settings: initial, onEvent, env });
+    client.token = current.current.token; // whose cookies its handshakes carry
     clientRef.current = client;
     client.start();
     return () => {
@@ -98,13 +99,11 @@ const LiveNotifications = ({ env }) => {
   }, [active, env]);
 
   // a new token (login as someone else, renewal): the next handshake carries new cookies
-  const lastToken = useRef(token);
   useEffect(() => {
-    if (lastToken.current !== token) {
-      lastToken.current = token;
-      if (clientRef.current) {
-        clientRef.current.reconnect();
-      }
+    const client = clientRef.current;
+    if (client && client.token !== token) {
+      client.token = token;
+      client.reconnect();
     }
   }, [token]);
 
