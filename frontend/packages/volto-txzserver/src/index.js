@@ -14,9 +14,12 @@ export { default as LiveNotifications } from './components/LiveNotifications';
 
 export default function applyConfig(config) {
   config.settings.txzserver = { ...DEFAULTS, ...(config.settings.txzserver || {}) };
+  // First in the list: Volto keys the active app extras by their position among those that
+  // match the route, so an entry placed before ours that matches only some routes would make
+  // React mount ours anew (a new connection, events lost meanwhile) on every such navigation.
   config.settings.appExtras = [
-    ...(config.settings.appExtras || []),
     { match: '', component: LiveNotifications },
+    ...(config.settings.appExtras || []),
   ];
   return config;
 }

@@ -98,10 +98,12 @@ const item = {
 };
 
 describe('applyConfig', () => {
-  it('adds the component to appExtras and the default settings', () => {
+  it('puts the component first in appExtras (a stable key on every route), and the defaults', () => {
     const result = applyConfig({ settings: { appExtras: [{ match: '/x' }], txzserver: { refreshContent: true } } });
-    expect(result.settings.appExtras).toHaveLength(2);
-    expect(result.settings.appExtras[1]).toEqual({ match: '', component: LiveNotifications });
+    expect(result.settings.appExtras).toEqual([
+      { match: '', component: LiveNotifications },
+      { match: '/x' },
+    ]);
     expect(result.settings.txzserver).toEqual({ ...DEFAULTS, refreshContent: true });
   });
 });

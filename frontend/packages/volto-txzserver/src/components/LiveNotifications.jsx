@@ -49,6 +49,7 @@ const LiveNotifications = ({ env }) => {
   current.current = { intl, dispatch, pathname: location.pathname, settings, token };
 
   const clientRef = useRef(null);
+  const clientToken = useRef(null); // the token of the session the client's handshakes carry
 
   useEffect(() => {
     const location =
@@ -89,7 +90,7 @@ const LiveNotifications = ({ env }) => {
       }
     };
     const client = new LiveClient({ url, settings: initial, onEvent, env });
-    client.token = current.current.token; // whose cookies its handshakes carry
+    clientToken.current = current.current.token;
     clientRef.current = client;
     client.start();
     return () => {
@@ -100,10 +101,9 @@ const LiveNotifications = ({ env }) => {
 
   // a new token (login as someone else, renewal): the next handshake carries new cookies
   useEffect(() => {
-    const client = clientRef.current;
-    if (client && client.token !== token) {
-      client.token = token;
-      client.reconnect();
+    if (clientRef.current && clientToken.current !== token) {
+      clientToken.current = token;
+      clientRef.current.reconnect();
     }
   }, [token]);
 
