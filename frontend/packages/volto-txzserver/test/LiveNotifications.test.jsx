@@ -46,7 +46,7 @@ function mount({ token = 'jwt', pathname = '/news/item', locale = 'en', messages
       <Provider store={store}>
         <IntlProvider locale={locale} messages={messages}>
           <MemoryRouter initialEntries={[pathname]}>
-            <LiveNotifications env={env} />
+            <LiveNotifications txzserverEnv={env} />
           </MemoryRouter>
         </IntlProvider>
       </Provider>,

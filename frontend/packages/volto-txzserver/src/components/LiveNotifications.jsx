@@ -36,7 +36,11 @@ export function eventTitle(intl, event) {
   return intl.formatMessage(TITLES[event.type]);
 }
 
-const LiveNotifications = ({ env }) => {
+/**
+ * `txzserverEnv` (tests): {WebSocket, setTimeout, clearTimeout, random, log, location} instead
+ * of the browser's; AppExtras hands the component the App's props, hence the unusual name.
+ */
+const LiveNotifications = ({ txzserverEnv: env }) => {
   const intl = useIntl();
   const dispatch = useDispatch();
   const location = useLocation();
