@@ -9,7 +9,7 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv run test check unit integration lint lint-python lint-docs docs docs-reference bench clean browser webdav-tools h2load postgresql host-packages
+.PHONY: help venv run test check unit integration volto-addon-test lint lint-python lint-docs docs docs-reference bench clean browser webdav-tools h2load postgresql host-packages
 
 help:
 	@echo "make up | make down | make logs | make ps | make images | make test | make check | make lint | make docs | make bench | make run | make venv | make clean"
@@ -104,6 +104,13 @@ unit: venv
 
 integration: venv postgresql
 	$(BIN)/pytest $(PYTEST_PARALLEL) tests/integration
+
+# The Volto add-on's unit tests (jest) and lint (eslint), installed from its own lockfile with the
+# host's npm (Node 20); part of `make test`, beside the lints.
+VOLTO_ADDON := frontend/packages/volto-txzserver
+volto-addon-test:
+	@command -v npm >/dev/null || { echo "make test needs Node.js 20 and npm for the Volto add-on's tests (apt-get install nodejs npm)" >&2; exit 1; }
+	cd $(VOLTO_ADDON) && npm ci --no-audit --no-fund --loglevel=error && npm test -- --ci && npm run lint
 
 # ruff, the import direction of the package (tools/check_imports.py), the docs' internal links,
 # the container lints

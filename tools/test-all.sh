@@ -4,7 +4,8 @@
 #
 #   background: images/build.sh, then the Kubernetes smoke test under podman (`make k8s-smoke`:
 #               it spends most of its three minutes waiting for pods, so it fits beside pytest);
-#               the lints (`make lint`, single-threaded tools) beside pytest
+#               the lints (`make lint`, single-threaded tools) and the Volto add-on's tests
+#               (`make volto-addon-test`: npm ci, jest, eslint) beside pytest
 #   foreground: pytest (unit + integration, PYTEST_PARALLEL workers), then the smoke tests of the
 #               images and the compose stack (`make smoke`), which need the images: they wait
 #               for the build first; the RelStorage stack's (`make smoke-relstorage`, its own
@@ -18,7 +19,7 @@ set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
 mkdir -p build test-artifacts
-rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/smoke-relstorage.rc build/phases.txt \
+rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/volto-addon.rc build/smoke-relstorage.rc build/phases.txt \
     build/cpu.txt test-artifacts/timeline.tsv
 started=$(date +%s)
 
@@ -99,11 +100,13 @@ report() {
 }
 
 background lint "$MAKE" --no-print-directory lint
+background volto-addon "$MAKE" --no-print-directory volto-addon-test
 # each test's time in test-artifacts/pytest.xml: where a run's minutes went (the module order's
 # hints in tests/conftest.py come from there)
 # shellcheck disable=SC2086  # PYTEST_PARALLEL is a list of options
 timed pytest env TEST_TIMELINE="$TIMELINE" "$BIN/pytest" ${PYTEST_PARALLEL:-} --junitxml=test-artifacts/pytest.xml || fail $? "pytest"
 report lint 4
+report volto-addon 6
 
 images=$(await images)
 tail -n 8 build/images.log
