@@ -95,6 +95,9 @@ def test_jwt_and_cookie_authentication(ws_server):
     assert session, f"Classic UI login gave no __ac cookie ({login.status_code})"
     with connect(url(ws_server), additional_headers={"Cookie": f'__ac="{session}"'}) as ws:
         assert welcome(ws)["user"] == ADMIN[0]
+    # Volto's session: its JWT in the auth_token cookie, which a browser sends with the handshake
+    with connect(url(ws_server), additional_headers={"Cookie": f"auth_token={token}"}) as ws:
+        assert welcome(ws)["user"] == ADMIN[0]
 
 
 def test_plain_get_of_the_endpoint_is_426(ws_server):

@@ -55,6 +55,20 @@ def test_principal_environ_carries_credentials_not_the_upgrade():
     assert HANDSHAKE == before  # the handshake's environ is not changed
 
 
+def test_volto_auth_token_cookie_stands_for_a_bearer_header():
+    handshake = dict(HANDSHAKE, HTTP_COOKIE='__ac=abc; auth_token="jwt.from.volto"; other=1')
+    del handshake["HTTP_AUTHORIZATION"]
+    assert principal_environ(handshake, "Plone")["HTTP_AUTHORIZATION"] == "Bearer jwt.from.volto"
+    # an Authorization header of the handshake's own wins over the cookie
+    handshake["HTTP_AUTHORIZATION"] = "Basic YWRtaW46YWRtaW4="
+    assert principal_environ(handshake, "Plone")["HTTP_AUTHORIZATION"] == "Basic YWRtaW46YWRtaW4="
+    # no such cookie (or an empty one): no header is made up
+    for cookie in ("__ac=abc; my_auth_token=x", "auth_token=", ""):
+        environ = principal_environ(dict(HANDSHAKE, HTTP_COOKIE=cookie, HTTP_AUTHORIZATION=""),
+                                    "Plone")
+        assert environ["HTTP_AUTHORIZATION"] == ""
+
+
 class App:
     def __init__(self, status="200 OK", body=b"", iterable=None):
         self.status = status

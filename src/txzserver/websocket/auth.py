@@ -4,6 +4,13 @@ The handshake's own cookies and Authorization header are published to the site's
 ``@@txzserver-principal`` view, so every PAS plugin Plone uses (the __ac cookie, Basic
 auth, plone.restapi's JWT) applies exactly as for a page request. Invalid or expired
 credentials make PAS fall back to Anonymous: such clients connect as Anonymous.
+
+Volto keeps its JWT in the ``auth_token`` cookie and sends it as ``Authorization: Bearer``
+on each of its API calls; plone.restapi's PAS plugin reads only that header, and a browser's
+WebSocket handshake can carry cookies but no header of its own. So a handshake without an
+Authorization header that has the ``auth_token`` cookie is looked up with the cookie's token
+as its Bearer header: a Volto session connects as its user, as the __ac cookie does for
+Classic UI (the handshake's origin check applies to both).
 """
 
 import io
@@ -32,9 +39,26 @@ class Principal:
     site_url: str = ""
 
 
+#: The cookie in which Volto keeps its JWT.
+VOLTO_TOKEN_COOKIE = "auth_token"
+
+
+def volto_token(cookie_header):
+    """The value of the ``auth_token`` cookie in a Cookie header, or None."""
+    for pair in cookie_header.split(";"):
+        name, sep, value = pair.strip().partition("=")
+        if sep and name == VOLTO_TOKEN_COOKIE:
+            return value.strip('"') or None
+    return None
+
+
 def principal_environ(handshake_environ, site_id):
     """The environ of a GET of the principal view, carrying the handshake's credentials."""
     environ = {k: v for k, v in handshake_environ.items() if k not in DROPPED}
+    if not environ.get("HTTP_AUTHORIZATION"):
+        token = volto_token(environ.get("HTTP_COOKIE", ""))
+        if token is not None:
+            environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     environ.update({
         "REQUEST_METHOD": "GET",
         "PATH_INFO": f"/{site_id}/{PRINCIPAL_VIEW}",
