@@ -75,6 +75,19 @@ TABLE = [
          ' the limits bound how many'),
         ('tests/smoke/test_rapid_reset.py',),
         {'pairs': 5000, 'min_sent': 1000, 'budget': 500, 'ratio': 4, 'floor': 0.5, 'ceiling': 5}),
+    Row('h3_rapid_reset_front',
+        ('Reset flood over HTTP/3 through the front: requests opened and cancelled at once '
+         '(STOP_SENDING + RESET_STREAM) on one QUIC connection, as fast as the front allows, up to '
+         '{pairs} in {seconds} s'),
+        ('the front hands out {streams} request streams at a time (MAX_STREAMS, as its HTTP/2 '
+         'limit) and answers 429 above {budget} requests per 10 s on the connection: at least '
+         '{min_sent} sent, at most {budget} + {streams} of them passed the front; pages on other '
+         'connections 200, p95 <= {ratio}x the p95 before (floor {floor} s), none over {ceiling} s,'
+         ' during and right after. HAProxy 3.0 keeps such a connection open: its QUIC side has no '
+         'rule that closes one (`reject` resets the stream only) and counts no reset as a glitch'),
+        ('tests/smoke/test_front_h3.py',),
+        {'pairs': 5000, 'seconds': 10, 'min_sent': 600, 'budget': 500, 'streams': 8, 'ratio': 4,
+         'floor': 0.5, 'ceiling': 5}),
     Row('h3_rapid_reset',
         ('Rapid reset over HTTP/3: {streams} requests opened and cancelled at once (STOP_SENDING +'
          ' RESET_STREAM, as RFC 9114 4.1.1 cancels) on one QUIC connection'),
