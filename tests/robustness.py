@@ -86,7 +86,7 @@ TABLE = [
          ' during and right after. HAProxy 3.0 keeps such a connection open: its QUIC side has no '
          'rule that closes one (`reject` resets the stream only) and counts no reset as a glitch'),
         ('tests/smoke/test_front_h3.py',),
-        {'pairs': 5000, 'seconds': 10, 'min_sent': 600, 'budget': 500, 'streams': 8, 'ratio': 4,
+        {'pairs': 5000, 'seconds': 8, 'min_sent': 600, 'budget': 500, 'streams': 8, 'ratio': 4,
          'floor': 0.5, 'ceiling': 5}),
     Row('h3_rapid_reset',
         ('Rapid reset over HTTP/3: {streams} requests opened and cancelled at once (STOP_SENDING +'
