@@ -271,6 +271,7 @@ def test_reset_flood_does_not_delay_pages_on_other_connections(port, base_url):
     # front read them (not logged)
     assert reached + front <= FIGURES["budget"] + FIGURES["streams"], (reached, denied, front)
     assert reached + denied + front <= flood.sent, (reached, denied, front, flood.sent)
-    # a cancelled request ends in the front (held 10 ms there once its connection is busy),
-    # it is not rendered by an instance for nobody
-    assert reached <= FIGURES["streams"], (reached, denied, front)
+    # a cancelled request ends in the front (held 10 ms there once its connection sent more
+    # than held_after), it is not rendered by an instance for nobody: only some of the first
+    # ones, which go on at once, may reach one before the front reads their cancel
+    assert reached <= FIGURES["held_after"] + FIGURES["streams"], (reached, denied, front)
