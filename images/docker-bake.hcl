@@ -1,4 +1,4 @@
-# Multi-arch builds of the six images with buildx bake (.github/workflows/images.yml).
+# Multi-arch builds of the seven images with buildx bake (.github/workflows/images.yml).
 # Each image is built FROM the target before it (named contexts), so no registry round trip.
 variable "PREFIX" { default = "txzserver" }
 # one or more tags, comma-separated (CI: "edge,edge-plone6.2.2" or "0.3.0,0.3.0-plone6.2.2")
@@ -18,9 +18,14 @@ variable "POSTGRESQL_TAG" { default = "15-1" }
 # (`docker buildx imagetools inspect debian:bookworm-slim`).
 # renovate: datasource=docker depName=debian versioning=loose
 variable "DEBIAN_IMAGE" { default = "debian:bookworm-slim@sha256:e899040a73d36e2b36fa33216943539d9957cba8172b858097c2cabcdb20a3e2" }
+# Debian trixie, the same way (Docker Hub's debian:trixie-slim, the digest of its 2026-08-24
+# rebuild), for the front's base only: trixie's HAProxy 3.0 has QUIC, bookworm's 2.6 does not
+# (images/front/Dockerfile). images/build.sh makes it with debootstrap when it cannot pull it.
+# renovate: datasource=docker depName=debian versioning=loose
+variable "DEBIAN_TRIXIE_IMAGE" { default = "debian:trixie-slim@sha256:d7e12182ce18b85b93007c1dedf31f2d29e01ccf3182cc4017c709b6259bc132" }
 
 group "default" {
-  targets = ["base", "runtime", "plone", "front", "postgresql", "nats"]
+  targets = ["base", "base-trixie", "runtime", "plone", "front", "postgresql", "nats"]
 }
 
 # The OCI labels of the images, written only here: images/build.sh (the local build without
@@ -48,6 +53,19 @@ target "base" {
   tags = [for tag in split(",", TAGS) : "${PREFIX}/base:${tag}"]
   cache-from = ["type=gha,scope=base"]
   cache-to = ["type=gha,mode=max,scope=base"]
+}
+
+target "base-trixie" {
+  inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-base-trixie"
+    "org.opencontainers.image.description" = "Debian trixie with tini and CA certificates, the base of the txzserver front (HAProxy with QUIC)"
+  }
+  dockerfile = "images/base/Dockerfile"
+  args = { DEBIAN_IMAGE = "${DEBIAN_TRIXIE_IMAGE}" }
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/base-trixie:${tag}"]
+  cache-from = ["type=gha,scope=base-trixie"]
+  cache-to = ["type=gha,mode=max,scope=base-trixie"]
 }
 
 target "runtime" {
@@ -81,10 +99,10 @@ target "front" {
   inherits = ["_common"]
   labels = {
     "org.opencontainers.image.title" = "txzserver-front"
-    "org.opencontainers.image.description" = "HAProxy TLS front for txzserver: h2/http1.1 by ALPN, WebSocket, streaming, health checks"
+    "org.opencontainers.image.description" = "HAProxy 3.0 TLS front for txzserver on Debian trixie: h2/http1.1 by ALPN, HTTP/3 over QUIC, WebSocket, streaming, health checks"
   }
   dockerfile = "images/front/Dockerfile"
-  contexts = { "txzserver/base:latest" = "target:base" }
+  contexts = { "txzserver/base-trixie:latest" = "target:base-trixie" }
   tags = [for tag in split(",", TAGS) : "${PREFIX}/front:${tag}"]
   cache-from = ["type=gha,scope=front"]
   cache-to = ["type=gha,mode=max,scope=front"]

@@ -276,11 +276,13 @@ def test_an_invalid_value_stops_haproxy(config, variable, value, certs, tmp_path
 
 
 def test_both_fronts_apply_the_same_limits():
-    """components/front/haproxy.cfg keeps config/haproxy.cfg's limits (rules and tables)."""
+    """components/front/haproxy.cfg keeps config/haproxy.cfg's limits (rules and tables), and
+    its HTTP/3 (the QUIC bind, its limits and glitch thresholds, Alt-Svc)."""
     def limits(text):
         lines = [line.strip() for line in text.splitlines() if not line.strip().startswith("#")]
         return [line for line in lines if re.search(r"FRONT_|sc[0-2]|per-address|per-connection"
-                                                    r"|acl websocket|txn\.address", line)]
+                                                    r"|acl websocket|txn\.address|quic|glitches"
+                                                    r"|Alt-Svc", line)]
     compose, kubernetes = limits(COMPOSE.read_text()), limits(KUBERNETES.read_text())
     assert compose == kubernetes
     assert len([line for line in compose if line.startswith("presetenv FRONT_")]) == len(DEFAULTS)

@@ -285,6 +285,27 @@ def test_front_finds_instances_through_the_headless_service(overlay):
     assert "bind :8404" in config  # the kubelet probes the monitor URI on the pod address
 
 
+def test_front_serves_http3_on_udp(overlay):
+    """The front's HTTP/3: QUIC on UDP 8443 beside TCP 8443 (container, Service, NetworkPolicy),
+    announced in Alt-Svc with the Service's port (HTTP3_PORT)."""
+    name, objects = overlay
+    if name == "production":  # the Gateway is the entry there
+        assert "front" not in by_kind(objects, "Deployment")
+        return
+    config = next(data["data"]["haproxy.cfg"] for n, data in by_kind(objects, "ConfigMap").items()
+                  if n.startswith("front-haproxy-"))
+    assert "bind quic4@:8443 ssl crt /etc/haproxy/certs/front.pem alpn h3" in config
+    assert 'Alt-Svc "h3=\\":${HTTP3_PORT}\\"; ma=86400"' in config
+    front = pod_template(find(objects, "Deployment", "front"))["spec"]["containers"][0]
+    ports = {(p["containerPort"], p.get("protocol", "TCP")): p["name"] for p in front["ports"]}
+    assert ports[(8443, "TCP")] == "https" and ports[(8443, "UDP")] == "h3"
+    service = {(p["port"], p.get("protocol", "TCP")): p["targetPort"]
+               for p in find(objects, "Service", "front")["spec"]["ports"]}
+    assert service == {(443, "TCP"): "https", (443, "UDP"): "h3"}
+    assert environment(front, objects)["HTTP3_PORT"] == "443"
+    assert who_reaches(objects, "front", 8443, "UDP") >= {"elsewhere"}
+
+
 def test_production_scales_and_spreads(production):
     instance = find(production, "Deployment", "instance")
     assert "replicas" not in instance["spec"]  # the HorizontalPodAutoscaler's
