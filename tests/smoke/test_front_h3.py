@@ -12,8 +12,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import re
-import subprocess
 import time
 
 import httpx
@@ -27,7 +25,8 @@ from tests.support.h3client import run, session
 from tests.support.latency import PageProbe
 from tests.support.results import record
 
-from .conftest import CA, DOCKER, ROOT, container
+from .conftest import CA, ROOT
+from .frontlog import front_log_since, outcomes
 
 #: the front's certificate (Chromium accepts it by its key: its QUIC trusts no test CA)
 CERT = ROOT / "compose" / "certs" / "localhost.crt"
@@ -35,11 +34,6 @@ SIZE = 100 * 1024 * 1024
 BLOB_ID = "h3-blob.bin"
 FIGURES = ROWS["h3_rapid_reset_front"].figures
 ATTACK_MARK = "h3-reset"  # in the query string of the flood's requests: the front logs it
-# httplog: "... frontend backend/server TR/Tw/Tc/Tr/Ta status ...": Tc >= 0 means the request got
-# a connection to an instance, -1 that it never left the front (denied, reset while queued). The
-# QUIC listener's frontend is logged without the "~" of TLS over TCP.
-TIMERS = re.compile(r" https~? (\S+)/(\S+) (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?\d+) (-?\d+) ")
-
 
 def authority(port):
     return f"localhost:{port}".encode()
@@ -49,13 +43,6 @@ async def fetch(client, port, path, timeout=60):
     """GET ``path`` on the HTTP/3 connection ``client``; its Response once complete."""
     response = client.request(path, authority=authority(port))
     return await asyncio.wait_for(response.done, timeout)
-
-
-def front_log_since(since):
-    """The front's log lines (httplog) since the docker timestamp ``since``."""
-    result = subprocess.run([DOCKER, "logs", "--since", since, container("front")],
-                            capture_output=True, text=True, timeout=60)
-    return (result.stdout + result.stderr).splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -210,17 +197,7 @@ def flood_outcome(since, sent, timeout=30):
     logged or the count has not grown for 3 s."""
     deadline, last, still = time.monotonic() + timeout, None, 0
     while True:
-        reached = denied = front = 0
-        for line in front_log_since(since):
-            match = TIMERS.search(line)
-            if not match or ATTACK_MARK not in line:
-                continue
-            if int(match.group(8)) == 429:
-                denied += 1
-            elif int(match.group(5)) >= 0:
-                reached += 1
-            else:
-                front += 1
+        reached, denied, front = outcomes(front_log_since(since), ATTACK_MARK)
         logged = reached + denied + front
         still = still + 1 if logged == last else 0
         if logged >= sent or still >= 3 or time.monotonic() > deadline:

@@ -10,11 +10,9 @@ connection, queues requests to each instance behind `maxconn` and answers 429 to
 above its request rate; its access log shows how many of the attack's requests passed it.
 """
 
-import re
 import selectors
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
@@ -27,7 +25,8 @@ from tests.robustness import ROWS
 from tests.support.latency import PageProbe
 from tests.support.results import record
 
-from .conftest import CA, DOCKER, container
+from .conftest import CA
+from .frontlog import front_log_since, outcomes
 
 FIGURES = ROWS["rapid_reset_front"].figures
 PAIRS = FIGURES["pairs"]
@@ -199,37 +198,16 @@ class RapidReset(threading.Thread):
         self._sock.close()
 
 
-def front_log_since(since):
-    """The front's access log lines (httplog) since the docker timestamp ``since``."""
-    result = subprocess.run([DOCKER, "logs", "--since", since, container("front")],
-                            capture_output=True, text=True, timeout=60)
-    return (result.stdout + result.stderr).splitlines()
-
-
 def attack_outcome(since, sent, timeout=15):
     """(reached an instance, got 429, ended in the front) for the attack's requests, from the
     front's log; waits until it has logged all ``sent`` of them (it logs a stream when it ends)."""
     deadline = time.monotonic() + timeout
     while True:
-        reached = denied = front = 0
-        for line in front_log_since(since):
-            match = TIMERS.search(line)
-            if not match or ATTACK_MARK not in line:
-                continue
-            if int(match.group(8)) == 429:
-                denied += 1
-            elif int(match.group(5)) >= 0:
-                reached += 1
-            else:
-                front += 1
+        reached, denied, front = outcomes(front_log_since(since), ATTACK_MARK)
         if reached + denied + front >= sent or time.monotonic() > deadline:
             return reached, denied, front
         time.sleep(0.5)  # one `docker logs` at a time, not a loop of them
 
-
-# httplog: "... frontend backend/server TR/Tw/Tc/Tr/Ta status ...": Tc >= 0 means the request
-# got a connection to an instance; -1 that it never left the front (denied, reset while queued)
-TIMERS = re.compile(r" https~ (\S+)/(\S+) (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?\d+) (-?\d+) ")
 
 
 def test_rapid_reset_does_not_delay_pages_on_other_connections(port, base_url):
