@@ -6,7 +6,10 @@
 # COMPOSE_PROJECT_NAME (default txzserver) and FRONT_PORT (default 8443) select the stack.
 # STORAGE=zeo (default) or relstorage: the database, ZEO or PostgreSQL (docker-compose.relstorage.yml
 # added). BUS=zmq (default: the ZeroMQ broker over ipc) or nats: one NATS JetStream node
-# (docker-compose.nats.yml added). `down` always names every file, so it removes any variant.
+# (docker-compose.nats.yml added). UI=classic (default: Plone's Classic UI at /Plone) or volto:
+# Volto with the volto-txzserver add-on at the root of the front's origin, the site Plone a Volto
+# site (docker-compose.volto.yml added; the image txzserver/volto, `make images UI=volto`).
+# `down` always names every file, so it removes any variant.
 # ADMIN_PASSWORD (and POSTGRES_PASSWORD for relstorage, NATS_PASSWORD for nats; or
 # compose/.env) is needed to make containers, not to stop or look at them.
 set -eu
@@ -26,6 +29,12 @@ case $BUS in
   zmq) ;;
   nats) OVERRIDES="$OVERRIDES docker-compose.nats.yml" ;;
   *) echo "BUS=$BUS: zmq or nats" >&2; exit 2 ;;
+esac
+UI=${UI:-classic}
+case $UI in
+  classic) ;;
+  volto) OVERRIDES="$OVERRIDES docker-compose.volto.yml"; SITE_URL="https://localhost:$FRONT_PORT/" ;;
+  *) echo "UI=$UI: classic or volto" >&2; exit 2 ;;
 esac
 
 COMPOSE=${COMPOSE:-}
@@ -100,7 +109,7 @@ case $cmd in
     export NATS_PASSWORD="${NATS_PASSWORD:-not-used-by-$cmd}" ;;
 esac
 # `down` removes the stack whichever storage and bus it was started with
-[ "$cmd" != down ] || OVERRIDES="docker-compose.relstorage.yml docker-compose.nats.yml"
+[ "$cmd" != down ] || OVERRIDES="docker-compose.relstorage.yml docker-compose.nats.yml docker-compose.volto.yml"
 cert_group
 case $cmd in
   up)

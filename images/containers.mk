@@ -6,6 +6,9 @@ STACK := compose/stack.sh
 SMOKE_PORT ?= 18443
 # the smoke tests run their own stack (project txzsmoke, fresh volumes), not the one of `make up`
 SMOKE_ENV := COMPOSE_PROJECT_NAME=txzsmoke FRONT_PORT=$(SMOKE_PORT)
+# the Volto stack its own (project txzsmokevolto, UI=volto: Volto at the root of the front)
+SMOKE_VOLTO_PORT ?= 18463
+SMOKE_VOLTO_ENV := COMPOSE_PROJECT_NAME=txzsmokevolto FRONT_PORT=$(SMOKE_VOLTO_PORT) UI=volto
 # and the RelStorage variant its own (project txzsmokerel, PostgreSQL instead of ZEO)
 SMOKE_RELSTORAGE_PORT ?= 18453
 SMOKE_RELSTORAGE_ENV := COMPOSE_PROJECT_NAME=txzsmokerel FRONT_PORT=$(SMOKE_RELSTORAGE_PORT) STORAGE=relstorage
@@ -22,15 +25,20 @@ COMPOSE_V2 := $(abspath $(VENV))/compose-v2/compose/docker-compose
 # the environment compose needs to render the files (ADMIN_PASSWORD, POSTGRES_PASSWORD: ${VAR:?})
 COMPOSE_LINT_ENV := COMPOSE_PROJECT_NAME=txzlint ADMIN_PASSWORD=lint POSTGRES_PASSWORD=lint NATS_PASSWORD=lint
 
-.PHONY: docker-host images up down logs ps smoke smoke-relstorage smoke-up smoke-down lint-containers lint-tools \
+.PHONY: docker-host images images-volto up down logs ps smoke smoke-relstorage smoke-volto smoke-up smoke-down \
+	lint-containers lint-tools \
 	compose-v2 lint-compose
 
 docker-host:
 	@images/docker-host.sh
 
-# base, base-trixie (the front's), runtime, plone, front, postgresql, nats; the Debian base images are debootstrapped when they cannot be pulled
+# base, base-trixie (the front's), runtime, plone, front, postgresql, nats; the Debian base images
+# are debootstrapped when they cannot be pulled. With UI=volto also volto (images/volto: Volto
+# with the add-on, built from frontend/; several minutes the first time).
+UI ?= classic
 images: docker-host
 	images/build.sh
+	@if [ "$(UI)" = volto ]; then images/build.sh volto; fi
 	@$(DOCKER) images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^txzserver/' || true
 
 up: images
@@ -75,6 +83,18 @@ smoke-relstorage: venv images
 	SMOKE_FRONT_PORT=$(SMOKE_RELSTORAGE_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" $(BIN)/pytest -p no:cacheprovider \
 	  tests/smoke/test_confinement.py tests/smoke/test_relstorage.py
 
+# The stack with UI=volto (`make up UI=volto`): tests/smoke/test_volto_ui.py (Volto's server-side
+# rendering, the add-on's toast for a Reviewer in headless Chromium, downloads from the instances),
+# removed afterwards.
+smoke-volto: venv browser
+	@$(MAKE) --no-print-directory images UI=volto
+	@set -e; export $(SMOKE_VOLTO_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)"; \
+	$(STACK) down -v >/dev/null 2>&1 || true; \
+	trap '$(SMOKE_LOGS); $(STACK) down -v >/dev/null 2>&1 || true' EXIT; \
+	$(STACK) up; \
+	SMOKE_ONLY=stack SMOKE_FRONT_PORT=$(SMOKE_VOLTO_PORT) SMOKE_ADMIN_PASSWORD="$$ADMIN_PASSWORD" \
+	  $(BIN)/pytest -p no:cacheprovider tests/smoke
+
 smoke-up: venv images
 	$(SMOKE_ENV) ADMIN_PASSWORD=smoke-$$(openssl rand -hex 6) $(STACK) up
 
@@ -108,6 +128,7 @@ lint-compose: compose-v2
 	@set -e; export $(COMPOSE_LINT_ENV); \
 	for files in "-f compose/docker-compose.yml" "-f compose/docker-compose.yml -f compose/docker-compose.relstorage.yml" \
 	    "-f compose/docker-compose.yml -f compose/docker-compose.nats.yml" \
+	    "-f compose/docker-compose.yml -f compose/docker-compose.volto.yml" \
 	    "-f compose/docker-compose.yml -f compose/docker-compose.relstorage.yml -f compose/docker-compose.nats.yml"; do \
 	  if [ -x $(COMPOSE_V2) ]; then echo "compose v2 config $$files"; $(COMPOSE_V2) --project-directory compose $$files config -q; fi; \
 	  if command -v docker-compose >/dev/null; then echo "compose v1 config $$files"; docker-compose --project-directory compose $$files config -q; fi; \

@@ -10,7 +10,8 @@
 #                (components/gateway, components/cert-manager) against the Gateway API and
 #                cert-manager CRDs there (tests/kube/test_entry.py), the SMTP egress and its
 #                parameters (tests/kube/test_smtp.py), the backup CronJobs, the restore Jobs and
-#                the PostgreSQL image's tag (tests/kube/test_backups.py);
+#                the PostgreSQL image's tag (tests/kube/test_backups.py), components/volto with
+#                the development pieces (tests/kube/test_volto.py);
 #                part of `make lint` (yamllint of config/ is in lint-containers)
 #   kube-rules   promtool check rules and test rules on components/monitoring's alerts
 #   k8s-smoke    the base with ZEO and the 3-node NATS cluster (components/nats), two instances
@@ -46,7 +47,7 @@ kube-lint: kube-render kube-rules
 	$(BIN)/kubernetes-validate --strict --quiet -k $(KUBE_VERSION) $(KUBE_OVERLAYS:%=$(KUBE_BUILD)/%.yaml)
 	$(BIN)/pytest -q -p no:cacheprovider tests/kube/test_manifests.py tests/kube/test_manifests_nats.py \
 	  tests/kube/test_manifests_jobs.py tests/kube/test_monitoring.py tests/kube/test_smtp.py \
-	  tests/kube/test_backups.py tests/kube/test_entry.py
+	  tests/kube/test_backups.py tests/kube/test_entry.py tests/kube/test_volto.py
 
 # The alert rules of components/monitoring: the PrometheusRule's spec written as a rules file,
 # `promtool check rules`, then every alert's cases in tests/kube/alerts-test.yaml

@@ -17,6 +17,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CA = ROOT / "compose" / "certs" / "ca.crt"
 DOCKER = "/usr/bin/docker"
 PASSWORD = "smoke-Secret-1"
+#: the stack's UI (compose/stack.sh UI): classic, the site at /Plone; volto, Volto at the root and
+#: the site's REST API at /++api++ (`make smoke-volto`)
+UI = os.environ.get("UI", "classic")
+#: where the site's REST API is through the front
+SITE_API = "/++api++" if UI == "volto" else "/Plone"
+#: a cheap page of an instance through the front (with Volto every path outside /++api++ is Volto's)
+PROBE = "/++api++" if UI == "volto" else "/Plone/ok"
 USERS = {"editor": ["Member", "Editor", "Contributor"], "reviewer": ["Member", "Reviewer"],
          "member": ["Member"]}
 
@@ -39,6 +46,8 @@ def pytest_collection_modifyitems(config, items):
     # the other stack's run deselects it (`make smoke-relstorage` runs test_relstorage.py)
     storage = os.environ.get("STORAGE", "zeo")
     other = [item for item in items if getattr(item.module, "STACK_STORAGE", storage) != storage]
+    # likewise a module for one UI (STACK_UI, default classic): `make smoke-volto` runs test_volto_ui.py
+    other += [item for item in items if getattr(item.module, "STACK_UI", "classic") != UI]
     if other:
         config.hook.pytest_deselected(items=other)
         items[:] = [item for item in items if item not in other]
@@ -80,7 +89,7 @@ def both_instances_in_the_pool(base_url, ssl_context):
         while seen != {"instance1", "instance2"}:
             assert time.monotonic() < deadline, f"only {seen} answered through the front"
             try:
-                seen.add(probe.get("/Plone/ok", headers={"Connection": "close"}).headers.get(
+                seen.add(probe.get(PROBE, headers={"Connection": "close"}).headers.get(
                     "X-Txzserver-Instance"))
             except httpx.HTTPError:
                 pass
@@ -147,8 +156,8 @@ def api(client, method, path, user, **kwargs):
 def people(client, admin):
     """editor, reviewer and member, made once through @users."""
     for name, roles in USERS.items():
-        known = client.get(f"/Plone/@users/{name}", auth=admin, headers={"Accept": "application/json"})
+        known = client.get(f"{SITE_API}/@users/{name}", auth=admin, headers={"Accept": "application/json"})
         if known.status_code == 404:
-            api(client, "POST", "/Plone/@users", admin, json={
+            api(client, "POST", f"{SITE_API}/@users", admin, json={
                 "username": name, "password": PASSWORD, "email": f"{name}@example.org", "roles": roles})
     return {name: (name, PASSWORD) for name in USERS}

@@ -1,0 +1,206 @@
+"""Volto with the volto-txzserver add-on, through the TLS front of a stack started with UI=volto
+(`make smoke-volto`): the front page rendered by Volto's server (with the site's content, which
+it asked the instances for) and again in the browser after hydration; a Reviewer logged into
+Volto in headless Chromium gets the add-on's toast when an editor submits a page for review on
+the other instance, and its link opens the page in Volto; an anonymous visitor gets none."""
+
+import html
+import json
+import ssl
+import time
+import uuid
+
+import httpx
+import pytest
+
+from .conftest import CA, ROOT, api, container
+from .test_image import docker
+
+#: only against a stack started with UI=volto (conftest deselects it elsewhere)
+STACK_UI = "volto"
+
+#: Chromium accepts the front's certificate by its key (the development CA is in no trust store)
+CERT = ROOT / "compose" / "certs" / "front.pem"
+
+#: the issue's promise for a toast; each toast must also come within TOAST_CEILING (starvation)
+TOAST_WITHIN = 2.0
+TOAST_CEILING = 10.0
+
+#: run in every page before its own scripts: records the page's WebSockets and what they got
+RECORD_SOCKETS = """(function () {
+  var Native = window.WebSocket;
+  window.txzSockets = [];
+  window.WebSocket = function (url, protocols) {
+    var socket = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    var record = {url: String(url), open: false, closes: 0, messages: []};
+    window.txzSockets.push(record);
+    socket.addEventListener("open", function () { record.open = true; });
+    socket.addEventListener("close", function () { record.open = false; record.closes += 1; });
+    socket.addEventListener("message", function (m) { record.messages.push(String(m.data)); });
+    return socket;
+  };
+  window.WebSocket.prototype = Native.prototype;
+  ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (k) { window.WebSocket[k] = Native[k]; });
+})();"""
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A factory of headless Chromium windows (each its own profile), all quit afterwards."""
+    from tests.support.browser import spki_hash, start_chromium
+
+    drivers = []
+
+    def start(name):
+        driver = start_chromium(
+            tmp_path / name, f"--ignore-certificate-errors-spki-list={spki_hash(CERT)}",
+            "--window-size=1280,900", "--host-resolver-rules=MAP localhost 127.0.0.1",
+            # no QUIC: the WebSocket and the page share the TCP connection the test watches
+            "--disable-quic")
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_SOCKETS})
+        drivers.append(driver)
+        return driver
+
+    yield start
+    for driver in drivers:
+        driver.quit()
+
+
+def sockets(driver):
+    return driver.execute_script("return window.txzSockets || []")
+
+
+def welcome(driver):
+    """The server's welcome on the page's open live connection (None before it)."""
+    for record in sockets(driver):
+        if record["open"]:
+            for message in record["messages"]:
+                parsed = json.loads(message)
+                if parsed.get("type") == "welcome":
+                    return parsed
+    return None
+
+
+def test_front_page_rendered_by_volto_server_side(client):
+    site = client.get("/++api++", headers={"Accept": "application/json"})
+    assert site.status_code == 200, site.text[:300]
+    page = client.get("/", headers={"Accept": "text/html"})
+    assert page.status_code == 200, page.text[:500]
+    assert page.headers["content-type"].startswith("text/html")
+    # Volto's server rendered the page with the site's content: the site title is in the HTML
+    # and the state the browser hydrates from (window.__data) came with it
+    assert html.escape(site.json()["title"]) in page.text
+    assert "window.__data" in page.text
+    assert page.http_version == "HTTP/2"
+
+
+def test_api_and_downloads_reach_the_instances_with_this_origin(client, base_url, admin):
+    site = client.get("/++api++", headers={"Accept": "application/json"})
+    # virtual hosting: the site at the root of the front's origin
+    assert site.json()["@id"] == base_url
+    assert site.headers.get("X-Txzserver-Instance") in ("instance1", "instance2")
+    name = f"volto-file-{uuid.uuid4().hex[:6]}"
+    data = b"live notifications for Volto\n" * 1000
+    import base64
+    api(client, "POST", "/++api++", admin, json={
+        "@type": "File", "id": name, "title": name,
+        "file": {"data": base64.b64encode(data).decode(), "encoding": "base64",
+                 "filename": f"{name}.txt", "content-type": "text/plain"}})
+    download = client.get(f"/{name}/@@download/file", auth=admin)
+    assert download.status_code == 200, download.text[:300]
+    assert download.content == data
+    # served by an instance (its header), not passed along by Volto's Node server
+    assert download.headers.get("X-Txzserver-Instance") in ("instance1", "instance2")
+
+
+def commit_on_other_instance(base_url, user, avoid, title):
+    """Create a Document through the front until the commit lands on an instance other than
+    ``avoid`` (a new connection each time: the front balances connections)."""
+    for _ in range(20):
+        page_id = f"volto-{uuid.uuid4().hex[:8]}"
+        with httpx.Client(base_url=base_url, verify=ssl.create_default_context(cafile=str(CA)),
+                          timeout=60) as fresh:
+            response = api(fresh, "POST", "/++api++", user,
+                           json={"@type": "Document", "id": page_id, "title": title})
+            instance = response.headers["X-Txzserver-Instance"]
+            if instance == avoid:
+                continue
+            # the submit on the same connection: the same instance, which has the page
+            started = time.monotonic()
+            submitted = api(fresh, "POST", f"/++api++/{page_id}/@workflow/submit", user)
+            assert submitted.headers["X-Txzserver-Instance"] == instance
+            return page_id, instance, started
+    raise AssertionError(f"every commit went to {avoid}")
+
+
+def volto_login(driver, base_url, user, password):
+    """Log in through Volto's own login form: a client-side form, so it works only once the
+    server-rendered page has been hydrated."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from tests.support.browser import load
+
+    load(driver, f"{base_url}/login")
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "login"))
+    driver.find_element(By.ID, "login").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-form-submit").click()
+    WebDriverWait(driver, 30).until(lambda d: d.get_cookie("auth_token") is not None)
+
+
+def test_reviewer_gets_a_toast_in_volto_and_its_link_opens_the_page(base_url, people, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from tests.support.browser import load
+
+    reviewer = browser("reviewer")
+    volto_login(reviewer, base_url, *people["reviewer"])
+    load(reviewer, f"{base_url}/")
+    WebDriverWait(reviewer, 30).until(lambda d: welcome(d) is not None)
+    hello = welcome(reviewer)
+    assert hello["user"] == "reviewer", hello
+    # the add-on's default endpoint, on the page's own origin
+    assert any(s["url"] == f"wss://localhost:{base_url.rsplit(':', 1)[1]}/++api++/ws"
+               for s in sockets(reviewer)), sockets(reviewer)
+
+    anonymous = browser("anonymous")
+    load(anonymous, f"{base_url}/")
+    WebDriverWait(anonymous, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+    delays = []
+    for attempt in (1, 2):
+        title = f"Needs review in Volto ({attempt})"
+        page_id, committer, started = commit_on_other_instance(
+            base_url, people["editor"], hello["instance"], title)
+        assert committer != hello["instance"]
+        toast = WebDriverWait(reviewer, TOAST_CEILING, poll_frequency=0.05).until(lambda d: [
+            t for t in d.find_elements(By.CSS_SELECTOR, ".Toastify .txzserver-toast-transition")
+            if title in t.text])
+        delays.append(time.monotonic() - started)
+    print(f"\nreviewer's toast {', '.join(f'{d:.3f}' for d in delays)} s after the submit began")
+    assert min(delays) <= TOAST_WITHIN, delays
+
+    # the toast's link: the page's Volto route (not the backend's /Plone/... path)
+    link = toast[0].find_element(By.CSS_SELECTOR, "a.txzserver-toast-title")
+    assert link.get_attribute("href") == f"{base_url}/{page_id}"
+    link.click()
+    WebDriverWait(reviewer, 30).until(lambda d: d.current_url == f"{base_url}/{page_id}")
+    heading = WebDriverWait(reviewer, 30).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "h1.documentFirstHeading"))
+    assert heading[0].text == title
+    # a client-side navigation: the same page, the same live connection
+    assert welcome(reviewer)["instance"] == hello["instance"]
+
+    # the anonymous visitor opened no live connection (the add-on's default) and got no toast
+    assert sockets(anonymous) == []
+    assert anonymous.find_elements(By.CSS_SELECTOR, ".txzserver-toast") == []
+
+
+def test_volto_container_is_confined_and_healthy():
+    info = json.loads(docker("inspect", container("volto")).stdout)[0]
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    assert info["HostConfig"]["CapDrop"] == ["ALL"]
+    user = info["Config"]["User"]
+    assert user and user.split(":")[0] not in ("0", "root"), user
+    assert info["State"]["Health"]["Status"] == "healthy", info["State"]["Health"]
