@@ -46,6 +46,36 @@ const messages = defineMessages({
     id: 'Reload',
     defaultMessage: 'Reload',
   },
+  // the states of Plone's own workflows (simple publication, intranet, Plone's old default),
+  // by the titles Plone gives them; events carry the state's id only
+  state_private: {
+    id: 'Private',
+    defaultMessage: 'Private',
+  },
+  state_pending: {
+    id: 'Pending review',
+    defaultMessage: 'Pending review',
+  },
+  state_published: {
+    id: 'Published',
+    defaultMessage: 'Published',
+  },
+  state_visible: {
+    id: 'Public draft',
+    defaultMessage: 'Public draft',
+  },
+  state_internal: {
+    id: 'Internal draft',
+    defaultMessage: 'Internal draft',
+  },
+  state_internally_published: {
+    id: 'Internally published',
+    defaultMessage: 'Internally published',
+  },
+  state_external: {
+    id: 'Externally visible',
+    defaultMessage: 'Externally visible',
+  },
 });
 
 export default messages;
@@ -57,4 +87,18 @@ export const TITLES = {
   removed: messages.removed,
   transition: messages.transition,
   notification: messages.notification,
+};
+
+/**
+ * The title message of each workflow state id of Plone's own workflows; a state of another
+ * workflow is shown by its id.
+ */
+export const STATES = {
+  private: messages.state_private,
+  pending: messages.state_pending,
+  published: messages.state_published,
+  visible: messages.state_visible,
+  internal: messages.state_internal,
+  internally_published: messages.state_internally_published,
+  external: messages.state_external,
 };

@@ -142,7 +142,7 @@ describe('LiveNotifications', () => {
 
     const [modified, transition, notification] = [0, 1, 2].map((i) => shown('info', i));
     expect(modified.title).toBe('Content modified');
-    expect(transition.title).toBe('Workflow state: pending');
+    expect(transition.title).toBe('Workflow state: Pending review');
     expect(transition.links).toEqual(['/news/item']);
     expect(notification.title).toBe('Notification');
     expect(notification.text).toContain('Please review Item');
@@ -162,7 +162,16 @@ describe('LiveNotifications', () => {
       FakeSocket.last.serverSend({ ...item, type: 'transition' });
     });
     expect(toast.info).toHaveBeenCalledTimes(1);
-    expect(shown('info').title).toBe('Workflow state: private');
+    expect(shown('info').title).toBe('Workflow state: Private');
+  });
+
+  it('names a state of another workflow by its id', () => {
+    mount();
+    act(() => {
+      FakeSocket.last.welcome();
+      FakeSocket.last.serverSend({ ...item, type: 'transition', review_state: 'in_translation' });
+    });
+    expect(shown('info').title).toBe('Workflow state: in_translation');
   });
 
   it('shows one "some updates were missed" toast at a time, with a reload button', () => {
@@ -181,8 +190,8 @@ describe('LiveNotifications', () => {
 
   it('translates the toasts (German, Finnish)', () => {
     for (const [locale, title, by] of [
-      ['de', 'Status geändert: pending', 'von eddie'],
-      ['fi', 'Työnkulun tila: pending', 'tekijä: eddie'],
+      ['de', 'Status geändert: Zur Redaktion eingereicht', 'von eddie'],
+      ['fi', 'Työnkulun tila: Odottaa tarkastusta', 'tekijä: eddie'],
     ]) {
       jest.clearAllMocks();
       FakeSocket.reset();

@@ -20,7 +20,7 @@ import { changesPage } from '../events';
 import { txzserverSettings } from '../settings';
 import { socketUrl } from '../urls';
 import EventToast, { GapToast } from './EventToast';
-import messages, { TITLES } from '../messages';
+import messages, { STATES, TITLES } from '../messages';
 
 export const GAP_TOAST_ID = 'txzserver-gap';
 
@@ -31,7 +31,10 @@ function toastFlags(kind) {
 /** Toast title of an event description (translated). */
 export function eventTitle(intl, event) {
   if (event.type === 'transition' && event.state) {
-    return intl.formatMessage(messages.transitionTo, { state: event.state });
+    const state = STATES[event.state];
+    return intl.formatMessage(messages.transitionTo, {
+      state: state ? intl.formatMessage(state) : event.state,
+    });
   }
   return intl.formatMessage(TITLES[event.type]);
 }
