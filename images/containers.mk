@@ -39,6 +39,10 @@ UI ?= classic
 images: docker-host
 	images/build.sh
 	@if [ "$(UI)" = volto ]; then images/build.sh volto; fi
+
+# the Volto image alone (after `images`: it builds on txzserver/base)
+images-volto: docker-host
+	images/build.sh volto
 	@$(DOCKER) images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^txzserver/' || true
 
 up: images
@@ -86,8 +90,7 @@ smoke-relstorage: venv images
 # The stack with UI=volto (`make up UI=volto`): tests/smoke/test_volto_ui.py (Volto's server-side
 # rendering, the add-on's toast for a Reviewer in headless Chromium, downloads from the instances),
 # removed afterwards.
-smoke-volto: venv browser
-	@$(MAKE) --no-print-directory images UI=volto
+smoke-volto: venv browser images images-volto
 	@set -e; export $(SMOKE_VOLTO_ENV) ADMIN_PASSWORD="$$(openssl rand -hex 12)"; \
 	$(STACK) down -v >/dev/null 2>&1 || true; \
 	trap '$(SMOKE_LOGS); $(STACK) down -v >/dev/null 2>&1 || true' EXIT; \

@@ -3,13 +3,17 @@
 # that wait on different things overlapped.
 #
 #   background: images/build.sh, then the Kubernetes smoke test under podman (`make k8s-smoke`:
-#               it spends most of its three minutes waiting for pods, so it fits beside pytest);
+#               it spends most of its three minutes waiting for pods, so it fits beside pytest)
+#               and beside it the Volto image (`images/build.sh volto`: npm ci and razzle's
+#               build, computing where k8s-smoke waits);
 #               the lints (`make lint`, single-threaded tools) and the Volto add-on's tests
 #               (`make volto-addon-test`: npm ci, jest, eslint) beside pytest
 #   foreground: pytest (unit + integration, PYTEST_PARALLEL workers), then the smoke tests of the
 #               images and the compose stack (`make smoke`), which need the images: they wait
 #               for the build first; the RelStorage stack's (`make smoke-relstorage`, its own
-#               compose project and port) runs beside the image tests in the background
+#               compose project and port) runs beside the image tests in the background; then
+#               the Volto stack's (`make smoke-volto`: UI=volto, Chromium), after the others so
+#               that its site and Volto's start do not load the stack tests' measurements
 #
 # The machine's two cores are kept busy: beside one phase waiting on servers, timers and pods
 # another computes. Each phase runs whatever the others do; the exit status is the first
@@ -19,7 +23,7 @@ set -u
 MAKE=${MAKE:-make}
 BIN=${BIN:-.venv/bin}
 mkdir -p build test-artifacts
-rm -f build/images.rc build/k8s-smoke.rc build/lint.rc build/volto-addon.rc build/smoke-relstorage.rc build/phases.txt \
+rm -f build/images.rc build/volto-image.rc build/k8s-smoke.rc build/lint.rc build/volto-addon.rc build/smoke-relstorage.rc build/phases.txt \
     build/cpu.txt test-artifacts/timeline.tsv
 started=$(date +%s)
 
@@ -72,14 +76,17 @@ trap 'trap - INT TERM; kill 0' INT TERM
     built=$?
     echo "$built" >build/images.rc
     if [ "$built" = 0 ]; then
+        (timed volto-image images/build.sh volto >build/volto-image.log 2>&1; echo $? >build/volto-image.rc) &
         timed k8s-smoke "$MAKE" --no-print-directory k8s-smoke >build/k8s-smoke.log 2>&1
         echo $? >build/k8s-smoke.rc
+        wait
     else
-        echo "not run: images/build.sh failed" >build/k8s-smoke.log
+        echo "not run: images/build.sh failed" | tee build/k8s-smoke.log >build/volto-image.log
         echo 1 >build/k8s-smoke.rc
+        echo 1 >build/volto-image.rc
     fi
 ) &
-stamp "images/build.sh, then make k8s-smoke: in the background (logs: build/images.log, build/k8s-smoke.log)"
+stamp "images/build.sh, then make k8s-smoke and images/build.sh volto: in the background (logs: build/images.log, build/k8s-smoke.log, build/volto-image.log)"
 
 status=0
 fail() { [ "$status" != 0 ] || status=$1; stamp "make test: $2 failed" >&2; }
@@ -118,6 +125,15 @@ else
     background smoke-relstorage "$MAKE" --no-print-directory -o images smoke-relstorage
     timed smoke "$MAKE" --no-print-directory -o images smoke || fail $? "make smoke"
     report smoke-relstorage 3
+fi
+
+volto_image=$(await volto-image)
+tail -n 3 build/volto-image.log
+if [ "$images" != 0 ] || [ "$volto_image" != 0 ]; then
+    cat build/volto-image.log
+    fail 1 "images/build.sh volto (make smoke-volto not run)"
+else
+    timed smoke-volto "$MAKE" --no-print-directory -o images -o images-volto smoke-volto || fail $? "make smoke-volto"
 fi
 
 report k8s-smoke 12
