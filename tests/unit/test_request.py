@@ -3,10 +3,9 @@
 import io
 
 import pytest
-from twisted.internet.testing import StringTransport
 
 from .helpers import (
-    H2Client, assert_rejected, connect, feed, make_settings, make_site, parse_http1, responses,
+    H2Client, assert_rejected, connect, feed, make_site, parse_http1, responses,
 )
 
 pytestmark = pytest.mark.usefixtures("each_http1_parser")
@@ -152,47 +151,6 @@ def test_h2_body_without_length_above_limit_gets_413():
     client.request(3, path="/again")
     client.flush()
     assert responses(client.events())[3]["status"] == 200
-
-
-class _ClosedUnderUs(StringTransport):
-    """A transport like uvloop's after the peer closed: add_writer raises."""
-
-    def __init__(self, message):
-        super().__init__()
-        self.message = message
-        self.aborted = False
-
-    def write(self, data):
-        raise RuntimeError(self.message)
-
-    def writeSequence(self, data):
-        raise RuntimeError(self.message)
-
-    def abortConnection(self):
-        self.aborted = True
-
-
-def _request_on(transport):
-    from twisted.web.test.requesthelper import DummyChannel
-    from txzserver.server.request import ZopeRequest
-    channel = DummyChannel()
-    channel.transport = transport
-    request = ZopeRequest(channel, settings=make_settings())
-    request.method, request.clientproto, request.uri = b"GET", b"HTTP/1.1", b"/"
-    return request
-
-
-def test_write_to_a_socket_uvloop_closed_is_dropped():
-    transport = _ClosedUnderUs("UVPoll is closed")
-    request = _request_on(transport)
-    request.write(b"data")  # no exception
-    assert transport.aborted
-
-
-def test_other_runtime_errors_still_raise():
-    request = _request_on(_ClosedUnderUs("something else"))
-    with pytest.raises(RuntimeError, match="something else"):
-        request.write(b"data")
 
 
 class _FullDisk:

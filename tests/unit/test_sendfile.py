@@ -199,6 +199,20 @@ def test_client_gone_is_stopped_not_failed(pipe, blob):
     assert pipe.producer is None
 
 
+def test_client_gone_aborts_the_connection(pipe, blob):
+    """sendfile took the error, not the transport, which may neither write nor read again
+    (the channel stops reading while a pipelined request waits): it is aborted, so that it
+    closes the socket and the connection gives its slot back."""
+    f, data = blob
+    producer, calls = make(pipe, f, 0, len(data))
+    producer.start()
+    producer.resumeProducing()  # the first turn goes out
+    os.close(pipe.read_fd)
+    producer.resumeProducing()  # EPIPE
+    assert pipe.aborted
+    assert calls == [True] and producer.stopped
+
+
 def test_stop_producing_finishes_once(pipe, blob):
     clock = Clock()
     producer, calls = make(pipe, blob[0], 0, 100, clock)

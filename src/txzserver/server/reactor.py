@@ -1,8 +1,23 @@
 """Choose and install the Twisted reactor before anything imports twisted.internet.reactor;
 make SIGINT a stop signal whatever the process inherited."""
 
+import os
 import signal
+import socket
 import sys
+
+from twisted.internet import error, tcp
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+from twisted.logger import Logger
+
+from .errors import peer_of
+
+log = Logger()
+
+#: Twisted's asyncio reactor internals ``UvloopReactor`` relies on (checked by
+#: tests/unit/test_reactor.py).
+PRIVATE_TWISTED_NAMES = ("_readOrWrite", "_readers", "_writers", "_disconnectSelectable",
+                         "_asyncioEventloop")
 
 
 def install_reactor(name="auto"):
@@ -21,22 +36,89 @@ def install_reactor(name="auto"):
             if name == "uvloop":
                 raise RuntimeError("reactor uvloop was configured but uvloop cannot be imported")
         else:
-            return _install_asyncio(uvloop.new_event_loop(), "uvloop")
+            return _install_asyncio(UvloopReactor, uvloop.new_event_loop(), "uvloop")
     if name == "asyncio":
         import asyncio
-        return _install_asyncio(asyncio.new_event_loop(), "asyncio")
+        return _install_asyncio(AsyncioSelectorReactor, asyncio.new_event_loop(), "asyncio")
     from twisted.internet import default
     default.install()
     from twisted.internet import reactor
     return type(reactor).__name__
 
 
-def _install_asyncio(loop, label):
+def _install_asyncio(reactor_class, loop, label):
     import asyncio
-    from twisted.internet import asyncioreactor
+    from twisted.internet.main import installReactor
     asyncio.set_event_loop(loop)
-    asyncioreactor.install(loop)
+    installReactor(reactor_class(loop))
     return label
+
+
+class UvloopReactor(AsyncioSelectorReactor):
+    """Twisted's asyncio reactor on a uvloop loop, told of the sockets uvloop stops watching.
+
+    When the kernel flags a socket with an error (the peer reset the connection: EPOLLERR),
+    libuv reports the socket's watcher as failed; uvloop then runs its reader and writer
+    callbacks once, closes the watcher, and keeps the closed watcher as the descriptor's.
+    Twisted is not told. If that one read returned bytes that came before the reset (a
+    request sent and reset before this reactor read it: HAProxy aborting a request it had
+    just forwarded, its client gone), Twisted never learns of the reset: nothing watches the
+    socket any more, the request is published for nobody, the connection keeps its slot for
+    good, and the first write of the response raises ``RuntimeError: unable to perform
+    operation on <UVPoll closed=True>`` into the code writing it.
+
+    Here a read that leaves its socket with a pending error disconnects it, as Twisted's
+    next read would have (one getsockopt per read event, about 0.5 µs); and a descriptor
+    whose watcher uvloop closed anyway gets a new one instead of the RuntimeError (the
+    kernel reports the error to the new watcher, and Twisted disconnects as usual).
+    Reactor thread only.
+    """
+
+    def _readOrWrite(self, selectable, read):
+        super()._readOrWrite(selectable, read)
+        if read and selectable in self._readers and isinstance(selectable, tcp.Connection):
+            code = pending_socket_error(selectable.socket)
+            if code:
+                log.debug("connection from {peer} reset: {error}", peer=peer_of(selectable),
+                          error=os.strerror(code))
+                self._disconnectSelectable(selectable, error.ConnectionLost(), True)
+
+    def addReader(self, reader):
+        try:
+            super().addReader(reader)
+        except RuntimeError:  # uvloop closed the descriptor's watcher
+            self._renew_watcher(reader)
+            super().addReader(reader)
+
+    def addWriter(self, writer):
+        try:
+            super().addWriter(writer)
+        except RuntimeError:  # uvloop closed the descriptor's watcher
+            self._renew_watcher(writer)
+            super().addWriter(writer)
+
+    def _renew_watcher(self, selectable):
+        """Drop the closed watcher uvloop keeps for ``selectable``'s descriptor (removing the
+        descriptor's reader and writer drops it), then register again what Twisted believes
+        is registered on it."""
+        fd = selectable.fileno()
+        log.debug("a new uvloop watcher for descriptor {fd} (its last was closed)", fd=fd)
+        reading = self._readers.pop(selectable, None) is not None
+        writing = self._writers.pop(selectable, None) is not None
+        self._asyncioEventloop.remove_reader(fd)
+        self._asyncioEventloop.remove_writer(fd)
+        if reading:
+            super().addReader(selectable)
+        if writing:
+            super().addWriter(selectable)
+
+
+def pending_socket_error(sock):
+    """The error code the kernel holds for ``sock`` (cleared by asking), 0 for none."""
+    try:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except OSError:
+        return 0
 
 
 def restore_interrupt_signal():

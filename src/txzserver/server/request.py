@@ -191,22 +191,6 @@ class ZopeRequest(BodyLimits, server.Request):
         for name, values in fields.items():
             headers.setRawHeaders(name, values)
 
-    def write(self, data):
-        """Request.write, tolerating a socket that uvloop closed before Twisted noticed.
-
-        With the uvloop reactor, writing to a connection the peer has just closed can raise
-        RuntimeError("UVPoll is closed") from add_writer; the default reactor would buffer
-        the bytes and report connectionLost a moment later. Drop them the same way.
-        """
-        try:
-            super().write(data)
-        except RuntimeError as exc:
-            if "UVPoll" not in str(exc):
-                raise
-            log.debug("dropped a write to a connection closed under us: {error}", error=exc)
-            if self.channel is not None and self.channel.transport is not None:
-                self.channel.transport.abortConnection()
-
     def requestReceived(self, command, path, version):
         if self._rejected:
             return

@@ -81,10 +81,10 @@ class SendfileProducer:
             sent = self._send_turn()
         except OSError as exc:
             if exc.errno in CLIENT_GONE:
-                self.stopped = True
+                self._client_gone(exc)
             else:
                 log.error("os.sendfile failed after {sent} bytes: {error}", sent=self.sent, error=exc)
-            self._finish(error=True)
+                self._finish(error=True)
             return
         if sent is None:  # the file ended before the length announced
             self._finish(error=True)
@@ -125,12 +125,18 @@ class SendfileProducer:
 
     def _wait_for_socket(self):
         """Have the transport call resumeProducing when the socket can take more."""
-        try:
-            self.transport.startWriting()
-        except RuntimeError:  # uvloop: the socket was closed under us ("UVPoll is closed")
-            self.stopped = True
-            self.transport.abortConnection()
-            self._finish(error=True)
+        self.transport.startWriting()
+
+    def _client_gone(self, exc):
+        """sendfile said the connection is reset or closed. The kernel tells that once, and
+        it told us, not the transport: the transport's own next send or read would learn
+        it, but it has nothing to send, and it may not be reading (a pipelined request
+        waits): it would keep the dead socket, and the connection its slot, for good."""
+        log.debug("client {peer} went away after {sent} bytes of its file: {error}",
+                  peer=peer_of(self.transport), sent=self.sent, error=exc)
+        self.stopped = True
+        self.transport.abortConnection()
+        self._finish(error=True)
 
     def _timed_out(self):
         log.info("closing the connection of {peer}: it took no byte of its response for"
