@@ -39,6 +39,25 @@ RECORD_SOCKETS = """(function () {
   };
   window.WebSocket.prototype = Native.prototype;
   ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (k) { window.WebSocket[k] = Native[k]; });
+  // every toast of the add-on put into the page, with when, and when it left
+  window.txzToasts = [];
+  new MutationObserver(function (changes) {
+    changes.forEach(function (change) {
+      change.addedNodes.forEach(function (node) {
+        if (node.querySelectorAll) {
+          node.querySelectorAll(".txzserver-toast").forEach(function (toast) {
+            window.txzToasts.push({added: performance.now(), text: toast.textContent,
+                                   kind: toast.className});
+          });
+        }
+      });
+      change.removedNodes.forEach(function (node) {
+        if (node.querySelectorAll && node.querySelector(".txzserver-toast")) {
+          window.txzToasts.push({removed: performance.now(), text: node.textContent});
+        }
+      });
+    });
+  }).observe(document, {childList: true, subtree: true});
 })();"""
 
 
@@ -202,10 +221,11 @@ def test_reviewer_gets_a_toast_in_volto_and_its_link_opens_the_page(base_url, cl
         except TimeoutException:
             raise AssertionError(
                 f"no toast for {title!r} within {TOAST_CEILING} s; the page's live connections: "
-                f"{sockets(reviewer)}; its toasts: " + str(reviewer.execute_script(
-                    "return Array.from(document.querySelectorAll('.Toastify__toast')).map(e => "
+                f"{sockets(reviewer)}; toasts put into the page: "
+                f"{reviewer.execute_script('return window.txzToasts')}; now: " + str(reviewer.execute_script(
+                    "return [performance.now(), Array.from(document.querySelectorAll('.Toastify__toast')).map(e => "
                     "[e.textContent, getComputedStyle(e).opacity, getComputedStyle(e).transform,"
-                    " JSON.stringify(e.getBoundingClientRect()), document.visibilityState])"))) from None
+                    " JSON.stringify(e.getBoundingClientRect()), document.visibilityState])]"))) from None
         delays.append(time.monotonic() - started)
     print(f"\nreviewer's toast {', '.join(f'{d:.3f}' for d in delays)} s after the submit on {other} began")
     assert min(delays) <= TOAST_WITHIN, delays
