@@ -7,7 +7,8 @@ import struct
 
 import pytest
 
-from txzserver.server.udpsend import MAX_SEGMENTS, UDP_SEGMENT, DatagramSender, runs
+from txzserver.server.udpsend import (MAX_SEGMENTS, UDP_SEGMENT, DatagramSender, runs,
+                                     widen_buffers)
 
 A = ("127.0.0.1", 1000)
 B = ("127.0.0.1", 2000)
@@ -117,3 +118,25 @@ def test_other_errors_are_raised():
     sender = DatagramSender(RecordingPort(RecordingSocket(error=errno.EBADF)))
     with pytest.raises(OSError):
         sender.send(grams(1200, 1200))
+
+
+class BufferSocket:
+    def __init__(self, default=212992, cap=4 * 1024 * 1024):
+        self.values = {socket.SO_RCVBUF: default, socket.SO_SNDBUF: default}
+        self.cap = cap
+
+    def getsockopt(self, level, option):
+        return self.values[option]
+
+    def setsockopt(self, level, option, value):
+        self.values[option] = 2 * min(value, self.cap)  # as Linux: capped, then doubled
+
+
+def test_socket_buffers_are_widened_up_to_what_the_system_allows():
+    assert widen_buffers(BufferSocket(), 4 * 1024 * 1024) == (8 * 1024 * 1024,) * 2
+    assert widen_buffers(BufferSocket(cap=1024 * 1024), 4 * 1024 * 1024) == (2 * 1024 * 1024,) * 2
+
+
+def test_larger_socket_buffers_are_kept():
+    assert widen_buffers(BufferSocket(default=16 * 1024 * 1024), 4 * 1024 * 1024) == (
+        16 * 1024 * 1024,) * 2

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from .connection import Connection
 from .h3 import H3Channel
-from .udpsend import DatagramSender
+from .udpsend import SOCKET_BUFFER, DatagramSender, widen_buffers
 
 #: Seconds between looks at the QUIC connections during the shutdown drain.
 DRAIN_POLL = 0.05
@@ -61,6 +61,16 @@ class H3Endpoint(DatagramProtocol):
         self.configuration = configuration
         #: connection id -> H3Channel (a connection has several over its life)
         self.channels = {}
+
+    def startProtocol(self):
+        sock = getattr(self.transport, "socket", None)  # Twisted's udp.Port keeps it there
+        if sock is None:
+            return
+        receive, send = widen_buffers(sock)
+        if receive < SOCKET_BUFFER:
+            log.info("QUIC socket buffers: receive {receive}, send {send} bytes (fewer than the"
+                     " {want} asked for: raise net.core.rmem_max and net.core.wmem_max)",
+                     receive=receive, send=send, want=SOCKET_BUFFER)
 
     def send(self, datagrams):
         """Write a connection's datagrams, (data, addr) pairs, on the UDP socket."""

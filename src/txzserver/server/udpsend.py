@@ -26,7 +26,27 @@ DROPPED = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.ECONN
 #: Errors that say the kernel or the path cannot segment: give up on it for this socket.
 UNSUPPORTED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 
+#: Bytes asked for the QUIC socket's receive and send buffers. Linux's default (212992) holds
+#: some 200 small datagrams: with 8 HTTP/3 downloads the server's socket dropped 8,000-17,000
+#: of its clients' datagrams (acknowledgements, window updates) in 20 s while the reactor was
+#: busy. Linux caps the value at net.core.rmem_max / wmem_max.
+SOCKET_BUFFER = 4 * 1024 * 1024
+
 log = Logger()
+
+
+def widen_buffers(sock, size=SOCKET_BUFFER):
+    """Ask for ``size``-byte receive and send buffers on ``sock``; (receive, send) as the
+    kernel reports them after (Linux doubles what it grants, for its bookkeeping)."""
+    sizes = []
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except OSError:
+            pass  # the system's default stays
+        sizes.append(sock.getsockopt(socket.SOL_SOCKET, option))
+    return tuple(sizes)
 
 
 def runs(datagrams):
