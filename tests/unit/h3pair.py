@@ -36,10 +36,12 @@ class UDPTransport:
 class Pair:
     """An aioquic HTTP/3 client and the server endpoint, exchanging datagrams in memory."""
 
-    def __init__(self, tmp_path, websocket_of=None, client_window=None, **overrides):
+    def __init__(self, tmp_path, websocket_of=None, client_window=None, resource=None,
+                 **overrides):
         """``websocket_of``: pytest's monkeypatch for a site with a WebSocket service
-        (wsframes.Endpoint, its ZopeApp behind), else the site answers with Echo.
-        ``client_window``: the client's initial flow-control window per stream."""
+        (wsframes.Endpoint, its ZopeApp behind), else the site answers with ``resource``
+        (Echo when not given). ``client_window``: the client's initial flow-control window
+        per stream."""
         tmp_path.mkdir(parents=True, exist_ok=True)
         paths = make_certificates(tmp_path)
         listener = Listener("https", "127.0.0.1", SERVER[1], http2=True, http3=True,
@@ -47,7 +49,7 @@ class Pair:
         if websocket_of is None:
             self.settings = make_settings(listeners=(listener,), **overrides)
             self.reactor = ThreadsReactor()
-            self.resource = Echo()
+            self.resource = Echo() if resource is None else resource
             self.site = make_site(self.resource, settings=self.settings, reactor=self.reactor)
         else:
             self.ws = Endpoint(websocket_of, listeners=(listener,), **overrides)

@@ -5,11 +5,17 @@ import pytest
 from aioquic.h3.connection import ErrorCode, FrameType, H3Connection, encode_frame
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.stream import QuicStreamSender
+from twisted.internet.interfaces import IPushProducer
 from twisted.web._http2 import H2Stream
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from txzserver.server import h3
 from txzserver.server.accesslog import request_protocol
-from txzserver.server.h3 import header_size
+from txzserver.server.h3 import MAX_UNACKED, header_size
+from txzserver.server.http2 import OUTBOUND_HIGH_WATER
 from txzserver.server.h3listen import alt_svc
 from tests.robustness import ROWS
 
@@ -176,6 +182,11 @@ def test_twisted_stream_class_exists():
     assert callable(H2Stream.writeHeaders) and callable(H2Stream.windowUpdated)
 
 
+@pytest.mark.parametrize("name", h3.PRIVATE_AIOQUIC_SENDER_NAMES)
+def test_aioquic_sender_private_names_exist(name):
+    assert hasattr(QuicStreamSender(0, True), name)
+
+
 @pytest.mark.parametrize("name", h3.PRIVATE_AIOQUIC_H3_NAMES)
 def test_aioquic_h3_private_names_exist(name):
     quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
@@ -191,3 +202,155 @@ def test_more_requests_than_the_stream_limit_are_all_answered(tmp_path):
     assert pair.client._remote_max_streams_bidi > 4
     assert [pair.response(i) for i in ids] == [
         ({**pair.response(i)[0], b":status": b"200"}, b"GET /p/%d " % n) for n, i in enumerate(ids)]
+
+
+# Backpressure: bytes not yet sent, bytes not yet acknowledged
+
+
+@implementer(IPushProducer)
+class Download(Resource):
+    """Leaf resource answering ``size`` bytes in ``chunk``-byte writes from a push producer,
+    as the reactor's streaming path does: paused and resumed by the stream's flow control."""
+
+    isLeaf = True
+
+    def __init__(self, size, chunk=64 * 1024):
+        super().__init__()
+        self.size, self.chunk = size, chunk
+        self.request = None
+        self.paused = False
+        self.pauses = 0
+
+    def render(self, request):
+        self.request, self.left = request, self.size
+        request.setHeader(b"content-length", b"%d" % self.size)
+        request.registerProducer(self, True)
+        self.resumeProducing()
+        return NOT_DONE_YET
+
+    def pauseProducing(self):
+        self.paused = True
+        self.pauses += 1
+
+    def resumeProducing(self):
+        self.paused = False
+        while not self.paused and self.left:
+            data = bytes([self.left % 251]) * min(self.chunk, self.left)
+            self.left -= len(data)
+            self.request.write(data)
+        if not self.left and self.request is not None:
+            request, self.request = self.request, None
+            request.unregisterProducer()
+            request.finish()
+
+    def stopProducing(self):
+        self.request = None
+
+
+def body_of(size):
+    """What Download sends: each chunk the byte of what was left before it, mod 251."""
+    out, left = bytearray(), size
+    while left:
+        n = min(64 * 1024, left)
+        out += bytes([left % 251]) * n
+        left -= n
+    return bytes(out)
+
+
+def in_flight(channel, stream_id):
+    return channel._buffered(stream_id) - channel._unsent(stream_id)
+
+
+def download(pair, rounds=100):
+    """Fetch a Download's body over a path of 10 ms round trips: the server's timers run
+    every 0.25 ms (aioquic paces its packets), the client reads and acknowledges once a
+    round. (body, the most bytes the server had sent and not had acknowledged, the most
+    the connection held unacknowledged)."""
+    stream_id = pair.get(b"/blob")
+    pair.pump(rounds=1)
+    channel = next(iter(pair.endpoint.channels.values()))
+    flight = held = 0
+    for _ in range(rounds):
+        for _ in range(40):
+            pair.reactor.advance(0.00025)
+        flight = max(flight, in_flight(channel, stream_id))
+        held = max(held, channel._unacknowledged())
+        pair.pump(rounds=1)
+        if pair.ended(stream_id):
+            break
+    return pair.response(stream_id)[1], flight, held
+
+
+def test_a_download_is_not_held_to_the_high_water_in_flight(tmp_path):
+    """What the client has not yet acknowledged is congestion control's to bound: the
+    producer pauses at OUTBOUND_HIGH_WATER bytes not yet sent, so once the congestion
+    window has grown more than that is in flight (at 256 KiB a round trip a download on
+    loopback went 9-13 MiB/s)."""
+    size = 4 * 1024 * 1024
+    pair = Pair(tmp_path, resource=Download(size), client_window=8 * 1024 * 1024)
+    body, flight, held = download(pair)
+    assert len(body) == size and body == body_of(size)
+    assert flight > 2 * OUTBOUND_HIGH_WATER, flight
+    assert held <= MAX_UNACKED + 64 * 1024, held
+    assert pair.resource.pauses  # the high water still paused it
+
+
+def test_the_connection_holds_at_most_max_unacked(tmp_path, monkeypatch):
+    """A client that takes everything but acknowledges slowly: no more than MAX_UNACKED (and
+    one chunk) waits for acknowledgements, however large the windows."""
+    monkeypatch.setattr(h3, "MAX_UNACKED", 128 * 1024)
+    size = 2 * 1024 * 1024
+    pair = Pair(tmp_path, resource=Download(size), client_window=8 * 1024 * 1024)
+    body, flight, held = download(pair)
+    assert body == body_of(size)
+    assert held <= 128 * 1024 + 64 * 1024, held
+
+
+def test_a_client_that_does_not_read_holds_its_window_and_the_high_water(tmp_path):
+    """Its window shut (64 KiB, never raised): the server sends the window, keeps at most
+    OUTBOUND_HIGH_WATER (and one chunk) unsent, and the producer stays paused."""
+    pair = Pair(tmp_path, resource=Download(8 * 1024 * 1024), client_window=65536)
+    pair.stop_reading()
+    stream_id = pair.get(b"/blob")
+    pair.pump(200)
+    channel = next(iter(pair.endpoint.channels.values()))
+    assert pair.resource.paused
+    assert channel._unsent(stream_id) <= OUTBOUND_HIGH_WATER + 64 * 1024
+    assert channel._buffered(stream_id) <= 65536 + OUTBOUND_HIGH_WATER + 64 * 1024
+    assert len(pair.response(stream_id)[1]) <= 65536
+
+
+# aioquic's timer
+
+
+def test_the_timer_is_moved_only_when_it_comes_sooner(tmp_path):
+    pair = Pair(tmp_path)
+    pair.get()
+    pair.pump()
+    channel = next(iter(pair.endpoint.channels.values()))
+    timer = channel._timer
+    assert timer is not None and timer.active()
+    due = timer.getTime()
+    channel._arm_timer(due + 5)  # later: the call stays, it fires early and is re-armed
+    assert channel._timer is timer and timer.getTime() == due
+    channel._arm_timer(due - 0.001)  # sooner: moved
+    assert channel._timer is timer and timer.getTime() == pytest.approx(due - 0.001)
+    channel._arm_timer(None)
+    assert channel._timer is None and not timer.active()
+    channel._arm_timer(due)
+    assert channel._timer.active() and channel._timer.getTime() == pytest.approx(due)
+
+
+def test_a_timer_that_fires_early_does_nothing_and_is_armed_again(tmp_path):
+    """aioquic's handle_timer acts only on what is due: the idle timeout still closes the
+    connection at its own time, not at an early firing."""
+    pair = Pair(tmp_path, idle_timeout=30)
+    pair.pump()
+    channel = next(iter(pair.endpoint.channels.values()))
+    at = channel.quic.get_timer()
+    channel._timer.reset(0)  # as when a sooner deadline (a pacing one) went away
+    pair.reactor.advance(0)
+    assert not channel._gone and channel._timer is not None
+    assert channel._timer.getTime() == pytest.approx(at)
+    pair.reactor.advance(31)
+    assert channel._gone

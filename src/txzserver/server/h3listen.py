@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from .connection import Connection
 from .h3 import H3Channel
+from .udpsend import SOCKET_BUFFER, DatagramSender, widen_buffers
 
 #: Seconds between looks at the QUIC connections during the shutdown drain.
 DRAIN_POLL = 0.05
@@ -49,6 +50,7 @@ class H3Endpoint(DatagramProtocol):
     aioquic does not speak."""
 
     draining = False  # shutdown: no new QUIC connections
+    _sender = None
 
     def __init__(self, site, settings, configuration):
         # aioquic logs every stream reset and handshake at INFO: a flood would be a flood of
@@ -59,6 +61,22 @@ class H3Endpoint(DatagramProtocol):
         self.configuration = configuration
         #: connection id -> H3Channel (a connection has several over its life)
         self.channels = {}
+
+    def startProtocol(self):
+        sock = getattr(self.transport, "socket", None)  # Twisted's udp.Port keeps it there
+        if sock is None:
+            return
+        receive, send = widen_buffers(sock)
+        if receive < SOCKET_BUFFER:
+            log.info("QUIC socket buffers: receive {receive}, send {send} bytes (fewer than the"
+                     " {want} asked for: raise net.core.rmem_max and net.core.wmem_max)",
+                     receive=receive, send=send, want=SOCKET_BUFFER)
+
+    def send(self, datagrams):
+        """Write a connection's datagrams, (data, addr) pairs, on the UDP socket."""
+        if self._sender is None or self._sender.port is not self.transport:
+            self._sender = DatagramSender(self.transport)
+        self._sender.send(datagrams)
 
     def datagramReceived(self, data, addr):
         try:
