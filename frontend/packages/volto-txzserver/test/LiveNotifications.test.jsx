@@ -17,8 +17,10 @@ jest.mock('react-toastify', () => {
   const active = new Set();
   const toast = jest.fn();
   for (const kind of ['info', 'success', 'warning', 'error']) {
+    // a container that renders each toast at once: it opens (onOpen) when it is asked for
     toast[kind] = jest.fn((content, options = {}) => {
       if (options.toastId) active.add(options.toastId);
+      if (options.onOpen) options.onOpen();
     });
   }
   toast.isActive = jest.fn((id) => active.has(id));
@@ -138,7 +140,7 @@ describe('LiveNotifications', () => {
     expect(created.links).toEqual(['/news/item']);
     expect(created.text).toContain('by eddie');
     expect(created.flags.success).toBe(true);
-    expect(created.options).toEqual({ autoClose: 10000 });
+    expect(created.options).toEqual({ autoClose: 10000, onOpen: expect.any(Function) });
 
     const [modified, transition, notification] = [0, 1, 2].map((i) => shown('info', i));
     expect(modified.title).toBe('Content modified');
@@ -185,7 +187,11 @@ describe('LiveNotifications', () => {
     const gap = shown('warning');
     expect(gap.title).toBe('Some updates were missed');
     expect(gap.text).toContain('Reload');
-    expect(gap.options).toEqual({ toastId: GAP_TOAST_ID, autoClose: false });
+    expect(gap.options).toEqual({
+      toastId: GAP_TOAST_ID,
+      autoClose: false,
+      onOpen: expect.any(Function),
+    });
   });
 
   it('translates the toasts (German, Finnish)', () => {

@@ -19,6 +19,7 @@ import LiveClient from '../client';
 import { changesPage } from '../events';
 import { txzserverSettings } from '../settings';
 import { socketUrl } from '../urls';
+import ToastQueue from '../toastqueue';
 import EventToast, { GapToast } from './EventToast';
 import messages, { STATES, TITLES } from '../messages';
 
@@ -75,7 +76,8 @@ const LiveNotifications = ({ txzserverEnv: env }) => {
     const onEvent = (description, client) => {
       const { intl, dispatch, pathname, settings } = current.current;
       if (description.kind === 'event') {
-        toast[description.toast](
+        queue.show(
+          toast[description.toast],
           <Toast
             {...toastFlags(description.toast)}
             title={eventTitle(intl, description)}
@@ -89,19 +91,23 @@ const LiveNotifications = ({ txzserverEnv: env }) => {
       } else if (description.kind === 'gap') {
         // several instances' gaps after a broker restart say one thing: one toast at a time
         if (!toast.isActive(GAP_TOAST_ID)) {
-          toast.warning(
+          queue.show(
+            toast.warning,
             <Toast warning title={intl.formatMessage(messages.gap)} content={<GapToast />} />,
             { toastId: GAP_TOAST_ID, autoClose: false },
           );
         }
       }
     };
+    // one toast at a time into Volto's container (why: ../toastqueue.js)
+    const queue = new ToastQueue(env || window);
     const client = new LiveClient({ url, settings: initial, onEvent, env });
     clientToken.current = current.current.token;
     clientRef.current = client;
     client.start();
     return () => {
       client.stop();
+      queue.clear();
       clientRef.current = null;
     };
   }, [active, env]);
