@@ -12,7 +12,7 @@ from tests.robustness import ROWS
 from tests.support.cluster import Cluster
 from tests.support.instance import ADMIN, ROOT
 from tests.support.restapi import add_users, api
-from tests.support.browser import load, start_chromium
+from tests.support.browser import classic_login, load, start_chromium
 from tests.support.wsclient import Collector, basic
 
 ARTIFACTS = Path(os.environ.get("TXZSERVER_ARTIFACTS", ROOT / "test-artifacts"))
@@ -56,11 +56,7 @@ def test_reviewer_sees_toast_when_a_page_is_submitted(toast_server, chromium):
 
     # localhost, not 127.0.0.1: plone.app.theming leaves 127.0.0.1 unthemed by default.
     base = toast_server.url("/Plone").replace("127.0.0.1", "localhost")
-    load(chromium, f"{base}/login")
-    chromium.find_element(By.ID, "__ac_name").send_keys("rita")
-    chromium.find_element(By.ID, "__ac_password").send_keys(PASSWORD)
-    chromium.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
-    WebDriverWait(chromium, 30).until(lambda d: d.get_cookie("__ac") is not None)
+    classic_login(chromium, base, "rita", PASSWORD)
     load(chromium, base)
     script = chromium.find_elements(By.CSS_SELECTOR, "script[src*='txzserver-toast']")
     assert script, "the toast script is not on the Classic UI page"
@@ -81,14 +77,7 @@ def test_reviewer_sees_toast_when_a_page_is_submitted(toast_server, chromium):
 
 
 def log_in(chromium, base, user, password):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    load(chromium, f"{base}/login")
-    chromium.find_element(By.ID, "__ac_name").send_keys(user)
-    chromium.find_element(By.ID, "__ac_password").send_keys(password)
-    chromium.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
-    WebDriverWait(chromium, 30).until(lambda d: d.get_cookie("__ac") is not None)
+    classic_login(chromium, base, user, password)
 
 
 def lose_events(broker, server, watcher, path):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.support.restapi import add_users, api
-from tests.support.browser import load, spki_hash, start_chromium
+from tests.support.browser import classic_login, load, spki_hash, start_chromium
 from tests.support.server import wait_for
 
 PASSWORD = "secret-Passw0rd"
@@ -73,10 +73,7 @@ def test_chromium_opens_the_websocket_over_h2_and_the_toast_shows(tls_server, ch
             f"{timeout}: the browser is at {chromium.current_url!r} titled {chromium.title!r}"
             f" (errors on the page: {errors})\naccess log:\n{access_log(tls_server)[-2000:]}\n"
             f"server log:\n{tls_server.log_tail()}") from None
-    chromium.find_element(By.ID, "__ac_name").send_keys("rita")
-    chromium.find_element(By.ID, "__ac_password").send_keys(PASSWORD)
-    chromium.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
-    WebDriverWait(chromium, 30).until(lambda d: d.get_cookie("__ac") is not None)
+    classic_login(chromium, base, "rita", PASSWORD)
     load(chromium, base)
     WebDriverWait(chromium, 30).until(
         lambda d: d.execute_script("return window.txzserverToasts && window.txzserverToasts.connected"))

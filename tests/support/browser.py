@@ -73,3 +73,30 @@ def start_chromium(profile, *flags):
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(60)
     return driver
+
+
+def classic_login(driver, base, user, password, attempts=ATTEMPTS):
+    """Log in with Classic UI's form at ``base``/login and wait for the ``__ac`` cookie. The
+    form's POST can meet a changed network as a page load can (above): then Chromium shows its
+    error page and the login is tried again; any other outcome without the cookie is a failure
+    naming where the browser is."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for attempt in range(1, attempts + 1):
+        load(driver, f"{base}/login")
+        driver.find_element(By.ID, "__ac_name").send_keys(user)
+        driver.find_element(By.ID, "__ac_password").send_keys(password)
+        driver.find_element(By.CSS_SELECTOR, "[name='buttons.login']").click()
+        try:
+            WebDriverWait(driver, 30).until(lambda d: d.get_cookie("__ac") is not None)
+            return
+        except TimeoutException:
+            codes = error_codes(driver)
+            if not codes or not set(codes) <= NETWORK_CHANGED or attempt == attempts:
+                raise AssertionError(f"no login cookie for {user} after the form was sent: the "
+                                     f"browser is at {driver.current_url!r} titled {driver.title!r}"
+                                     f" (errors on the page: {codes})") from None
+            print(f"login of {user}: Chromium reported {codes} (the host's network changed); again")
+            time.sleep(1)
