@@ -76,10 +76,6 @@ def test_reviewer_sees_toast_when_a_page_is_submitted(toast_server, chromium):
     assert (ARTIFACTS / "toast-reviewer.png").stat().st_size > 1000
 
 
-def log_in(chromium, base, user, password):
-    classic_login(chromium, base, user, password)
-
-
 def lose_events(broker, server, watcher, path):
     """Stop the broker, edit ``path`` (that event is lost: nobody to forward it), start it again
     and edit until an event crosses: the server has then sent its clients a gap, before it."""
@@ -117,7 +113,7 @@ def test_gap_toast_offers_a_reload_on_a_folder_listing(toast_server, broker, chr
     watcher = Collector(toast_server.url(f"/Plone/ws?path={lost}").replace("http://", "ws://"),
                         basic(*ADMIN), name="admin").start_and_wait()
     base = toast_server.url("/Plone").replace("127.0.0.1", "localhost")
-    log_in(chromium, base, "rita", PASSWORD)
+    classic_login(chromium, base, "rita", PASSWORD)
     ready = "return window.txzserverToasts && window.txzserverToasts.connected"
     gap_toast = (By.CSS_SELECTOR, "#txzserver-toasts .txzserver-toast-gap")
     try:

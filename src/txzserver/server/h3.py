@@ -48,6 +48,11 @@ PRIVATE_TWISTED_NAMES = ("H2Stream",)
 #: that acknowledges later packets and never the first one can make us hold.
 MAX_UNACKED = 4 * 1024 * 1024
 
+def _unacknowledged_bytes(sender):
+    """Bytes an aioquic stream sender holds until the client acknowledges them."""
+    return sender._buffer_stop - sender._buffer_start
+
+
 #: Connection-specific fields that HTTP/3 forbids in a response (RFC 9114 4.2).
 CONNECTION_FIELDS = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                                b"transfer-encoding", b"upgrade"})
@@ -336,15 +341,11 @@ class H3Channel(H3WebSocketStreams):
     def _buffered(self, stream_id):
         """Response bytes of ``stream_id`` not yet acknowledged by the client."""
         stream = self.quic._streams.get(stream_id)
-        if stream is None:
-            return 0
-        sender = stream.sender
-        return sender._buffer_stop - sender._buffer_start
+        return 0 if stream is None else _unacknowledged_bytes(stream.sender)
 
     def _unacknowledged(self):
         """Bytes of every stream of the connection not yet acknowledged by the client."""
-        return sum(stream.sender._buffer_stop - stream.sender._buffer_start
-                   for stream in self.quic._streams.values())
+        return sum(_unacknowledged_bytes(stream.sender) for stream in self.quic._streams.values())
 
     def writeHeaders(self, version, code, reason, headers, stream_id):
         if stream_id not in self.streams:
@@ -435,8 +436,7 @@ class H3Channel(H3WebSocketStreams):
 
     def quiet(self):
         """No stream open and every byte sent acknowledged: closing now loses nothing."""
-        return self._gone or not self.streams and not any(
-            self._buffered(stream_id) for stream_id in list(self.quic._streams))
+        return self._gone or not self.streams and not self._unacknowledged()
 
     # Rejection and eviction (as H2Channel's)
 

@@ -84,18 +84,19 @@ class UvloopReactor(AsyncioSelectorReactor):
                 self._disconnectSelectable(selectable, error.ConnectionLost(), True)
 
     def addReader(self, reader):
-        try:
-            super().addReader(reader)
-        except RuntimeError:  # uvloop closed the descriptor's watcher
-            self._renew_watcher(reader)
-            super().addReader(reader)
+        self._watch(super().addReader, reader)
 
     def addWriter(self, writer):
+        self._watch(super().addWriter, writer)
+
+    def _watch(self, add, selectable):
+        """``add(selectable)`` (the base reactor's addReader or addWriter), once more with a
+        new watcher when uvloop closed the descriptor's."""
         try:
-            super().addWriter(writer)
-        except RuntimeError:  # uvloop closed the descriptor's watcher
-            self._renew_watcher(writer)
-            super().addWriter(writer)
+            add(selectable)
+        except RuntimeError:
+            self._renew_watcher(selectable)
+            add(selectable)
 
     def _renew_watcher(self, selectable):
         """Drop the closed watcher uvloop keeps for ``selectable``'s descriptor (removing the
