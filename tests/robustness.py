@@ -383,6 +383,18 @@ TABLE = [
          '(was: every link and mailed URL built from the attacker\'s Host, no HSTS)'),
         ('tests/integration/test_front_hosts.py',),
         {'status': 421, 'names': 'localhost 127.0.0.1 ::1 plone.test', 'max_age': 600}),
+    Row('volto_front',
+        ('through the Volto stack\'s front (`UI=volto`): a download of a File in a private page '
+         'with a forged `auth_token` cookie, or none; the front\'s internal listener and Volto '
+         'asked for from the host'),
+        ('the front turns the cookie into the Bearer header that Plone itself checks: a forged '
+         'token or none is Anonymous: {refused} to the login form, never the file; the user\'s own '
+         'token {served} with it; the internal listener ({internal}, Volto\'s server-side rendering) and Volto '
+         '({volto}) are published on no host port, only the stack\'s network reaches them (on '
+         'Kubernetes NetworkPolicies let only the front reach Volto and only Volto the internal '
+         'listener: `tests/kube/test_volto.py`)'),
+        ('tests/smoke/test_volto_ui.py',),
+        {'refused': 302, 'served': 200, 'internal': 8080, 'volto': 3000}),
     Row('dev_ca',
         'the development CA trusted system-wide, its files stolen or misused',
         ('it can sign for nothing but the configured names: `nameConstraints` (critical) permit '

@@ -4,15 +4,21 @@ it asked the instances for) and again in the browser after hydration; a Reviewer
 Volto in headless Chromium gets the add-on's toast when an editor submits a page for review on
 the other instance, and its link opens the page in Volto; an anonymous visitor gets none."""
 
+import base64
 import html
 import json
 import time
 import uuid
 
+import httpx
 import pytest
+
+from tests.robustness import ROWS
 
 from .conftest import ROOT, api, container
 from .test_image import docker
+
+FIGURES = ROWS["volto_front"].figures
 
 #: only against a stack started with UI=volto (conftest deselects it elsewhere)
 STACK_UI = "volto"
@@ -118,7 +124,6 @@ def test_api_and_downloads_reach_the_instances_with_this_origin(client, base_url
     assert site.headers.get("X-Txzserver-Instance") in ("instance1", "instance2")
     name = f"volto-file-{uuid.uuid4().hex[:6]}"
     data = b"live notifications for Volto\n" * 1000
-    import base64
     api(client, "POST", "/++api++", admin, json={
         "@type": "File", "id": name, "title": name,
         "file": {"data": base64.b64encode(data).decode(), "encoding": "base64",
@@ -259,3 +264,47 @@ def test_volto_container_is_confined_and_healthy():
     user = info["Config"]["User"]
     assert user and user.split(":")[0] not in ("0", "root"), user
     assert info["State"]["Health"]["Status"] == "healthy", info["State"]["Health"]
+
+
+def test_private_downloads_follow_the_volto_session_and_nothing_else(client, base_url, ssl_context,
+                                                                    admin, people):
+    """The front's cookie-to-Bearer rule for downloads: Plone decides, a forged token is nobody."""
+    folder = f"volto-private-{uuid.uuid4().hex[:6]}"
+    # a page of a Volto site holds items (plone.volto makes Documents folderish); private, as
+    # made: the File in it (Files have no workflow of their own) is private with it
+    api(client, "POST", "/++api++", admin, json={"@type": "Document", "id": folder, "title": folder})
+    data = b"for members' eyes\n" * 100
+    api(client, "POST", f"/++api++/{folder}", admin, json={
+        "@type": "File", "id": "secret.txt", "title": "secret",
+        "file": {"data": base64.b64encode(data).decode(), "encoding": "base64",
+                 "filename": "secret.txt", "content-type": "text/plain"}})
+    api(client, "POST", f"/++api++/{folder}/@sharing", admin, json={"entries": [
+        {"id": "reviewer", "type": "user", "roles": {"Reader": True}}]})
+    login = api(client, "POST", "/++api++/@login", None,
+                json={"login": "reviewer", "password": people["reviewer"][1]})
+    token = login.json()["token"]
+    url = f"/{folder}/secret.txt/@@download/file"
+
+    def download(cookie):
+        with httpx.Client(base_url=base_url, verify=ssl_context, timeout=60) as fresh:
+            return fresh.get(url, headers={"Cookie": cookie} if cookie else {})
+
+    own = download(f"auth_token={token}")
+    assert own.status_code == FIGURES["served"] and own.content == data
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for cookie in (None, f"auth_token={forged}", "auth_token=not-a-jwt", "auth_token="):
+        refused = download(cookie)
+        assert refused.status_code == FIGURES["refused"], (cookie, refused.status_code)
+        assert "login" in refused.headers["location"], refused.headers["location"]
+        assert data not in refused.content
+
+
+def test_only_the_front_is_published():
+    front = json.loads(docker("inspect", container("front")).stdout)[0]
+    assert set(front["HostConfig"]["PortBindings"]) == {"8443/tcp", "8443/udp"}
+    assert all(b["HostIp"] == "127.0.0.1" for bindings in front["HostConfig"]["PortBindings"].values()
+               for b in bindings)
+    assert f"{FIGURES['internal']}/tcp" not in front["HostConfig"]["PortBindings"]
+    volto = json.loads(docker("inspect", container("volto")).stdout)[0]
+    assert not volto["HostConfig"]["PortBindings"]
+    assert f"{FIGURES['volto']}/tcp" in volto["Config"]["ExposedPorts"]
