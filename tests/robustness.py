@@ -388,11 +388,11 @@ TABLE = [
          'with a forged `auth_token` cookie, or none; the front\'s internal listener and Volto '
          'asked for from the host'),
         ('the front turns the cookie into the Bearer header that Plone itself checks: a forged '
-         'token or none is Anonymous: {refused} to the login form, never the file; the user\'s own '
-         'token {served} with it; the internal listener ({internal}, Volto\'s server-side rendering) and Volto '
-         '({volto}) are published on no host port, only the stack\'s network reaches them (on '
-         'Kubernetes NetworkPolicies let only the front reach Volto and only Volto the internal '
-         'listener: `tests/kube/test_volto.py`)'),
+         'token or none is Anonymous: {refused} to the login form, never the file; the user\'s '
+         'own token {served} with it; the internal listener ({internal}, Volto\'s server-side '
+         'rendering) and Volto ({volto}) are published on no host port, only the stack\'s '
+         'network reaches them (on Kubernetes NetworkPolicies let only the front reach Volto and '
+         'only Volto the internal listener: `tests/kube/test_volto.py`)'),
         ('tests/smoke/test_volto_ui.py',),
         {'refused': 302, 'served': 200, 'internal': 8080, 'volto': 3000}),
     Row('dev_ca',
