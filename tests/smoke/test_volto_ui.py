@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.robustness import ROWS
+from tests.support.results import record
 
 from .conftest import ROOT, api, container
 from .test_image import docker
@@ -95,9 +96,9 @@ def sockets(driver):
 
 def welcome(driver):
     """The server's welcome on the page's open live connection (None before it)."""
-    for record in sockets(driver):
-        if record["open"]:
-            for message in record["messages"]:
+    for socket in sockets(driver):
+        if socket["open"]:
+            for message in socket["messages"]:
                 parsed = json.loads(message)
                 if parsed.get("type") == "welcome":
                     return parsed
@@ -236,6 +237,7 @@ def test_reviewer_gets_a_toast_in_volto_and_its_link_opens_the_page(base_url, cl
             t for t in d.find_elements(By.CSS_SELECTOR, ".Toastify .txzserver-toast-notification")
             if title in t.text])
     print(f"\nreviewer's toast {', '.join(f'{d:.3f}' for d in delays)} s after the submit on {other} began")
+    record("volto_ui", "reviewer_toast", delays_s=[round(d, 3) for d in delays], submitted_on=other)
     assert min(delays) <= TOAST_WITHIN, delays
 
     # the toast's link: the page's Volto route (not the backend's /Plone/... path)
@@ -264,6 +266,8 @@ def test_volto_container_is_confined_and_healthy():
     user = info["Config"]["User"]
     assert user and user.split(":")[0] not in ("0", "root"), user
     assert info["State"]["Health"]["Status"] == "healthy", info["State"]["Health"]
+    image = json.loads(docker("image", "inspect", info["Image"]).stdout)[0]
+    record("volto_ui", "volto_image", size_mb=round(image["Size"] / 1e6), tag=info["Config"]["Image"])
 
 
 def test_private_downloads_follow_the_volto_session_and_nothing_else(client, base_url, ssl_context,
