@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.integration.test_browser_toast import chromium, log_in  # noqa: F401 (a fixture)
+from tests.integration.test_browser_toast import chromium  # noqa: F401 (a fixture)
+from tests.support.browser import classic_login
 from tests.robustness import ROWS
 from tests.support.instance import (
     ADMIN, BIN, ROOT, TXZSERVER, copy_instance_data, http_server, new_instance,
@@ -229,7 +230,7 @@ def test_the_toast_links_to_the_event_path_on_the_pages_origin(two_sites, chromi
 
     base = two_sites.url("/Plone").replace("127.0.0.1", "localhost")
     origin = base[: -len("/Plone")]
-    log_in(chromium, base, "rita", PASSWORD)
+    classic_login(chromium, base, "rita", PASSWORD)
     load(chromium, base)
     WebDriverWait(chromium, 30).until(
         lambda d: d.execute_script("return window.txzserverToasts && window.txzserverToasts.connected"))
