@@ -22,6 +22,7 @@ from twisted.web import _http2
 from twisted.web._http2 import H2Connection
 
 from .errors import error_body, peer_of
+from .hpackout import ResponseHeaderEncoder
 from .h2limits import AdvertisedSettings, FrameGuard, TokenBucket, field_count
 from .request import ZopeRequest
 from .wsh2 import WebSocketStreams
@@ -120,6 +121,7 @@ class H2Channel(WebSocketStreams, H2Connection):
         # top was a fifth of this connection's CPU for a small response. Inbound validation
         # (what the client sends) stays on.
         self.conn.config.validate_outbound_headers = False
+        self.conn.encoder = ResponseHeaderEncoder()
         self.conn.local_settings = AdvertisedSettings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.http2_max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_size,
