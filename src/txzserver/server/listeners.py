@@ -1,9 +1,8 @@
 """Open the configured sockets: TCP for http/webdav-source, TLS with ALPN for https."""
 
-import ipaddress
+from twisted.internet import ssl
 
-from twisted.internet import endpoints, ssl
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from .eagertcp import EagerTCPServerEndpoint
 
 
 def tls_options(listener):
@@ -30,25 +29,10 @@ def _pem_blocks(data):
 
 
 def endpoint_for(reactor, listener):
-    """The server endpoint of one listener (IPv6 hosts get a TCP6 endpoint)."""
-    host = listener.interface
-    try:
-        v6 = ipaddress.ip_address(host).version == 6
-    except ValueError:
-        v6 = False
-    if listener.kind == "https":
-        cls = endpoints.SSL4ServerEndpoint
-        if v6:
-            return endpoints.wrapServerEndpoint(
-                endpoints.TCP6ServerEndpoint(reactor, listener.port, listener.backlog, host),
-                lambda factory: _tls_factory(factory, listener))
-        return cls(reactor, listener.port, tls_options(listener), listener.backlog, host)
-    cls = endpoints.TCP6ServerEndpoint if v6 else endpoints.TCP4ServerEndpoint
-    return cls(reactor, listener.port, listener.backlog, host)
-
-
-def _tls_factory(factory, listener):
-    return TLSMemoryBIOFactory(tls_options(listener), False, factory)
+    """The server endpoint of one listener: TCP (IPv4 or IPv6 as its interface says), with TLS
+    for https; its connections send writes at once (``eagertcp``)."""
+    tls = tls_options(listener) if listener.kind == "https" else None
+    return EagerTCPServerEndpoint(reactor, listener.port, listener.backlog, listener.interface, tls)
 
 
 def url_of(listener, port):
