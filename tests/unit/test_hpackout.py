@@ -78,3 +78,25 @@ def test_long_values_use_multi_byte_lengths(name):
     value = b"a" * 300
     decoded = hpack.Decoder().decode(ResponseHeaderEncoder().encode([HeaderTuple(name, value)]), raw=True)
     assert decoded == [(name, value)]
+
+
+def test_fields_are_normalized_as_h2_would_with_its_normalization_off():
+    encoder = ResponseHeaderEncoder()
+    block = encoder.encode([(b":status", b"200"), (b"Content-Type", b" text/html "),
+                            (b"Connection", b"keep-alive"), (b"Transfer-Encoding", b"chunked"),
+                            (b"Set-Cookie", b"__ac=secret")])
+    decoded = hpack.Decoder().decode(block, raw=True)
+    assert [tuple(f) for f in decoded] == [(b":status", b"200"), (b"content-type", b"text/html"),
+                                           (b"set-cookie", b"__ac=secret")]
+    assert isinstance(decoded[2], NeverIndexedHeaderTuple)
+
+
+def test_h2_connections_use_it_with_their_own_normalization_off():
+    import h2.config
+    import h2.connection
+
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    hpackout.use_for_responses(connection)
+    assert isinstance(connection.encoder, ResponseHeaderEncoder)
+    assert not connection.config.normalize_outbound_headers
+    assert not connection.config.validate_outbound_headers

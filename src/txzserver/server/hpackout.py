@@ -9,6 +9,10 @@ nginx does the same: response fields as literals that are never added to the dyn
 (RFC 7541 6.2.2), with the static table's names (and whole fields where the static table has
 them, such as ``:status 200``).
 
+h2's outbound normalization is replaced here too, done once per distinct field instead of
+per response: names lower-cased, values stripped, connection-specific fields dropped (RFC 9113
+8.2.2), credentials and cookies sent as never-indexed literals.
+
 The decoder is told our dynamic table holds nothing (a size update to 0, 6.3) in the first
 block, and again after each change of the client's SETTINGS_HEADER_TABLE_SIZE, which
 RFC 7541 4.2 asks for.
@@ -23,8 +27,12 @@ from hpack.table import HeaderTable
 #: Fields whose bytes are kept: a bounded map, cleared whole when full (Date adds one a
 #: second, Content-Length one per size: the common fields come back at once).
 CACHE_LIMIT = 4096
-#: Fields never kept in the cache: their values are per client (session cookies).
-UNCACHED_NAMES = frozenset({b"set-cookie"})
+#: Fields that are per client: never cached, and sent as never-indexed literals (6.2.3), so
+#: that no proxy re-encoding them adds them to a table shared between clients.
+SENSITIVE_NAMES = frozenset({b"set-cookie", b"cookie", b"authorization", b"proxy-authorization"})
+#: Fields HTTP/2 does not carry (RFC 9113 8.2.2): dropped, as h2's normalization does.
+CONNECTION_NAMES = frozenset({b"connection", b"proxy-connection", b"keep-alive",
+                              b"transfer-encoding", b"upgrade"})
 #: A dynamic table size update to 0 (RFC 7541 6.3): "001" and a 5-bit prefix integer.
 EMPTY_TABLE_UPDATE = b"\x20"
 #: Literal field without indexing, and never indexed (RFC 7541 6.2.2, 6.2.3): 4-bit prefix.
@@ -86,23 +94,36 @@ class ResponseHeaderEncoder:
         self._announce = True
 
     def encode(self, headers, huffman=True):
-        """The header block for ``headers`` (h2's normalized ``HeaderTuple`` fields, bytes)."""
+        """The header block for ``headers``: (name, value) bytes as h2 passes them with its
+        outbound normalization off (``disable_h2_normalization``)."""
         cache = self._cache
         parts = []
         if self._announce:
             self._announce = False
             parts.append(EMPTY_TABLE_UPDATE)
         for field in headers:
-            if isinstance(field, NeverIndexedHeaderTuple):
-                parts.append(encode_field(field[0], field[1], NEVER_INDEXED))
-                continue
             key = (field[0], field[1])
             encoded = cache.get(key)
             if encoded is None:
-                encoded = encode_field(key[0], key[1])
-                if key[0] not in UNCACHED_NAMES:
-                    if len(cache) >= CACHE_LIMIT:
-                        cache.clear()
-                    cache[key] = encoded
+                name, value = key[0].strip().lower(), key[1].strip()
+                if name in CONNECTION_NAMES:
+                    encoded = b""
+                elif name in SENSITIVE_NAMES or isinstance(field, NeverIndexedHeaderTuple):
+                    parts.append(encode_field(name, value, NEVER_INDEXED))
+                    continue
+                else:
+                    encoded = encode_field(name, value)
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = encoded
             parts.append(encoded)
         return b"".join(parts)
+
+
+def use_for_responses(connection):
+    """Make ``connection`` (an ``h2.connection.H2Connection``) encode what it sends here,
+    with h2's own normalization and validation of outbound fields off (done above, once per
+    distinct field)."""
+    connection.encoder = ResponseHeaderEncoder()
+    connection.config.normalize_outbound_headers = False
+    connection.config.validate_outbound_headers = False

@@ -22,7 +22,7 @@ from twisted.web import _http2
 from twisted.web._http2 import H2Connection
 
 from .errors import error_body, peer_of
-from .hpackout import ResponseHeaderEncoder
+from .hpackout import use_for_responses
 from .h2limits import AdvertisedSettings, FrameGuard, TokenBucket, field_count
 from .request import ZopeRequest
 from .wsh2 import WebSocketStreams
@@ -116,12 +116,11 @@ class H2Channel(WebSocketStreams, H2Connection):
         self.resets = TokenBucket(settings.http2_max_reset_burst, settings.http2_reset_rate,
                                   self._reactor.seconds())
         # Response headers come from Twisted's Headers (CR and LF replaced), without pseudo
-        # or empty names (PublishTask._send_headers), and h2 still lower-cases them and strips
-        # connection-specific ones (normalize_outbound_headers); its outbound validation on
-        # top was a fifth of this connection's CPU for a small response. Inbound validation
-        # (what the client sends) stays on.
-        self.conn.config.validate_outbound_headers = False
-        self.conn.encoder = ResponseHeaderEncoder()
+        # or empty names (PublishTask._send_headers); h2's outbound validation on top was a
+        # fifth of this connection's CPU for a small response, its indexing encoder and
+        # normalization another sixth: hpackout encodes them, each distinct field once per
+        # process. Inbound validation (what the client sends) stays on.
+        use_for_responses(self.conn)
         self.conn.local_settings = AdvertisedSettings(client=False, initial_values={
             h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.http2_max_concurrent_streams,
             h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_size,
