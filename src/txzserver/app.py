@@ -24,7 +24,7 @@ from .server.environ import ProxyTrust
 from .server.health import (
     READY, DatabaseCheck, Draining, Health, HealthSite, LinkCheck, PoolCanary, Shared, Started, watch,
 )
-from .server.h3listen import H3Endpoint, alt_svc, quic_configuration
+from .server.h3listen import H3Endpoint, QuicPort, alt_svc, quic_configuration
 from .server.listeners import endpoint_for, url_of
 from .server.metrics import MetricsSite, read_server
 from .server.publisher import ZopeResource
@@ -212,7 +212,8 @@ def open_quic(reactor, listener, site, port):
     responses in flight are acknowledged). BindError when the UDP port is taken."""
     try:
         endpoint = H3Endpoint(site, site.settings, quic_configuration(listener, site.settings))
-        udp = reactor.listenUDP(port, endpoint, interface=listener.interface)
+        udp = QuicPort(port, endpoint, interface=listener.interface, reactor=reactor)
+        udp.startListening()
     except Exception as exc:
         raise BindError(f"http3 (QUIC, udp) {listener.host}:{port}: {exc}") from exc
     reactor.addSystemEventTrigger("before", "shutdown", endpoint.drain, reactor,

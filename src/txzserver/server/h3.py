@@ -149,7 +149,8 @@ class H3Channel(H3WebSocketStreams):
         self.addr = addr
         self.quic.receive_datagram(data, addr, now=self.reactor.seconds())
         self._process_events()
-        self.transmit()
+        if self.endpoint.received_by(self):
+            self.transmit()
 
     def _on_timer(self):
         self._timer = None
