@@ -151,16 +151,18 @@ h2load:
 # (BENCH_ALLOW_DIRTY=1 measures anyway and says so); BENCH_ROUNDS (3) alternating rounds. Writes
 # tests/bench/results/ (JSON, results.md, starvation.png) and rewrites the page's measured
 # section; tests.bench.scale writes scale.json and scale.md and rewrites its Scale model.
+# A benchmark that misses its goal (it writes "ok": false and exits 1) does not stop the others
+# or the report: make bench exits with the first such status once all have run.
+BENCH_STEPS := run h2download h3readers tasks fanout bus scale
 bench: venv h2load $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.provenance
-	$(BIN)/python -m tests.bench.run
-	$(BIN)/python -m tests.bench.h2download
-	$(BIN)/python -m tests.bench.h3readers
-	$(BIN)/python -m tests.bench.tasks
-	$(BIN)/python -m tests.bench.fanout
-	$(BIN)/python -m tests.bench.bus
-	$(BIN)/python -m tests.bench.scale
-	$(BIN)/python -m tests.bench.report --docs
+	@status=0; for step in $(BENCH_STEPS); do \
+	  echo "$(BIN)/python -m tests.bench.$$step"; \
+	  $(BIN)/python -m tests.bench.$$step || { rc=$$?; echo "make bench: tests.bench.$$step exited $$rc" >&2; \
+	    [ $$status = 0 ] && status=$$rc; }; \
+	done; \
+	$(BIN)/python -m tests.bench.report --docs || { rc=$$?; [ $$status = 0 ] && status=$$rc; }; \
+	exit $$status
 
 # matplotlib for the plots (the `bench` extra)
 $(VENV)/.bench-installed: $(VENV)/.installed
