@@ -100,3 +100,10 @@ def test_h2_connections_use_it_with_their_own_normalization_off():
     assert isinstance(connection.encoder, ResponseHeaderEncoder)
     assert not connection.config.normalize_outbound_headers
     assert not connection.config.validate_outbound_headers
+
+
+def test_a_field_the_caller_marks_never_indexed_stays_so_after_the_same_field_was_cached():
+    encoder, decoder = ResponseHeaderEncoder(), hpack.Decoder()
+    encoder.encode([HeaderTuple(b"x-token", b"abc")])  # cached as a plain literal
+    decoded = decoder.decode(encoder.encode([NeverIndexedHeaderTuple(b"x-token", b"abc")]), raw=True)
+    assert isinstance(decoded[0], NeverIndexedHeaderTuple) and tuple(decoded[0]) == (b"x-token", b"abc")

@@ -95,20 +95,24 @@ class ResponseHeaderEncoder:
 
     def encode(self, headers, huffman=True):
         """The header block for ``headers``: (name, value) bytes as h2 passes them with its
-        outbound normalization off (``disable_h2_normalization``)."""
+        outbound normalization off (``use_for_responses``). ``huffman`` is hpack's parameter:
+        each string here is Huffman-coded when that makes it shorter."""
         cache = self._cache
         parts = []
         if self._announce:
             self._announce = False
             parts.append(EMPTY_TABLE_UPDATE)
         for field in headers:
+            if isinstance(field, NeverIndexedHeaderTuple):  # the caller's choice, never cached
+                parts.append(encode_field(field[0].strip().lower(), field[1].strip(), NEVER_INDEXED))
+                continue
             key = (field[0], field[1])
             encoded = cache.get(key)
             if encoded is None:
                 name, value = key[0].strip().lower(), key[1].strip()
                 if name in CONNECTION_NAMES:
                     encoded = b""
-                elif name in SENSITIVE_NAMES or isinstance(field, NeverIndexedHeaderTuple):
+                elif name in SENSITIVE_NAMES:
                     parts.append(encode_field(name, value, NEVER_INDEXED))
                     continue
                 else:
