@@ -56,7 +56,8 @@ def test_200mb_download_matches_upload(client, big_file):
 SAMPLE_SCRIPT = """
 i=0
 while [ "$i" -lt "$1" ]; do
-  r=$(awk '/^Name:/ {n = $2} /^VmRSS:/ && n == "txzserver" {print $2}' /proc/[0-9]*/status)
+  r=$(for f in /proc/[0-9]*/status; do cat "$f" 2>/dev/null; done |
+      awk '/^Name:/ {n = $2} /^VmRSS:/ && n == "txzserver" {print $2}')
   a=$(cat /sys/fs/cgroup/memory.stat /sys/fs/cgroup/memory/memory.stat 2>/dev/null |
       awk '$1 == "anon" || $1 == "rss" {print $2; exit}')
   echo "$r $a"
@@ -69,7 +70,10 @@ done
 class MemorySampler:
     """Memory of an instance sampled ``count`` times, ``interval`` seconds apart, by one shell
     loop in its container (one `docker exec`, not one per sample: the sampler must not load
-    the machine while its pages are measured). ``samples()``: [(rss bytes, anon bytes)]."""
+    the machine while its pages are measured). ``samples()``: [(rss bytes, anon bytes)].
+    The status files are read one by one, errors ignored: a process that exits between the
+    glob and the read (the image's health check, a `docker exec`) made awk stop, and a sample
+    came out without its RSS."""
 
     def __init__(self, service, count, interval=0.5):
         self.process = subprocess.Popen(
