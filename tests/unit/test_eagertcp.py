@@ -7,11 +7,12 @@ import socket
 import struct
 
 import pytest
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionLost
-from twisted.internet.protocol import Protocol
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock
 
-from txzserver.server.eagertcp import EagerServer
+from txzserver.server.eagertcp import EagerPort, EagerServer, EagerTCPServerEndpoint
 
 
 class Recorder(Protocol):
@@ -85,3 +86,18 @@ def test_a_write_after_lose_connection_is_flushed_before_the_close(pair):
     assert transport in reactor.getWriters()
     transport.doWrite()
     assert read_exactly(client, 4) == b"last"
+
+
+@pytest.mark.parametrize("interface, address_type", [("127.0.0.1", IPv4Address), ("::1", IPv6Address)])
+def test_the_endpoint_listens_on_ipv4_and_ipv6_interfaces_with_eager_connections(interface, address_type):
+    reactor = MemoryReactorClock()
+    found = []
+    endpoint = EagerTCPServerEndpoint(reactor, 0, 5, interface)
+    endpoint.listen(Factory.forProtocol(Recorder)).addBoth(found.append)
+    port = found[0]
+    try:
+        assert isinstance(port, EagerPort) and port.transport is EagerServer
+        assert isinstance(port.getHost(), address_type) and port.getHost().host == interface
+        assert port in reactor.getReaders()
+    finally:
+        port.stopListening()

@@ -23,6 +23,7 @@ from twisted.web._http2 import H2Stream
 
 from .errors import error_body
 from .h2limits import TokenBucket, field_count
+from .hpackout import CONNECTION_NAMES
 from .http2 import OUTBOUND_HIGH_WATER
 from .request import ZopeRequest
 from .wsh3 import H3WebSocketStreams, connect_setting
@@ -48,14 +49,11 @@ PRIVATE_TWISTED_NAMES = ("H2Stream",)
 #: that acknowledges later packets and never the first one can make us hold.
 MAX_UNACKED = 4 * 1024 * 1024
 
+
 def _unacknowledged_bytes(sender):
     """Bytes an aioquic stream sender holds until the client acknowledges them."""
     return sender._buffer_stop - sender._buffer_start
 
-
-#: Connection-specific fields that HTTP/3 forbids in a response (RFC 9114 4.2).
-CONNECTION_FIELDS = frozenset({b"connection", b"keep-alive", b"proxy-connection",
-                               b"transfer-encoding", b"upgrade"})
 
 log = Logger()
 
@@ -354,7 +352,7 @@ class H3Channel(H3WebSocketStreams):
         status = code if isinstance(code, bytes) else b"%d" % code  # Twisted passes bytes
         fields = [(b":status", status)]
         fields += [(name.lower(), value) for name, value in headers
-                   if name.lower() not in CONNECTION_FIELDS]
+                   if name.lower() not in CONNECTION_NAMES]
         self.h3.send_headers(stream_id, fields)
         self._transmit_soon()
 

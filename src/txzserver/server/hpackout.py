@@ -18,6 +18,7 @@ block, and again after each change of the client's SETTINGS_HEADER_TABLE_SIZE, w
 RFC 7541 4.2 asks for.
 """
 
+from h2.utilities import CONNECTION_HEADERS
 from hpack.hpack import encode_integer
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
@@ -30,9 +31,9 @@ CACHE_LIMIT = 4096
 #: Fields that are per client: never cached, and sent as never-indexed literals (6.2.3), so
 #: that no proxy re-encoding them adds them to a table shared between clients.
 SENSITIVE_NAMES = frozenset({b"set-cookie", b"cookie", b"authorization", b"proxy-authorization"})
-#: Fields HTTP/2 does not carry (RFC 9113 8.2.2): dropped, as h2's normalization does.
-CONNECTION_NAMES = frozenset({b"connection", b"proxy-connection", b"keep-alive",
-                              b"transfer-encoding", b"upgrade"})
+#: Connection-specific fields, which neither HTTP/2 (RFC 9113 8.2.2) nor HTTP/3 (RFC 9114 4.2)
+#: carries: h2's own set, dropped here as its normalization does (and by h3.py).
+CONNECTION_NAMES = CONNECTION_HEADERS
 #: A dynamic table size update to 0 (RFC 7541 6.3): "001" and a 5-bit prefix integer.
 EMPTY_TABLE_UPDATE = b"\x20"
 #: Literal field without indexing, and never indexed (RFC 7541 6.2.2, 6.2.3): 4-bit prefix.
@@ -103,16 +104,14 @@ class ResponseHeaderEncoder:
             self._announce = False
             parts.append(EMPTY_TABLE_UPDATE)
         for field in headers:
-            if isinstance(field, NeverIndexedHeaderTuple):  # the caller's choice, never cached
-                parts.append(encode_field(field[0].strip().lower(), field[1].strip(), NEVER_INDEXED))
-                continue
             key = (field[0], field[1])
-            encoded = cache.get(key)
+            never_indexed = isinstance(field, NeverIndexedHeaderTuple)  # the caller's choice
+            encoded = None if never_indexed else cache.get(key)
             if encoded is None:
                 name, value = key[0].strip().lower(), key[1].strip()
                 if name in CONNECTION_NAMES:
                     encoded = b""
-                elif name in SENSITIVE_NAMES:
+                elif never_indexed or name in SENSITIVE_NAMES:  # never cached
                     parts.append(encode_field(name, value, NEVER_INDEXED))
                     continue
                 else:
