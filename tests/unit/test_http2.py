@@ -503,6 +503,14 @@ def test_private_twisted_attribute_exists(name):
         f"twisted.web._http2.H2Connection has no {name!r} any more: txzserver.server.http2 uses it")
 
 
+@pytest.mark.parametrize("name", http2.REPLACED_TWISTED_METHODS)
+def test_h2stream_still_sends_through_the_replaced_method(name):
+    import inspect
+    assert callable(getattr(H2Connection, name, None))
+    assert f"self._conn.{name}(" in inspect.getsource(_http2.H2Stream), (
+        f"H2Stream no longer calls H2Connection.{name}: txzserver.server.http2 replaces it")
+
+
 @pytest.mark.parametrize("name", http2.PRIVATE_TWISTED_MODULE_NAMES)
 def test_private_twisted_module_name_exists(name):
     assert hasattr(_http2, name), f"twisted.web._http2 has no {name!r} any more"
@@ -537,7 +545,9 @@ def test_a_download_is_sent_as_many_frames_per_write(max_frame):
             break
     assert len(received) == resource.size and received == b"x" * resource.size
     assert max(sizes) == max_frame  # as large as the client allows, no larger
-    assert max(writes) > 4 * 16384 and max(writes) <= SEND_BATCH + SEND_BATCH // max_frame * 9 + 9
+    # the largest write: a batch of frames and the response's HEADERS, sent with the first
+    assert max(writes) > 4 * 16384
+    assert max(writes) <= SEND_BATCH + SEND_BATCH // max_frame * 9 + 9 + 1024
     assert len(writes) <= resource.size // SEND_BATCH + 4  # SETTINGS, HEADERS, END_STREAM
 
 
@@ -566,3 +576,116 @@ def test_frames_built_here_keep_h2s_flow_control_exact():
             granted += 100_000
     assert received == resource.size
     assert channel.conn.outbound_flow_control_window == client.conn.inbound_flow_control_window
+
+
+# One write per response
+
+def _writes_of(transport):
+    writes = []
+    write = transport.write
+    transport.write = lambda data: (writes.append(data), write(data))
+    return writes
+
+
+def test_a_small_response_is_one_write_with_end_stream_on_its_data():
+    """Twisted wrote HEADERS, then DATA, then an empty DATA frame with END_STREAM a turn
+    later: three send() calls for a response HTTP/1.1 sends in one. Now one write carries
+    HEADERS and one DATA frame flagged END_STREAM. (The response comes after the read, as
+    a publisher thread's does.)"""
+    resource = Hanging()
+    site, protocol, transport, client = _raw_connection(resource)
+    client.request(1, path="/page")
+    client.flush()
+    writes = _writes_of(transport)
+    resource.finish_all()
+    spin(site.reactor)
+    assert len(writes) == 1
+    frames = _frames_in(writes[0])
+    assert [type(f) for f in frames] == [HeadersFrame, DataFrame]
+    assert "END_STREAM" in frames[1].flags and frames[1].data == b"done"
+    answer = responses(client.events())[1]
+    assert answer["status"] == 200 and answer["body"] == b"done" and answer["ended"]
+
+
+def test_responses_finished_in_one_turn_are_sent_whole_and_the_connection_goes_on():
+    resource = Hanging()
+    site, protocol, transport, client = _raw_connection(resource)
+    for stream_id in (1, 3, 5):
+        client.request(stream_id)
+    client.flush()
+    writes = _writes_of(transport)
+    resource.finish_all()
+    spin(site.reactor)
+    assert len(writes) == 3  # one per response (the sending loop takes a stream per turn)
+    answers = responses(client.events())
+    assert {sid: (a["body"], a["ended"]) for sid, a in answers.items()} == {
+        1: (b"done", True), 3: (b"done", True), 5: (b"done", True)}
+    client.request(7)
+    client.flush()
+    resource.finish_all()
+    spin(site.reactor)
+    assert responses(client.events())[7]["body"] == b"done"
+    assert not protocol.channel.streams
+
+
+class HeadersFirst(Resource):
+    """Sends its response head at once and its body only when the test says so."""
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.pending = []
+
+    def render(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        request.write(b"")  # the head, no body yet
+        self.pending.append(request)
+        return server.NOT_DONE_YET
+
+
+def test_headers_of_a_response_whose_body_comes_later_are_sent_now():
+    resource = HeadersFirst()
+    site, protocol, transport, client = _raw_connection(resource)
+    client.request(1)
+    client.flush()
+    answer = responses(client.events())[1]
+    assert answer["status"] == 200 and not answer["ended"]
+    request = resource.pending.pop()
+    request.write(b"later")
+    request.finish()
+    spin(site.reactor)
+    answer = responses(client.events())[1]
+    assert answer["body"] == b"later" and answer["ended"]
+
+
+def test_a_response_without_body_ends_its_stream():
+    """No DATA frame to carry END_STREAM: an empty one does (a 204 here)."""
+    class NoContent(Resource):
+        isLeaf = True
+
+        def render(self, request):
+            request.setResponseCode(204)
+            return b""
+
+    site, protocol, transport, client = _raw_connection(NoContent())
+    client.request(1)
+    client.flush()
+    answer = responses(client.events())[1]
+    assert answer["status"] == 204 and answer["body"] == b"" and answer["ended"]
+    assert not protocol.channel.streams
+
+
+def test_the_local_address_is_asked_of_the_socket_once():
+    """getsockname gives the GIL away; Twisted asked it for every request's environ."""
+    echo = Echo()
+    site, protocol, transport, client = _raw_connection(echo)
+    asked = []
+    get_host = transport.getHost
+    transport.getHost = lambda: (asked.append(1), get_host())[1]
+    for stream_id in (1, 3, 5):
+        client.request(stream_id)
+        client.flush()
+        client.events()
+        assert echo.requests[-1].getHost() == get_host()
+    assert len(echo.requests) == 3 and len(asked) == 1

@@ -37,6 +37,10 @@ PRIVATE_TWISTED_NAMES = (
     "_sendPrioritisedData",    # the sending loop, replaced: a batch of frames per turn
 )
 
+#: H2Connection's methods that H2Stream sends a response through, replaced below (one sending
+#: turn after the reactor's turn); ``tests/unit/test_http2.py`` checks H2Stream still calls them.
+REPLACED_TWISTED_METHODS = ("writeHeaders", "writeDataToStream", "endRequest")
+
 #: Private state of H2Connection (not callables) that our sending loop reads and sets, and the
 #: module's end-of-stream marker (``tests/unit/test_http2.py`` checks they still exist).
 PRIVATE_TWISTED_ATTRIBUTES = (
@@ -70,9 +74,13 @@ HOSTILE_CLOSE_GRACE = 1.0
 log = Logger()
 
 
-def _data_frame_header(length, stream_id):
-    """The 9-byte header of a DATA frame without flags (RFC 9113 4.1, 6.1)."""
-    return length.to_bytes(3, "big") + b"\x00\x00" + stream_id.to_bytes(4, "big")
+#: The END_STREAM flag of a DATA frame (RFC 9113 6.1).
+END_STREAM = 0x1
+
+
+def _data_frame_header(length, stream_id, flags=0):
+    """The 9-byte header of a DATA frame, no padding (RFC 9113 4.1, 6.1)."""
+    return length.to_bytes(3, "big") + bytes((0, flags)) + stream_id.to_bytes(4, "big")
 
 
 def _abort(transport):
@@ -100,6 +108,8 @@ class H2Channel(WebSocketStreams, H2Connection):
 
     _gone = False
     _released = False  # no longer the transport's producer
+    _host = None
+    _send_call = None  # the scheduled _send_now
 
     def __init__(self, settings, reactor=None, upgrade=None, connection=None, websocket=None):
         # The site's reactor, not the global one: H2Connection schedules its sending loop on it.
@@ -247,7 +257,54 @@ class H2Channel(WebSocketStreams, H2Connection):
             return 0, 0
         return window, window - H2Connection.remainingOutboundWindow(self, stream_id)
 
-    # Sending: no spinning on shut windows, a bound on what one stream may queue
+    def getHost(self):
+        """This side's address, asked of the socket once (getsockname, a system call that
+        gives the GIL away, was made for every request's environ)."""
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
+    # Sending: one write per response, no spinning on shut windows, a bound on what one
+    # stream may queue
+    #
+    # Twisted wrote a response's HEADERS as soon as they were made, and woke the sending loop
+    # for each piece of body and for the end of the stream: three writes (three send() calls,
+    # each giving the GIL to a publisher thread) for a small response that HTTP/1.1 sends in
+    # one. Here what a reactor turn produces is sent by one sending turn scheduled after it.
+
+    def writeHeaders(self, version, code, reason, headers, streamID):
+        headers.insert(0, (b":status", code))
+        try:
+            self.conn.send_headers(streamID, headers)
+        except h2.exceptions.StreamClosedError:
+            return  # the client reset the stream meanwhile, as Twisted ignores it
+        self._send_soon()
+
+    def writeDataToStream(self, streamID, data):
+        self._outboundStreamQueues[streamID].append(data)
+        if self.conn.local_flow_control_window(streamID) > 0:
+            self.priority.unblock(streamID)
+            self._send_soon()
+        if self.remainingOutboundWindow(streamID) <= 0:
+            self.streams[streamID].flowControlBlocked()
+
+    def endRequest(self, streamID):
+        self._outboundStreamQueues[streamID].append(_http2._END_STREAM_SENTINEL)
+        self.priority.unblock(streamID)
+        self._send_soon()
+
+    def _send_soon(self):
+        """Send what this turn produced once it is over (one call, however many pieces)."""
+        if self._send_call is None:
+            self._send_call = self._reactor.callLater(0, self._send_now)
+
+    def _send_now(self):
+        """Wake the sending loop if it is parked; a running one sends at its next turn. It
+        writes the HEADERS made meanwhile with its batch, or alone when it finds no data."""
+        self._send_call = None
+        if self._sendingDeferred is not None and not self._gone:
+            wake, self._sendingDeferred = self._sendingDeferred, None
+            wake.callback(None)
 
     def remainingOutboundWindow(self, streamID):
         """Room for more data on ``streamID``: the flow-control window minus what is queued,
@@ -265,7 +322,10 @@ class H2Channel(WebSocketStreams, H2Connection):
         try:
             stream_id = next(self.priority)
         except priority.DeadlockError:
-            # Nothing to send: wait until a stream has data (writeDataToStream, endRequest).
+            # No stream has data: send HEADERS made without it, and wait until one has
+            # (writeDataToStream, endRequest).
+            if not self._tryToWriteControlData():
+                return  # aborted: too much control data buffered for a client that does not read
             self._sendingDeferred = Deferred()
             self._sendingDeferred.addCallback(self._sendPrioritisedData)
             return
@@ -284,11 +344,18 @@ class H2Channel(WebSocketStreams, H2Connection):
         budget = SEND_BATCH
         ended = False
         pieces = []
+        last_frame = None  # where the header of this batch's last DATA frame is in pieces
         while queue and budget > 0:
             chunk = queue[0]
             if chunk is _http2._END_STREAM_SENTINEL:
                 queue.popleft()
-                self.conn.end_stream(stream_id)
+                if last_frame is None:
+                    self.conn.end_stream(stream_id)  # an empty DATA frame with END_STREAM
+                else:  # END_STREAM on the last frame sent: no frame of its own
+                    pieces[last_frame] = _data_frame_header(len(pieces[last_frame + 1]),
+                                                            stream_id, END_STREAM)
+                    self.conn.streams[stream_id].state_machine.process_input(
+                        h2.stream.StreamInputs.SEND_END_STREAM)
                 ended = True
                 break
             if not len(chunk):  # written to wake the loop (_wake_stalled_streams)
@@ -304,6 +371,7 @@ class H2Channel(WebSocketStreams, H2Connection):
             at = min(len(view), window, budget)
             pieces.append(self.conn.data_to_send())
             pieces.extend(self._data_frames(stream_id, view[:at], frame))
+            last_frame = len(pieces) - 2
             budget -= at
             if at == len(view):
                 queue.popleft()
