@@ -9,7 +9,7 @@ INSTANCE ?= instance
 LISTEN ?= 127.0.0.1:8080
 SITE ?= Plone
 
-.PHONY: help venv run test check unit integration volto-addon-test lint lint-python lint-docs docs docs-reference bench clean browser webdav-tools h2load postgresql host-packages
+.PHONY: help venv run test check unit integration volto-addon-test lint lint-python lint-docs docs docs-reference bench clean browser webdav-tools bench-tools postgresql host-packages
 
 help:
 	@echo "make up | make down | make logs | make ps | make images | make test | make check | make lint | make docs | make bench | make run | make venv | make clean"
@@ -140,12 +140,15 @@ $(VENV)/.docs-installed: $(VENV)/.installed
 	$(UV) pip install --quiet $(UV_OPTIONS) --no-build-isolation -e '.[docs]'
 	touch $@
 
-# h2load for the HTTP/2 download benchmark, from Debian (installed when run as root).
-h2load:
-	@if command -v h2load >/dev/null; then :; \
+# The benchmarks' Debian tools, installed when run as root: h2load (every request rate and
+# download) and strace (the system calls per request).
+bench-tools:
+	@missing=""; command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; \
-	else echo "make bench needs h2load: apt-get install nghttp2-client" >&2; exit 1; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "make bench needs:$$missing (apt-get install$$missing)" >&2; exit 1; fi
 
 # The numbers of docs/performance.md: refuses a tree with uncommitted changes
 # (BENCH_ALLOW_DIRTY=1 measures anyway and says so); BENCH_ROUNDS (3) alternating rounds. Writes
@@ -153,8 +156,8 @@ h2load:
 # section; tests.bench.scale writes scale.json and scale.md and rewrites its Scale model.
 # A benchmark that misses its goal (it writes "ok": false and exits 1) does not stop the others
 # or the report: make bench exits with the first such status once all have run.
-BENCH_STEPS := run h2download h3readers tasks fanout bus scale
-bench: venv h2load $(VENV)/.bench-installed
+BENCH_STEPS := run h2download h3readers syscalls tasks fanout bus scale
+bench: venv bench-tools $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.provenance
 	@status=0; for step in $(BENCH_STEPS); do \
 	  echo "$(BIN)/python -m tests.bench.$$step"; \

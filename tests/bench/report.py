@@ -17,7 +17,7 @@ from tests.bench.pages import PAGE, RESULTS, Section
 
 SECTION = Section("bench", "tests.bench.report", "tests/bench/results/*.json", "measured")
 PLOT = "starvation.png"
-SOURCES = ("results", "h2download", "h3readers", "tasks", "fanout")
+SOURCES = ("results", "h2download", "h3readers", "syscalls", "tasks", "fanout")
 MB = 1024 * 1024
 
 
@@ -43,6 +43,10 @@ def _number_format(kind, high):
         return "", lambda v: f"{v:.1f}"
     if kind == "gbps":
         return "GB/s", lambda v: f"{v:.2f}"
+    if kind == "ms":
+        return "ms", lambda v: f"{v:.2f}"
+    if kind == "2":
+        return "", lambda v: f"{v:.2f}"
     return "", lambda v: f"{v:.0f}"
 
 
@@ -50,7 +54,7 @@ def cell(values, kind="n"):
     """Median and min-max of ``values`` as one table cell: ``104 ms (98-130)``; one value alone.
 
     kind: "s" seconds (ms when all are below 1 s), "n" a count or rate, "mib" bytes as MiB,
-    "load" a load average, "gbps" a rate in GB/s.
+    "load" a load average, "gbps" a rate in GB/s, "ms" milliseconds as given, "2" two decimals.
     """
     found = spread(values)
     if found is None:
@@ -335,6 +339,48 @@ def h3readers(data, level):
     return lines
 
 
+#: The system calls named in the table; the others are summed in one row.
+NAMED_CALLS = ("futex", "recvfrom", "sendto", "epoll_pwait", "epoll_ctl", "getsockname",
+               "getsockopt", "getpid", "write", "read")
+
+
+def syscalls(data, level):
+    found = data["syscalls"]
+    if found is None:
+        return []  # measured by `make bench` from the commit that added it on
+    calls = found["system_calls"]
+    protocols = list(calls)
+    lines = [_h(level, "System calls and CPU per small request"), ""]
+    lines += [
+        f"`{found['path']}` asked by h2load ({found['clients']} connections, one request in "
+        f"flight on each). System calls of a txzserver (`server-threads {found['threads']}`) "
+        f"counted by `strace -c -f` for {found['syscall_seconds']:g} s per protocol, divided by "
+        "the requests answered:", "",
+        "| per request | " + " | ".join(protocols) + " |",
+        "|---|" + "---:|" * len(protocols),
+    ]
+    for name in NAMED_CALLS:
+        lines.append(f"| `{name}` | " + " | ".join(
+            f"{calls[p]['per_request'].get(name, 0):.2f}" for p in protocols) + " |")
+    others = [calls[p]["total_per_request"] - sum(calls[p]["per_request"].get(n, 0) for n in NAMED_CALLS)
+              for p in protocols]
+    lines.append("| others | " + " | ".join(f"{o:.2f}" for o in others) + " |")
+    lines.append("| total | " + " | ".join(f"{calls[p]['total_per_request']:.2f}" for p in protocols) + " |")
+    lines += ["", f"CPU per request over HTTP/1.1, from `/proc`, both servers up at once and "
+                  f"{len(next(iter(found['cpu'].values())))} alternating rounds of "
+                  f"{found['rate_seconds']:g} s (the GIL holds each process at about one core, so "
+                  "this cost sets requests/s; the main thread is txzserver's reactor):", "",
+              "| Server | Requests/s | CPU per request | main thread | context switches per request | cores |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, runs in found["cpu"].items():
+        lines.append(f"| {name} | {cell([r['requests_per_s'] for r in runs])} "
+                     f"| {cell([r['cpu_ms_per_request'] for r in runs], 'ms')} "
+                     f"| {cell([r['main_thread_ms_per_request'] for r in runs], 'ms')} "
+                     f"| {cell([r['context_switches_per_request'] for r in runs], '2')} "
+                     f"| {cell([r['cores'] for r in runs], '2')} |")
+    return lines
+
+
 def tasks(data, level):
     lines = [_h(level, "Task queue"), ""]
     found = data["tasks"]
@@ -414,6 +460,7 @@ def body(data, level, image):
     parts = [_section(intro, data), _section(starvation, data, level, image), _section(rates, data, level),
              _section(server_downloads, data, level), _section(idle, data, level),
              _section(downloads, data, level), _section(h3readers, data, level),
+             _section(syscalls, data, level),
              _section(fanout, data, level),
              _section(tasks, data, level)]
     lines = []

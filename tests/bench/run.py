@@ -243,7 +243,7 @@ def main(argv=None):
     args = parse_args(argv)
     provenance.require_clean()
     if H2LOAD is None:
-        print("h2load not found: make h2load (apt-get install nghttp2-client)", file=sys.stderr)
+        print("h2load not found: make bench-tools (apt-get install nghttp2-client)", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()

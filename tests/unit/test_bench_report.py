@@ -118,3 +118,41 @@ def test_rates_are_shares_of_the_in_process_limit_and_downloads_ratios_to_grania
     assert "Zope in-process" not in downloads
     for table in (report.starvation(data, 3, "x.png"), report.idle(data, 3)):
         assert "Zope in-process" not in "\n".join(table) and "loopback" not in "\n".join(table)
+
+
+STRACE_SUMMARY = """\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 62.10    0.412345          41     10011       120 futex
+ 20.02    0.132000          12     10500           sendto
+ 10.00    0.066000           6     10500      9500 recvfrom
+  0.01    0.000100           5        20           getsockname
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.610445          19     31031      9620 total
+"""
+
+
+def test_strace_summary_is_read_call_by_call_without_the_total():
+    from tests.bench.syscalls import parse_strace_summary
+    assert parse_strace_summary(STRACE_SUMMARY) == {
+        "futex": 10011, "sendto": 10500, "recvfrom": 10500, "getsockname": 20}
+
+
+def test_system_calls_and_cpu_per_request_are_rendered():
+    per = {"futex": 9.5, "sendto": 1.0, "recvfrom": 1.0, "clone3": 0.25}
+    found = {"path": "/Plone/@@ok", "clients": 4, "threads": 2, "syscall_seconds": 5,
+             "rate_seconds": 5,
+             "system_calls": {"HTTP/1.1": {"per_request": per, "total_per_request": 11.75},
+                              "h2c": {"per_request": per, "total_per_request": 11.75}},
+             "cpu": {"txzserver": [{"requests_per_s": 600, "cpu_ms_per_request": 1.6,
+                                    "main_thread_ms_per_request": 0.25,
+                                    "context_switches_per_request": 3.6, "cores": 1.0}],
+                     "granian": [{"requests_per_s": 850, "cpu_ms_per_request": 1.2,
+                                  "main_thread_ms_per_request": None,
+                                  "context_switches_per_request": 3.1, "cores": 1.06}]}}
+    lines = report.syscalls({"syscalls": found}, 3)
+    assert "| `futex` | 9.50 | 9.50 |" in lines and "| others | 0.25 | 0.25 |" in lines
+    assert "| total | 11.75 | 11.75 |" in lines
+    assert "| txzserver | 600 | 1.60 ms | 0.25 ms | 3.60 | 1.00 |" in lines
+    assert "| granian | 850 | 1.20 ms | - | 3.10 | 1.06 |" in lines
+    assert report.syscalls({"syscalls": None}, 3) == []
