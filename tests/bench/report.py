@@ -370,7 +370,7 @@ def syscalls(data, level):
                   f"{len(next(iter(found['cpu'].values())))} alternating rounds of "
                   f"{found['rate_seconds']:g} s (the GIL holds each process at about one core, so "
                   "this cost sets requests/s; the main thread is txzserver's reactor):", "",
-              "| Server | Requests/s | CPU per request | main thread | context switches per request | cores |",
+              "| Server | Requests/s | CPU per request | main thread | context switches | cores |",
               "|---|---:|---:|---:|---:|---:|"]
     for name, runs in found["cpu"].items():
         lines.append(f"| {name} | {cell([r['requests_per_s'] for r in runs])} "
