@@ -354,3 +354,22 @@ def test_a_timer_that_fires_early_does_nothing_and_is_armed_again(tmp_path):
     assert channel._timer.getTime() == pytest.approx(at)
     pair.reactor.advance(31)
     assert channel._gone
+
+
+class SplitAttempt(Resource):
+    """Answers with a header value carrying CR, LF and NUL, as an app might pass one on."""
+
+    isLeaf = True
+
+    def render(self, request):
+        request.setHeader(b"x-note", b"a\r\nset-cookie: stolen=1\x00b")
+        return b"ok"
+
+
+def test_cr_lf_and_nul_in_a_response_value_become_spaces(tmp_path):
+    pair = Pair(tmp_path, resource=SplitAttempt())
+    stream_id = pair.get(b"/")
+    pair.pump()
+    headers, body = pair.response(stream_id)
+    assert headers[b"x-note"] == b"a  set-cookie: stolen=1 b" and b"set-cookie" not in headers
+    assert body == b"ok"

@@ -689,3 +689,83 @@ def test_the_local_address_is_asked_of_the_socket_once():
         client.events()
         assert echo.requests[-1].getHost() == get_host()
     assert len(echo.requests) == 3 and len(asked) == 1
+
+
+# HEADERS framed here
+
+class BigHeader(Resource):
+    isLeaf = True
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def render(self, request):
+        request.setHeader(b"x-big", self.value)
+        return b"ok"
+
+
+def test_a_header_block_larger_than_a_frame_goes_on_in_continuation_frames():
+    import random
+    value = "".join(random.Random(7).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=30000)).encode()
+    site, protocol, transport, client = _raw_connection(BigHeader(value))
+    client.request(1)
+    client.flush()
+    data = transport.value()
+    frames = _frames_in(data)
+    kinds = [type(f) for f in frames if f.stream_id == 1]
+    assert kinds[:2] == [HeadersFrame, ContinuationFrame] and max(
+        len(f.data) for f in frames if isinstance(f, (HeadersFrame, ContinuationFrame))) <= 16384
+    first = next(f for f in frames if isinstance(f, HeadersFrame))
+    assert "END_HEADERS" not in first.flags
+    answer = responses(client.events())[1]
+    assert answer["headers"][b"x-big"] == value and answer["body"] == b"ok" and answer["ended"]
+
+
+def test_headers_for_a_stream_the_client_reset_are_not_sent():
+    """A response finished after the client reset its stream (the publisher's thread was
+    still in Zope): nothing goes out for it, and the connection goes on."""
+    resource = Hanging()
+    site, protocol, transport, client = _raw_connection(resource)
+    client.request(1)
+    client.request(3)
+    client.flush()
+    client.conn.reset_stream(1)
+    client.flush()
+    client.events()
+    transport.clear()
+    protocol.channel.writeHeaders(b"HTTP/2", b"200", b"OK", [(b"x-late", b"1")], 1)
+    spin(site.reactor)
+    assert not [f for f in _frames_in(transport.value()) if f.stream_id == 1]
+    resource.pending = [r for r in resource.pending if not r._disconnected]
+    resource.finish_all()
+    spin(site.reactor)
+    answers = responses(client.events())
+    assert 1 not in answers and answers[3]["body"] == b"done" and answers[3]["ended"]
+    assert not transport.disconnecting
+
+
+@pytest.mark.parametrize("name", http2.PRIVATE_H2_ATTRIBUTES)
+def test_private_h2_attribute_exists(name):
+    import h2.config
+    import h2.connection
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    assert isinstance(getattr(conn, name, None), bytearray), (
+        f"h2's H2Connection.{name} is gone: txzserver.server.http2 appends HEADERS frames to it")
+
+
+def test_cr_lf_and_nul_in_a_response_value_become_spaces():
+    """The lean request keeps the app's fields raw; the encoder cleans each value once."""
+    class SplitAttempt(Resource):
+        isLeaf = True
+
+        def render(self, request):
+            request.setHeader(b"x-note", b"a\r\nset-cookie: stolen=1\x00b")
+            return b"ok"
+
+    site, protocol, transport, client = _raw_connection(SplitAttempt())
+    client.request(1)
+    client.flush()
+    answer = responses(client.events())[1]
+    assert answer["headers"][b"x-note"] == b"a  set-cookie: stolen=1 b"
+    assert b"set-cookie" not in answer["headers"] and answer["body"] == b"ok"

@@ -3,7 +3,7 @@ QuicConnection and H3Connection driven by Twisted's UDP (``h3listen.H3Endpoint``
 datagrams), so it runs on every reactor (select, epoll, asyncio, uvloop).
 
 The channel plays towards Twisted's ``H2Stream`` the part ``H2Connection`` plays (write,
-end, abort, flow control), so each request is a ``ZopeRequest`` published on the same
+end, abort, flow control), so each request is an ``H2Request`` published on the same
 thread pool, publish queue and streaming path as an HTTP/2 stream. Limits are HTTP/2's
 where they mean the same (streams at once, header size and count, reset budget, idle
 timeout, the connection slot). Reactor thread only.
@@ -23,9 +23,9 @@ from twisted.web._http2 import H2Stream
 
 from .errors import error_body
 from .h2limits import TokenBucket, field_count
-from .hpackout import CONNECTION_NAMES
+from .h2request import H2Request
+from .hpackout import CONNECTION_NAMES, clean_value
 from .http2 import OUTBOUND_HIGH_WATER
-from .request import ZopeRequest
 from .wsh3 import H3WebSocketStreams, connect_setting
 
 #: aioquic internals read here: the streams' send buffers (the backpressure measure) and the
@@ -263,7 +263,7 @@ class H3Channel(H3WebSocketStreams):
         return stream
 
     def requestFactory(self, stream, queued=False):
-        return ZopeRequest(stream, queued, settings=self.settings, protocol=self)
+        return H2Request(stream, queued, settings=self.settings, protocol=self)
 
     def _stream_reset(self, stream_id, code):
         """The client cancelled a stream: RESET_STREAM (it stops sending) or STOP_SENDING (it
@@ -351,7 +351,7 @@ class H3Channel(H3WebSocketStreams):
             return
         status = code if isinstance(code, bytes) else b"%d" % code  # Twisted passes bytes
         fields = [(b":status", status)]
-        fields += [(name.lower(), value) for name, value in headers
+        fields += [(name.lower(), clean_value(value)) for name, value in headers
                    if name.lower() not in CONNECTION_NAMES]
         self.h3.send_headers(stream_id, fields)
         self._transmit_soon()

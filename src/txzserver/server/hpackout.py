@@ -11,7 +11,9 @@ them, such as ``:status 200``).
 
 h2's outbound normalization is replaced here too, done once per distinct field instead of
 per response: names lower-cased, values stripped, connection-specific fields dropped (RFC 9113
-8.2.2), credentials and cookies sent as never-indexed literals.
+8.2.2), credentials and cookies sent as never-indexed literals, and CR, LF and NUL in a value
+replaced by spaces (8.2.1: a field carrying them is malformed; they come from the app as
+they are, the lean requests keep fields raw).
 
 The decoder is told our dynamic table holds nothing (a size update to 0, 6.3) in the first
 block, and again after each change of the client's SETTINGS_HEADER_TABLE_SIZE, which
@@ -40,7 +42,15 @@ EMPTY_TABLE_UPDATE = b"\x20"
 WITHOUT_INDEXING = 0x00
 NEVER_INDEXED = 0x10
 
+_UNSAFE_IN_VALUES = bytes.maketrans(b"\r\n\x00", b"   ")
 _huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+
+
+def clean_value(value):
+    """``value`` with CR, LF and NUL replaced by spaces: HTTP/2 (RFC 9113 8.2.1) and HTTP/3
+    (RFC 9114 4.2) treat a field carrying them as malformed, and a proxy passing it on to
+    HTTP/1.1 would let it add header lines (response splitting)."""
+    return value.translate(_UNSAFE_IN_VALUES)
 _static_fields = {}
 _static_names = {}
 for _index, (_name, _value) in enumerate(HeaderTable.STATIC_TABLE, start=1):
@@ -108,7 +118,7 @@ class ResponseHeaderEncoder:
             never_indexed = isinstance(field, NeverIndexedHeaderTuple)  # the caller's choice
             encoded = None if never_indexed else cache.get(key)
             if encoded is None:
-                name, value = key[0].strip().lower(), key[1].strip()
+                name, value = key[0].strip().lower(), clean_value(key[1]).strip()
                 if name in CONNECTION_NAMES:
                     encoded = b""
                 elif never_indexed or name in SENSITIVE_NAMES:  # never cached

@@ -43,7 +43,8 @@ class BodyLimits:
     Twisted keeps any body of unknown length or above 100 kB in a temporary file; we do
     the same with a configurable threshold and refuse bodies above max-request-body-size
     as soon as the declared length (or the bytes received) says so. Shared by the Twisted
-    request (``ZopeRequest``) and the lean HTTP/1.1 one (``leanrequest.LeanRequest``): the
+    request (``ZopeRequest``), the lean HTTP/1.1 one (``leanrequest.LeanRequest``) and the
+    HTTP/2 and HTTP/3 one built on it (``h2request.H2Request``): the
     class using it has ``settings``, ``requestHeaders``, ``content``, ``channel``,
     ``protocol`` (which knows how to refuse the request) and ``notifyFinish``.
     Reactor thread only.
