@@ -628,14 +628,8 @@ def test_responses_finished_in_one_turn_are_sent_whole_and_the_connection_goes_o
     assert not protocol.channel.streams
 
 
-class HeadersFirst(Resource):
+class HeadersFirst(Hanging):
     """Sends its response head at once and its body only when the test says so."""
-
-    isLeaf = True
-
-    def __init__(self):
-        super().__init__()
-        self.pending = []
 
     def render(self, request):
         request.setHeader(b"content-type", b"text/plain")

@@ -14,10 +14,7 @@ import io
 
 from twisted.web.http import NO_BODY_CODES
 
-from .environ import SERVER_SOFTWARE
-from .leanrequest import LeanRequest, RawHeaders, http_date
-
-_SERVER = SERVER_SOFTWARE.encode()
+from .leanrequest import LeanRequest, RawHeaders, add_default_fields
 
 
 class H2Request(LeanRequest):
@@ -88,27 +85,9 @@ class H2Request(LeanRequest):
         fields = self.responseHeaders.fields
         code = self.code
         self._no_body = self.method == b"HEAD" or code in NO_BODY_CODES
-        if b"date" not in fields:
-            fields[b"date"] = [http_date()]
-        if b"server" not in fields:
-            fields[b"server"] = [_SERVER]
-        if b"content-type" not in fields and code not in NO_BODY_CODES:
-            fields[b"content-type"] = [b"text/html"]
+        add_default_fields(fields, code)
         self.channel.writeHeaders(self.clientproto, b"%d" % code, None, self.responseHeaders)
 
-    def finish(self):
-        if self._disconnected:
-            raise RuntimeError("finish called on a request after its stream was reset or its"
-                               " connection lost")
-        if self.finished:
-            return
-        if not self.startedWriting:
-            self.write(b"")
-        self.finished = True
-        site = self.channel.site
-        if site is not None:
-            site.log(self)
-        stream = self.channel
-        self._cleanup()
+    def _tell_done(self, stream):
+        """The response is complete: the stream ends (END_STREAM after what is queued)."""
         stream.requestDone(self)
-        self._notify(None)

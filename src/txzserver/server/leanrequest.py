@@ -58,6 +58,20 @@ def http_date(now=None):
     return _date_cache[1]
 
 
+_SERVER = SERVER_SOFTWARE.encode()
+
+
+def add_default_fields(fields, code):
+    """Date, Server and Content-Type (text/html, Twisted's default) where the response
+    ``fields`` ({lower-case name: [values]}) have none."""
+    if b"date" not in fields:
+        fields[b"date"] = [http_date()]
+    if b"server" not in fields:
+        fields[b"server"] = [_SERVER]
+    if b"content-type" not in fields and code not in NO_BODY_CODES:
+        fields[b"content-type"] = [b"text/html"]
+
+
 class RawHeaders:
     """Header fields by lower-case name, values as received: the part of Twisted's ``Headers``
     the server uses, without its encoding and validation round trips."""
@@ -231,12 +245,7 @@ class LeanRequest(BodyLimits):
             if self.clientproto == b"HTTP/1.1":
                 fields[b"transfer-encoding"] = [b"chunked"]
                 self.chunked = True
-        if b"date" not in fields:
-            fields[b"date"] = [http_date()]
-        if b"server" not in fields:
-            fields[b"server"] = [SERVER_SOFTWARE.encode()]
-        if b"content-type" not in fields and code not in NO_BODY_CODES:
-            fields[b"content-type"] = [b"text/html"]
+        add_default_fields(fields, code)
         if not self.persistent and self.clientproto == b"HTTP/1.1":
             fields[b"connection"] = [b"close"]
         reason = self.code_message or RESPONSES.get(code, b"Unknown Status")
@@ -310,8 +319,12 @@ class LeanRequest(BodyLimits):
             site.log(self)
         channel = self.channel
         self._cleanup()
-        channel.request_done(self)
+        self._tell_done(channel)
         self._notify(None)
+
+    def _tell_done(self, channel):
+        """Tell ``channel`` the response is complete (the next request may be read)."""
+        channel.request_done(self)
 
     # The connection's side
 
