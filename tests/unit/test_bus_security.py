@@ -79,7 +79,10 @@ class TcpBroker:
 
     def __exit__(self, *exc):
         self.stop.set()
-        self.thread.join(DEADLINE)
+        # the broker closes its sockets as it stops; term() waits for every socket of the
+        # context, so with the thread still running it would hang until pytest's timeout
+        self.thread.join(DEADLINE * 6)
+        assert not self.thread.is_alive(), f"the broker thread did not stop within {DEADLINE * 6} s"
         self.ctx.term()
 
 
