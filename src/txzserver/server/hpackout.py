@@ -45,12 +45,6 @@ NEVER_INDEXED = 0x10
 _UNSAFE_IN_VALUES = bytes.maketrans(b"\r\n\x00", b"   ")
 _huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 
-
-def clean_value(value):
-    """``value`` with CR, LF and NUL replaced by spaces: HTTP/2 (RFC 9113 8.2.1) and HTTP/3
-    (RFC 9114 4.2) treat a field carrying them as malformed, and a proxy passing it on to
-    HTTP/1.1 would let it add header lines (response splitting)."""
-    return value.translate(_UNSAFE_IN_VALUES)
 _static_fields = {}
 _static_names = {}
 for _index, (_name, _value) in enumerate(HeaderTable.STATIC_TABLE, start=1):
@@ -66,6 +60,13 @@ def _string(data):
         length[0] |= 0x80
         return bytes(length) + coded
     return bytes(encode_integer(len(data), 7)) + data
+
+
+def clean_value(value):
+    """``value`` with CR, LF and NUL replaced by spaces: HTTP/2 (RFC 9113 8.2.1) and HTTP/3
+    (RFC 9114 4.2) treat a field carrying them as malformed, and a proxy passing it on to
+    HTTP/1.1 would let it add header lines (response splitting)."""
+    return value.translate(_UNSAFE_IN_VALUES)
 
 
 def encode_field(name, value, representation=WITHOUT_INDEXING):
