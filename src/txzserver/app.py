@@ -211,7 +211,8 @@ def open_quic(reactor, listener, site, port):
     announce it (Alt-Svc); on shutdown its own drain (GOAWAY, then CONNECTION_CLOSE once the
     responses in flight are acknowledged). BindError when the UDP port is taken."""
     try:
-        endpoint = H3Endpoint(site, site.settings, quic_configuration(listener, site.settings))
+        endpoint = H3Endpoint(site, site.settings, quic_configuration(listener, site.settings),
+                              max_datagram_size=listener.http3_max_datagram_size)
         udp = QuicPort(port, endpoint, interface=listener.interface, reactor=reactor)
         udp.startListening()
     except Exception as exc:

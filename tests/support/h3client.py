@@ -44,6 +44,8 @@ class H3Client(QuicConnectionProtocol):
 
     keep_limit = 1 << 20
     reading = True
+    #: the size of the largest datagram received (the server's path MTU discovery)
+    largest_datagram = 0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,6 +55,7 @@ class H3Client(QuicConnectionProtocol):
 
     def datagram_received(self, data, addr):
         if self.reading:
+            self.largest_datagram = max(self.largest_datagram, len(data))
             super().datagram_received(data, addr)
 
     def request(self, path, method=b"GET", headers=(), authority=b"localhost"):

@@ -2,15 +2,18 @@
 MemoryReactorClock: the unit tests of the HTTP/3 channel (test_h3) and of WebSocket over
 HTTP/3 (test_wsh3)."""
 
+from aioquic.buffer import Buffer
 from aioquic.h3 import events as h3events
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.quic import events as quicevents
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import pull_quic_transport_parameters, push_quic_transport_parameters
 from twisted.internet.address import IPv4Address
 
 from txzserver.config.datatypes import Listener
 from txzserver.server.h3listen import H3Endpoint, quic_configuration
+from txzserver.server.quicmtu import BASE
 from tests.support.tls import make_certificates
 
 from .helpers import Echo, ThreadsReactor, make_settings, make_site
@@ -33,15 +36,33 @@ class UDPTransport:
         return IPv4Address("UDP", *SERVER)
 
 
+def announce_max_udp_payload(client, size):
+    """Make aioquic's ``client`` (not yet connected) announce max_udp_payload_size ``size``
+    in its transport parameters, as browsers do; aioquic's own announces none."""
+    serialize = client._serialize_transport_parameters
+
+    def with_max_udp_payload():
+        params = pull_quic_transport_parameters(Buffer(data=serialize()))
+        params.max_udp_payload_size = size
+        buf = Buffer(capacity=4096)
+        push_quic_transport_parameters(buf, params)
+        return buf.data
+
+    client._serialize_transport_parameters = with_max_udp_payload
+
+
 class Pair:
     """An aioquic HTTP/3 client and the server endpoint, exchanging datagrams in memory."""
 
     def __init__(self, tmp_path, websocket_of=None, client_window=None, resource=None,
+                 max_datagram_size=BASE, link_mtu=None, client_max_udp_payload=None,
                  **overrides):
         """``websocket_of``: pytest's monkeypatch for a site with a WebSocket service
         (wsframes.Endpoint, its ZopeApp behind), else the site answers with ``resource``
         (Echo when not given). ``client_window``: the client's initial flow-control window
-        per stream."""
+        per stream. ``max_datagram_size``: the listener's http3-max-datagram-size;
+        ``link_mtu``: server datagrams larger than this are lost on the way (a path's MTU);
+        ``client_max_udp_payload``: the client's max_udp_payload_size transport parameter."""
         tmp_path.mkdir(parents=True, exist_ok=True)
         paths = make_certificates(tmp_path)
         listener = Listener("https", "127.0.0.1", SERVER[1], http2=True, http3=True,
@@ -56,7 +77,11 @@ class Pair:
             self.settings, self.reactor = self.ws.settings, self.ws.reactor
             self.resource, self.site = self.ws.resource, self.ws.site
         self.endpoint = H3Endpoint(self.site, self.settings,
-                                   quic_configuration(listener, self.settings))
+                                   quic_configuration(listener, self.settings),
+                                   max_datagram_size=max_datagram_size)
+        self.link_mtu = link_mtu
+        #: the size of every datagram the server sent, delivered or not
+        self.sizes = []
         self.endpoint.transport = UDPTransport()
         config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
                                    server_name="localhost")
@@ -64,6 +89,8 @@ class Pair:
             config.max_stream_data = client_window
         config.load_verify_locations(str(paths["ca"]))
         self.client = QuicConnection(configuration=config)
+        if client_max_udp_payload is not None:
+            announce_max_udp_payload(self.client, client_max_udp_payload)
         self.h3 = H3Connection(self.client)
         self.events = []
         self.client.connect(SERVER, now=self.reactor.seconds())
@@ -84,7 +111,9 @@ class Pair:
             self.reactor.advance(0)
             sent, self.endpoint.transport.sent = self.endpoint.transport.sent, []
             for data, _ in sent:
-                self.client.receive_datagram(data, SERVER, now=self.reactor.seconds())
+                self.sizes.append(len(data))
+                if self.link_mtu is None or len(data) <= self.link_mtu:
+                    self.client.receive_datagram(data, SERVER, now=self.reactor.seconds())
                 moved = True
             event = self.client.next_event()
             while event is not None:

@@ -9,7 +9,7 @@ import re
 import pytest
 from twisted.web._http2 import H2Connection
 
-from txzserver.server import http1, http2, leanrequest, wsh2
+from txzserver.server import http1, http2, leanrequest, quicmtu, wsh2
 from txzserver.server.http1 import HTTP1Channel
 
 from .helpers import ThreadsReactor, connect, make_site
@@ -57,7 +57,9 @@ def test_private_names_are_used_only_in_their_protocol_module():
         if path.name in ("http1.py", "http2.py", "wsh2.py", "leanrequest.py"):
             continue
         text = path.read_text()
-        # whole names: aioquic's own ``_buffer_stop`` in h3.py is not Twisted's ``_buffer``
-        offenders += [f"{path.relative_to(root)}: {name}" for name in names
+        # whole names: aioquic's own ``_buffer_stop`` in h3.py is not Twisted's ``_buffer``,
+        # nor is the ``_version`` of an aioquic connection a module lists as aioquic's
+        own = set(quicmtu.PRIVATE_AIOQUIC_NAMES) if path.name == "quicmtu.py" else set()
+        offenders += [f"{path.relative_to(root)}: {name}" for name in names - own
                       if re.search(rf"\.{name}\b", text)]
     assert offenders == []

@@ -34,6 +34,8 @@ class Listener:
     http2: bool = False
     #: HTTP/3 over QUIC on UDP at the same address and port (https only)
     http3: bool = False
+    #: the largest QUIC datagram path MTU discovery may raise HTTP/3 to (https only)
+    http3_max_datagram_size: int = 16384
     certificate: str | None = None
     private_key: str | None = None
 
@@ -79,8 +81,13 @@ def http_server(section):
 
 def https_server(section):
     host, port = _address(section)
+    datagram = section.http3_max_datagram_size
+    if not 1200 <= datagram <= 65507:
+        raise ValueError(f"http3-max-datagram-size must be 1200 to 65507 bytes (QUIC's smallest"
+                         f" datagram to UDP's largest over IPv4), not {datagram}")
     return Listener(
         "https", host, port, section.backlog, http2=section.http2, http3=section.http3,
+        http3_max_datagram_size=datagram,
         certificate=section.certificate, private_key=section.private_key,
     )
 

@@ -26,6 +26,7 @@ from .h2limits import TokenBucket, field_count
 from .h2request import H2Request
 from .hpackout import CONNECTION_NAMES, clean_value
 from .http2 import OUTBOUND_HIGH_WATER
+from .quicmtu import PathMTUSearch
 from .wsh3 import H3WebSocketStreams, connect_setting
 
 #: aioquic internals read here: the streams' send buffers (the backpressure measure) and the
@@ -140,6 +141,7 @@ class H3Channel(H3WebSocketStreams):
                                   self.settings.http2_reset_rate, self.reactor.seconds())
         #: Streams whose producer is paused until acknowledgements drain their buffer.
         self._blocked = set()
+        self.path_mtu = PathMTUSearch(quic, endpoint.max_datagram_size)
 
     # Datagrams in, events, datagrams out
 
@@ -164,7 +166,9 @@ class H3Channel(H3WebSocketStreams):
         if self._transmit_call is not None and self._transmit_call.active():
             self._transmit_call.cancel()
         self._transmit_call = None
-        datagrams = self.quic.datagrams_to_send(now=self.reactor.seconds())
+        now = self.reactor.seconds()
+        datagrams = self.quic.datagrams_to_send(now=now)
+        datagrams.extend(self.path_mtu.datagrams(now, datagrams))
         if datagrams:
             self.endpoint.send(datagrams)
         if self._blocked:

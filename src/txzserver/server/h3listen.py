@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from .connection import Connection
 from .h3 import H3Channel
+from .quicmtu import BASE, dont_fragment
 from .udpsend import SOCKET_BUFFER, DatagramSender, widen_buffers
 
 #: Seconds between looks at the QUIC connections during the shutdown drain.
@@ -54,7 +55,10 @@ def quic_configuration(listener, settings):
 class QuicPort(udp.Port):
     """The QUIC socket: at most READ_BATCH datagrams per readable event, and the connections
     that received some transmit once after the batch (``H3Endpoint.batch_ended``), not once per
-    datagram."""
+    datagram. A datagram is read whole up to UDP's largest (Twisted reads 8 KiB), for clients
+    that discover a large path MTU too."""
+
+    maxPacketSize = 65535
 
     def doRead(self):
         self.protocol.batch_started()
@@ -86,13 +90,15 @@ class H3Endpoint(DatagramProtocol):
     #: None outside a batch, when a channel transmits at once
     _received = None
 
-    def __init__(self, site, settings, configuration):
+    def __init__(self, site, settings, configuration, max_datagram_size=BASE):
         # aioquic logs every stream reset and handshake at INFO: a flood would be a flood of
         # log lines. Its warnings still show.
         logging.getLogger("quic").setLevel(logging.WARNING)
         self.site = site
         self.settings = settings
         self.configuration = configuration
+        #: the largest datagram a connection's path MTU discovery may raise it to
+        self.max_datagram_size = max_datagram_size
         #: connection id -> H3Channel (a connection has several over its life)
         self.channels = {}
 
@@ -100,6 +106,10 @@ class H3Endpoint(DatagramProtocol):
         sock = getattr(self.transport, "socket", None)  # Twisted's udp.Port keeps it there
         if sock is None:
             return
+        if self.max_datagram_size > BASE and not dont_fragment(sock):
+            log.info("QUIC socket: no don't-fragment option on this system; HTTP/3 datagrams"
+                     " stay at {base} bytes", base=BASE)
+            self.max_datagram_size = BASE
         receive, send = widen_buffers(sock)
         if receive < SOCKET_BUFFER:
             log.info("QUIC socket buffers: receive {receive}, send {send} bytes (fewer than the"

@@ -20,9 +20,11 @@ UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 MAX_SEGMENTS = 64
 #: A UDP payload's largest size, which the whole of one segmented send must also fit.
 MAX_SEND = 65507
-#: Errors of a full socket buffer or device queue: the datagrams are dropped and QUIC's loss
-#: recovery sends their frames again (Twisted's Port.write raised them to the caller).
-DROPPED = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.ECONNREFUSED})
+#: Errors of a full socket buffer or device queue, or of a datagram larger than the interface
+#: takes with the don't-fragment bit (a path MTU probe): the datagrams are dropped and QUIC's
+#: loss recovery sends their frames again (Twisted's Port.write raised them to the caller).
+DROPPED = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.ECONNREFUSED,
+                     errno.EMSGSIZE})
 #: Errors that say the kernel or the path cannot segment: give up on it for this socket.
 UNSUPPORTED = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP})
 
