@@ -1,9 +1,12 @@
-"""The bench's HTTP/3 clients, aioquic's (Debian's h2load is built without QUIC): a whole
-download of one URL, and slow readers whose stream window grows at a set rate, as a browser
-tab taking a download at that speed grants it (QUIC flow control, not a dropped packet).
+"""The bench's HTTP/3 clients (Debian's h2load is built without QUIC): a whole download of one
+URL by libcurl (curl_cffi's build, with ngtcp2 and nghttp3: QUIC in C, as h2load is for the
+TCP rows) or by aioquic's client, and slow readers (aioquic) whose stream window grows at a
+set rate, as a browser tab taking a download at that speed grants it (QUIC flow control, not
+a dropped packet).
 
-The client runs in Python beside the server on the same cores: an HTTP/3 download's figure is
-client and server together, where h2load's rows are mostly the server.
+aioquic's client runs in Python beside the server on the same cores: its download figure is
+client and server together (the client spends more CPU per GiB than the server); libcurl's is
+mostly the server, as h2load's rows are.
 """
 
 import asyncio
@@ -35,6 +38,35 @@ def download(url, ca):
     if response.status != 200:
         raise RuntimeError(f"HTTP/3 download of {url}: status {response.status}")
     return seconds, response.size
+
+
+def curl_download(url, ca):
+    """(seconds, body bytes) of one HTTP/3 GET of ``url`` by libcurl over QUIC only (no
+    fallback to TCP), connection setup included as in h2load's figures."""
+    from curl_cffi import Curl, CurlHttpVersion, CurlInfo, CurlOpt
+
+    received = 0
+
+    def count(chunk):
+        nonlocal received
+        received += len(chunk)
+        return len(chunk)
+
+    curl = Curl()
+    try:
+        curl.setopt(CurlOpt.URL, url.encode())
+        curl.setopt(CurlOpt.HTTP_VERSION, CurlHttpVersion.V3ONLY)
+        curl.setopt(CurlOpt.CAINFO, str(ca).encode())
+        curl.setopt(CurlOpt.WRITEFUNCTION, count)
+        begin = time.monotonic()
+        curl.perform()
+        seconds = time.monotonic() - begin
+        status, version = curl.getinfo(CurlInfo.RESPONSE_CODE), curl.getinfo(CurlInfo.HTTP_VERSION)
+    finally:
+        curl.close()
+    if status != 200 or version != CurlHttpVersion.V3:
+        raise RuntimeError(f"libcurl's HTTP/3 download of {url}: status {status}, version {version}")
+    return seconds, received
 
 
 class PacedClient(H3Client):

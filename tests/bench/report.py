@@ -295,18 +295,21 @@ def server_downloads(data, level):
 
 
 def downloads(data, level):
-    lines = [_h(level, "HTTP/2 and HTTP/1.1 downloads (txzserver)"), ""]
+    lines = [_h(level, "HTTP/1.1, HTTP/2 and HTTP/3 downloads (txzserver)"), ""]
     found = data["h2download"]
     if found is None:
         return lines + ["No h2download.json: run `python -m tests.bench.h2download`."]
     protocols = [k for k in found["protocols"]]
     baseline = found["baseline"]
     lines += [
-        f"The {found['file_size'] // MB} MiB File fetched by one h2load client over each protocol in "
+        f"The {found['file_size'] // MB} MiB File fetched by one client over each protocol in "
         f"turn ({', '.join(protocols)}, then again), {found['rounds']} rounds, from one txzserver "
-        "with a cleartext (h2c) and a TLS (ALPN) listener; MiB/s is the size over h2load's wall "
-        "time; server CPU is the server process's user and system time per GiB sent.", "",
-        "| Protocol | MiB/s | Of HTTP/1.1 on the same transport | Server CPU per GiB | Peak server RSS |",
+        "with a cleartext (h2c) and a TLS (ALPN) listener: h2load over TCP; over QUIC libcurl "
+        "(curl_cffi's build: ngtcp2 and nghttp3, in C like h2load) and aioquic's client (Python, "
+        "on the same cores: more CPU per GiB than the server). MiB/s is the size over the client's "
+        "wall time; server CPU is the server process's user and system time per GiB sent. "
+        "HTTP/2 is compared with HTTP/1.1 on the same transport, HTTP/3 with h2 over TLS.", "",
+        "| Protocol | MiB/s | Compared with | Server CPU per GiB | Peak server RSS |",
         "|---|---:|---:|---:|---:|",
     ]
     for label in protocols:
@@ -314,7 +317,8 @@ def downloads(data, level):
         base = statistics.median(found["protocols"][baseline[label]]["runs"])
         share = 100 * statistics.median(r["runs"]) / base if base else 0
         cpu = cell(r.get("cpu_s_per_gib", []), "s")
-        lines.append(f"| {label} | {cell(r['runs'])} | {share:.0f}% | {cpu} | {r['rss_peak_mib']:.0f} MiB |")
+        lines.append(f"| {label} | {cell(r['runs'])} | {share:.0f}% of {baseline[label]} | {cpu}"
+                     f" | {r['rss_peak_mib']:.0f} MiB |")
     return lines
 
 

@@ -25,8 +25,9 @@ from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 #: QUIC's smallest datagram (RFC 9000 14): where every connection starts, and falls back to.
 BASE = 1200
 #: Sizes probed in turn, then the listener's limit: an Ethernet path (1,500 bytes less the IPv6
-#: and UDP headers), a jumbo-frame one (9,000 less the same).
-LADDER = (1452, 8952)
+#: and UDP headers), a jumbo-frame one (9,000 less the same), and 16 KiB, a step short of
+#: a larger limit (curl 8.23 with ngtcp2 announces 65527 but fails its connection on 32 KiB).
+LADDER = (1452, 8952, 16384)
 #: The largest UDP payload of IPv4 (and a bound on ``http3-max-datagram-size``).
 LARGEST = 65507
 #: Probes lost at one size before the search ends there (RFC 8899 MAX_PROBES).
