@@ -82,17 +82,20 @@ def percentile(values, p):
     return ordered[int(rank) - 1]
 
 
-def probe_sequential(url, seconds, timeout=10.0):
-    """GET ``url`` one request after the other for ``seconds``; latency summary.
+def probe_sequential(url, seconds, timeout=10.0, **options):
+    """GET ``url`` one request after the other for ``seconds``; latency summary. ``options``
+    go to httpx (``verify``: the CA of an https URL's certificate).
 
     A request that times out counts with its elapsed time (about ``timeout``): a lower bound.
+    A request that fails (a refused connection, a certificate not trusted) is in ``other``
+    and not in ``ok``: a figure is the pages' only when ``ok`` is all of them.
     """
     samples = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         begin = time.monotonic()
         try:
-            elapsed, status = timed_get(url, timeout=timeout)
+            elapsed, status = timed_get(url, timeout=timeout, **options)
         except httpx.HTTPError as exc:
             elapsed, status = time.monotonic() - begin, f"error: {exc!r}"
         samples.append((elapsed, status))
@@ -110,12 +113,13 @@ def probe_sequential(url, seconds, timeout=10.0):
     }
 
 
-def wait_responsive(url, limit=60.0):
-    """Seconds until ``url`` answers 200 within 2 s (None if not within ``limit``)."""
+def wait_responsive(url, limit=60.0, **options):
+    """Seconds until ``url`` answers 200 within 2 s (None if not within ``limit``); ``options``
+    go to httpx."""
     begin = time.monotonic()
     while time.monotonic() - begin < limit:
         try:
-            elapsed, status = timed_get(url, timeout=10)
+            elapsed, status = timed_get(url, timeout=10, **options)
         except httpx.HTTPError:
             elapsed, status = 0, None
             time.sleep(0.5)

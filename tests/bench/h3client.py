@@ -21,6 +21,13 @@ from tests.support.h3client import H3Client, session
 
 #: A slow reader's first window; it then grows by ``rate`` bytes a second.
 FIRST_WINDOW = 256 * 1024
+#: The window moves in steps of a twentieth of a second's reading, at least 64 KiB, as a
+#: browser's moves when the application has consumed part of it. Moved to the clock's every
+#: microsecond, it put a new MAX_STREAM_DATA in each of the client's packets, the server
+#: acknowledged each, and the two played ping-pong at full speed (8 readers took the server's
+#: reactor thread whole with no page asked).
+WINDOW_STEPS_PER_SECOND = 20
+MIN_WINDOW_STEP = 64 * 1024
 
 
 def download(url, ca):
@@ -84,7 +91,9 @@ class PacedClient(H3Client):
         window as data arrives)."""
         if not stream.max_stream_data_local:
             return
-        allowed = FIRST_WINDOW + int(self.rate * (time.monotonic() - self.begin))
+        step = max(MIN_WINDOW_STEP, int(self.rate) // WINDOW_STEPS_PER_SECOND)
+        grown = int(self.rate * (time.monotonic() - self.begin)) // step * step
+        allowed = FIRST_WINDOW + grown
         stream.max_stream_data_local = max(stream.max_stream_data_local, allowed)
         if stream.max_stream_data_local_sent != stream.max_stream_data_local:
             buf = builder.start_frame(QuicFrameType.MAX_STREAM_DATA,
