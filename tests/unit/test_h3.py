@@ -373,3 +373,26 @@ def test_cr_lf_and_nul_in_a_response_value_become_spaces(tmp_path):
     headers, body = pair.response(stream_id)
     assert headers[b"x-note"] == b"a  set-cookie: stolen=1 b" and b"set-cookie" not in headers
     assert body == b"ok"
+
+
+def test_data_frames_are_what_aioquic_would_send():
+    """The DATA frame written without copying the body is byte for byte aioquic's, and DATA
+    before HEADERS is refused as aioquic refuses it."""
+    from aioquic.h3.connection import FrameUnexpected
+
+    def stream_bytes(connection_class, chunks):
+        quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
+        connection = (connection_class(quic, 16384) if connection_class is h3.LimitedH3Connection
+                      else connection_class(quic))
+        connection.send_headers(0, [(b":status", b"200")])
+        for chunk in chunks:
+            connection.send_data(0, chunk, end_stream=False)
+        connection.send_data(0, b"", end_stream=True)
+        sender = quic._streams[0].sender
+        return bytes(sender._buffer), sender._buffer_fin
+
+    chunks = [b"x" * 65536, b"y", b"z" * 70000]
+    assert stream_bytes(h3.LimitedH3Connection, chunks) == stream_bytes(H3Connection, chunks)
+    quic = QuicConnection(configuration=QuicConfiguration(is_client=True))
+    with pytest.raises(FrameUnexpected):
+        h3.LimitedH3Connection(quic, 16384).send_data(0, b"body", end_stream=False)
