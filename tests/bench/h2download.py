@@ -8,7 +8,8 @@ nghttp2-client), fetches it over each TCP protocol in turn (h1, h2c, h1/TLS, h2/
 h2load has no QUIC: HTTP/3 is fetched by libcurl (curl_cffi: ngtcp2 and nghttp3, in C, the
 fair client) and by aioquic's client (tests.bench.h3client), in Python on the same cores, so
 that row is client and server together. HTTP/3 rows are compared with h2 over TLS, the
-others with HTTP/1.1 on the same transport. Peak server RSS is sampled during each protocol's runs.
+others with HTTP/1.1 on the same transport; libcurl fetches it over h2 too, so that its
+HTTP/3 row is compared with the same client's HTTP/2. Peak server RSS is sampled during each protocol's runs.
 Prints a Markdown table (median and spread, MiB/s) and writes results/h2download.json
 (tests.bench.report renders it with the other results).
 
@@ -43,13 +44,15 @@ PROTOCOLS = {
     "h2c": ("http", []),
     "HTTP/1.1 (TLS)": ("https", ["--h1"]),
     "h2 (TLS)": ("https", []),
+    "h2 (TLS, libcurl client)": ("https", "libcurl-h2"),
     "h3 (QUIC, libcurl client)": ("https", "libcurl"),
     "h3 (QUIC, aioquic client)": ("https", "aioquic"),
 }
 #: Each HTTP/2 row is compared with HTTP/1.1 over the same transport, HTTP/3 with h2 over TLS
-#: (the issue's goal: at least half of it on loopback).
+#: (the goal: at least half of it on loopback), by the same client where there is one.
 BASELINE = {"HTTP/1.1": "HTTP/1.1", "h2c": "HTTP/1.1", "HTTP/1.1 (TLS)": "HTTP/1.1 (TLS)",
-            "h2 (TLS)": "HTTP/1.1 (TLS)", "h3 (QUIC, libcurl client)": "h2 (TLS)",
+            "h2 (TLS)": "HTTP/1.1 (TLS)", "h2 (TLS, libcurl client)": "h2 (TLS)",
+            "h3 (QUIC, libcurl client)": "h2 (TLS, libcurl client)",
             "h3 (QUIC, aioquic client)": "h2 (TLS)"}
 
 
@@ -62,6 +65,8 @@ def fetch(url, extra, ca):
     seconds."""
     if extra == "libcurl":
         return h3client.curl_download(url, ca)[0]
+    if extra == "libcurl-h2":
+        return h3client.curl_download(url, ca, http3=False)[0]
     if extra == "aioquic":
         return h3client.download(url, ca)[0]
     return download(url, extra)[0]

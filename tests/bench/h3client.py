@@ -47,9 +47,10 @@ def download(url, ca):
     return seconds, response.size
 
 
-def curl_download(url, ca):
-    """(seconds, body bytes) of one HTTP/3 GET of ``url`` by libcurl over QUIC only (no
-    fallback to TCP), connection setup included as in h2load's figures."""
+def curl_download(url, ca, http3=True):
+    """(seconds, body bytes) of one GET of ``url`` by libcurl over QUIC only (no fallback to
+    TCP), or with ``http3=False`` over HTTP/2 and TLS; connection setup included as in
+    h2load's figures."""
     from curl_cffi import Curl, CurlHttpVersion, CurlInfo, CurlOpt
 
     received = 0
@@ -62,7 +63,7 @@ def curl_download(url, ca):
     curl = Curl()
     try:
         curl.setopt(CurlOpt.URL, url.encode())
-        curl.setopt(CurlOpt.HTTP_VERSION, CurlHttpVersion.V3ONLY)
+        curl.setopt(CurlOpt.HTTP_VERSION, CurlHttpVersion.V3ONLY if http3 else CurlHttpVersion.V2TLS)
         curl.setopt(CurlOpt.CAINFO, str(ca).encode())
         curl.setopt(CurlOpt.WRITEFUNCTION, count)
         begin = time.monotonic()
@@ -71,8 +72,9 @@ def curl_download(url, ca):
         status, version = curl.getinfo(CurlInfo.RESPONSE_CODE), curl.getinfo(CurlInfo.HTTP_VERSION)
     finally:
         curl.close()
-    if status != 200 or version != CurlHttpVersion.V3:
-        raise RuntimeError(f"libcurl's HTTP/3 download of {url}: status {status}, version {version}")
+    wanted = CurlHttpVersion.V3 if http3 else CurlHttpVersion.V2_0
+    if status != 200 or version != wanted:
+        raise RuntimeError(f"libcurl's download of {url}: status {status}, version {version}")
     return seconds, received
 
 

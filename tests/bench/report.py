@@ -308,7 +308,9 @@ def downloads(data, level):
         "(curl_cffi's build: ngtcp2 and nghttp3, in C like h2load) and aioquic's client (Python, "
         "on the same cores: more CPU per GiB than the server). MiB/s is the size over the client's "
         "wall time; server CPU is the server process's user and system time per GiB sent. "
-        "HTTP/2 is compared with HTTP/1.1 on the same transport, HTTP/3 with h2 over TLS.", "",
+        "HTTP/2 is compared with HTTP/1.1 on the same transport, HTTP/3 with h2 over TLS by the "
+        "same client where there is one (libcurl's HTTP/3 with libcurl's HTTP/2; aioquic has no "
+        "HTTP/2 client: h2load's).", "",
         "| Protocol | MiB/s | Compared with | Server CPU per GiB | Peak server RSS |",
         "|---|---:|---:|---:|---:|",
     ]
