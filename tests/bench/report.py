@@ -334,7 +334,7 @@ def h3readers(data, level):
         f"{found['phase_seconds']:g} s, alone, beside HTTP/1.1 connections over TLS each reading "
         f"the {found['file_size'] // MB} MiB File at {found['reader_rate_mib']:g} MiB/s (TCP "
         "backpressure), and beside as many QUIC connections taking it at the same rate (aioquic "
-        "clients whose stream window grows at that rate, in the bench's process); "
+        "clients whose stream window grows at that rate in steps, in a process of their own); "
         "`server-threads 2`.", "",
         "| Readers | Pages (200) | Failed | p50 | p99 | Timeouts | MiB read | Peak server RSS |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
