@@ -234,9 +234,12 @@ def test_zopes_root_handler_applies_conflict_retries_and_environment(instance,
     assert os.environ["TXZ_PROBE_SETTING"] == "on"
 
 
-def test_http3_setting(instance, tmp_path):
+def _https_section(instance, tmp_path):
+    """(a function of an <https-server>'s keys returning the zope.conf text with it, one
+    returning the loaded https Listener)."""
     from tests.support.tls import make_certificates
     paths = make_certificates(tmp_path)
+    base = render_config(str(instance))
     section = f"""
 <https-server>
   address 127.0.0.1:8443
@@ -244,15 +247,22 @@ def test_http3_setting(instance, tmp_path):
   private-key {paths["key"]}
 %s</https-server>
 """
-    base = render_config(str(instance))
 
-    def https(key):
-        listeners = load(str(write(instance, base + section % key)))[1].listeners
+    def text(keys):
+        return base + section % keys
+
+    def https(keys):
+        listeners = load(str(write(instance, text(keys))))[1].listeners
         return next(listener for listener in listeners if listener.kind == "https")
 
+    return text, https
+
+
+def test_http3_setting(instance, tmp_path):
+    section, https = _https_section(instance, tmp_path)
     assert https("").http3 is False  # off unless asked for
     assert https("  http3 on\n").http3 is True
-    text = base + section % "  http3 maybe\n"
+    text = section("  http3 maybe\n")
     message = _error(instance, text)
     assert "maybe" in message and f"line {line_of(text, '  http3 maybe')}" in message
 
@@ -260,25 +270,10 @@ def test_http3_setting(instance, tmp_path):
 def test_http3_max_datagram_size(instance, tmp_path):
     """The largest datagram path MTU discovery may raise HTTP/3 to: 16384 unless set,
     1200 (QUIC's smallest: no probing) to 65507 (UDP's largest over IPv4)."""
-    from tests.support.tls import make_certificates
-    paths = make_certificates(tmp_path)
-    section = f"""
-<https-server>
-  address 127.0.0.1:8443
-  certificate {paths["cert"]}
-  private-key {paths["key"]}
-  http3 on
-%s</https-server>
-"""
-    base = render_config(str(instance))
-
-    def https(key):
-        listeners = load(str(write(instance, base + section % key)))[1].listeners
-        return next(listener for listener in listeners if listener.kind == "https")
-
-    assert https("").http3_max_datagram_size == 16384
+    section, https = _https_section(instance, tmp_path)
+    assert https("  http3 on\n").http3_max_datagram_size == 16384
     assert https("  http3-max-datagram-size 1200\n").http3_max_datagram_size == 1200
     assert https("  http3-max-datagram-size 65507\n").http3_max_datagram_size == 65507
     for wrong in ("1199", "65508"):
-        message = _error(instance, base + section % f"  http3-max-datagram-size {wrong}\n")
+        message = _error(instance, section(f"  http3-max-datagram-size {wrong}\n"))
         assert "http3-max-datagram-size must be 1200 to 65507" in message and wrong in message
