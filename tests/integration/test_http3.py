@@ -3,8 +3,8 @@
 The Plone front page and the session's 100 MB File over QUIC, Alt-Svc on the TCP listener's
 HTTP/1.1 and h2 responses, streams at once, a client that stops reading (bounded RSS, other
 clients' pages served as before it), a rapid-reset flood (H3_EXCESSIVE_LOAD) and an
-over-large header (431); Chromium loading the front page over h3; the same on Twisted's
-epoll reactor.
+over-large header (431); Chromium loading the front page and the File over h3 (whole, by
+SHA-256); the same on Twisted's epoll reactor.
 """
 
 import asyncio
@@ -151,7 +151,18 @@ def test_client_that_stops_reading(server, site_id, big_file, tls_files):
     verdict.check()
 
 
-def test_chromium_loads_the_front_page_over_h3(server, site_id, tls_files, tmp_path):
+#: In the page: fetch a URL whole, its size, SHA-256 (hex) and protocol, or the error.
+FETCH_WHOLE = """const done = arguments[arguments.length - 1];
+fetch(arguments[0]).then(r => r.arrayBuffer()).then(async body => {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', body));
+  const entry = performance.getEntriesByType('resource').pop();
+  done([body.byteLength, Array.from(digest, b => b.toString(16).padStart(2, '0')).join(''),
+        entry.nextHopProtocol]);
+}).catch(error => done(['error', String(error)]));"""
+
+
+def test_chromium_loads_the_front_page_and_the_blob_over_h3(server, site_id, big_file, tls_files,
+                                                           tmp_path):
     port = server.ports["https"]
     driver = chromium(port, tls_files["cert"], tmp_path / "profile")
     try:
@@ -160,10 +171,13 @@ def test_chromium_loads_the_front_page_over_h3(server, site_id, tls_files, tmp_p
             "return performance.getEntriesByType('navigation')[0].nextHopProtocol")
         title = driver.title
         errors = re.findall(r"ERR_[A-Z_]+", driver.page_source)  # Chromium's error page
+        driver.set_script_timeout(240)
+        blob = driver.execute_async_script(FETCH_WHOLE, f"https://localhost:{port}{big_file['path']}")
     finally:
         driver.quit()
     assert protocol == "h3", (errors, server.log_tail(20))
     assert "Plone" in title or site_id in title
+    assert blob == [big_file["size"], big_file["sha256"], "h3"], (blob, server.log_tail(20))
     access = server.instance / "log" / "access.log"
     assert wait_for(lambda: any("HTTP/3" in line and "Chrome" in line
                                 for line in access.read_text().splitlines()), 10,
