@@ -56,8 +56,6 @@ def access_log(server):
 
 
 def test_chromium_opens_the_websocket_over_h2_and_the_toast_shows(tls_server, chromium):
-    from selenium.webdriver.common.by import By
-    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     base = tls_server.url("/Plone", kind="https").replace("127.0.0.1", "localhost")
@@ -86,28 +84,40 @@ def test_chromium_opens_the_websocket_over_h2_and_the_toast_shows(tls_server, ch
     assert all("HTTP/2" in line for line in lines), lines
     assert lines and all("CONNECT" in line for line in lines), lines
 
-    # Chromium closes its HTTP/2 sessions, and so a WebSocket on one, when the host's network
-    # changes (Docker and podman make interfaces while other tests run): an event sent while the
-    # toast script reconnects is lost to it. Such an attempt is repeated with a new page only
-    # when the page's WebSocket closed meanwhile (counted by COUNT_CLOSES); a toast missing
-    # while the socket stayed open is a failure.
+    submit_until_the_toast_shows(chromium, tls_server, "HTTP/2")
+
+
+def submit_until_the_toast_shows(chromium, server, protocol):
+    """An editor submits a page for review until the reviewer's toast for it shows in
+    ``chromium`` (whose page counts its WebSockets' closes: COUNT_CLOSES).
+
+    Chromium closes its HTTP/2 and QUIC sessions, and so a WebSocket on one, when the host's
+    network changes (Docker and podman make interfaces while other tests run): an event sent
+    while the toast script reconnects is lost to it. Such an attempt is repeated with a new
+    page only when the page's WebSocket closed meanwhile; a toast missing while the socket
+    stayed open is a failure."""
+    from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     def closes():
         return chromium.execute_script("return window.txzWebSocketCloses || 0")
 
+    slug = protocol.lower().replace("/", "")
     for attempt in range(1, 4):
         closed_before = closes()
         WebDriverWait(chromium, 30).until(
             lambda d: d.execute_script("return window.txzserverToasts.connected"))
-        title = f"Reviewed over HTTP/2 ({attempt})"
-        api(tls_server, "POST", "/Plone", user=("eddie", PASSWORD),
-            json={"@type": "Document", "id": f"review-over-h2-{attempt}", "title": title})
-        api(tls_server, "POST", f"/Plone/review-over-h2-{attempt}/@workflow/submit",
+        title = f"Reviewed over {protocol} ({attempt})"
+        api(server, "POST", "/Plone", user=("eddie", PASSWORD),
+            json={"@type": "Document", "id": f"review-over-{slug}-{attempt}", "title": title})
+        api(server, "POST", f"/Plone/review-over-{slug}-{attempt}/@workflow/submit",
             user=("eddie", PASSWORD))
         try:
             WebDriverWait(chromium, 30).until(lambda d: any(
                 title in toast.text for toast in d.find_elements(
                     By.CSS_SELECTOR, "#txzserver-toasts .txzserver-toast-notification")))
-            break
+            return
         except TimeoutException:
             closed = closes() - closed_before
             assert closed and attempt < 3, f"no toast for {title!r} (WebSocket closes meanwhile: {closed})"
