@@ -82,6 +82,10 @@ class Pair:
         self.link_mtu = link_mtu
         #: the size of every datagram the server sent, delivered or not
         self.sizes = []
+        #: the address the client's datagrams come from (a test may move the client)
+        self.client_addr = CLIENT
+        #: the address of every datagram the server sent
+        self.addresses = []
         self.endpoint.transport = UDPTransport()
         config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
                                    server_name="localhost")
@@ -106,12 +110,13 @@ class Pair:
             if timer is not None and timer <= self.reactor.seconds():
                 self.client.handle_timer(now=self.reactor.seconds())
             for data, _ in self.client.datagrams_to_send(now=self.reactor.seconds()):
-                self.endpoint.datagramReceived(data, CLIENT)
+                self.endpoint.datagramReceived(data, self.client_addr)
                 moved = True
             self.reactor.advance(0)
             sent, self.endpoint.transport.sent = self.endpoint.transport.sent, []
-            for data, _ in sent:
+            for data, addr in sent:
                 self.sizes.append(len(data))
+                self.addresses.append(addr)
                 if self.link_mtu is None or len(data) <= self.link_mtu:
                     self.client.receive_datagram(data, SERVER, now=self.reactor.seconds())
                 moved = True

@@ -86,6 +86,36 @@ def test_a_path_that_shrinks_falls_back_to_the_smallest_datagram(tmp_path):
     assert pair.sizes[-1] <= BASE and max(pair.sizes[shrunk_at:][-50:]) <= BASE
 
 
+def test_a_client_that_moves_starts_again_at_1200_on_its_new_path(tmp_path):
+    """Raised to 16 KiB, the client's datagrams come from a new address (a NAT rebinding, a
+    new network): the connection falls back to 1,200 bytes at once, sends START_AFTER bytes
+    there, probes again, to the new address, and the download ends whole."""
+    size = 6 * MiB
+    moved_to = ("127.0.0.1", 40001)
+    pair = Pair(tmp_path, resource=Download(size), client_window=8 * MiB,
+                max_datagram_size=16384)
+    stream_id = pair.get(b"/blob")
+    pair.pump(rounds=1)
+    search = next(iter(pair.endpoint.channels.values())).path_mtu
+    moved_at = None
+    for _ in range(2000):
+        for _ in range(40):
+            pair.reactor.advance(0.00025)
+        pair.pump(rounds=1)
+        if moved_at is None and search.size == 16384:
+            pair.client_addr = moved_to
+            moved_at = len(pair.sizes)
+        if pair.ended(stream_id):
+            break
+    assert moved_at is not None and pair.response(stream_id)[1] == body_of(size)
+    after = list(zip(pair.sizes[moved_at:], pair.addresses[moved_at:]))
+    to_new = [size for size, addr in after if addr == moved_to]
+    # back to 1,200 on the new path until it had START_AFTER bytes, then raised again there
+    first_big = next(i for i, size in enumerate(to_new) if size > BASE)
+    assert sum(to_new[:first_big]) >= START_AFTER
+    assert max(to_new) == 16384 and search.size == 16384 and search.path == moved_to
+
+
 def test_at_1200_nothing_is_probed(tmp_path):
     pair, body, search = fetch(tmp_path, 2 * MiB)  # the Pair's listener at BASE
     assert body == body_of(2 * MiB)

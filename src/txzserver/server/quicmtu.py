@@ -12,7 +12,9 @@ peer's ``max_udp_payload_size``. A probe is not in flight for congestion control
 says nothing of congestion (RFC 9000 14.4). The UDP socket sets the don't-fragment bit
 (``dont_fragment``), so that a router drops a datagram too large for it instead of cutting it
 up. When a connection on a raised size stops being acknowledged (``BLACK_HOLE_PTOS`` probe
-timeouts in a row: the path changed), it falls back to 1,200 bytes and probes no more.
+timeouts in a row: the path changed), it falls back to 1,200 bytes and probes no more. A
+client that moves (its datagrams come from a new address) starts again at 1,200 bytes, and
+its new path is searched as the first was.
 """
 
 import socket
@@ -22,14 +24,14 @@ from aioquic.buffer import Buffer
 from aioquic.quic.packet import QuicFrameType, QuicPacketType, pull_quic_transport_parameters
 from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 
+from .udpsend import MAX_SEND
+
 #: QUIC's smallest datagram (RFC 9000 14): where every connection starts, and falls back to.
 BASE = 1200
 #: Sizes probed in turn, then the listener's limit: an Ethernet path (1,500 bytes less the IPv6
 #: and UDP headers), a jumbo-frame one (9,000 less the same), and 16 KiB, a step short of
 #: a larger limit (curl 8.23 with ngtcp2 announces 65527 but fails its connection on 32 KiB).
 LADDER = (1452, 8952, 16384)
-#: The largest UDP payload of IPv4 (and a bound on ``http3-max-datagram-size``).
-LARGEST = 65507
 #: Probes lost at one size before the search ends there (RFC 8899 MAX_PROBES).
 MAX_PROBES = 3
 #: Bytes a connection sends before it probes: below it the probes would cost more than the
@@ -84,10 +86,10 @@ class PathMTUSearch:
         self.quic = quic
         self.limit = limit
         self.size = BASE
-        self.done = limit <= BASE
         self._restart()
 
     def _restart(self):
+        self.done = self.limit <= BASE  # no more probing (the search ended, or never starts)
         self.candidates = None  # sizes left to probe, smallest first; set once probing starts
         self.sent = 0  # bytes the connection sent before probing started
         self.lost = 0  # probes lost at the smallest candidate
@@ -97,20 +99,20 @@ class PathMTUSearch:
     def datagrams(self, now, sent):
         """Probe datagrams, (data, addr) pairs, to send after ``sent`` (this transmit's)."""
         quic = self.quic
-        if self.size > BASE:
-            if quic._loss._pto_count >= BLACK_HOLE_PTOS:
-                self._apply(BASE)
-                self.done = True
-            elif quic._network_paths[0].addr != self.path:  # the client moved
-                self._apply(BASE)
-                self._restart()
+        if self.path is not None and quic._network_paths[0].addr != self.path:
+            # the client moved: what was found, or is being probed, is for the old path
+            self._apply(BASE)
+            self._restart()
+        elif self.size > BASE and quic._loss._pto_count >= BLACK_HOLE_PTOS:
+            self._apply(BASE)
+            self.done = True
         if self.done or self.probing is not None or not quic._handshake_confirmed:
             return []
         if self.candidates is None:
             self.sent += sum(len(data) for data, _ in sent)
             if self.sent < START_AFTER:
                 return []
-            top = min(self.limit, peer_max_udp_payload(quic) or BASE, LARGEST)
+            top = min(self.limit, peer_max_udp_payload(quic) or BASE, MAX_SEND)
             self.candidates = sorted({s for s in LADDER + (top,) if BASE < s <= top})
             self.path = quic._network_paths[0].addr
         if not self.candidates:
