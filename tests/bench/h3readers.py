@@ -124,8 +124,7 @@ class H3Readers:
 
 
 #: reader kind -> (label, class)
-READERS = {"none": ("none", None), "h1": ("HTTP/1.1 (TLS)", TLSReaders),
-           "h3": ("HTTP/3", H3Readers)}
+READERS = {"h1": ("HTTP/1.1 (TLS)", TLSReaders), "h3": ("HTTP/3", H3Readers)}
 
 
 def phase(server, ca, count, args, kind="h3"):
@@ -136,8 +135,7 @@ def phase(server, ca, count, args, kind="h3"):
         raise RuntimeError(f"{front} did not answer 200 within 60 s")
     sampler = RssSampler(server.pid)
     sampler.start()
-    kind_class = READERS[kind][1] if count else TLSReaders  # none: no thread, no process
-    readers = kind_class(server.ports["https"], DOWNLOAD, ca, count, args.reader_rate * MB)
+    readers = READERS[kind][1](server.ports["https"], DOWNLOAD, ca, count, args.reader_rate * MB)
     readers.start()
     try:
         deadline = time.monotonic() + 20
@@ -178,7 +176,8 @@ def main(argv=None):
         server, ca = start_server(workdir, template)
         try:
             phases = []
-            for count, kind in ((0, "h3"), (args.readers, "h1"), (args.readers, "h3")):
+            # no reader: TLSReaders of none start no thread
+            for count, kind in ((0, "h1"), (args.readers, "h1"), (args.readers, "h3")):
                 phases.append(found := phase(server, ca, count, args, kind))
                 probe = found["front_page"]
                 log(f"  {count} {found['kind']} readers ({found['reader_mib']} MiB read): p50"
