@@ -269,6 +269,14 @@ def raise_open_file_limit():
     return soft
 
 
+def apply_switch_interval(seconds):
+    """Set the interpreter's GIL switch interval (python-switch-interval); return the one in
+    force, in seconds."""
+    if seconds is not None:
+        sys.setswitchinterval(seconds)
+    return sys.getswitchinterval()
+
+
 def run(app_factory, settings, on_stop=None, site_id=None):
     """Listen, make the WSGI app with ``app_factory()``, serve until the reactor stops.
 
@@ -280,6 +288,9 @@ def run(app_factory, settings, on_stop=None, site_id=None):
 
     twisted_log.PythonLoggingObserver("txzserver.twisted").start()
     log.info("open file limit: %s", raise_open_file_limit())
+    log.info("Python switch interval: %g ms%s",
+             apply_switch_interval(settings.python_switch_interval) * 1000,
+             "" if settings.python_switch_interval is not None else " (Python's default)")
     pool = ThreadPool(settings.threads, settings.threads, name="zope-publisher")
     tracker = InFlight()
     hub = Hub()

@@ -3,6 +3,7 @@
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -156,6 +157,21 @@ def test_default_reactor_serves_http11_and_h2c(servers, site_id):
 
 def test_uvloop_is_used_when_available(plone_server):
     assert "reactor: uvloop" in plone_server.log_text()
+
+
+def test_python_switch_interval_is_left_alone_unless_set(plone_server):
+    assert "Python switch interval: 5 ms (Python's default)" in plone_server.log_text()
+
+
+def test_python_switch_interval_set_in_zope_conf(servers, site_id):
+    """The key reaches the interpreter of a real server (its log reads the interval back from
+    sys.getswitchinterval), and pages rendered on both threads at once are answered."""
+    server = servers.start("switch-interval", threads=2, extra="python-switch-interval 20ms")
+    assert "Python switch interval: 20 ms\n" in server.log_text()
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda _: httpx.get(server.url(f"/{site_id}"), timeout=60).status_code,
+                                 range(8)))
+    assert statuses == [200] * 8
 
 
 def test_webdav_source_port_returns_template_source(options_server, admin_auth):

@@ -3,9 +3,11 @@ test_load_config_template), and bad files give a ConfigError naming the file and
 
 import logging
 import os
+import sys
 
 import pytest
 
+from txzserver.app import apply_switch_interval
 from txzserver.config import ConfigError, load
 from txzserver.config.datatypes import Listener
 from txzserver.zope.instance import render_config
@@ -182,6 +184,30 @@ def test_http1_parser_setting(instance):
     assert load(str(write(instance, chosen)))[1].http1_parser == "twisted"
     message = _error(instance, default.replace("server-threads 4", "server-threads 4\nhttp1-parser picohttp"))
     assert "http1-parser must be one of" in message and "llhttp" in message
+
+
+def test_python_switch_interval(instance):
+    """Not set: Python's own interval is left alone; "20ms", "0.02s" and "0.02" are 20 ms; out of
+    0.1 ms to 1 s, or not a duration, is refused with the key's name."""
+    default = render_config(str(instance))
+    assert load(str(write(instance, default)))[1].python_switch_interval is None
+    for value in ("20ms", "0.02s", "0.02", " 20MS"):
+        chosen = default.replace("server-threads 4", f"server-threads 4\npython-switch-interval {value}")
+        assert load(str(write(instance, chosen)))[1].python_switch_interval == pytest.approx(0.02)
+    for wrong, reason in (("0.05ms", "between 0.1ms and 1000ms"), ("2s", "between 0.1ms and 1000ms"),
+                          ("fast", "a duration such as 20ms")):
+        message = _error(instance, default.replace(
+            "server-threads 4", f"server-threads 4\npython-switch-interval {wrong}"))
+        assert "python-switch-interval must be" in message and reason in message, message
+
+
+def test_apply_switch_interval_sets_the_interpreter_and_reads_it_back():
+    before = sys.getswitchinterval()
+    try:
+        assert apply_switch_interval(None) == before
+        assert apply_switch_interval(0.02) == pytest.approx(0.02) == sys.getswitchinterval()
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_logger_without_name(instance):

@@ -81,7 +81,7 @@ def test_from_zconfig():
         event_bus=None, health=None, metrics=None, log_format="json",
         instance_name="alpha", max_publishing_per_connection=2, http2_max_concurrent_streams=50,
         http2_max_reset_burst=30, http2_reset_rate=3, task_queues=None, http2_max_control_frames=40,
-        http2_control_frame_rate=4, http1_parser="llhttp")
+        http2_control_frame_rate=4, http1_parser="llhttp", python_switch_interval=0.02)
     s = ServerSettings.from_zconfig(root)
     assert s == ServerSettings(
         (HTTP,), threads=3, reactor="asyncio", access_log_format="common", max_request_body_size=10,
@@ -92,7 +92,8 @@ def test_from_zconfig():
         trusted_proxies=(),
         max_publishing_per_connection=2, http2_max_concurrent_streams=50, http2_max_reset_burst=30,
         http2_reset_rate=3.0, http2_max_control_frames=40, http2_control_frame_rate=4.0,
-        instance_name="alpha", log_format="json", http1_parser="llhttp")
+        instance_name="alpha", log_format="json", http1_parser="llhttp",
+        python_switch_interval=0.02)
     assert isinstance(s.http2_reset_rate, float)
     assert isinstance(s.idle_timeout, float)
     assert isinstance(s.header_timeout, float)
@@ -122,6 +123,13 @@ def test_paste_options_reach_the_new_limits():
                                          max_publishing_per_connection="3")
     assert (settings.http2_max_reset_burst, settings.http2_reset_rate, settings.publish_share) == (20, 2.5, 3)
     assert ServerSettings.from_paste(threads="6").publish_share == 6
+
+
+def test_python_switch_interval_from_paste():
+    assert ServerSettings.from_paste().python_switch_interval is None
+    assert ServerSettings.from_paste(python_switch_interval="20ms").python_switch_interval == 0.02
+    with pytest.raises(ValueError, match="python_switch_interval.*between 0.1ms and 1000ms"):
+        ServerSettings.from_paste(python_switch_interval="2s")
 
 
 def test_header_timeout_from_zope_conf_and_paste(tmp_path):

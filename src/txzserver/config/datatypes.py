@@ -423,6 +423,28 @@ class Choice:
         return value
 
 
+#: Bounds of python-switch-interval, seconds: below 0.1 ms threads would trade the GIL more than
+#: they run; above a second the reactor could wait that long for it.
+SWITCH_INTERVAL_BOUNDS = (0.0001, 1.0)
+
+
+def switch_interval(value):
+    """python-switch-interval: "20ms", "0.02s" or "0.02" (seconds) -> seconds."""
+    text = value.strip().lower()
+    scale = 0.001 if text.endswith("ms") else 1.0
+    number = text.removesuffix("ms").removesuffix("s").strip()
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise ValueError(f"python-switch-interval must be a duration such as 20ms or 0.02s,"
+                         f" not {value!r}") from None
+    low, high = SWITCH_INTERVAL_BOUNDS
+    if not low <= seconds <= high:
+        raise ValueError(f"python-switch-interval must be between {low * 1000:g}ms and"
+                         f" {high * 1000:g}ms, not {value!r}")
+    return seconds
+
+
 reactor_name = Choice("reactor", REACTORS)
 access_log_format = Choice("access-log-format", ACCESS_LOG_FORMATS)
 log_format = Choice("log-format", LOG_FORMATS)

@@ -30,6 +30,8 @@ class ServerSettings:
     threads: int = 4
     #: auto, uvloop, asyncio or default
     reactor: str = "auto"
+    #: sys.setswitchinterval for the process, seconds; None: Python's own
+    python_switch_interval: float | None = None
     #: access log line format: common or combined
     access_log_format: str = "combined"
     #: text, or json: one JSON object per line in the event log and the access log
