@@ -288,9 +288,9 @@ def run(app_factory, settings, on_stop=None, site_id=None):
 
     twisted_log.PythonLoggingObserver("txzserver.twisted").start()
     log.info("open file limit: %s", raise_open_file_limit())
-    log.info("Python switch interval: %g ms%s",
-             apply_switch_interval(settings.python_switch_interval) * 1000,
-             "" if settings.python_switch_interval is not None else " (Python's default)")
+    interval = settings.python_switch_interval
+    log.info("Python switch interval: %g ms%s", apply_switch_interval(interval) * 1000,
+             "" if interval is not None else " (Python's default)")
     pool = ThreadPool(settings.threads, settings.threads, name="zope-publisher")
     tracker = InFlight()
     hub = Hub()

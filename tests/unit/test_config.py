@@ -190,14 +190,17 @@ def test_python_switch_interval(instance):
     """Not set: Python's own interval is left alone; "20ms", "0.02s" and "0.02" are 20 ms; out of
     0.1 ms to 1 s, or not a duration, is refused with the key's name."""
     default = render_config(str(instance))
+
+    def with_interval(value):
+        return default.replace("server-threads 4", f"server-threads 4\npython-switch-interval {value}")
+
     assert load(str(write(instance, default)))[1].python_switch_interval is None
     for value in ("20ms", "0.02s", "0.02", " 20MS"):
-        chosen = default.replace("server-threads 4", f"server-threads 4\npython-switch-interval {value}")
-        assert load(str(write(instance, chosen)))[1].python_switch_interval == pytest.approx(0.02)
+        loaded = load(str(write(instance, with_interval(value))))[1]
+        assert loaded.python_switch_interval == pytest.approx(0.02)
     for wrong, reason in (("0.05ms", "between 0.1ms and 1000ms"), ("2s", "between 0.1ms and 1000ms"),
                           ("fast", "a duration such as 20ms")):
-        message = _error(instance, default.replace(
-            "server-threads 4", f"server-threads 4\npython-switch-interval {wrong}"))
+        message = _error(instance, with_interval(wrong))
         assert "python-switch-interval must be" in message and reason in message, message
 
 
