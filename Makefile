@@ -156,7 +156,7 @@ bench-tools:
 # section; tests.bench.scale writes scale.json and scale.md and rewrites its Scale model.
 # A benchmark that misses its goal (it writes "ok": false and exits 1) does not stop the others
 # or the report: make bench exits with the first such status once all have run.
-BENCH_STEPS := run h2download h3readers syscalls tasks fanout bus scale
+BENCH_STEPS := run h2download h3readers syscalls threads tasks fanout bus scale
 bench: venv bench-tools $(VENV)/.bench-installed
 	$(BIN)/python -m tests.bench.provenance
 	@status=0; for step in $(BENCH_STEPS); do \

@@ -247,3 +247,19 @@ def cpu_seconds(pid):
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def thread_times(pids):
+    """{(pid, tid): (CPU seconds, context switches)} of every thread of ``pids``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                switches = sum(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
+                               if "ctxt_switches:" in line)
+            except OSError:  # the thread ended meanwhile
+                continue
+            found[(pid, int(task.name))] = ((int(fields[11]) + int(fields[12])) / tick, switches)
+    return found

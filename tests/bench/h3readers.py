@@ -6,9 +6,10 @@ reader, then with BENCH_H3_READERS (8) HTTP/1.1 connections over TLS each readin
 File at BENCH_READER_RATE MiB/s (TCP backpressure: tests.support.slow.SlowReader), then with
 as many QUIC connections taking it at the same rate (their stream windows grow at that rate:
 tests.bench.h3client): the HTTP/1.1 phase is what "as flat as with HTTP/1.1 readers" is
-measured against, in the same run. Readers on the reactor's streaming path hold no publisher
-thread, so the page stays near its baseline. Writes results/h3readers.json; prints a Markdown
-table.
+measured against, in the same run. The three phases run BENCH_H3_ROUNDS (2) times, in
+alternating order. Readers on the reactor's streaming path hold no publisher thread, so the page
+stays near its baseline; what they cost is the reactor thread's CPU (the GIL's: pages wait for
+it), measured per phase from ``/proc``. Writes results/h3readers.json; prints a Markdown table.
 
     python -m tests.bench.h3readers [--template DIR] [--out DIR]
 """
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from tests.bench import provenance, report
-from tests.bench.clients import MB, RssSampler, probe_sequential, wait_responsive
+from tests.bench.clients import MB, RssSampler, probe_sequential, thread_times, wait_responsive
 from tests.bench.h3client import SlowReaders
 from tests.bench.servers import FILE_SIZE, THREADS
 from tests.support.instance import (
@@ -127,6 +128,11 @@ class H3Readers:
 READERS = {"h1": ("HTTP/1.1 (TLS)", TLSReaders), "h3": ("HTTP/3", H3Readers)}
 
 
+def reactor_cpu(server):
+    """CPU seconds of the server's reactor (main) thread so far."""
+    return thread_times([server.pid])[(server.pid, server.pid)][0]
+
+
 def phase(server, ca, count, args, kind="h3"):
     """Front-page latency (HTTP/1.1 over TLS, httpx) with ``count`` slow readers of
     ``kind`` ("h1" or "h3")."""
@@ -141,15 +147,19 @@ def phase(server, ca, count, args, kind="h3"):
         deadline = time.monotonic() + 20
         while count and readers.received() < count * MB and time.monotonic() < deadline:
             time.sleep(0.1)
+        cpu, began, start = reactor_cpu(server), time.monotonic(), readers.received()
         probe = probe_sequential(front, args.phase_seconds, args.timeout, verify=str(ca))
-        received = readers.received()
+        cpu, elapsed, received = reactor_cpu(server) - cpu, time.monotonic() - began, readers.received()
     finally:
         readers.stop()
         readers.join(30)
         peak = sampler.stop()
     del probe["latencies_s"]
+    during = (received - start) / MB
     return {"readers": count, "kind": READERS[kind][0] if count else "none",
             "reader_mib": round(received / MB, 1),
+            "reactor_cpu_share": round(cpu / elapsed, 3),
+            "reactor_ms_per_mib": round(cpu * 1000 / during, 2) if during >= 1 else None,
             "reader_error": None if readers.error is None else str(readers.error),
             "rss_before_mib": round(sampler.before / MB, 1), "rss_peak_mib": round(peak / MB, 1),
             "front_page": probe}
@@ -163,6 +173,7 @@ def main(argv=None):
     parser.add_argument("--phase-seconds", type=float,
                         default=float(os.environ.get("BENCH_PHASE_SECONDS", 20)))
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_H3_ROUNDS", 2)))
     parser.add_argument("--template", type=Path, help="a built template instance to reuse")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -177,15 +188,18 @@ def main(argv=None):
         try:
             phases = []
             # no reader: TLSReaders of none start no thread
-            for count, kind in ((0, "h1"), (args.readers, "h1"), (args.readers, "h3")):
-                phases.append(found := phase(server, ca, count, args, kind))
-                probe = found["front_page"]
-                log(f"  {count} {found['kind']} readers ({found['reader_mib']} MiB read): p50"
-                    f" {probe['p50_s']:.3f} s, p99 {probe['p99_s']:.3f} s,"
-                    f" {probe['timeouts']} timeouts")
+            order = ((0, "h1"), (args.readers, "h1"), (args.readers, "h3"))
+            for round_ in range(args.rounds):
+                for count, kind in (order if round_ % 2 == 0 else order[::-1]):
+                    phases.append(found := dict(phase(server, ca, count, args, kind), round=round_))
+                    probe = found["front_page"]
+                    log(f"  {count} {found['kind']} readers ({found['reader_mib']} MiB read): p50"
+                        f" {probe['p50_s']:.3f} s, p99 {probe['p99_s']:.3f} s,"
+                        f" {probe['timeouts']} timeouts, reactor"
+                        f" {100 * found['reactor_cpu_share']:.0f}% of a core")
         finally:
             server.stop(timeout=30)
-    results = {"phases": phases, "provenance": record, "file_size": FILE_SIZE,
+    results = {"phases": phases, "rounds": args.rounds, "provenance": record, "file_size": FILE_SIZE,
                "reader_rate_mib": args.reader_rate, "phase_seconds": args.phase_seconds}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "h3readers.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -1,17 +1,24 @@
 """The limit every server is measured against: Zope's WSGI app called in-process, no HTTP.
 
     python -m tests.bench.inprocess ZOPE_CONF SECONDS WARMUP PATH [PATH ...]
+    python -m tests.bench.inprocess --threads ROUNDS ZOPE_CONF SECONDS PATH [PATH ...]
 
 Zope is configured from ZOPE_CONF (server sections ignored) and the app is the object
 txzserver publishes, as for waitress and granian. One thread calls it with a plain GET
 environ (what a server would build for ``GET PATH`` from 127.0.0.1) and reads the whole body,
 one request after the other: WARMUP seconds, then SECONDS measured per path. Prints one JSON
 object {path: {requests_per_s, requests, p50_s, p99_s, status}} on its last line.
+
+With ``--threads``: what a second thread calling the app at the same time does to it (the GIL
+lets one run Python at a time). For each path, ROUNDS alternating rounds of SECONDS each of one
+thread, two threads at once, and two threads at a 20 ms switch interval; prints
+{path: {configuration: [{requests_per_s, cpu_ms_per_request}, ...]}}.
 """
 
 import io
 import json
 import sys
+import threading
 import time
 
 from tests.bench.clients import percentile
@@ -63,14 +70,69 @@ def measure(app, path, seconds, warmup):
             "status": sorted(s for s in statuses if s is not None)}
 
 
-def main(argv):
-    conf, seconds, warmup, paths = argv[0], float(argv[1]), float(argv[2]), argv[3:]
+#: configuration name -> (threads calling the app at once, switch interval in seconds or
+#: None for Python's own)
+CONCURRENCY = {"1 thread": (1, None), "2 threads": (2, None), "2 threads, 20 ms": (2, 0.02)}
+
+
+def measure_concurrent(app, path, seconds, threads):
+    """``threads`` threads calling the app for ``path`` one request after the other each, at
+    once, for ``seconds``: requests/s of them all and the process's CPU per request."""
+    counts = [0] * threads
+    end = time.monotonic() + seconds
+
+    def work(index):
+        while time.monotonic() < end:
+            call(app, path)
+            counts[index] += 1
+
+    workers = [threading.Thread(target=work, args=(index,)) for index in range(threads)]
+    cpu, begin = time.process_time(), time.monotonic()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed, cpu, requests = time.monotonic() - begin, time.process_time() - cpu, sum(counts)
+    return {"requests_per_s": round(requests / elapsed, 1),
+            "cpu_ms_per_request": round(cpu / max(requests, 1) * 1000, 3)}
+
+
+def compare_threads(app, paths, seconds, rounds):
+    """CONCURRENCY's configurations in alternating order, ``rounds`` times per path."""
+    default = sys.getswitchinterval()
+    found = {path: {name: [] for name in CONCURRENCY} for path in paths}
+    try:
+        for path in paths:
+            for name, (threads, interval) in CONCURRENCY.items():  # warm each connection
+                sys.setswitchinterval(interval or default)
+                measure_concurrent(app, path, 1.0, threads)
+            for round_ in range(rounds):
+                names = list(CONCURRENCY) if round_ % 2 == 0 else list(CONCURRENCY)[::-1]
+                for name in names:
+                    threads, interval = CONCURRENCY[name]
+                    sys.setswitchinterval(interval or default)
+                    found[path][name].append(measure_concurrent(app, path, seconds, threads))
+    finally:
+        sys.setswitchinterval(default)
+    return found
+
+
+def _app(conf):
     from txzserver.config import load
     from txzserver.zope.startup import configure_logging, start_zope
 
     opts, settings = load(conf)
     configure_logging(opts.configroot)
-    app = start_zope(opts, settings)
+    return start_zope(opts, settings)
+
+
+def main(argv):
+    if argv[0] == "--threads":
+        rounds, conf, seconds, paths = int(argv[1]), argv[2], float(argv[3]), argv[4:]
+        print(json.dumps(compare_threads(_app(conf), paths, seconds, rounds)), flush=True)
+        return
+    conf, seconds, warmup, paths = argv[0], float(argv[1]), float(argv[2]), argv[3:]
+    app = _app(conf)
     print(json.dumps({path: measure(app, path, seconds, warmup) for path in paths}), flush=True)
 
 

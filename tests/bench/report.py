@@ -17,7 +17,7 @@ from tests.bench.pages import PAGE, RESULTS, Section
 
 SECTION = Section("bench", "tests.bench.report", "tests/bench/results/*.json", "measured")
 PLOT = "starvation.png"
-SOURCES = ("results", "h2download", "h3readers", "syscalls", "tasks", "fanout")
+SOURCES = ("results", "h2download", "h3readers", "syscalls", "threads", "tasks", "fanout")
 MB = 1024 * 1024
 
 
@@ -328,6 +328,7 @@ def h3readers(data, level):
     found = data["h3readers"]
     if found is None:
         return []  # measured by `make bench` from the commit that added it on
+    rounds = found.get("rounds", 1)
     lines = [_h(level, "Slow HTTP/3 readers (txzserver)"), ""]
     lines += [
         f"The front page (HTTP/1.1 over TLS) fetched one request after the other for "
@@ -335,19 +336,29 @@ def h3readers(data, level):
         f"the {found['file_size'] // MB} MiB File at {found['reader_rate_mib']:g} MiB/s (TCP "
         "backpressure), and beside as many QUIC connections taking it at the same rate (aioquic "
         "clients whose stream window grows at that rate in steps, in a process of their own); "
-        "`server-threads 2`.", "",
-        "| Readers | Pages (200) | Failed | p50 | p99 | Timeouts | MiB read | Peak server RSS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"`server-threads 2`" + (f"; {rounds} rounds in alternating order. " if rounds > 1 else ". ")
+        + "The reactor's CPU is its thread's user and system time over the phase (pages and readers "
+        "together), and per MiB the readers took meanwhile.", "",
+        "| Readers | Pages (200) | Failed | p50 | p99 | Timeouts | MiB read | Reactor CPU "
+        "| Reactor per MiB | Peak server RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    groups = {}
     for phase in found["phases"]:
-        probe = phase["front_page"]
         # results from before the HTTP/1.1 phase name no kind: their readers were HTTP/3
         kind = phase.get("kind", "HTTP/3" if phase["readers"] else "none")
-        readers = f"{phase['readers']} {kind}" if phase["readers"] else "none"
-        failed = probe["requests"] - probe["ok"] - probe["timeouts"]
-        lines.append(f"| {readers} | {probe['ok']} | {failed} | {probe['p50_s']:.3f} s "
-                     f"| {probe['p99_s']:.3f} s | {probe['timeouts']} | {phase['reader_mib']} "
-                     f"| {phase['rss_peak_mib']:.0f} MiB |")
+        groups.setdefault(f"{phase['readers']} {kind}" if phase["readers"] else "none", []).append(phase)
+    for readers, phases in groups.items():
+        probes = [p["front_page"] for p in phases]
+        share = [100 * p["reactor_cpu_share"] for p in phases if p.get("reactor_cpu_share") is not None]
+        per_mib = [p.get("reactor_ms_per_mib") for p in phases]
+        lines.append(
+            f"| {readers} | {cell([p['ok'] for p in probes])} "
+            f"| {cell([p['requests'] - p['ok'] - p['timeouts'] for p in probes])} "
+            f"| {cell([p['p50_s'] for p in probes], 's')} | {cell([p['p99_s'] for p in probes], 's')} "
+            f"| {cell([p['timeouts'] for p in probes])} | {cell([p['reader_mib'] for p in phases], 'load')} "
+            f"| {cell(share) + '%' if share else '-'} | {cell(per_mib, 'ms')} "
+            f"| {cell([p['rss_peak_mib'] * MB for p in phases], 'mib')} |")
     return lines
 
 
@@ -390,6 +401,53 @@ def syscalls(data, level):
                      f"| {cell([r['main_thread_ms_per_request'] for r in runs], 'ms')} "
                      f"| {cell([r['context_switches_per_request'] for r in runs], '2')} "
                      f"| {cell([r['cores'] for r in runs], '2')} |")
+    return lines
+
+
+def _of_one_thread(runs, configuration):
+    """The median requests/s of ``configuration`` as a share of the median of "1 thread"."""
+    one = spread([r["requests_per_s"] for r in runs["1 thread"]])
+    this = spread([r["requests_per_s"] for r in runs[configuration]])
+    return f"{100 * this[0] / one[0]:.0f}%" if one and this and one[0] else "-"
+
+
+def threads(data, level):
+    found = data["threads"]
+    if found is None:
+        return []  # measured by `make bench` from the commit that added it on
+    servers, inprocess = found["servers"], found["in_process"]
+    lines = [_h(level, "Publisher threads and the GIL (txzserver)"), ""]
+    lines += [
+        f"txzserver with one publisher thread, two, and two with `python-switch-interval 20ms`, "
+        f"up at once on copies of the same site, {found['rounds']} alternating rounds of "
+        f"{found['rate_seconds']:g} s h2load runs ({found['clients']} HTTP/1.1 connections, one "
+        "request in flight on each); CPU is the server process's user and system time per "
+        "request. Then Zope's app called in-process (no server, no HTTP) by one thread, by two "
+        "threads at once, and by two at a 20 ms switch interval, in alternating rounds as long: "
+        "what two busy Python threads cost with no server at all.", "",
+        "| Publisher threads | `@@ok` req/s | Of one thread | CPU per `@@ok` | Page req/s "
+        "| Of one thread | CPU per page |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, measured in (("txzserver", servers), ("Zope in-process", inprocess)):
+        for configuration in measured["@@ok"]:
+            small, page = measured["@@ok"][configuration], measured["page"][configuration]
+            lines.append(
+                f"| {kind}, {configuration} | {cell([r['requests_per_s'] for r in small])} "
+                f"| {_of_one_thread(measured['@@ok'], configuration)} "
+                f"| {cell([r['cpu_ms_per_request'] for r in small], 'ms')} "
+                f"| {cell([r['requests_per_s'] for r in page], 'load')} "
+                f"| {_of_one_thread(measured['page'], configuration)} "
+                f"| {cell([r['cpu_ms_per_request'] for r in page], 'ms')} |")
+    lines += ["", "What the longer interval costs: on the two-thread servers, the front page asked "
+                  "on one connection (one publisher thread rendering pages) while `@@ok` is asked on "
+                  "another, one request after the other on each, in the same rounds:", "",
+              "| Beside pages | `@@ok` req/s | `@@ok` p50 | `@@ok` p99 | Pages/s |",
+              "|---|---:|---:|---:|---:|"]
+    for configuration, runs in found["beside_pages"].items():
+        lines.append(f"| txzserver, {configuration} | {cell([r['requests_per_s'] for r in runs])} "
+                     f"| {cell([r['p50_s'] for r in runs], 's')} | {cell([r['p99_s'] for r in runs], 's')} "
+                     f"| {cell([r['pages_per_s'] for r in runs], 'load')} |")
     return lines
 
 
@@ -472,7 +530,7 @@ def body(data, level, image):
     parts = [_section(intro, data), _section(starvation, data, level, image), _section(rates, data, level),
              _section(server_downloads, data, level), _section(idle, data, level),
              _section(downloads, data, level), _section(h3readers, data, level),
-             _section(syscalls, data, level),
+             _section(syscalls, data, level), _section(threads, data, level),
              _section(fanout, data, level),
              _section(tasks, data, level)]
     lines = []

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from tests.bench import provenance, report
-from tests.bench.clients import process_tree, request_rate, wait_responsive
+from tests.bench.clients import process_tree, request_rate, thread_times, wait_responsive
 from tests.bench.servers import THREADS, start_variant, stop_quietly
 from tests.support.instance import SITE_ID, build_template
 
@@ -71,22 +71,6 @@ def count_system_calls(server, http1, seconds, workdir):
             "per_request": {name: round(n / answered, 2) for name, n in
                             sorted(calls.items(), key=lambda item: -item[1])},
             "total_per_request": round(sum(calls.values()) / answered, 2)}
-
-
-def thread_times(pids):
-    """{(pid, tid): (CPU seconds, context switches)} of every thread of ``pids``."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                switches = sum(int(line.split()[1]) for line in (task / "status").read_text().splitlines()
-                               if "ctxt_switches:" in line)
-            except OSError:  # the thread ended meanwhile
-                continue
-            found[(pid, int(task.name))] = ((int(fields[11]) + int(fields[12])) / tick, switches)
-    return found
 
 
 def cpu_per_request(server, seconds, main_thread):

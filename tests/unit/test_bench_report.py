@@ -156,3 +156,39 @@ def test_system_calls_and_cpu_per_request_are_rendered():
     assert "| txzserver | 600 | 1.60 ms | 0.25 ms | 3.60 | 1.00 |" in lines
     assert "| granian | 850 | 1.20 ms | - | 3.10 | 1.06 |" in lines
     assert report.syscalls({"syscalls": None}, 3) == []
+
+
+def _rates(*values):
+    return [{"requests_per_s": v, "cpu_ms_per_request": round(1000 / v, 3)} for v in values]
+
+
+def test_thread_configurations_are_rendered_as_shares_of_one_thread():
+    measured = {"@@ok": {"1 thread": _rates(500, 480, 520), "2 threads": _rates(400, 450, 410),
+                         "2 threads, 20 ms": _rates(510, 490, 470)},
+                "page": {"1 thread": _rates(40), "2 threads": _rates(36), "2 threads, 20 ms": _rates(38)}}
+    beside = {"2 threads": [{"requests_per_s": 120, "p50_s": 0.007, "p99_s": 0.025, "pages_per_s": 30.2}],
+              "2 threads, 20 ms": [{"requests_per_s": 100, "p50_s": 0.007, "p99_s": 0.040,
+                                    "pages_per_s": 33.0}]}
+    found = {"clients": 4, "rate_seconds": 5, "rounds": 3, "servers": measured,
+             "beside_pages": beside, "in_process": measured}
+    lines = report.threads({"threads": found}, 3)
+    assert ("| txzserver, 2 threads | 410 (400-450) | 82% | 2.44 ms (2.22-2.50) | 36.0 | 90%"
+            " | 27.78 ms |") in lines
+    assert ("| Zope in-process, 1 thread | 500 (480-520) | 100% | 2.00 ms (1.92-2.08) | 40.0 | 100%"
+            " | 25.00 ms |") in lines
+    assert "| txzserver, 2 threads, 20 ms | 100 | 7 ms | 40 ms | 33.0 |" in lines
+    assert report.threads({"threads": None}, 3) == []
+
+
+def test_slow_http3_readers_are_grouped_over_the_rounds_with_the_reactor_cpu():
+    def phase(readers, kind, p99, share, per_mib):
+        return {"readers": readers, "kind": kind, "reader_mib": 100.0 if readers else 0.0,
+                "reactor_cpu_share": share, "reactor_ms_per_mib": per_mib, "rss_peak_mib": 200.0,
+                "front_page": {"requests": 100, "ok": 100, "timeouts": 0, "p50_s": 0.048, "p99_s": p99}}
+    found = {"phase_seconds": 20, "file_size": 256 * 2**20, "reader_rate_mib": 2, "rounds": 2,
+             "phases": [phase(0, "none", 0.060, 0.06, None), phase(8, "HTTP/3", 0.070, 0.20, 12.5),
+                        phase(8, "HTTP/3", 0.080, 0.24, 14.5), phase(0, "none", 0.062, 0.07, None)]}
+    lines = report.h3readers({"h3readers": found}, 3)
+    assert "| none | 100 | 0 | 48 ms | 61 ms (60-62) | 0 | 0.0 | 6 (6-7)% | - | 200.0 MiB |" in lines
+    assert ("| 8 HTTP/3 | 100 | 0 | 48 ms | 75 ms (70-80) | 0 | 100.0 | 22 (20-24)%"
+            " | 13.50 ms (12.50-14.50) | 200.0 MiB |") in lines
