@@ -1,4 +1,5 @@
-"""txzserver.server.reactor.UvloopReactor: sockets uvloop stopped watching are not lost.
+"""txzserver.server.reactor.UvloopReactor: sockets uvloop stopped watching are not lost, and
+timed calls do not spin on uvloop's millisecond timers.
 
 No sockets: the loop is a stand-in doing what uvloop does with a socket the kernel flagged
 with an error (EPOLLERR): after running the callbacks once it keeps a closed watcher for the
@@ -10,10 +11,11 @@ SO_ERROR holds.
 import errno
 
 import pytest
+import uvloop
 from twisted.internet import error, tcp
 
 from txzserver.server import reactor as reactor_module
-from txzserver.server.reactor import UvloopReactor
+from txzserver.server.reactor import UVLOOP_TICK, UvloopReactor, uvloop_delay
 
 FD = 42
 
@@ -140,3 +142,71 @@ def test_private_reactor_names_exist(reactor):
     for name in reactor_module.PRIVATE_TWISTED_NAMES:
         assert hasattr(reactor, name), (
             f"Twisted's asyncio reactor has no {name!r} any more: txzserver.server.reactor uses it")
+
+
+@pytest.mark.parametrize("timeout, behind, delay", [
+    (0.0, 0.0005, 0.0),          # due now: the loop's next turn, no millisecond added
+    (-0.01, 0.0, 0.0),           # overdue: the same
+    (0.0003, 0.0, 0.001),        # uvloop would round it to nothing and fire at once
+    (0.0003, 0.0009, 0.002),     # its clock is 0.9 ms behind: 1.2 ms from its "now"
+    (0.005, 0.0, 0.005),
+    (0.005, 0.0001, 0.006),
+    (0.0049999999, 0.0, 0.005),  # a float's last digits do not add a millisecond
+    (0.0014, 0.5, 0.003),        # a clock "behind" by more than a tick is a tick behind
+])
+def test_a_delay_for_uvloop_is_whole_milliseconds_never_short(timeout, behind, delay):
+    assert uvloop_delay(timeout, behind) == pytest.approx(delay)
+    assert uvloop_delay(timeout, behind) == 0 or uvloop_delay(timeout, behind) >= timeout
+
+
+@pytest.fixture
+def uv_reactor():
+    loop = uvloop.new_event_loop()
+    yield UvloopReactor(loop), loop
+    loop.close()
+
+
+def test_sub_millisecond_calls_fire_once_each_and_never_early(uv_reactor):
+    """A chain of calls each due 0.3 ms after the last, on a real uvloop loop: the loop's
+    timer fires about once per call (it fired about a hundred times per call, at once and
+    again until the call was due, when a delay under half a millisecond went to uvloop as
+    it was), and no call runs before its time."""
+    reactor, loop = uv_reactor
+    turns, early, calls = [0], [], 50
+    on_timer = reactor._onTimer
+
+    def counted():
+        turns[0] += 1
+        on_timer()
+
+    reactor._onTimer = counted
+    done = loop.create_future()
+
+    def step(due, left):
+        if reactor.seconds() < due:
+            early.append(due - reactor.seconds())
+        if left == 0:
+            done.set_result(None)
+            return
+        reactor.callLater(0.0003, step, reactor.seconds() + 0.0003, left - 1)
+
+    reactor.callLater(0.0003, step, reactor.seconds() + 0.0003, calls)
+    loop.run_until_complete(done)
+    assert early == []
+    assert turns[0] <= 2 * (calls + 1), f"{turns[0]} timer turns for {calls + 1} calls"
+
+
+def test_a_call_due_now_runs_on_the_loops_next_turn(uv_reactor):
+    """callLater(0) (and callFromThread, which uses it) gets no millisecond added."""
+    reactor, loop = uv_reactor
+    ran = []
+    reactor.callLater(0, ran.append, True)
+    assert reactor._scheduledAt is not None and reactor._scheduledAt <= loop.time() + UVLOOP_TICK / 2
+    loop.run_until_complete(_one_turn(loop))
+    assert ran == [True]
+
+
+async def _one_turn(loop):
+    future = loop.create_future()
+    loop.call_soon(future.set_result, None)
+    await future

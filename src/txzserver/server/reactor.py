@@ -1,13 +1,16 @@
 """Choose and install the Twisted reactor before anything imports twisted.internet.reactor;
 make SIGINT a stop signal whatever the process inherited."""
 
+import math
 import os
 import signal
 import socket
 import sys
+import time
 
 from twisted.internet import error, tcp
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+from twisted.internet.posixbase import PosixReactorBase
 from twisted.logger import Logger
 
 from .errors import peer_of
@@ -17,7 +20,10 @@ log = Logger()
 #: Twisted's asyncio reactor internals ``UvloopReactor`` relies on (checked by
 #: tests/unit/test_reactor.py).
 PRIVATE_TWISTED_NAMES = ("_readOrWrite", "_readers", "_writers", "_disconnectSelectable",
-                         "_asyncioEventloop")
+                         "_asyncioEventloop", "_reschedule", "_onTimer", "_timerHandle",
+                         "_scheduledAt")
+#: uvloop's timers count whole milliseconds.
+UVLOOP_TICK = 0.001
 
 
 def install_reactor(name="auto"):
@@ -71,8 +77,32 @@ class UvloopReactor(AsyncioSelectorReactor):
     next read would have (one getsockopt per read event, about 0.5 µs); and a descriptor
     whose watcher uvloop closed anyway gets a new one instead of the RuntimeError (the
     kernel reports the error to the new watcher, and Twisted disconnects as usual).
-    Reactor thread only.
+
+    And Twisted's timed calls wait on uvloop's timer rounded up to whole milliseconds (see
+    ``uvloop_delay``). Reactor thread only.
     """
+
+    def _reschedule(self):
+        """Twisted's (one loop timer for the earliest DelayedCall), never due early."""
+        timeout = self.timeout()
+        if timeout is None:
+            return
+        loop = self._asyncioEventloop
+        if self._timerHandle is not None:
+            self._timerHandle.cancel()
+        now = loop.time()
+        delay = uvloop_delay(timeout, time.monotonic() - now)
+        self._scheduledAt = now + delay
+        self._timerHandle = loop.call_later(delay, self._onTimer)
+
+    def callLater(self, delay, callable, *args, **kwargs):
+        call = PosixReactorBase.callLater(self, delay, callable, *args, **kwargs)
+        loop = self._asyncioEventloop
+        now = loop.time()
+        due = now + uvloop_delay(self.timeout(), time.monotonic() - now)
+        if self._scheduledAt is None or due < self._scheduledAt:
+            self._reschedule()
+        return call
 
     def _readOrWrite(self, selectable, read):
         super()._readOrWrite(selectable, read)
@@ -112,6 +142,25 @@ class UvloopReactor(AsyncioSelectorReactor):
             super().addReader(selectable)
         if writing:
             super().addWriter(selectable)
+
+
+def uvloop_delay(timeout, behind):
+    """The delay to give uvloop for a call due in ``timeout`` seconds: none for a call due
+    now, else whole milliseconds, rounded up, counted from uvloop's clock, which is
+    ``behind`` seconds (under a millisecond) behind the real one.
+
+    uvloop rounds a delay to the nearest millisecond (under half of one: at once) from a
+    clock that counts whole milliseconds, so a call due in 0.3 ms fired at once, was not due
+    yet, and was scheduled again: the reactor spun until it was due, about a hundred turns
+    per call and each one taking the GIL from the publisher threads (HTTP/3's pacing and loss
+    timers are often under a millisecond), and any other call fired up to half a millisecond
+    early and spun as long. Rounded up, a call fires about a millisecond late at most (the
+    loop's wait is in whole milliseconds too), once, and finds itself due.
+    """
+    if timeout <= 0:
+        return 0.0
+    behind = min(max(behind, 0.0), UVLOOP_TICK)
+    return math.ceil(round((timeout + behind) / UVLOOP_TICK, 6)) * UVLOOP_TICK
 
 
 def pending_socket_error(sock):
