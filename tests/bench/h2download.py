@@ -28,15 +28,14 @@ from pathlib import Path
 from tests.bench import provenance
 from tests.bench import h3client
 from tests.bench.clients import H2LOAD, MB, RssSampler, cpu_seconds, download
-from tests.bench.servers import FILE_SIZE, THREADS
+from tests.bench.servers import FILE_SIZE, THREADS, add_template_and_out, template_or_new
 from tests.support.instance import (
-    BIG_FILE_ID, SITE_ID, build_template, copy_instance_data, http_server, https_server,
+    BIG_FILE_ID, SITE_ID, copy_instance_data, http_server, https_server,
     new_instance,
 )
 from tests.support.server import ServerProcess
 from tests.support.tls import make_certificates
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DOWNLOAD = f"/{SITE_ID}/{BIG_FILE_ID}/@@download/file"
 # label -> (listener, extra h2load arguments, or the HTTP/3 client: "libcurl" or "aioquic")
 PROTOCOLS = {
@@ -126,8 +125,7 @@ def markdown(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
-    parser.add_argument("--template", type=Path, help="a built template instance to reuse")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_template_and_out(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     provenance.require_clean()
     record = provenance.record()
@@ -135,10 +133,7 @@ def main(argv=None):
         print("h2load not found: apt-get install nghttp2-client", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="txzserver-h2bench-") as workdir:
-        template = args.template
-        if template is None:
-            log(f"building the Plone template (site + {FILE_SIZE // MB} MiB File)")
-            template = build_template(Path(workdir) / "template", size=FILE_SIZE)["directory"]
+        template = template_or_new(args.template, workdir, FILE_SIZE)
         server, ca = start_server(workdir, template)
         try:
             results = measure(server, args.rounds, ca)

@@ -15,7 +15,6 @@ it), measured per phase from ``/proc``. Writes results/h3readers.json; prints a 
 """
 
 import argparse
-import json
 import multiprocessing
 import os
 import ssl
@@ -27,15 +26,14 @@ from pathlib import Path
 from tests.bench import provenance, report
 from tests.bench.clients import MB, RssSampler, probe_sequential, thread_times, wait_responsive
 from tests.bench.h3client import SlowReaders
-from tests.bench.servers import FILE_SIZE, THREADS
+from tests.bench.servers import FILE_SIZE, THREADS, add_template_and_out, template_or_new
 from tests.support.instance import (
-    BIG_FILE_ID, SITE_ID, build_template, copy_instance_data, https_server, new_instance,
+    BIG_FILE_ID, SITE_ID, copy_instance_data, https_server, new_instance,
 )
 from tests.support.server import ServerProcess
 from tests.support.slow import SlowReader
 from tests.support.tls import make_certificates
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DOWNLOAD = f"/{SITE_ID}/{BIG_FILE_ID}/@@download/file"
 
 
@@ -174,16 +172,12 @@ def main(argv=None):
                         default=float(os.environ.get("BENCH_PHASE_SECONDS", 20)))
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_H3_ROUNDS", 2)))
-    parser.add_argument("--template", type=Path, help="a built template instance to reuse")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_template_and_out(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     provenance.require_clean()
     record = provenance.record()
     with tempfile.TemporaryDirectory(prefix="txzserver-h3bench-") as workdir:
-        template = args.template
-        if template is None:
-            log(f"building the Plone template (site + {FILE_SIZE // MB} MiB File)")
-            template = build_template(Path(workdir) / "template", size=FILE_SIZE)["directory"]
+        template = template_or_new(args.template, workdir, FILE_SIZE)
         server, ca = start_server(workdir, template)
         try:
             phases = []
@@ -201,10 +195,7 @@ def main(argv=None):
             server.stop(timeout=30)
     results = {"phases": phases, "rounds": args.rounds, "provenance": record, "file_size": FILE_SIZE,
                "reader_rate_mib": args.reader_rate, "phase_seconds": args.phase_seconds}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "h3readers.json").write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print("\n".join(report.h3readers({"h3readers": results}, 2)))
+    report.write_step(results, "h3readers", report.h3readers, args.out)
     failed = sorted({other for found in phases for other in found["front_page"]["other"]})
     if failed:
         print(f"pages failed: {failed}", file=sys.stderr)

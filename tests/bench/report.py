@@ -82,6 +82,16 @@ def write_json(results, path):
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
+def write_step(results, name, render, out=RESULTS):
+    """A `make bench` step's end: ``name``.json in ``out``, and its tables printed as
+    results.md will show them (``render``: this module's function for the step)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(results, out / f"{name}.json")
+    print()
+    print("\n".join(render({name: results}, 2)))
+
+
 #: Kinds of entries that are limits the servers are measured against, not servers.
 LIMITS = ("inprocess", "ceiling")
 

@@ -3,10 +3,12 @@ in-process limit they are measured against."""
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from tests.bench.clients import process_tree
-from tests.support.instance import ROOT, copy_instance_data, http_server, new_instance
+from tests.bench.pages import RESULTS
+from tests.support.instance import ROOT, build_template, copy_instance_data, http_server, new_instance
 from tests.support.server import ServerProcess, free_port, rss_bytes
 
 THREADS = 2
@@ -25,6 +27,24 @@ VARIANTS = {
 }
 #: Kinds that are limits to measure the servers against, not servers.
 LIMITS = frozenset({"inprocess", "ceiling"})
+
+
+def add_template_and_out(parser):
+    """The arguments every step of `make bench` on a Plone site takes: a template to reuse
+    (a trial run's shortcut) and where its results go."""
+    parser.add_argument("--template", type=Path, help="a built template instance to reuse")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+
+
+def template_or_new(template, workdir, size=None):
+    """``template`` (--template) or a Plone template built now in ``workdir``, with a File of
+    ``size`` bytes when one is wanted; the folder of the template instance."""
+    if template is not None:
+        return template
+    print(f"[{time.strftime('%H:%M:%S')}] building the Plone template"
+          + (f" (site + {size // 2**20} MiB File)" if size else ""), flush=True)
+    options = {"size": size} if size else {}
+    return build_template(Path(workdir) / "template", **options)["directory"]
 
 
 class GranianProcess(ServerProcess):

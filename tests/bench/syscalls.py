@@ -16,7 +16,6 @@ Writes results/syscalls.json; prints Markdown tables.
 """
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -29,10 +28,9 @@ from pathlib import Path
 
 from tests.bench import provenance, report
 from tests.bench.clients import process_tree, request_rate, thread_times, wait_responsive
-from tests.bench.servers import THREADS, start_variant, stop_quietly
-from tests.support.instance import SITE_ID, build_template
+from tests.bench.servers import THREADS, add_template_and_out, start_variant, stop_quietly, template_or_new
+from tests.support.instance import SITE_ID
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PATH = f"/{SITE_ID}/@@ok"
 CLIENTS = 4
 
@@ -102,8 +100,7 @@ def main(argv=None):
     parser.add_argument("--rate-seconds", type=float,
                         default=float(os.environ.get("BENCH_RATE_SECONDS", 5)))
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
-    parser.add_argument("--template", type=Path, help="a built template instance to reuse")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_template_and_out(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if shutil.which("strace") is None:
         print("tests.bench.syscalls needs strace: make bench-tools (apt-get install strace)",
@@ -112,10 +109,7 @@ def main(argv=None):
     provenance.require_clean()
     record = provenance.record()
     with tempfile.TemporaryDirectory(prefix="txzserver-syscalls-") as workdir:
-        template = args.template
-        if template is None:
-            log("building the Plone template")
-            template = build_template(Path(workdir) / "template")["directory"]
+        template = template_or_new(args.template, workdir)
         servers = {name: start_variant(name, Path(workdir) / name, template)
                    for name in ("txzserver", "granian")}
         try:
@@ -145,10 +139,7 @@ def main(argv=None):
                "system_calls": calls, "cpu": cpu,
                "cpu_ms_median": {name: statistics.median(r["cpu_ms_per_request"] for r in runs)
                                  for name, runs in cpu.items()}}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "syscalls.json").write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print("\n".join(report.syscalls({"syscalls": results}, 2)))
+    report.write_step(results, "syscalls", report.syscalls, args.out)
     return 0
 
 

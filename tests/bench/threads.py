@@ -31,13 +31,10 @@ from pathlib import Path
 
 from tests.bench import provenance, report
 from tests.bench.clients import cpu_seconds, request_rate, wait_responsive
-from tests.bench.servers import stop_quietly
-from tests.support.instance import (
-    ROOT, SITE_ID, build_template, copy_instance_data, http_server, new_instance,
-)
+from tests.bench.servers import add_template_and_out, stop_quietly, template_or_new
+from tests.support.instance import ROOT, SITE_ID, copy_instance_data, http_server, new_instance
 from tests.support.server import ServerProcess
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PAGES = {"@@ok": f"/{SITE_ID}/@@ok", "page": f"/{SITE_ID}"}
 CLIENTS = 4
 #: configuration name (the names of tests.bench.inprocess.CONCURRENCY) -> zope.conf lines
@@ -106,16 +103,12 @@ def main(argv=None):
     parser.add_argument("--rate-seconds", type=float,
                         default=float(os.environ.get("BENCH_RATE_SECONDS", 5)))
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 3)))
-    parser.add_argument("--template", type=Path, help="a built template instance to reuse")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    add_template_and_out(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     provenance.require_clean()
     record = provenance.record()
     with tempfile.TemporaryDirectory(prefix="txzserver-threads-") as workdir:
-        template = args.template
-        if template is None:
-            log("building the Plone template")
-            template = build_template(Path(workdir) / "template")["directory"]
+        template = template_or_new(args.template, workdir)
         servers = {}
         try:
             for index, (name, lines) in enumerate(SERVER_CONFIGURATIONS.items()):
@@ -146,10 +139,7 @@ def main(argv=None):
     results = {"provenance": record, "clients": CLIENTS, "rate_seconds": args.rate_seconds,
                "rounds": args.rounds, "servers": rates, "beside_pages": beside,
                "in_process": inprocess}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "threads.json").write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print("\n".join(report.threads({"threads": results}, 2)))
+    report.write_step(results, "threads", report.threads, args.out)
     failed = sum(1 for runs in [*rates["@@ok"].values(), *rates["page"].values(), *beside.values()]
                  for run in runs if run["failed"])
     if failed:
