@@ -434,7 +434,9 @@ def threads(data, level):
         "request in flight on each); CPU is the server process's user and system time per "
         "request. Then Zope's app called in-process (no server, no HTTP) by one thread, by two "
         "threads at once, and by two at a 20 ms switch interval, in alternating rounds as long: "
-        "what two busy Python threads cost with no server at all.", "",
+        "what two busy Python threads cost with no server at all. The two groups ran one after "
+        "the other, under whatever else the machine was doing then: compare rows within a group.",
+        "",
         "| Publisher threads | `@@ok` req/s | Of one thread | CPU per `@@ok` | Page req/s "
         "| Of one thread | CPU per page |",
         "|---|---:|---:|---:|---:|---:|---:|",
