@@ -228,10 +228,17 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+#: The BENCH_* variables this step reads (parse_args). Others, such as make's BENCH_STEPS (which
+#: steps `make bench` runs) or another step's, change none of its numbers.
+RUN_VARIABLES = frozenset(f"BENCH_{name}" for name in (
+    "ROUNDS", "SERVERS", "READERS", "PHASE_SECONDS", "RATE_SECONDS", "IDLE_CONNECTIONS",
+    "IDLE_SECONDS", "DOWNLOADS"))
+
+
 def non_defaults(argv):
-    """The settings that differ from a plain `make bench`: BENCH_* variables and arguments."""
-    found = [f"{k}={v}" for k, v in sorted(os.environ.items())
-             if k.startswith("BENCH_") and k != provenance.ALLOW_DIRTY]
+    """The settings that differ from a plain `make bench`: this step's BENCH_* variables and
+    arguments."""
+    found = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k in RUN_VARIABLES]
     rest = list(argv)
     if "--out" in rest:  # where results go changes no number
         del rest[rest.index("--out"):rest.index("--out") + 2]

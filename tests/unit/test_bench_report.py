@@ -192,3 +192,14 @@ def test_slow_http3_readers_are_grouped_over_the_rounds_with_the_reactor_cpu():
     assert "| none | 100 | 0 | 48 ms | 61 ms (60-62) | 0 | 0.0 | 6 (6-7)% | - | 200.0 MiB |" in lines
     assert ("| 8 HTTP/3 | 100 | 0 | 48 ms | 75 ms (70-80) | 0 | 100.0 | 22 (20-24)%"
             " | 13.50 ms (12.50-14.50) | 200.0 MiB |") in lines
+
+
+def test_only_the_server_comparisons_own_settings_make_it_a_trial_run(monkeypatch):
+    from tests.bench import run
+    monkeypatch.setenv("BENCH_STEPS", "run h2download")  # which steps make bench runs
+    monkeypatch.setenv("BENCH_H3_READERS", "4")  # another step's
+    monkeypatch.setenv(provenance.ALLOW_DIRTY, "1")
+    assert run.non_defaults([]) == []
+    assert run.non_defaults(["--out", "/tmp/x"]) == []
+    monkeypatch.setenv("BENCH_ROUNDS", "1")
+    assert run.non_defaults(["--rate-seconds", "2"]) == ["BENCH_ROUNDS=1", "--rate-seconds", "2"]
