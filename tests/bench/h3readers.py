@@ -26,7 +26,7 @@ from pathlib import Path
 from tests.bench import provenance, report
 from tests.bench.clients import MB, RssSampler, probe_sequential, thread_times, wait_responsive
 from tests.bench.h3client import SlowReaders
-from tests.bench.servers import FILE_SIZE, THREADS, add_template_and_out, template_or_new
+from tests.bench.servers import FILE_SIZE, THREADS, add_template_and_out, alternating, template_or_new
 from tests.support.instance import (
     BIG_FILE_ID, SITE_ID, copy_instance_data, https_server, new_instance,
 )
@@ -184,7 +184,7 @@ def main(argv=None):
             # no reader: TLSReaders of none start no thread
             order = ((0, "h1"), (args.readers, "h1"), (args.readers, "h3"))
             for round_ in range(args.rounds):
-                for count, kind in (order if round_ % 2 == 0 else order[::-1]):
+                for count, kind in alternating(order, round_):
                     phases.append(found := dict(phase(server, ca, count, args, kind), round=round_))
                     probe = found["front_page"]
                     log(f"  {count} {found['kind']} readers ({found['reader_mib']} MiB read): p50"

@@ -1,7 +1,7 @@
 """The limit every server is measured against: Zope's WSGI app called in-process, no HTTP.
 
     python -m tests.bench.inprocess ZOPE_CONF SECONDS WARMUP PATH [PATH ...]
-    python -m tests.bench.inprocess --threads ROUNDS ZOPE_CONF SECONDS PATH [PATH ...]
+    python -m tests.bench.inprocess ZOPE_CONF --threads ROUNDS SECONDS PATH [PATH ...]
 
 Zope is configured from ZOPE_CONF (server sections ignored) and the app is the object
 txzserver publishes, as for waitress and granian. One thread calls it with a plain GET
@@ -17,11 +17,15 @@ thread, two threads at once, and two threads at a 20 ms switch interval; prints
 
 import io
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
 
 from tests.bench.clients import percentile
+from tests.bench.servers import alternating
+from tests.support.instance import ROOT, copy_instance_data, new_instance
 
 
 def environ_for(path):
@@ -107,14 +111,27 @@ def compare_threads(app, paths, seconds, rounds):
                 sys.setswitchinterval(interval or default)
                 measure_concurrent(app, path, 1.0, threads)
             for round_ in range(rounds):
-                names = list(CONCURRENCY) if round_ % 2 == 0 else list(CONCURRENCY)[::-1]
-                for name in names:
+                for name in alternating(CONCURRENCY, round_):
                     threads, interval = CONCURRENCY[name]
                     sys.setswitchinterval(interval or default)
                     found[path][name].append(measure_concurrent(app, path, seconds, threads))
     finally:
         sys.setswitchinterval(default)
     return found
+
+
+def in_subprocess(directory, template, arguments, timeout):
+    """Run this module in a process of its own (its Zope, its ZODB connections) on a fresh copy
+    of ``template`` in ``directory``, with ``arguments`` after the configuration file, as main
+    takes them; the JSON it printed last."""
+    conf = new_instance(directory)
+    copy_instance_data(template, directory)
+    argv = [sys.executable, "-m", "tests.bench.inprocess", str(conf), *arguments]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"tests.bench.inprocess: exit {done.returncode}: {done.stderr[-800:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _app(conf):
@@ -127,8 +144,8 @@ def _app(conf):
 
 
 def main(argv):
-    if argv[0] == "--threads":
-        rounds, conf, seconds, paths = int(argv[1]), argv[2], float(argv[3]), argv[4:]
+    if argv[1] == "--threads":
+        conf, rounds, seconds, paths = argv[0], int(argv[2]), float(argv[3]), argv[4:]
         print(json.dumps(compare_threads(_app(conf), paths, seconds, rounds)), flush=True)
         return
     conf, seconds, warmup, paths = argv[0], float(argv[1]), float(argv[2]), argv[3:]

@@ -20,24 +20,22 @@ BENCH_PHASE_SECONDS=3 BENCH_RATE_SECONDS=2 ...); see parse_args.
 """
 
 import argparse
-import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
-from tests.bench import ceiling, provenance, report
+from tests.bench import ceiling, inprocess, provenance, report
 from tests.bench.clients import (
     H2LOAD, MB, RssSampler, cpu_seconds, download_rate, hold_idle, probe_sequential, request_rate,
     start_readers, stop_readers, wait_responsive,
 )
 from tests.bench.servers import FILE_SIZE, THREADS, VARIANTS, start_variant, stop_quietly
 from tests.support.instance import (
-    BIG_FILE_ID, ROOT, SITE_ID, build_template, copy_instance_data, new_instance,
+    BIG_FILE_ID, SITE_ID, build_template,
 )
 from tests.support.slow import timed_get
 
@@ -149,16 +147,9 @@ def bench_in_process(directory, template, args):
     """Zope's app called in-process (tests.bench.inprocess) on a fresh copy of the template."""
     run = {"loadavg_start": round(os.getloadavg()[0], 2)}
     begin = time.monotonic()
-    conf = new_instance(directory)
-    copy_instance_data(template["directory"], directory)
-    argv = [sys.executable, "-m", "tests.bench.inprocess", str(conf), f"{args.rate_seconds:g}", "1",
-            *PAGES.values()]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        if done.returncode != 0 or not done.stdout.strip():
-            raise RuntimeError(f"exit {done.returncode}: {done.stderr[-800:]}")
-        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        measured = inprocess.in_subprocess(directory, template["directory"],
+                                           [f"{args.rate_seconds:g}", "1", *PAGES.values()], 600)
         run["rates"] = {f"{what} in-process": measured[path] for what, path in PAGES.items()}
         for key, found in run["rates"].items():
             log(f"  {key}: {found['requests_per_s']:.0f} req/s, p50 {found['p50_s']}, p99 {found['p99_s']}")

@@ -29,6 +29,12 @@ VARIANTS = {
 LIMITS = frozenset({"inprocess", "ceiling"})
 
 
+def alternating(names, round_):
+    """``names`` in their order in even rounds and reversed in odd ones: no variant always goes
+    first, so no warm-up or drift of the machine favours one."""
+    return list(names) if round_ % 2 == 0 else list(names)[::-1]
+
+
 def add_template_and_out(parser):
     """The arguments every step of `make bench` on a Plone site takes: a template to reuse
     (a trial run's shortcut) and where its results go."""

@@ -28,7 +28,9 @@ from pathlib import Path
 
 from tests.bench import provenance, report
 from tests.bench.clients import process_tree, request_rate, thread_times, wait_responsive
-from tests.bench.servers import THREADS, add_template_and_out, start_variant, stop_quietly, template_or_new
+from tests.bench.servers import (
+    THREADS, add_template_and_out, alternating, start_variant, stop_quietly, template_or_new,
+)
 from tests.support.instance import SITE_ID
 
 PATH = f"/{SITE_ID}/@@ok"
@@ -124,8 +126,7 @@ def main(argv=None):
                     f" per request ({calls[protocol]['requests']} requests under strace)")
             cpu = {name: [] for name in servers}
             for round_ in range(args.rounds):
-                order = list(servers) if round_ % 2 == 0 else list(servers)[::-1]
-                for name in order:
+                for name in alternating(servers, round_):
                     cpu[name].append(found := cpu_per_request(servers[name], args.rate_seconds,
                                                                    name == "txzserver"))
                     log(f"  {name}: {found['requests_per_s']:.0f} req/s, {found['cpu_ms_per_request']}"

@@ -20,9 +20,7 @@ Writes results/threads.json; prints Markdown tables.
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,17 +29,18 @@ from pathlib import Path
 
 from tests.bench import provenance, report
 from tests.bench.clients import cpu_seconds, request_rate, wait_responsive
-from tests.bench.servers import add_template_and_out, stop_quietly, template_or_new
-from tests.support.instance import ROOT, SITE_ID, copy_instance_data, http_server, new_instance
+from tests.bench.inprocess import CONCURRENCY, in_subprocess
+from tests.bench.run import PAGES
+from tests.bench.servers import add_template_and_out, alternating, stop_quietly, template_or_new
+from tests.support.instance import copy_instance_data, http_server, new_instance
 from tests.support.server import ServerProcess
 
-PAGES = {"@@ok": f"/{SITE_ID}/@@ok", "page": f"/{SITE_ID}"}
 CLIENTS = 4
-#: configuration name (the names of tests.bench.inprocess.CONCURRENCY) -> zope.conf lines
+#: configuration name -> zope.conf lines: the in-process configurations as a server's
 SERVER_CONFIGURATIONS = {
-    "1 thread": "server-threads 1\n",
-    "2 threads": "server-threads 2\n",
-    "2 threads, 20 ms": "server-threads 2\npython-switch-interval 20ms\n",
+    name: f"server-threads {threads}\n"
+          + (f"python-switch-interval {interval * 1000:g}ms\n" if interval else "")
+    for name, (threads, interval) in CONCURRENCY.items()
 }
 #: the configurations whose small requests are measured beside pages
 BESIDE_PAGES = ("2 threads", "2 threads, 20 ms")
@@ -82,20 +81,9 @@ def small_beside_pages(server, seconds):
 
 def in_process(directory, template, seconds, rounds):
     """tests.bench.inprocess --threads on a fresh copy of the template."""
-    conf = new_instance(directory)
-    copy_instance_data(template, directory)
-    argv = [sys.executable, "-m", "tests.bench.inprocess", "--threads", str(rounds), str(conf),
-            f"{seconds:g}", *PAGES.values()]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    if done.returncode != 0 or not done.stdout.strip():
-        raise RuntimeError(f"tests.bench.inprocess --threads: exit {done.returncode}: {done.stderr[-800:]}")
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = in_subprocess(directory, template, ["--threads", str(rounds), f"{seconds:g}",
+                                                   *PAGES.values()], 900)
     return {what: measured[path] for what, path in PAGES.items()}
-
-
-def alternating(names, round_):
-    return list(names) if round_ % 2 == 0 else list(names)[::-1]
 
 
 def main(argv=None):
