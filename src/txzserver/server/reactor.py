@@ -87,22 +87,23 @@ class UvloopReactor(AsyncioSelectorReactor):
         timeout = self.timeout()
         if timeout is None:
             return
-        loop = self._asyncioEventloop
         if self._timerHandle is not None:
             self._timerHandle.cancel()
-        now = loop.time()
-        delay = uvloop_delay(timeout, time.monotonic() - now)
+        now, delay = self._loop_delay(timeout)
         self._scheduledAt = now + delay
-        self._timerHandle = loop.call_later(delay, self._onTimer)
+        self._timerHandle = self._asyncioEventloop.call_later(delay, self._onTimer)
 
     def callLater(self, delay, callable, *args, **kwargs):
         call = PosixReactorBase.callLater(self, delay, callable, *args, **kwargs)
-        loop = self._asyncioEventloop
-        now = loop.time()
-        due = now + uvloop_delay(self.timeout(), time.monotonic() - now)
-        if self._scheduledAt is None or due < self._scheduledAt:
+        now, delay = self._loop_delay(self.timeout())
+        if self._scheduledAt is None or now + delay < self._scheduledAt:
             self._reschedule()
         return call
+
+    def _loop_delay(self, timeout):
+        """(uvloop's clock now, the delay to give it) for a call due in ``timeout`` seconds."""
+        now = self._asyncioEventloop.time()
+        return now, uvloop_delay(timeout, time.monotonic() - now)
 
     def _readOrWrite(self, selectable, read):
         super()._readOrWrite(selectable, read)
